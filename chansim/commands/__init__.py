@@ -1,0 +1,1 @@
+"""Sub-commands of the ``chansim`` CLI, one module each (see :mod:`chansim.cli`)."""
