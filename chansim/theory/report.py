@@ -1,0 +1,381 @@
+r"""``speedup_report``: the theoretical speed-up of given distributions (``chansim bound``).
+
+For one (p, q) pair or a batch of positions (leading axis) it computes, per position in
+the i.i.d. model (that pair at every node), then averages over positions:
+KL (nats, bits), TV, α_SD, α_ER, H(R), μ₂, tokens per call of every method at every k,
+the large-k relation and the all-k bound, and optionally E[log2 K] of the PFR.
+
+Trees (``tree=``):
+
+* ``optimal`` — ``sd``: the chain; ``specinfer``/``rsd``: the best sibling-closed tree
+  (Sequoia-style DP on the slot weights); ``spectr``: the best ``seq:CxL`` with C·L <= k;
+  ``ersd``: the best tree with arbitrary rank sets (k largest path products), and
+  ``ersd-topm``: the best sibling-closed tree (plain top-m drafting) — their ratio is
+  the gain of the generalisation;
+* ``chain`` / ``batch`` — the fixed k-chain / k-batch for every method (``sd`` only on
+  chains).
+
+Cost model (``cost=c``): one target call verifies the whole tree in parallel (time 1),
+the draft model is called once per tree level (time c each, a level's nodes batched),
+so a call with a depth-D tree takes 1 + c·D and
+
+.. math:: \text{speed-up} = \frac{E[\text{tokens per call}]}{1 + c\,D}
+
+relative to autoregressive decoding (1 token per time 1).  It ignores the growth of the
+verification cost with the tree width.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import races
+from ..distributions import check_pair, kl_divergence, softmax, total_variation
+from ..trees import Tree, batch as batch_tree, chain as chain_tree
+from .asymptotics import all_k_bound, large_k_relation
+from .expectations import sd_chain_tokens, spectr_sequences_tokens, tree_value
+from .nodes import rsd_weights, specinfer_weights, spectr_transition_matrix
+from .optimal import best_rank_set_tree, sibling_closed_values, top_products_curve
+from .ranklaw import rank_law
+
+__all__ = ["BoundReport", "speedup_report", "DEFAULT_K", "REPORT_METHODS"]
+
+DEFAULT_K = (1, 2, 4, 8, 16, 32, 64)
+REPORT_METHODS = ("sd", "specinfer", "rsd", "spectr", "ersd", "ersd-topm")
+_TREES = ("optimal", "chain", "batch")
+
+
+@dataclass
+class BoundReport:
+    """Result of :func:`speedup_report`; ``str()`` is a table, :meth:`to_dict` is JSON-ready."""
+
+    k: list
+    tree: str
+    positions: int
+    vocab: int
+    summary: dict                      # averaged scalars
+    methods: dict                      # name -> {"k", "tokens_per_call", "exact", ["speedup", "depth"]}
+    bound: dict
+    asymptote: dict
+    cost: float | None = None
+    per_position: list | None = None
+    notes: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        out = {
+            "k": self.k, "tree": self.tree, "positions": self.positions, "vocab": self.vocab,
+            **self.summary,
+            "methods": self.methods, "bound": self.bound, "asymptote": self.asymptote,
+            "cost_model": None if self.cost is None else {
+                "c": self.cost, "speedup": "tokens_per_call / (1 + c * draft_depth)"},
+            "notes": self.notes,
+        }
+        if self.per_position is not None:
+            out["per_position"] = self.per_position
+        return out
+
+    def __str__(self) -> str:
+        s = self.summary
+        lines = [
+            f"chansim bound: {self.positions} position(s), V = {self.vocab}, tree = {self.tree}"
+            + ("" if self.positions == 1 else " (averages over positions)"),
+            f"  KL(p||q) = {s['kl_nats']:.4f} nats = {s['kl_bits']:.4f} bits    TV = {s['tv']:.4f}",
+            f"  alpha_SD = {s['alpha_sd']:.4f}    alpha_ER = {s['alpha_er']:.4f}",
+            f"  H(R) = {s['rank_entropy_nats']:.4f} nats"
+            + ("" if s["rank_entropy_exact"] else
+               f" (Monte Carlo, {s['rank_entropy_ci'][0]:.4f}..{s['rank_entropy_ci'][1]:.4f})")
+            + f"    E[(ln a_R)^2] = {s['rank_second_moment']:.4f}",
+        ]
+        if s.get("pfr_log2_index_bits") is not None:
+            lines.append(f"  PFR E[log2 K] = {s['pfr_log2_index_bits']:.4f} bits   H(R) = {s['rank_entropy_bits']:.4f} bits")
+        names = list(self.methods)
+        width = max(10, *(len(n) + 2 for n in names))
+        head = f"  {'k':>8}" + "".join(f"{n:>{width}}" for n in names) + f"{'asymptote':>12}{'bound':>10}"
+        lines += ["", "  tokens per target call (* = Monte Carlo)", head]
+        for i, k in enumerate(self.k):
+            row = f"  {k:>8}"
+            for n in names:
+                v = self.methods[n]["tokens_per_call"][i]
+                flag = "" if self.methods[n]["exact"] else "*"
+                row += f"{'-' if v is None else f'{v:.4f}{flag}':>{width}}"
+            row += f"{self.asymptote['value'][i]:>12.4f}{self.bound['value'][i]:>10.4f}"
+            lines.append(row)
+        if self.cost is not None:
+            lines += ["", f"  wall-clock speed-up, cost model tokens / (1 + c*depth), c = {self.cost:g}",
+                      f"  {'k':>8}" + "".join(f"{n:>{width}}" for n in names)]
+            for i, k in enumerate(self.k):
+                row = f"  {k:>8}"
+                for n in names:
+                    v = self.methods[n].get("speedup", [None] * len(self.k))[i]
+                    row += f"{'-' if v is None else f'{v:.4f}':>{width}}"
+                lines.append(row)
+        lines += ["", "  asymptote: ln k / H(R) + C (renewal, optimal ERSD tree); "
+                  "bound: (ln(k+1) + ln V_R) / H(R), any ERSD tree of k nodes"]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _as_pairs(target, draft, logits, temperature):
+    if logits:
+        target, draft = softmax(target, temperature), softmax(draft, temperature)
+    elif temperature != 1.0:
+        raise ValueError("temperature applies to logits only; pass logits=True")
+    p, q = check_pair(target, draft)
+    if p.ndim == 1:
+        p, q = p[None], q[None]
+    if p.ndim != 2:
+        raise ValueError(f"expected one pair (V,) or a batch (positions, V), got shape {p.shape}")
+    return p, q
+
+
+def _check_ks(k) -> list:
+    ks = [k] if np.isscalar(k) else list(k)
+    if not ks:
+        raise ValueError("k list is empty")
+    out = []
+    for v in ks:
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise ValueError(f"k values must be positive integers, got {v!r}")
+        out.append(int(v))
+    return out
+
+
+def _reconstruct_depth(dp, n):
+    """Depth of the DP-optimal sibling-closed tree with budget n."""
+    best = 0
+    stack = [(n, 0)]
+    while stack:
+        b, d = stack.pop()
+        if b == 0:
+            best = max(best, d)
+            continue
+        col = dp.G[1:, b]
+        j = int(np.flatnonzero(col >= col.max() - 1e-15)[0]) + 1
+        for slot in range(j, 0, -1):
+            s = int(dp.choice[slot, b])
+            stack.append((s, d + 1))
+            b -= 1 + s
+    return best
+
+
+def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps):
+    """All per-position quantities (dict of scalars and per-method lists)."""
+    kmax = max(ks)
+    law = rank_law(p, q, trials=trials, seed=seed, exact_max_vocab=exact_max_vocab, eps=eps)
+    beta = float(np.minimum(p, q).sum())
+    never_possible = bool(np.any((p > 0) & (q == 0)))
+    support = law.support if law.exact else int(np.count_nonzero(q)) + int(never_possible)
+    out = {"kl_nats": float(kl_divergence(p, q, validate=False)), "tv": float(total_variation(p, q, validate=False)),
+           "alpha_sd": beta, "alpha_er": float(races.er_acceptance(p, q, validate=False)),
+           "rank_entropy_nats": law.entropy, "rank_entropy_ci": list(law.entropy_ci),
+           "rank_entropy_exact": law.exact, "rank_second_moment": law.second_moment,
+           "rank_truncation": law.truncation, "rank_never": law.never, "rank_support": support}
+    if law.entropy > 0:
+        out["bound"] = [float(v) for v in all_k_bound(ks, law, support=support)]
+        out["asymptote"] = [float(v) for v in large_k_relation(ks, law)]
+    else:
+        out["bound"] = [float(k + 1) for k in ks]
+        out["asymptote"] = [float(k + 1) for k in ks]
+    res = {}
+    a = law.probs
+    for name in methods:
+        tok, depth, exact = [None] * len(ks), [None] * len(ks), True
+        if name == "sd":
+            if tree in ("optimal", "chain"):
+                tok = [float(sd_chain_tokens(beta, k)) for k in ks]
+                depth = list(ks)
+            else:
+                tok = [float(1 + beta) if k == 1 else None for k in ks]
+                depth = [1 if k == 1 else None for k in ks]
+        elif name in ("specinfer", "rsd", "ersd-topm"):
+            if name == "specinfer":
+                w = specinfer_weights(p, q, kmax)
+            elif name == "rsd":
+                sw = rsd_weights(p, q, kmax, seed=seed)
+                w, exact = sw.w, sw.exact
+            else:
+                w, exact = law.weights(kmax), law.exact
+            if tree == "optimal":
+                dp = sibling_closed_values(w, kmax)
+                tok = [float(1 + dp.f[k]) for k in ks]
+                depth = [_reconstruct_depth(dp, k) for k in ks]
+            elif tree == "chain":
+                tok = [float(sd_chain_tokens(w[0], k)) for k in ks]
+                depth = list(ks)
+            else:
+                cw = np.cumsum(w)
+                tok = [float(1 + cw[k - 1]) for k in ks]
+                depth = [1] * len(ks)
+        elif name == "ersd":
+            exact = law.exact
+            if tree == "optimal":
+                acc = top_products_curve(a, kmax)
+                t = best_rank_set_tree(a, kmax)
+                d = np.maximum.accumulate(t.depth[1:]) if t.size else np.zeros(0, int)
+                tok = [float(1 + acc[k - 1]) for k in ks]
+                depth = [int(d[min(k, len(d)) - 1]) if len(d) else 0 for k in ks]
+            elif tree == "chain":
+                tok = [float(sd_chain_tokens(law.alpha, k)) for k in ks]
+                depth = list(ks)
+            else:
+                cw = np.cumsum(law.weights(kmax))
+                tok = [float(1 + cw[k - 1]) for k in ks]
+                depth = [1] * len(ks)
+        elif name == "spectr":
+            if tree == "optimal":
+                tok, depth = [], []
+                trans = spectr_transition_matrix(p, q, kmax)
+                for k in ks:
+                    best, bd = -1.0, 0
+                    for c in range(1, k + 1):
+                        v = spectr_sequences_tokens(p, q, c, k // c, transition=trans)
+                        if v > best + 1e-12:
+                            best, bd = v, k // c
+                    tok.append(best)
+                    depth.append(bd)
+            elif tree == "chain":
+                tok = [float(sd_chain_tokens(beta, k)) for k in ks]
+                depth = list(ks)
+            else:
+                trans = spectr_transition_matrix(p, q, kmax)
+                tok = [spectr_sequences_tokens(p, q, k, 1, transition=trans) for k in ks]
+                depth = [1] * len(ks)
+        else:
+            raise ValueError(f"unknown method {name!r}; choose from {', '.join(REPORT_METHODS)}")
+        res[name] = {"tokens_per_call": tok, "depth": depth, "exact": exact}
+    out["methods"] = res
+    return out
+
+
+def _rows(p, q, offset, ks, methods, tree, trials, seed, exact_max_vocab, eps):
+    return [_position(p[i], q[i], ks, methods, tree, trials, seed + offset + i, exact_max_vocab, eps)
+            for i in range(len(p))]
+
+
+def _default_methods(vocab: int, kmax: int) -> list:
+    methods = ["sd", "specinfer", "ersd", "ersd-topm"]
+    if vocab <= 64:
+        methods.insert(2, "rsd")
+    if vocab * kmax ** 2 <= 2_000_000:
+        methods.insert(3, "spectr")
+    return methods
+
+
+def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optimal", cost: float | None = None,
+                   per_position: bool = False, logits: bool = False, temperature: float = 1.0,
+                   trials: int = 1000, seed: int = 0, exact_max_vocab: int = 16, eps: float = 1e-4,
+                   pfr: bool | None = None, n_jobs: int = 1) -> BoundReport:
+    r"""Theoretical tokens per call, large-k relation and all-k bound for given distributions.
+
+    Parameters
+    ----------
+    target, draft : array_like, shape (V,) or (positions, V)
+        Probabilities (or logits with ``logits=True``, softmax at ``temperature``).
+    k : int or sequence of int
+        Budgets of drafted tokens.
+    methods : sequence of str, optional
+        Subset of ``sd, specinfer, rsd, spectr, ersd, ersd-topm``; the default drops
+        ``rsd`` (V > 64) and ``spectr`` (V·k² > 2e6) when they would be slow.
+    tree : {"optimal", "chain", "batch"}
+    cost : float, optional
+        Draft/target time ratio c of the cost model (module docstring).
+    per_position : bool
+        Keep every position's values in ``per_position``.
+    trials, seed, exact_max_vocab, eps
+        Rank law: exact for V <= ``exact_max_vocab``, else Monte Carlo with ``trials``
+        samples on the head of mass 1 - ``eps`` (:func:`chansim.theory.rank_law`).
+    pfr : bool, optional
+        Also compute E[log2 K] of the Poisson functional representation (default: when
+        positions·V <= 2e5; it costs ~1 s per position at V = 49k).
+    n_jobs : int
+        Positions are processed in parallel with joblib when ``n_jobs != 1`` (-1: all cores).
+
+    Returns
+    -------
+    BoundReport
+
+    Examples
+    --------
+    >>> rep = speedup_report([0.5, 0.3, 0.2], [0.3, 0.3, 0.4], k=[1, 4], methods=["sd", "ersd"])
+    >>> round(rep.methods["sd"]["tokens_per_call"][0], 12)       # 1 + beta
+    1.8
+    >>> sorted(rep.to_dict())[:4]
+    ['alpha_er', 'alpha_sd', 'asymptote', 'bound']
+    """
+    p, q = _as_pairs(target, draft, logits, temperature)
+    ks = _check_ks(k)
+    if tree not in _TREES:
+        raise ValueError(f"tree must be one of {', '.join(_TREES)}, got {tree!r}")
+    if cost is not None and not (math.isfinite(cost) and cost >= 0):
+        raise ValueError(f"cost must be a finite number >= 0, got {cost}")
+    n, vocab = p.shape
+    methods = list(methods) if methods else _default_methods(vocab, max(ks))
+    for name in methods:
+        if name not in REPORT_METHODS:
+            raise ValueError(f"unknown method {name!r}; choose from {', '.join(REPORT_METHODS)}")
+    args = (ks, methods, tree, trials, seed, exact_max_vocab, eps)
+    if n_jobs == 1 or n < 16:
+        rows = _rows(p, q, 0, *args)
+    else:
+        from joblib import Parallel, delayed, effective_n_jobs
+
+        chunks = np.array_split(np.arange(n), min(n, 4 * effective_n_jobs(n_jobs)))
+        parts = Parallel(n_jobs=n_jobs)(delayed(_rows)(p[c], q[c], int(c[0]), *args) for c in chunks if len(c))
+        rows = [r for part in parts for r in part]
+    if pfr is None:
+        pfr = n * vocab <= 200_000
+    if pfr:
+        from ..channel import expected_log2_index
+        for i, row in enumerate(rows):
+            row["pfr_log2_index_bits"] = float(expected_log2_index(p[i], q[i]))
+
+    def mean(key):
+        return float(np.mean([r[key] for r in rows]))
+
+    summary = {key: mean(key) for key in ("kl_nats", "tv", "alpha_sd", "alpha_er", "rank_entropy_nats",
+                                          "rank_second_moment")}
+    summary["kl_bits"] = summary["kl_nats"] / math.log(2)
+    summary["rank_entropy_bits"] = summary["rank_entropy_nats"] / math.log(2)
+    summary["rank_entropy_exact"] = all(r["rank_entropy_exact"] for r in rows)
+    summary["rank_entropy_ci"] = [float(np.mean([r["rank_entropy_ci"][j] for r in rows])) for j in (0, 1)]
+    summary["pfr_log2_index_bits"] = mean("pfr_log2_index_bits") if pfr else None
+    meths = {}
+    for name in methods:
+        toks, deps = [], []
+        for i in range(len(ks)):
+            vals = [r["methods"][name]["tokens_per_call"][i] for r in rows]
+            toks.append(None if any(v is None for v in vals) else float(np.mean(vals)))
+            dv = [r["methods"][name]["depth"][i] for r in rows]
+            deps.append(None if any(v is None for v in dv) else float(np.mean(dv)))
+        entry = {"k": ks, "tokens_per_call": toks, "exact": all(r["methods"][name]["exact"] for r in rows),
+                 "draft_depth": deps}
+        if cost is not None:
+            sp_ = []
+            for i in range(len(ks)):
+                vals = [(r["methods"][name]["tokens_per_call"][i], r["methods"][name]["depth"][i]) for r in rows]
+                sp_.append(None if any(v is None for v, _ in vals)
+                           else float(np.mean([v / (1 + cost * d) for v, d in vals])))
+            entry["speedup"] = sp_
+        meths[name] = entry
+    bound = {"k": ks, "value": [float(np.mean([r["bound"][i] for r in rows])) for i in range(len(ks))]}
+    asym = {"k": ks, "value": [float(np.mean([r["asymptote"][i] for r in rows])) for i in range(len(ks))]}
+    notes = []
+    if not summary["rank_entropy_exact"]:
+        notes.append(f"rank law by Monte Carlo ({trials} samples/position on the head of mass 1-{eps:g}); "
+                     f"max truncation bound P(R != R') <= {max(r['rank_truncation'] for r in rows):.2e}")
+    if any(r["rank_never"] > 0 for r in rows):
+        notes.append("some target tokens have q = 0 (never draftable): tokens per call stays below 1/P(never)")
+    per = None
+    if per_position:
+        per = []
+        for r in rows:
+            d = {key: r[key] for key in ("kl_nats", "tv", "alpha_sd", "alpha_er", "rank_entropy_nats",
+                                         "rank_second_moment", "bound", "asymptote")}
+            d["kl_bits"] = d["kl_nats"] / math.log(2)
+            d["methods"] = {m: {"k": ks, "tokens_per_call": r["methods"][m]["tokens_per_call"]} for m in methods}
+            if pfr:
+                d["pfr_log2_index_bits"] = r["pfr_log2_index_bits"]
+            per.append(d)
+    return BoundReport(ks, tree, n, vocab, summary, meths, bound, asym, cost, per, notes)
