@@ -1,0 +1,482 @@
+r"""Monte Carlo engine: many speculative target calls at once, for the i.i.d. and Markov models.
+
+The **batched engine** runs the node rules of :mod:`chansim.verify` (written over a
+leading batch axis) on a batch of calls at once: a Python loop over depths and tree
+nodes, numpy over trials — no per-trial Python.  Children are drafted lazily at the
+visited node only (the drafts of unvisited subtrees never influence the output, so
+the law of every call is that of :func:`chansim.verify.speculative_step`).  Race
+noise is fresh Exp(1) per (call, depth) — i.e. per absolute position — shared by the
+draft and the target at the visited node.
+
+The **reference engine** (``engine="reference"``) drives the shared tree walk
+:func:`~chansim.verify.speculative_step` one call at a time; it is the cross-check and
+the benchmark baseline.
+
+Models and token streams
+------------------------
+* **i.i.d.** (two 1-D vectors or :class:`~chansim.sources.IIDSource`): calls are
+  independent; ``tokens`` is the concatenated output of all calls in call order (an
+  i.i.d. sequence ~ p when the method is exact).
+* **Markov** (:class:`~chansim.sources.MarkovSource` pair): ``streams`` independent
+  generations, each starting from the empty prefix and chaining its calls (each call
+  continues after the previous call's last token); calls are dealt round-robin, so the
+  streams get ``calls // streams`` or one more call each.  ``tokens`` is the
+  concatenation of the streams, stream after stream (``stream_lengths`` gives the
+  boundaries).  ``streams=1`` is one long generation.
+
+Confidence interval of tokens per call: normal interval at level ``confidence``
+(default 99%).  i.i.d.: mean ± z·s/√n from the sample std of the per-call token
+counts.  Markov: calls within a stream are dependent, so the standard error is that
+of the ratio estimator Σ tokens / Σ calls over the independent streams (cluster /
+delta method); with a single stream it falls back to the i.i.d. formula, which then
+ignores the serial correlation.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from .sources import IIDSource, as_source, check_sources
+from .trees import Tree
+from .verify import GeneratorNoise, NodeNoise, as_tree, get_method, speculative_step
+
+__all__ = ["Estimate", "SimulationResult", "simulate", "generate", "sweep", "grid"]
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class Estimate:
+    """A Monte Carlo mean with a two-sided normal confidence interval."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    std_error: float
+    confidence: float
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "ci_low": self.ci_low, "ci_high": self.ci_high,
+                "std_error": self.std_error, "confidence": self.confidence}
+
+    def contains(self, value: float) -> bool:
+        return self.ci_low <= value <= self.ci_high
+
+
+@dataclass
+class SimulationResult:
+    """Outcome of :func:`simulate` (raw counts included, so any statistic can be recomputed).
+
+    ``acceptance_per_depth[d]`` = accepted_per_depth[d] / reached_per_depth[d]: among the
+    calls that verified drafted children at depth d, the fraction that accepted one
+    (NaN when no call got there).  ``tokens_histogram[j]`` = number of calls that
+    produced j tokens (j = 0 .. max_depth + 1; entry 0 is always 0).
+    """
+
+    method: str
+    tree: str
+    k: int
+    calls: int
+    seed: int
+    model: str
+    engine: str
+    streams: int
+    tokens_per_call: Estimate
+    acceptance_per_depth: list
+    reached_per_depth: list
+    accepted_per_depth: list
+    tokens_histogram: list
+    seconds: float
+    tokens: np.ndarray | None = field(default=None, repr=False)
+    stream_lengths: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def calls_per_second(self) -> float:
+        return self.calls / self.seconds if self.seconds > 0 else math.inf
+
+    def to_dict(self, include_tokens: bool = False) -> dict:
+        """JSON-ready dict (NaN acceptances become ``None``)."""
+        out = {
+            "method": self.method, "tree": self.tree, "k": self.k, "calls": self.calls,
+            "seed": self.seed, "model": self.model, "engine": self.engine, "streams": self.streams,
+            "tokens_per_call": self.tokens_per_call.to_dict(),
+            "acceptance_per_depth": [None if math.isnan(a) else a for a in self.acceptance_per_depth],
+            "reached_per_depth": list(self.reached_per_depth),
+            "accepted_per_depth": list(self.accepted_per_depth),
+            "tokens_histogram": list(self.tokens_histogram),
+            "seconds": self.seconds,
+        }
+        if include_tokens and self.tokens is not None:
+            out["tokens"] = self.tokens.tolist()
+        return out
+
+
+# ----------------------------------------------------------------------------- engine
+class _Plan:
+    """Per-tree lookup tables for the batched walk."""
+
+    def __init__(self, tree: Tree, merges: bool):
+        self.max_depth = tree.max_depth
+        self.depth_nodes = [np.flatnonzero(tree.depth == d) for d in range(self.max_depth + 1)]
+        self.children = tree.children
+        self.slots = [tree.ranks[c] for c in tree.children]
+        if merges:   # disjoint chains below the root: chain_nodes[c, d] = node at depth d + 1
+            roots = tree.children[0]
+            self.chain_nodes = np.full((len(roots), max(1, self.max_depth)), -1, dtype=np.int64)
+            for c, u in enumerate(roots):
+                d = 0
+                while True:
+                    self.chain_nodes[c, d] = u
+                    if not len(tree.children[u]):
+                        break
+                    u, d = tree.children[u][0], d + 1
+            self.chain_len = (self.chain_nodes >= 0).sum(axis=1)        # [C]
+
+
+def _visit(method, target, draft, ctx, slots, rng, vocab):
+    """Draft the children of a batch of nodes and apply the node rule: (accepted, token, drafts)."""
+    batch = len(ctx)
+    p = target.next_probs(ctx)                                          # [B or 1, V]
+    q = draft.next_probs(ctx)                                           # [B or 1, V]
+    race = rng.standard_exponential((batch, vocab)) if method.uses_race else None   # [B, V]
+    noise = NodeNoise(rng, batch, race)
+    drafts = method.draft(q, slots, noise) if len(slots) else np.empty((batch, 0), dtype=np.int64)
+    accepted, token = method.verify(p, q, drafts, noise)
+    return accepted, token, drafts
+
+
+def _batched_calls(method, plan: _Plan, target, draft, ctx, rng, vocab):
+    """One target call for each of S trials; ctx ``[S]`` = last token (-1: empty prefix).
+
+    Returns out ``[S, D+1]`` (tokens, -1 padded), n_tokens ``[S]``, reached ``[D+1]``,
+    accepted ``[D+1]`` and the new last tokens ``[S]``.
+    """
+    n = len(ctx)
+    depth_max = plan.max_depth
+    out = np.full((n, depth_max + 1), -1, dtype=np.int64)              # [S, D+1]
+    n_tok = np.zeros(n, dtype=np.int64)                                # [S]
+    reached = np.zeros(depth_max + 1, dtype=np.int64)
+    accepted = np.zeros(depth_max + 1, dtype=np.int64)
+    ctx = np.array(ctx, dtype=np.int64)
+    running = np.ones(n, dtype=bool)
+    if method.merges_duplicates:
+        alive = np.ones((n, len(plan.chain_len)), dtype=bool)          # [S, C] chains matching the output
+    else:
+        node = np.zeros(n, dtype=np.int64)                             # [S] current tree node
+    for d in range(depth_max + 1):
+        if not running.any():
+            break
+        if method.merges_duplicates:
+            cand = alive & (plan.chain_len > d)[None, :]               # [S, C] chains with a depth-(d+1) draft
+            count = cand.sum(axis=1)
+            groups = [(c, running & (count == c)) for c in np.unique(count[running])]
+        else:
+            groups = [(u, running & (node == u)) for u in plan.depth_nodes[d]]
+        for key, mask in groups:
+            idx = np.flatnonzero(mask)
+            if not idx.size:
+                continue
+            slots = np.arange(1, key + 1) if method.merges_duplicates else plan.slots[key]
+            acc, tok, drafts = _visit(method, target, draft, ctx[idx], slots, rng, vocab)
+            out[idx, d] = tok
+            n_tok[idx] += 1
+            ctx[idx] = tok
+            moved = acc >= 0
+            if len(slots):
+                reached[d] += idx.size
+                accepted[d] += int(moved.sum())
+            running[idx[~moved]] = False
+            if method.merges_duplicates:
+                chains = np.argsort(~cand[idx], axis=1, kind="stable")[:, :key]   # [B, c] candidate chain ids
+                new_alive = np.zeros((idx.size, alive.shape[1]), dtype=bool)
+                np.put_along_axis(new_alive, chains, drafts == tok[:, None], axis=1)
+                alive[idx] = new_alive
+            else:
+                node[idx[moved]] = plan.children[key][acc[moved]]
+    return out, n_tok, reached, accepted, ctx
+
+
+def _reference_call(method, tree, target, draft, last, rng):
+    """One call through the shared walk (order-1 sources: the prefix is the last token)."""
+    prefix = [] if last < 0 else [int(last)]
+    step = speculative_step(method, tree, prefix, target, draft, GeneratorNoise(rng))
+    depth_max = tree.max_depth
+    reached = np.zeros(depth_max + 1, dtype=np.int64)
+    accepted = np.zeros(depth_max + 1, dtype=np.int64)
+    reached[:len(step.events)] = 1
+    accepted[:len(step.events)] = step.events
+    out = np.full(depth_max + 1, -1, dtype=np.int64)
+    out[:step.n_tokens] = step.tokens
+    return out, step.n_tokens, reached, accepted, int(step.tokens[-1])
+
+
+# ----------------------------------------------------------------------------- helpers
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _setup(method, tree, target_probs, draft_probs, method_options):
+    method = get_method(method, **method_options)
+    tree = as_tree(tree)
+    method.check_tree(tree)
+    target = as_source(target_probs, "target_probs")
+    draft = as_source(draft_probs, "draft_probs")
+    vocab = check_sources(target, draft)
+    for role, src in (("target", target), ("draft", draft)):
+        if not hasattr(src, "next_probs"):
+            raise ValueError(f"the Monte Carlo engine needs order-1 sources (IIDSource, MarkovSource); the {role} "
+                             f"source {src!r} has no next_probs — use chansim.verify.speculative_generate")
+    model = "iid" if isinstance(target, IIDSource) and isinstance(draft, IIDSource) else "markov"
+    return method, tree, target, draft, vocab, model
+
+
+def _estimate(hist, stream_tokens, stream_calls, model, confidence) -> Estimate:
+    counts = np.arange(len(hist))
+    n = int(hist.sum())
+    mean = float((counts * hist).sum() / n)
+    if model == "markov" and len(stream_calls) > 1:
+        s = len(stream_calls)
+        dev = stream_tokens - mean * stream_calls
+        se = math.sqrt(s / (s - 1) * float((dev ** 2).sum())) / float(stream_calls.sum())
+    else:
+        var = float(((counts - mean) ** 2 * hist).sum() / max(1, n - 1))
+        se = math.sqrt(var / n)
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    return Estimate(mean, mean - z * se, mean + z * se, se, confidence)
+
+
+# ----------------------------------------------------------------------------- public
+def simulate(method, tree, target_probs, draft_probs, calls: int, seed: int = 0, *, streams: int | None = None,
+             emit_tokens: bool = False, engine: str = "batched", confidence: float = 0.99,
+             max_batch_elements: int = 2**22, progress: bool = False, **method_options) -> SimulationResult:
+    r"""Simulate ``calls`` target calls of ``method`` on ``tree``; tokens per call with a CI.
+
+    Parameters
+    ----------
+    method : str or Method
+        ``autoregressive``, ``sd``, ``specinfer``, ``rsd``, ``spectr``, ``ersd``.
+    tree : Tree or str
+        Draft tree or spec (``chain:4``, ``batch:4``, ``branch:4,2,1``, ``seq:3x4``).
+    target_probs, draft_probs : array of shape (V,), or a source
+        1-D vectors (i.i.d. model) or :class:`~chansim.sources.IIDSource` /
+        :class:`~chansim.sources.MarkovSource` objects.
+    calls : int
+        Number of target calls.
+    seed : int
+        Seed of the ``numpy.random.Generator``; same seed, same result.
+    streams : int, optional
+        Markov: number of independent generations (default ``min(calls, 1024)``).
+        i.i.d.: batch size (default ``max_batch_elements // V``, at least 16).
+    emit_tokens : bool
+        Keep the output token stream (see the module docstring).
+    engine : {"batched", "reference"}
+    confidence : float
+        Level of the normal confidence interval of tokens per call.
+    **method_options
+        Passed to the method (e.g. ``rho`` for spectr).
+
+    Returns
+    -------
+    SimulationResult
+
+    Examples
+    --------
+    Known answer for sd on a chain of :math:`\gamma` in the i.i.d. model,
+    :math:`(1-\beta^{\gamma+1})/(1-\beta)`, :math:`\beta = \sum_x \min(p_x, q_x)`:
+
+    >>> p, q = np.array([0.5, 0.3, 0.2]), np.array([0.3, 0.3, 0.4])   # beta = 0.8
+    >>> res = simulate("sd", "chain:2", p, q, calls=20_000, seed=1)
+    >>> res.tokens_per_call.contains((1 - 0.8**3) / (1 - 0.8))
+    True
+    """
+    method, tree, target, draft, vocab, model = _setup(method, tree, target_probs, draft_probs, method_options)
+    calls = _positive_int(calls, "calls")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if engine not in ("batched", "reference"):
+        raise ValueError(f"engine must be 'batched' or 'reference', got {engine!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if streams is None:
+        streams = min(calls, 1024) if model == "markov" else max(16, max_batch_elements // vocab)
+    streams = min(_positive_int(streams, "streams"), calls)
+    rng = np.random.default_rng(seed)
+    plan = _Plan(tree, method.merges_duplicates)
+    depth_max = tree.max_depth
+
+    per_stream = np.full(streams, calls // streams, dtype=np.int64)
+    per_stream[: calls % streams] += 1
+    ctx = np.full(streams, -1, dtype=np.int64)                          # last token per stream
+    hist = np.zeros(depth_max + 2, dtype=np.int64)
+    reached = np.zeros(depth_max + 1, dtype=np.int64)
+    accepted = np.zeros(depth_max + 1, dtype=np.int64)
+    stream_tokens = np.zeros(streams, dtype=np.int64)
+    stream_calls = np.zeros(streams, dtype=np.int64)
+    rounds = int(per_stream.max())
+    blocks = []
+    start = time.perf_counter()
+    if engine == "batched":
+        bar = _progress(rounds, progress, f"{method.name} {tree.name}")
+        for r in range(rounds):
+            active = np.flatnonzero(per_stream > r)
+            out, n_tok, rch, acc, ctx[active] = _batched_calls(method, plan, target, draft, ctx[active], rng, vocab)
+            hist += np.bincount(n_tok, minlength=depth_max + 2)
+            reached += rch
+            accepted += acc
+            stream_tokens[active] += n_tok
+            stream_calls[active] += 1
+            if emit_tokens:
+                blocks.append((active, out.astype(np.int32)))
+            bar.update(1)
+        bar.close()
+    else:   # reference: the same calls, one at a time, stream after stream
+        outs = {}
+        for s in range(streams):
+            for r in range(int(per_stream[s])):
+                out, n_tok, rch, acc, ctx[s] = _reference_call(method, tree, target, draft, ctx[s], rng)
+                hist[n_tok] += 1
+                reached += rch
+                accepted += acc
+                stream_tokens[s] += n_tok
+                stream_calls[s] += 1
+                if emit_tokens:
+                    outs.setdefault(r, []).append((s, out))
+        for r in sorted(outs):
+            blocks.append((np.array([s for s, _ in outs[r]]), np.array([o for _, o in outs[r]], dtype=np.int32)))
+    seconds = time.perf_counter() - start
+
+    tokens = lengths = None
+    if emit_tokens:
+        tokens, lengths = _assemble(blocks, streams, rounds, depth_max, model)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acceptance = (accepted / np.where(reached > 0, reached, 1)).astype(float)
+    acceptance[reached == 0] = np.nan
+    return SimulationResult(
+        method=method.name, tree=tree.name, k=tree.size, calls=calls, seed=int(seed), model=model, engine=engine,
+        streams=streams, tokens_per_call=_estimate(hist, stream_tokens, stream_calls, model, confidence),
+        acceptance_per_depth=acceptance[:depth_max].tolist(),
+        reached_per_depth=reached[:depth_max].tolist(), accepted_per_depth=accepted[:depth_max].tolist(),
+        tokens_histogram=hist.tolist(), seconds=seconds, tokens=tokens, stream_lengths=lengths)
+
+
+def _assemble(blocks, streams, rounds, depth_max, model):
+    """Token stream from per-round output blocks: call order (i.i.d.) or stream after stream (Markov)."""
+    if model == "iid":
+        parts = [out[out >= 0] for _, out in blocks]                      # round-major = call order
+        tokens = np.concatenate(parts).astype(np.int64) if parts else np.empty(0, dtype=np.int64)
+        return tokens, np.array([len(tokens)])
+    grid_ = np.full((streams, rounds, depth_max + 1), -1, dtype=np.int32)   # [S, rounds, D+1]
+    for r, (active, out) in enumerate(blocks):
+        grid_[active, r] = out
+    flat = grid_.reshape(streams, -1)
+    lengths = (flat >= 0).sum(axis=1)
+    return flat[flat >= 0].astype(np.int64), lengths
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total, enabled, desc):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False)
+
+
+def generate(method, tree, target_probs, draft_probs, streams: int, length: int, seed: int = 0,
+             **method_options) -> np.ndarray:
+    """``streams`` independent generations of ``length`` tokens each, batched; shape ``[streams, length]``.
+
+    Every generation starts from the empty prefix and chains target calls until it has
+    at least ``length`` tokens (the overshoot of the last call is cut, which leaves the
+    law of the kept tokens unchanged).  With an exact method each row is distributed as
+    the target's own autoregressive sample.
+
+    >>> from chansim.sources import MarkovSource
+    >>> src = MarkovSource([[0.5, 0.5], [0.1, 0.9]])
+    >>> generate("ersd", "batch:2", src, src, streams=4, length=3).shape
+    (4, 3)
+    """
+    method, tree, target, draft, vocab, _ = _setup(method, tree, target_probs, draft_probs, method_options)
+    streams, length = _positive_int(streams, "streams"), _positive_int(length, "length")
+    rng = np.random.default_rng(seed)
+    plan = _Plan(tree, method.merges_duplicates)
+    buf = np.full((streams, length + tree.max_depth + 1), -1, dtype=np.int64)
+    filled = np.zeros(streams, dtype=np.int64)
+    ctx = np.full(streams, -1, dtype=np.int64)
+    while True:
+        active = np.flatnonzero(filled < length)
+        if not active.size:
+            return buf[:, :length]
+        out, n_tok, _, _, ctx[active] = _batched_calls(method, plan, target, draft, ctx[active], rng, vocab)
+        cols = filled[active, None] + np.arange(out.shape[1])[None, :]  # [A, D+1]
+        keep = out >= 0
+        buf[np.broadcast_to(active[:, None], out.shape)[keep], cols[keep]] = out[keep]
+        filled[active] += n_tok
+
+
+def grid(**axes) -> list[dict]:
+    """Cartesian product of keyword axes as a list of config dicts for :func:`sweep`.
+
+    A scalar is a single value; a list (or tuple for ``pair`` lists) is an axis.
+
+    >>> [c["tree"] for c in grid(method="sd", tree=["chain:1", "chain:2"], calls=10)]
+    ['chain:1', 'chain:2']
+    """
+    names, values = [], []
+    for name, value in axes.items():
+        names.append(name)
+        values.append(value if isinstance(value, list) else [value])
+    return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+
+
+def _run_config(config: dict) -> SimulationResult:
+    config = dict(config)
+    if "pair" in config:                       # pair = (target_probs, draft_probs)
+        config["target_probs"], config["draft_probs"] = config.pop("pair")
+    if "k" in config:                          # tree family + k, e.g. tree="chain", k=4
+        k = config.pop("k")
+        family = config.get("tree")
+        if not isinstance(family, str) or ":" in family:
+            raise ValueError(f"config key k needs tree to be a family name (chain, batch), got {family!r}")
+        config["tree"] = f"{family}:{k}"
+    config.pop("label", None)
+    return simulate(**config)
+
+
+def sweep(configs, n_jobs: int = 1, backend: str | None = None, progress: bool = True) -> list[SimulationResult]:
+    """Run :func:`simulate` for each config dict, in parallel with joblib; results in config order.
+
+    Config keys are :func:`simulate`'s arguments, plus ``pair=(p, q)`` for the two
+    distributions, ``k`` with a tree family (``tree="chain", k=4`` → ``chain:4``) and an
+    ignored ``label``.  ``backend`` is passed to ``joblib.parallel_config`` (e.g.
+    ``"loky"``, ``"threading"`` or ``"dask"`` with a running dask client).  A tqdm bar
+    tracks finished configs.
+
+    >>> p, q = [0.6, 0.4], [0.5, 0.5]
+    >>> res = sweep(grid(method=["sd", "ersd"], tree="chain", k=[1, 2], pair=(p, q), calls=100), progress=False)
+    >>> [(r.method, r.tree) for r in res]
+    [('sd', 'chain:1'), ('sd', 'chain:2'), ('ersd', 'chain:1'), ('ersd', 'chain:2')]
+    """
+    from joblib import Parallel, delayed, parallel_config
+    from tqdm.auto import tqdm
+
+    configs = list(configs)
+    ctx = parallel_config(backend=backend) if backend else contextlib.nullcontext()
+    with ctx:
+        runner = Parallel(n_jobs=n_jobs, return_as="generator")
+        results = runner(delayed(_run_config)(c) for c in configs)
+        return list(tqdm(results, total=len(configs), disable=not progress, desc="sweep"))

@@ -1,0 +1,25 @@
+"""``autoregressive`` — the baseline: one token per target call, y ~ p (nothing drafted)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Method, NodeNoise, sample_rows
+
+__all__ = ["Autoregressive"]
+
+
+class Autoregressive(Method):
+    """Sample y ~ p at the root and stop (runs on the empty tree ``chain:0``).
+
+    Tokens per call = 1, by definition; the reference point of every speed-up.
+    """
+
+    name = "autoregressive"
+    min_drafts = 0
+
+    def draft(self, q, slots, noise: NodeNoise) -> np.ndarray:
+        return np.empty((noise.batch, 0), dtype=np.int64)                 # [B, 0]
+
+    def verify(self, p, q, drafts, noise: NodeNoise):
+        token = sample_rows(p, noise.rng.random(noise.batch))             # [B]
+        return np.full(noise.batch, -1, dtype=np.int64), token
