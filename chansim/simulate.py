@@ -249,6 +249,13 @@ def _estimate(hist, stream_tokens, stream_calls, model, confidence) -> Estimate:
         var = float(((counts - mean) ** 2 * hist).sum() / max(1, n - 1))
         se = math.sqrt(var / n)
     z = float(stats.norm.ppf(0.5 + confidence / 2))
+    if se == 0.0 and model != "markov":
+        # Every call gave the same count c, so the normal interval would collapse.  With
+        # no call observed outside c, the fraction of calls that differ is at most
+        # u = 1 - ((1 - confidence) / 2)^(1/n) (Clopper-Pearson for 0 events), and each
+        # differs by at most c - 1 below or (max tokens - c) above.
+        u = 1.0 - ((1.0 - confidence) / 2.0) ** (1.0 / n)
+        return Estimate(mean, mean - (mean - 1.0) * u, mean + (len(hist) - 1 - mean) * u, 0.0, confidence)
     return Estimate(mean, mean - z * se, mean + z * se, se, confidence)
 
 

@@ -173,3 +173,16 @@ def test_general_source_is_refused_with_a_pointer():
 
     with pytest.raises(ValueError, match="speculative_generate"):
         simulate("sd", "chain:1", TreeOnly(), IIDSource(Q), calls=10)
+
+
+def test_interval_does_not_collapse_when_every_call_is_identical():
+    # q = p with sd on chain:3: every call yields 4 tokens; the interval must still have width.
+    import numpy as np
+    from chansim.simulate import simulate
+
+    p = np.array([0.2, 0.3, 0.5])
+    res = simulate("sd", "chain:3", p, p, calls=200, seed=0)
+    est = res.tokens_per_call
+    assert est.mean == 4.0
+    assert est.ci_low < 4.0 <= est.ci_high
+    assert est.ci_low > 3.9            # 200 identical calls: at most ~3% could differ
