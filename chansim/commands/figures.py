@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 
 def register(sub) -> None:
@@ -17,6 +18,9 @@ def register(sub) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="parallel workers (joblib), default 2")
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     parser.add_argument("--only", default=None, help="comma-separated figure names (default: all)")
+    parser.add_argument("--data", default=None,
+                        help="folder with inputs made elsewhere, e.g. llm_validation.json (default: <out>/data)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every trial count (default 1)")
     parser.add_argument("--backend", default=None, help="joblib backend, e.g. 'dask' (needs the dask extra)")
     parser.add_argument("--scheduler", default=None, help="dask.distributed scheduler address for --backend dask")
     parser.set_defaults(func=run)
@@ -28,11 +32,17 @@ def run(args) -> int:
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     names = [n.strip() for n in args.only.split(",")] if args.only else list(FIGURES)
-    settings = Settings.make(args.mode, seed=args.seed, jobs=args.jobs, backend=args.backend, scheduler=args.scheduler)
+    if not args.scale > 0:
+        raise ValueError(f"--scale must be > 0, got {args.scale}")
+    settings = Settings.make(args.mode, seed=args.seed, jobs=args.jobs, backend=args.backend, scheduler=args.scheduler,
+                             scale=args.scale, data_dir=args.data)
+    start = time.perf_counter()
     results = run_figures(names, settings, args.out)
     for name, record in results.items():
         if record is None:
             print(f"{name}: skipped (its input data do not exist yet)", file=sys.stderr)
         else:
             print(f"{name}: {args.out}/{name}.png  ({record['seconds']:.1f} s)")
+    print(f"{sum(r is not None for r in results.values())} figure(s) in {time.perf_counter() - start:.1f} s "
+          f"({settings.mode} mode)")
     return 0

@@ -3,14 +3,20 @@
 Each figure is a module ``chansim.figures.<name>`` with
 
 * ``TITLE`` — one line;
-* ``compute(settings, parallel) -> dict`` — the data, JSON-serialisable, including a
-  ``"caption"`` string that states the setting (V, families, seeds, trials);
+* ``compute(settings, parallel) -> dict | None`` — the data, JSON-serialisable, including a
+  ``"caption"`` string that states the setting (V, families, seeds, trials); sweeps go
+  through ``parallel.map`` (joblib; ``--backend dask`` for a cluster) with one seed per
+  item, so the data do not depend on the number of workers.  ``None`` means the input
+  data do not exist (real-model results): nothing is drawn;
 * ``plot(data) -> matplotlib.figure.Figure`` — draws *only* from the data dict.
 
 :func:`chansim.figures.runner.run_figures` computes, writes ``<name>.json``, re-reads it,
 plots, and writes ``<name>.png`` / ``<name>.pdf`` / ``<name>.txt`` (caption).
 ``experiments/<name>.py`` are thin wrappers that call the same functions.
-"""
-from .runner import FIGURES, Settings, run_figure, run_figures
 
-__all__ = ["FIGURES", "Settings", "run_figure", "run_figures"]
+Inputs made elsewhere live in ``Settings.data_dir`` (default ``<out>/data``): the LLM
+validation writes ``figures/data/llm_validation.json``, read by ``fig6_real_models``.
+"""
+from .runner import FIGURES, Parallel, Settings, run_figure, run_figures
+
+__all__ = ["FIGURES", "Parallel", "Settings", "run_figure", "run_figures"]

@@ -33,6 +33,7 @@ class Settings:
     backend: str | None = None          # joblib backend name, e.g. "dask"
     scheduler: str | None = None        # dask.distributed scheduler address
     scale: float = 1.0                  # multiplies trial counts (tests use a tiny scale)
+    data_dir: str | None = None         # inputs produced elsewhere (real-model results); default <out>/data
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -53,48 +54,59 @@ class Settings:
 
 
 class Parallel:
-    """Map a function over argument tuples with joblib (+ a tqdm progress bar)."""
+    """Map a function over argument tuples with joblib (+ a tqdm progress bar on stderr).
+
+    Results come back in item order whatever the backend, and every item carries its own
+    seed, so the output does not depend on ``jobs`` or on the backend.
+    """
 
     def __init__(self, settings: Settings, desc: str = ""):
         self.settings = settings
         self.desc = desc
 
     def map(self, func: Callable, items: Sequence, desc: str | None = None) -> list:
-        from joblib import Parallel as JobParallel, delayed, parallel_config
+        from joblib import Parallel as JobParallel, delayed
         from tqdm.auto import tqdm
 
         items = list(items)
         label = desc or self.desc
+        bar = dict(total=len(items), desc=label, leave=False, disable=len(items) < 4)
         if self.settings.jobs == 1 and self.settings.backend is None:
-            return [func(*it) for it in tqdm(items, desc=label, leave=False, disable=len(items) < 4)]
+            return [func(*it) for it in tqdm(items, **bar)]
         with _backend(self.settings):
             runner = JobParallel(n_jobs=self.settings.jobs, return_as="generator")
-            out = list(tqdm(runner(delayed(func)(*it) for it in items), total=len(items), desc=label,
-                            leave=False, disable=len(items) < 4))
-        return out
+            return list(tqdm(runner(delayed(func)(*it) for it in items), **bar))
+
+
+_ACTIVE_BACKEND: list = []          # settings whose backend context is open (re-entrant use)
 
 
 @contextlib.contextmanager
 def _backend(settings: Settings):
+    """joblib backend for the sweeps; ``dask`` connects to ``settings.scheduler`` or starts an
+    in-process ``dask.distributed`` client (closed on exit).  Re-entrant: nested uses share it."""
     from joblib import parallel_config
 
+    if _ACTIVE_BACKEND or not settings.backend:
+        yield
+        return
+    client = None
     if settings.backend == "dask":
         try:
             from dask.distributed import Client
         except ImportError as err:  # pragma: no cover - depends on extras
-            raise ValueError("--backend dask needs the 'dask' extra: pip install -e '.[dask]'") from err
+            raise ValueError("--backend dask needs dask.distributed: pip install -e '.[dask]'") from err
         client = Client(settings.scheduler) if settings.scheduler else Client(processes=False)
-        try:
-            with parallel_config(backend="dask"):
-                yield
-        finally:
-            if not settings.scheduler:
-                client.close()
-    elif settings.backend:
+    elif settings.scheduler:
+        raise ValueError("--scheduler is only used with --backend dask")
+    _ACTIVE_BACKEND.append(settings)
+    try:
         with parallel_config(backend=settings.backend):
             yield
-    else:
-        yield
+    finally:
+        _ACTIVE_BACKEND.pop()
+        if client is not None:
+            client.close()
 
 
 def _jsonable(obj):
@@ -151,11 +163,14 @@ def _fixed_metadata(ext: str) -> dict:
 def run_figures(names: Iterable[str] | None = None, settings: Settings | None = None, out="figures") -> dict:
     """Run several figures (all by default); returns ``{name: record or None}``."""
     settings = settings or Settings()
+    if settings.data_dir is None:
+        settings = replace(settings, data_dir=str(Path(out) / "data"))
     names = list(names) if names else list(FIGURES)
     unknown = [n for n in names if n not in FIGURES]
     if unknown:
         raise ValueError(f"unknown figure(s) {unknown}; choose from {list(FIGURES)}")
     results = {}
-    for name in names:
-        results[name] = run_figure(name, settings, Path(out))
+    with _backend(settings):            # one dask client / worker pool for every figure
+        for name in names:
+            results[name] = run_figure(name, settings, Path(out))
     return results
