@@ -18,9 +18,10 @@ order of entries is irrelevant as long as the mask matches it.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import torch
+if TYPE_CHECKING:  # torch is imported lazily so that doctest collection works without it
+    import torch
 
 __all__ = ["KVStore", "LayerView"]
 
@@ -45,6 +46,8 @@ class KVStore:
     def update(self, key_states, value_states, layer_idx, *args, **kwargs):
         """Append ``[1, kv_heads, q, head_dim]`` states; return all keys and values of the layer."""
         if layer_idx in self.keys:
+            import torch
+
             self.keys[layer_idx] = torch.cat([self.keys[layer_idx], key_states], dim=-2)
             self.values[layer_idx] = torch.cat([self.values[layer_idx], value_states], dim=-2)
         else:
@@ -64,6 +67,8 @@ class KVStore:
         if len(index) == 0:
             self.clear()
             return
+        import torch
+
         dev = next(iter(self.keys.values())).device
         idx = torch.as_tensor(list(index), dtype=torch.long, device=dev)
         for layer in self.keys:
@@ -73,6 +78,17 @@ class KVStore:
     def clear(self) -> None:
         self.keys.clear()
         self.values.clear()
+
+
+def _cache_kwarg(layer) -> str:
+    """Name of the decoder layer's cache argument (``cache`` in transformers 5, before: ``past_key_value(s)``)."""
+    import inspect
+
+    params = inspect.signature(layer.forward).parameters
+    for name in ("cache", "past_key_values", "past_key_value"):
+        if name in params:
+            return name
+    raise NotImplementedError(f"{type(layer).__name__}.forward takes no cache argument")
 
 
 class LayerView:
@@ -101,6 +117,9 @@ class LayerView:
             raise NotImplementedError(
                 f"{type(model).__name__} is not a supported decoder-only layout "
                 "(need model.model.{embed_tokens, rotary_emb, layers, norm} and model.lm_head)")
+        model_type = str(getattr(getattr(model, "config", None), "model_type", ""))
+        if model_type.startswith("gemma"):  # embeddings are scaled inside the backbone's forward
+            raise NotImplementedError(f"model type {model_type!r} is not supported by LayerView")
         n_layers = len(backbone.layers)
         layers = list(range(n_layers)) if layers is None else [int(i) for i in layers]
         if not layers:
@@ -112,6 +131,7 @@ class LayerView:
             raise ValueError(f"duplicate layer indices in {layers}")
         self.model = model
         self.layers = layers
+        self._cache_kw = _cache_kwarg(backbone.layers[0])
         self.n_model_layers = n_layers
 
     @property
@@ -133,7 +153,6 @@ class LayerView:
     def dtype(self) -> torch.dtype:
         return self.model.lm_head.weight.dtype
 
-    @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor,
                 visible: torch.Tensor, cache: KVStore | None = None) -> torch.Tensor:
         """Logits of new tokens given explicit positions and visibility.
@@ -156,6 +175,12 @@ class LayerView:
         torch.Tensor, shape (q, V)
             Raw logits (float32) after each new token.
         """
+        import torch
+
+        with torch.no_grad():
+            return self._forward(torch, input_ids, position_ids, visible, cache)
+
+    def _forward(self, torch, input_ids, position_ids, visible, cache):
         backbone = self.model.model
         dev = self.device
         ids = input_ids.to(dev).view(1, -1)  # [1, q]
@@ -167,7 +192,8 @@ class LayerView:
         mask = mask[None, None]  # [1, 1, q, k]
         for i in self.layers:
             hidden = backbone.layers[i](hidden, attention_mask=mask, position_ids=pos,
-                                        position_embeddings=rope, cache=cache, use_cache=cache is not None)
+                                        position_embeddings=rope, use_cache=cache is not None,
+                                        **{self._cache_kw: cache})
             if isinstance(hidden, tuple):  # older layer signatures
                 hidden = hidden[0]
         hidden = backbone.norm(hidden)

@@ -1,0 +1,34 @@
+"""Real language models: model pairs, tree scoring with KV caches, acceptance measurements.
+
+Everything here needs the ``llm`` extra (torch, transformers, gguf, accelerate);
+torch is imported lazily, so importing :mod:`chansim.llm` alone is cheap.
+
+>>> from chansim.llm import DEFAULT_SKIP_LAYERS
+>>> DEFAULT_SKIP_LAYERS
+(15,)
+"""
+from __future__ import annotations
+
+from importlib import import_module
+
+__all__ = [
+    "GGUF_FILENAME", "DEFAULT_SKIP_LAYERS", "default_gguf_path", "load_model", "ModelPair",
+    "load_default_pair", "load_pair", "check_vocab_match",
+    "LayerView", "KVStore", "TreeScorer", "check_tree", "tree_depths",
+    "pydoc_prompts", "measure_skip_sets", "pair_statistics",
+]
+
+_HOME = {
+    "GGUF_FILENAME": "models", "DEFAULT_SKIP_LAYERS": "models", "default_gguf_path": "models",
+    "load_model": "models", "ModelPair": "models", "load_default_pair": "models",
+    "load_pair": "models", "check_vocab_match": "models",
+    "LayerView": "network", "KVStore": "network",
+    "TreeScorer": "scoring", "check_tree": "scoring", "tree_depths": "scoring",
+    "pydoc_prompts": "measure", "measure_skip_sets": "measure", "pair_statistics": "measure",
+}
+
+
+def __getattr__(name):
+    if name in _HOME:
+        return getattr(import_module(f".{_HOME[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
