@@ -400,7 +400,8 @@ def rank_distribution_exact(target_probs, draft_probs, epsabs: float = 1e-14) ->
 _RANK_CHUNK_ELEMENTS = 1 << 16
 
 
-def sample_ranks(target_probs, draft_probs, trials: int, rng: np.random.Generator, chunk: int | None = None) -> np.ndarray:
+def sample_ranks(target_probs, draft_probs, trials: int, rng: np.random.Generator, chunk: int | None = None,
+                 dtype=np.float64, validate: bool = True) -> np.ndarray:
     r"""Monte Carlo ranks of the p-race winner in the q-race, shape ``(trials,)``.
 
     Each trial draws V fresh Exp(1) values (``rng.standard_exponential``, float64, not
@@ -409,21 +410,28 @@ def sample_ranks(target_probs, draft_probs, trials: int, rng: np.random.Generato
     Vectorised over trials in cache-sized chunks (``chunk`` trials, default ~2**16 token
     evaluations) with preallocated buffers; the random stream does not depend on
     ``chunk`` (rows are filled in order), so results are reproducible across chunkings.
+    ``dtype=np.float32`` halves the memory traffic (about 2x faster); ties between float32
+    race times then occur with probability ~V 2**-24 per trial and go to the lower rank,
+    so use it for estimates, not for exactness tests.  ``validate=False`` accepts
+    unnormalised non-negative weights (e.g. the head of a distribution).
 
     >>> r = sample_ranks([0.5, 0.5], [0.5, 0.5], 1000, np.random.default_rng(0))
     >>> bool(np.all(r == 1))
     True
     """
-    p, q = check_pair(target_probs, draft_probs)
+    if validate:
+        p, q = check_pair(target_probs, draft_probs)
+    else:
+        p, q = np.asarray(target_probs, dtype=np.float64), np.asarray(draft_probs, dtype=np.float64)
     if p.ndim != 1:
         raise ValueError(f"sample_ranks takes one pair of 1-D vectors, got shape {p.shape}")
     vocab = p.shape[-1]
     with np.errstate(divide="ignore"):
-        inv_p, inv_q = 1.0 / p, 1.0 / q                           # [V], inf where r = 0
+        inv_p, inv_q = (1.0 / p).astype(dtype), (1.0 / q).astype(dtype)   # [V], inf where r = 0
     chunk = int(chunk or max(1, _RANK_CHUNK_ELEMENTS // vocab))
     out = np.empty(trials, dtype=np.int64)
-    noise = np.empty((chunk, vocab))                              # [chunk, V] Exp(1)
-    times = np.empty((chunk, vocab))                              # [chunk, V] race times
+    noise = np.empty((chunk, vocab), dtype=dtype)                 # [chunk, V] Exp(1)
+    times = np.empty((chunk, vocab), dtype=dtype)                 # [chunk, V] race times
     ahead = np.empty((chunk, vocab), dtype=bool)                  # [chunk, V] x before winner in q-race
     rows = np.arange(chunk)
     for start in range(0, trials, chunk):

@@ -265,7 +265,7 @@ def _default_methods(vocab: int, kmax: int) -> list:
 
 def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optimal", cost: float | None = None,
                    per_position: bool = False, logits: bool = False, temperature: float = 1.0,
-                   trials: int = 1000, seed: int = 0, exact_max_vocab: int = 16, eps: float = 1e-4,
+                   trials: int = 1000, seed: int = 0, exact_max_vocab: int = 64, eps: float = 1e-4,
                    pfr: bool | None = None, n_jobs: int = 1) -> BoundReport:
     r"""Theoretical tokens per call, large-k relation and all-k bound for given distributions.
 
