@@ -21,7 +21,7 @@ from functools import cached_property
 
 import numpy as np
 
-__all__ = ["Tree", "chain", "batch", "branching", "sequences", "from_parents", "parse_tree", "draw_tree"]
+__all__ = ["Tree", "chain", "batch", "branching", "sequences", "from_parents", "parse_tree", "draw_tree", "tree_layout"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -273,8 +273,7 @@ def draw_tree(tree: Tree, ax=None, labels=None, highlight=None, node_size: float
 
     if ax is None:
         _, ax = plt.subplots(figsize=(1.2 + 1.1 * tree.max_depth, 0.8 + 0.35 * max(1, _leaf_count(tree))))
-    y = _leaf_positions(tree)                                   # [n_nodes]
-    x = tree.depth.astype(float)
+    x, y = tree_layout(tree)                                    # [n_nodes] each
     marked = set(int(i) for i in (highlight if highlight is not None else []))
     marked_root = marked | {0} if marked else marked
     for i in range(1, tree.n_nodes):
@@ -307,8 +306,19 @@ def _leaf_count(tree: Tree) -> int:
     return int(np.count_nonzero(tree.num_children == 0))
 
 
+def tree_layout(tree: Tree) -> tuple[np.ndarray, np.ndarray]:
+    """Plot coordinates ``(x, y)`` of every node: x = depth; leaves at y = 0, -1, -2, ...
+    in depth-first order, inner nodes at the mean of their children.
+
+    >>> x, y = tree_layout(batch(2))
+    >>> x.tolist(), y.tolist()
+    ([0.0, 1.0, 1.0], [-0.5, 0.0, -1.0])
+    """
+    return tree.depth.astype(float), _leaf_positions(tree)
+
+
 def _leaf_positions(tree: Tree) -> np.ndarray:
-    """Leaves at 0, -1, -2, ... in depth-first order; inner nodes at the mean of their children."""
+    """y of :func:`tree_layout`."""
     y = np.zeros(tree.n_nodes)
     counter = [0]
 

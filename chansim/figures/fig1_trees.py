@@ -50,26 +50,6 @@ def compute(settings, parallel) -> dict:
     return {"panels": panels, "caption": caption}
 
 
-def _layout(parents):
-    """(depth, y) of every node: depth to the right, leaves stacked top to bottom."""
-    tree = trees.from_parents(parents)
-    y = np.zeros(tree.n_nodes)
-    counter = [0.0]
-
-    def place(u):
-        kids = tree.children[u]
-        if len(kids) == 0:
-            y[u] = counter[0]
-            counter[0] += 1.0
-            return
-        for c in kids:
-            place(int(c))
-        y[u] = float(np.mean(y[kids]))
-
-    place(0)
-    return tree, tree.depth.astype(float), -y
-
-
 def plot(data):
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -83,8 +63,8 @@ def plot(data):
                              gridspec_kw={"width_ratios": [0.7, 1.0, 1.6, 1.1, 1.4]})
     span = max(heights) + 0.6
     for ax, pnl in zip(axes, panels):
-        tree, x, y = _layout(pnl["parents"])
         tree = trees.from_parents(pnl["parents"], pnl["ranks"])
+        x, y = trees.tree_layout(tree)
         for u in range(1, tree.n_nodes):
             par = int(tree.parents[u])
             ax.annotate("", xy=(x[u], y[u]), xytext=(x[par], y[par]),

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..races import race_times
 
-__all__ = ["NodeNoise", "Method", "sample_rows", "take_rows", "residual", "race_ranked_tokens"]
+__all__ = ["NodeNoise", "Method", "IIDDrafting", "sample_rows", "take_rows", "residual", "race_ranked_tokens"]
 
 
 @dataclass
@@ -92,6 +92,14 @@ class Method:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class IIDDrafting:
+    """Mixin: the m children of a node are drafted i.i.d. from q (duplicates allowed)."""
+
+    def draft(self, q, slots, noise: NodeNoise) -> np.ndarray:
+        u = noise.rng.random((noise.batch, len(slots)))                   # [B, m]
+        return sample_rows(q, u).astype(np.int64)                         # [B, m] i.i.d. ~ q
 
 
 # ----------------------------------------------------------------------------- helpers

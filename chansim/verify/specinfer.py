@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Method, NodeNoise, residual, sample_rows, take_rows
+from .base import IIDDrafting, Method, NodeNoise, residual, sample_rows, take_rows
 
 __all__ = ["SpecInfer"]
 
 
-class SpecInfer(Method):
+class SpecInfer(IIDDrafting, Method):
     """Multi-round speculative sampling with i.i.d. drafts (see the module docstring)."""
 
     name = "specinfer"
-
-    def draft(self, q, slots, noise: NodeNoise) -> np.ndarray:
-        u = noise.rng.random((noise.batch, len(slots)))                   # [B, m]
-        return sample_rows(q, u).astype(np.int64)                         # [B, m] i.i.d. ~ q
 
     def verify(self, p, q, drafts, noise: NodeNoise):
         batch, m = drafts.shape

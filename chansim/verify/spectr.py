@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Method, NodeNoise, sample_rows, take_rows
+from .base import IIDDrafting, Method, NodeNoise, sample_rows, take_rows
 
 __all__ = ["SpecTr", "spectr_rho", "spectr_beta_c"]
 
@@ -61,7 +61,7 @@ def spectr_rho(p, q, k: int, iterations: int = 40) -> np.ndarray:
     return np.where(ok_at_one, 1.0, hi)
 
 
-class SpecTr(Method):
+class SpecTr(IIDDrafting, Method):
     """SpecTr k-sequential verification (see the module docstring).
 
     Parameters
@@ -79,10 +79,6 @@ class SpecTr(Method):
         if rho is not None and not (np.isfinite(rho) and rho >= 1):
             raise ValueError(f"spectr rho must be a finite number >= 1, got {rho}")
         self.rho = rho
-
-    def draft(self, q, slots, noise: NodeNoise) -> np.ndarray:
-        u = noise.rng.random((noise.batch, len(slots)))                   # [B, m]
-        return sample_rows(q, u).astype(np.int64)                         # [B, m] i.i.d. ~ q
 
     def verify(self, p, q, drafts, noise: NodeNoise):
         batch, k = drafts.shape
