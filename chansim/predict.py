@@ -17,6 +17,15 @@ path"; derivations in docs/theory.md):
   :math:`c = 1 - \prod_{j\le m}(1-\beta_j)\, r_{m+1}(y)/p(y)`;
 * ``ersd`` (race ranks 1..m): :math:`c = P(R \le m \mid y \text{ wins the p-race})`, see
   :func:`ersd_path_acceptance`;
+* ``rsd`` (m drafts without replacement): m = 1 is sd; m = 2 exactly,
+  :math:`c = 1 - \sum_{x} (q_x - p_x)_+ \big(r_2(y) - q(y)/(1 - q_x)\big)_+ / p(y)` with
+  :math:`r_2 = (p - q)_+/\sum (p - q)_+` (:func:`rsd_path_acceptance`); m >= 3 is not
+  available (a sum over ordered (m-1)-tuples of rejected tokens) and raises;
+* ``spectr`` (k i.i.d. drafts, k-sequential selection with the smallest feasible ρ):
+  :math:`c = \min(q(y), p(y)/\rho)\,(1 - (1-\beta)^k)/(\beta\, p(y))`
+  (:func:`spectr_path_acceptance`); only for trees where every depth has one draft
+  (then it is sd) or for a single batch depth, since on k draft sequences the number
+  of drafts still alive at depth d > 0 is random;
 * ``autoregressive``: :math:`c = 0`.
 
 Given the path, fresh randomness per position makes these events independent, so a
@@ -39,6 +48,8 @@ __all__ = [
     "sd_path_acceptance",
     "specinfer_path_acceptance",
     "ersd_path_acceptance",
+    "rsd_path_acceptance",
+    "spectr_path_acceptance",
     "path_acceptance",
     "expected_calls",
     "PathPrediction",
@@ -161,10 +172,70 @@ def _check_width(m) -> int:
     return int(m)
 
 
+def rsd_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndarray:
+    r"""RSD (Jeon et al. 2024): m drafts without replacement, recursive rejection; exact for m <= 2.
+
+    Round 1 rejects drafted x with probability mass :math:`(q_x - p_x)_+`; then
+    :math:`r_2 = (p-q)_+/(1-eta_1)` and the second draft comes from q without x,
+    :math:`q_2 = q/(1 - q_x)` off x.  The last round's rejection-and-output mass is
+    :math:`(r_2(y) - q_2(y))_+`, so
+
+    .. math:: P(	ext{both rejected} \wedge 	ext{out}=y) = \sum_x (q_x - p_x)_+
+              \Big(r_2(y) - rac{q(y)}{1 - q_x}\Big)_+ ,
+
+    O(V) per position (y has :math:`p(y) > q(y)` whenever the term is non-zero, so
+    y differs from every rejected x). m = 1 is sd. For m >= 3 the sum runs over ordered
+    tuples of rejected tokens: ``ValueError``.
+
+    >>> rsd_path_acceptance([[0.5, 0.5]], [[0.2, 0.8]], [0], 1).tolist()
+    [0.4]
+    >>> rsd_path_acceptance([[0.5, 0.3, 0.2]], [[0.2, 0.5, 0.3]], [0], 2).round(6).tolist()
+    [0.617143]
+    """
+    m = _check_width(m)
+    if m == 1:
+        return sd_path_acceptance(target_probs, draft_probs, tokens)
+    if m > 2:
+        raise ValueError(f"rsd path prediction is exact only for at most 2 drafts per node, got {m} "
+                         f"(use sd/specinfer/ersd for wider nodes)")
+    p, q, y, py = _path_inputs(target_probs, draft_probs, tokens)
+    rows = np.arange(len(y))
+    w = np.maximum(q - p, 0.0)                                  # [T, V] round-1 rejection mass per token
+    miss = w.sum(-1)                                            # [T] 1 - beta_1
+    qy = q[rows, y]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2y = np.where(miss > 0, np.maximum(py - qy, 0.0) / miss, 0.0)      # [T]
+        q2y = np.where(qy[:, None] > 0, qy[:, None] / np.maximum(1.0 - q, 1e-300), 0.0)   # [T, V]
+    reject_y = (w * np.maximum(r2y[:, None] - q2y, 0.0)).sum(-1)
+    return np.clip(1.0 - reject_y / py, 0.0, 1.0)
+
+
+def spectr_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndarray:
+    r"""SpecTr k-sequential selection with m i.i.d. drafts (Sun et al. 2023), conditioned on the output.
+
+    The output is an accepted draft with law :math:`\min(q, p/ho)\,c`, so
+    :math:`c_t = \min(q(y), p(y)/ho)\,c/p(y)`, :math:`c = (1-(1-eta)^m)/eta`, with the
+    smallest feasible ρ of :func:`chansim.verify.spectr.spectr_rho` (ρ = 1, c = 1 at m = 1: sd).
+
+    >>> spectr_path_acceptance([[0.5, 0.5]], [[0.2, 0.8]], [0], 1).tolist()
+    [0.4]
+    """
+    from .verify.spectr import spectr_beta_c, spectr_rho
+
+    m = _check_width(m)
+    p, q, y, py = _path_inputs(target_probs, draft_probs, tokens)
+    rho = spectr_rho(p, q, m)
+    _, c = spectr_beta_c(p, q, m, rho)
+    rows = np.arange(len(y))
+    return np.clip(np.minimum(q[rows, y], py / rho) * c / py, 0.0, 1.0)
+
+
 #: method -> function(p, q, y, m) giving c_t for a node with m drafted children.
 PATH_METHODS = {
     "sd": lambda p, q, y, m: sd_path_acceptance(p, q, y) if m == 1 else _sd_width_error(m),
     "specinfer": specinfer_path_acceptance,
+    "rsd": rsd_path_acceptance,
+    "spectr": spectr_path_acceptance,
     "ersd": ersd_path_acceptance,
 }
 
@@ -182,6 +253,9 @@ def path_acceptance(method: str, target_probs, draft_probs, tokens, widths: Sequ
     widths = [int(w) for w in widths]
     if not widths or any(w < 1 for w in widths):
         raise ValueError(f"widths must be a non-empty list of positive integers, got {widths}")
+    if method == "spectr" and len(widths) > 1 and any(w > 1 for w in widths):
+        raise ValueError(f"spectr path prediction needs a chain (widths all 1) or a single batch depth, got "
+                         f"widths {widths}: on draft sequences the number of live drafts below depth 0 is random")
     cache = {w: PATH_METHODS[method](target_probs, draft_probs, tokens, w) for w in set(widths)}
     return np.stack([cache[w] for w in widths])
 

@@ -437,7 +437,7 @@ def sample_ranks(target_probs, draft_probs, trials: int, rng: np.random.Generato
     for start in range(0, trials, chunk):
         n = min(chunk, trials - start)
         e, t, b = noise[:n], times[:n], ahead[:n]
-        rng.standard_exponential(out=e)
+        rng.standard_exponential(out=e, dtype=e.dtype)
         np.multiply(e, inv_p, out=t)                              # p-race times
         winner = t.argmin(axis=1)                                 # [n]
         np.multiply(e, inv_q, out=t)                              # q-race times

@@ -12,8 +12,14 @@ def register(subparsers) -> None:
                     "ln k / H(R) + C and the all-k bound (ln(k+1) + ln V) / H(R) for a (p, q) pair or a batch "
                     "of positions (averaged; --per-position for each). Derivations: docs/theory.md.",
     )
-    parser.add_argument("--p", required=True, help="target file (.npy/.npz/.csv/.json): shape (V,) or (positions, V)")
-    parser.add_argument("--q", required=True, help="draft file, same shape")
+    parser.add_argument("--p", default=None, help="target file (.npy/.npz/.csv/.json): shape (V,) or (positions, V)")
+    parser.add_argument("--q", default=None, help="draft file, same shape")
+    parser.add_argument("--log", default=None, metavar="RUN.npz",
+                        help="instead of --p/--q: a log from 'chansim llm log'; prints tokens per call predicted "
+                             "exactly on the logged paths (per method, tree and k, with bootstrap intervals), "
+                             "and the large-k relation and all-k bound evaluated on the log")
+    parser.add_argument("--tree-spec", action="append", default=None, metavar="SPEC",
+                        help="with --log: extra trees whose shape depends only on depth (branch:4,2,1; repeatable)")
     parser.add_argument("--logits", action="store_true", help="files hold logits (softmax at --temperature)")
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature for --logits")
     parser.add_argument("--k", default="1,2,4,8,16,32,64", help="budgets of drafted tokens, comma-separated")
@@ -50,6 +56,12 @@ def _methods(values):
 
 
 def run(args) -> int:
+    if args.log is not None:
+        if args.p is not None or args.q is not None:
+            raise ValueError("give either --log or --p/--q, not both")
+        return _run_log(args)
+    if args.p is None or args.q is None:
+        raise ValueError("--p and --q are required (or --log RUN.npz)")
     from ..io import load_pair
     from ..theory.report import speedup_report
 
@@ -69,6 +81,21 @@ def run(args) -> int:
         print(report)
         if args.plot:
             print(f"  plot written to {args.plot}")
+    return 0
+
+
+def _run_log(args) -> int:
+    from ..llm.predict_log import format_log_report, log_report
+
+    if args.trials < 2:
+        raise ValueError(f"--trials must be >= 2, got {args.trials}")
+    if args.logits or args.cost is not None or args.per_position or args.plot:
+        raise ValueError("--logits, --cost, --per-position and --plot do not apply to --log")
+    trees = {"optimal": ("chain", "batch"), "chain": ("chain",), "batch": ("batch",)}[args.tree]
+    report = log_report(args.log, methods=_methods(args.method), k=_parse_ks(args.k), trees=trees,
+                        extra_trees=[s.strip() for v in (args.tree_spec or []) for s in [v] if s.strip()],
+                        trials=args.trials, seed=args.seed)
+    print(json.dumps(report, indent=2) if args.json else format_log_report(report))
     return 0
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..distributions import kl_divergence, sd_acceptance
 from .scoring import TreeScorer, _log_softmax64
 
-__all__ = ["pydoc_prompts", "sample_target_paths", "pair_statistics", "measure_skip_sets",
+__all__ = ["pydoc_prompts", "pydoc_prompt_keys", "sample_target_paths", "pair_statistics", "measure_skip_sets",
            "DEFAULT_SKIP_SETS", "format_table"]
 
 #: Skip sets reported by :func:`measure_skip_sets` (0-based layers of the 30-layer SmolLM2).
@@ -36,15 +36,26 @@ def pydoc_prompts(tokenizer, n_prompts: int = 8, n_tokens: int = 64) -> list[lis
     """
     from pydoc_data.topics import topics
 
+    out = []
+    for key in pydoc_prompt_keys(n_prompts, n_tokens):
+        ids = tokenizer(topics[key], add_special_tokens=False)["input_ids"][:n_tokens]
+        out.append([int(t) for t in ids])
+    return out
+
+
+def pydoc_prompt_keys(n_prompts: int = 8, n_tokens: int = 64) -> list[str]:
+    """The :data:`pydoc_data.topics.topics` keys :func:`pydoc_prompts` uses, in order.
+
+    >>> pydoc_prompt_keys(2, 64) == pydoc_prompt_keys(2, 64) and len(pydoc_prompt_keys(2, 64)) == 2
+    True
+    """
+    from pydoc_data.topics import topics
+
     keys = sorted(k for k in topics if len(topics[k]) > 8 * n_tokens)
     if n_prompts < 1 or n_prompts > len(keys):
         raise ValueError(f"n_prompts must be in [1, {len(keys)}], got {n_prompts}")
     picks = np.unique(np.round(np.linspace(0, len(keys) - 1, n_prompts)).astype(int))
-    out = []
-    for i in picks:
-        ids = tokenizer(topics[keys[i]], add_special_tokens=False)["input_ids"][:n_tokens]
-        out.append([int(t) for t in ids])
-    return out
+    return [keys[i] for i in picks]
 
 
 def _sample(log_probs: np.ndarray, rng: np.random.Generator) -> int:

@@ -1,0 +1,247 @@
+r"""Predicted tokens per target call from a log, and the large-k relation and all-k bound on it.
+
+Prediction (exact given the logged paths; derivation in docs/theory.md, "Prediction
+from a logged path"): for a tree whose shape depends only on depth (``chain:K``,
+``batch:M``, ``branch:W1,W2,...``), :func:`chansim.predict.predict_path` turns the
+per-position acceptance probabilities :math:`c^{(d)}_t` of each logged sequence into
+the expected number of target calls needed to produce it (backward recursion).  The
+estimate is total logged tokens / total expected calls, with a bootstrap interval
+over sequences.
+
+Relation and bound (``log_theory``): per position t, the ERSD rank law
+:math:`a^{(t)}` of :math:`(p_t, q_t)` (:func:`chansim.theory.rank_law`: exact for small
+V, Monte Carlo on a head for large V), and from it
+
+* :math:`\bar H = \frac1N\sum_t H(R_t)` and :math:`\bar\mu_2 = \frac1N\sum_t E[(\ln a^{(t)}_{R_t})^2]`;
+* the **all-k bound** :math:`(\ln(k+1) + \ln(V+1))/\bar H`: along any generation the
+  ranks' conditional entropies satisfy, per call,
+  :math:`E\sum_{i\le N+1} H(R_{t+i-1}\mid\text{past}) \le \ln((k+1)(V+1))`; summing
+  over calls, total entropy <= E[calls] ln((k+1)(V+1)), and the generated text is
+  target text, so tokens per call <= ln((k+1)(V+1)) / E[H̄] (ratio of expectations,
+  like the prediction itself);
+* the **large-k relation** :math:`\ln k/\bar H + \ln\bar H/\bar H + \bar\mu_2/(2\bar H^2)`:
+  the renewal constant of theory §3 applied to the step sizes
+  :math:`-\ln a^{(t)}_{R_t}`, whose mean along the path is :math:`\bar H`.  This is the
+  rate of a tree that ranks nodes by their per-position path probability (an oracle
+  that knows each position's rank law); it is reported with the rank law of the
+  *pooled* position, :math:`\bar a = \frac1N\sum_t a^{(t)}` (what a fixed tree sees
+  when positions are treated as independent draws from the log): relation and bound
+  with :math:`H(\bar a) \ge \bar H` (not a guaranteed bound for consecutive positions).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..predict import predict_path
+from ..trees import Tree, parse_tree
+from .logs import LogRun, read_log
+
+__all__ = ["tree_widths", "predict_from_log", "log_theory", "log_report", "LOG_METHODS"]
+
+LOG_METHODS = ("autoregressive", "sd", "specinfer", "rsd", "spectr", "ersd")
+
+
+def tree_widths(tree_spec) -> list[int]:
+    """Children per depth of a tree whose shape depends only on depth.
+
+    ``chain:0`` or ``autoregressive`` give ``[]``.
+
+    >>> tree_widths("chain:3"), tree_widths("batch:4"), tree_widths("branch:3,2")
+    ([1, 1, 1], [4], [3, 2])
+    """
+    if isinstance(tree_spec, str) and tree_spec in ("autoregressive", "chain:0"):
+        return []
+    tree = tree_spec if isinstance(tree_spec, Tree) else parse_tree(tree_spec)
+    depth, kids = tree.depth, tree.num_children
+    widths = []
+    for d in range(int(tree.max_depth)):
+        w = set(kids[depth == d].tolist())
+        if len(w) != 1:
+            raise ValueError(f"tree {tree_spec!r}: nodes at depth {d} have different numbers of children "
+                             f"{sorted(w)}; prediction from a log needs a shape that depends only on depth "
+                             f"(chain:K, batch:M, branch:W1,W2,...)")
+        widths.append(w.pop())
+    return widths
+
+
+def _as_run(log) -> LogRun:
+    return log if isinstance(log, LogRun) else read_log(Path(log))
+
+
+def predict_from_log(log, method: str, tree_spec, confidence: float = 0.95, resamples: int = 2000,
+                     seed: int = 0) -> dict:
+    """Predicted tokens per target call of ``method`` on ``tree_spec`` for the logged paths.
+
+    Parameters
+    ----------
+    log : LogRun or path
+    method : str
+        One of :data:`LOG_METHODS`.
+    tree_spec : str or Tree
+        ``chain:K``, ``batch:M`` or ``branch:W1,W2,...`` (any tree whose shape depends
+        only on depth); ignored for ``autoregressive``.
+    confidence, resamples, seed
+        Bootstrap interval over sequences (:meth:`chansim.predict.PathPrediction.interval`).
+
+    Returns
+    -------
+    dict
+        ``mean``, ``ci_low``, ``ci_high`` (tokens per call), and ``method``, ``tree``,
+        ``k`` (drafted tokens), ``widths``, ``expected_calls``, ``tokens``.
+    """
+    run = _as_run(log)
+    if method not in LOG_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(LOG_METHODS)}")
+    widths = [] if method == "autoregressive" else tree_widths(tree_spec)
+    if method != "autoregressive" and not widths:
+        method = "autoregressive"
+    pred = predict_path(method, widths, run.sequences())
+    lo, hi = pred.interval(confidence, resamples, seed)
+    k = int(sum(np.cumprod(widths))) if widths else 0
+    return {"method": method, "tree": str(tree_spec) if widths else "chain:0", "k": k, "widths": widths,
+            "mean": pred.tokens_per_call, "ci_low": lo, "ci_high": hi,
+            "expected_calls": float(pred.expected_calls.sum()), "tokens": int(pred.tokens.sum())}
+
+
+def log_theory(log, k: Sequence[int], trials: int = 1000, seed: int = 0) -> dict:
+    """Large-k relation and all-k bound evaluated on a log (module docstring says exactly what).
+
+    Returns
+    -------
+    dict
+        ``k``; ``mean_entropy_nats`` (H̄) with ``mean_entropy_ci`` (mean of the per-position
+        interval ends); ``mean_second_moment``; ``bound`` and ``relation`` (lists over k,
+        from H̄); ``pooled_entropy_nats`` (H(ā)), ``pooled_alpha_er`` (ā_1),
+        ``pooled_relation``, ``pooled_bound``; ``support`` (V + 1); ``positions``,
+        ``exact`` (all rank laws exact), ``trials``.
+    """
+    from ..theory import rank_law
+    from ..theory.ranklaw import law_from_probs
+
+    run = _as_run(log)
+    ks = np.asarray(list(k), dtype=float)
+    if ks.size == 0 or np.any(ks < 1):
+        raise ValueError(f"k must be a non-empty list of integers >= 1, got {list(k)}")
+    ent, m2, lo, hi, never = [], [], [], [], []
+    pooled = np.zeros(0)
+    exact = True
+    j = 0
+    for p, q, _ in run.sequences():
+        for t in range(len(p)):
+            law = rank_law(p[t], q[t], trials=trials, seed=seed + j)
+            j += 1
+            ent.append(law.entropy)
+            m2.append(law.second_moment)
+            lo.append(law.entropy_ci[0])
+            hi.append(law.entropy_ci[1])
+            never.append(law.never)
+            exact &= law.exact
+            a = np.asarray(law.probs, dtype=float)
+            if a.size > pooled.size:
+                pooled = np.pad(pooled, (0, a.size - pooled.size))
+            pooled[:a.size] += a
+    n = len(ent)
+    hbar, m2bar = float(np.mean(ent)), float(np.mean(m2))
+    support = run.vocab_size + 1
+    out = {"k": [int(v) for v in ks], "positions": n, "exact": bool(exact), "trials": 0 if exact else trials,
+           "mean_entropy_nats": hbar, "mean_entropy_ci": [float(np.mean(lo)), float(np.mean(hi))],
+           "mean_second_moment": m2bar, "support": support}
+    if hbar > 0:
+        const = np.log(hbar) / hbar + m2bar / (2 * hbar * hbar)
+        out["relation"] = (np.log(ks) / hbar + const).tolist()
+        out["bound"] = ((np.log(ks + 1) + np.log(support)) / hbar).tolist()
+    else:
+        out["relation"] = out["bound"] = [float("inf")] * ks.size
+    pooled /= n
+    pooled_never = float(np.mean(never))
+    total = pooled.sum() + pooled_never
+    law = law_from_probs(pooled / total, pooled_never / total)
+    out["pooled_entropy_nats"] = law.entropy
+    out["pooled_alpha_er"] = law.alpha
+    if law.entropy > 0:
+        from ..theory import all_k_bound, large_k_relation
+
+        out["pooled_relation"] = large_k_relation(ks, law).tolist()
+        out["pooled_bound"] = all_k_bound(ks, law, support=support).tolist()
+    return out
+
+
+def log_report(log, methods: Sequence[str] | None = None, k: Sequence[int] = (1, 2, 4, 8),
+               trees: Sequence[str] = ("chain", "batch"), extra_trees: Sequence[str] = (),
+               trials: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """Everything ``chansim bound --log`` prints: statistics, predictions per method/tree/k, relation, bound.
+
+    Combinations a method cannot predict (sd on batch:k>1, rsd with more than 2
+    children per node, spectr on branching trees) are listed under ``skipped`` with the
+    reason instead of failing the whole report.
+    """
+    run = _as_run(log)
+    methods = list(methods) if methods else ["sd", "specinfer", "rsd", "spectr", "ersd"]
+    bad = [m for m in methods if m not in LOG_METHODS]
+    if bad:
+        raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(LOG_METHODS)}")
+    specs = []
+    for kind in trees:
+        specs += [f"{kind}:{int(v)}" for v in k]
+    specs += [s for s in extra_trees if s not in specs]
+    stats = run.pair_statistics()
+    unique, seen = [], set()
+    for s in specs:                                      # chain:1 and batch:1 are the same tree
+        w = tuple(tree_widths(s))
+        if w not in seen:
+            seen.add(w)
+            unique.append(s)
+    rows, skipped = [], []
+    for method in methods:
+        for spec in (["chain:0"] if method == "autoregressive" else unique):
+            if method == "sd" and any(w > 1 for w in tree_widths(spec)):
+                continue                                 # sd is a chain method: silently not applicable
+            try:
+                rows.append(predict_from_log(run, method, spec, confidence=confidence, seed=seed))
+            except ValueError as err:
+                skipped.append({"method": method, "tree": spec, "reason": str(err)})
+    return {
+        "log": str(run.path), "sequences": run.n_sequences, "positions": run.n_positions,
+        "vocab": run.vocab_size, "temperature": run.metadata.get("temperature"),
+        "seed": run.metadata.get("seed"),
+        "statistics": {key: {"mean": float(v.mean()),
+                             "se": float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else None}
+                       for key, v in stats.items()},
+        "normalisation_error": run.normalisation_error,
+        "predictions": rows, "skipped": skipped,
+        "theory": log_theory(run, k, trials=trials, seed=seed),
+    }
+
+
+def format_log_report(report: dict) -> str:
+    """Plain-text rendering of :func:`log_report`."""
+    s = report["statistics"]
+    lines = [f"log {report['log']}: {report['sequences']} sequences, {report['positions']} positions, "
+             f"V = {report['vocab']}, T = {report['temperature']}",
+             f"  Σmin(p,q) = {s['sd_acceptance']['mean']:.4f}   α_ER = {s['er_acceptance']['mean']:.4f}   "
+             f"KL(p‖q) = {s['kl_nats']['mean']:.4f} nats   (position means)",
+             "",
+             "predicted tokens per target call (exact on the logged paths; 95% bootstrap over sequences)",
+             f"  {'method':<11}{'tree':<14}{'k':>4}{'mean':>9}   interval"]
+    for r in report["predictions"]:
+        lines.append(f"  {r['method']:<11}{r['tree']:<14}{r['k']:>4}{r['mean']:>9.4f}   "
+                     f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
+    for r in report["skipped"]:
+        lines.append(f"  {r['method']:<11}{r['tree']:<14}   n/a: {r['reason']}")
+    th = report["theory"]
+    lines += ["",
+              f"rank entropy: mean over positions H̄ = {th['mean_entropy_nats']:.4f} nats "
+              f"[{th['mean_entropy_ci'][0]:.4f}, {th['mean_entropy_ci'][1]:.4f}]"
+              f"{'' if th['exact'] else ' (Monte Carlo, %d trials/position)' % th['trials']}; "
+              f"pooled position H(ā) = {th['pooled_entropy_nats']:.4f}",
+              f"  {'k':>5}{'relation ln k/H̄ + C':>22}{'all-k bound':>14}{'pooled relation':>18}{'pooled bound':>15}"]
+    for i, kk in enumerate(th["k"]):
+        lines.append(f"  {kk:>5}{th['relation'][i]:>22.4f}{th['bound'][i]:>14.4f}"
+                     f"{th.get('pooled_relation', [float('nan')] * len(th['k']))[i]:>18.4f}"
+                     f"{th.get('pooled_bound', [float('nan')] * len(th['k']))[i]:>15.4f}")
+    lines.append("  (bound: (ln(k+1) + ln(V+1)) / H̄, valid for any k-node ERSD tree; relation: large-k "
+                 "renewal estimate; see docs/theory.md)")
+    return "\n".join(lines)
