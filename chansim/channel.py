@@ -70,6 +70,7 @@ import numpy as np
 from scipy import integrate, optimize, special, stats
 
 from .distributions import check_pair, kl_divergence
+from .races import competitor_rates
 
 __all__ = [
     "PFRSample",
@@ -214,22 +215,7 @@ def index_rates(target_probs, draft_probs) -> np.ndarray:
     array([1., 0.])
     """
     p, q = _pair_1d(target_probs, draft_probs)
-    with np.errstate(divide="ignore"):
-        rho = np.where(p > 0, q / p, np.inf)
-    order = np.argsort(rho, kind="stable")
-    rho_s, p_s, q_s = rho[order], p[order], q[order]
-    # mass strictly above each tie block of rho
-    is_last = np.ones(len(rho_s), dtype=bool)
-    is_last[:-1] = rho_s[1:] != rho_s[:-1]
-    idx = np.where(is_last, np.arange(len(rho_s)), len(rho_s))
-    end = np.minimum.accumulate(idx[::-1])[::-1]               # last index of each tie block
-    p_above = p_s.sum() - np.cumsum(p_s)[end]
-    q_above = q_s.sum() - np.cumsum(q_s)[end]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        c_s = np.where(p_s > 0, np.maximum(q_above / rho_s - p_above, 0.0), 0.0)
-    c = np.empty_like(c_s)
-    c[order] = c_s
-    return c
+    return competitor_rates(p, q, validate=False)
 
 
 def _log_keep(c: np.ndarray) -> np.ndarray:

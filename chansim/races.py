@@ -37,6 +37,7 @@ __all__ = [
     "race_winner",
     "race_top_m",
     "race_rank",
+    "competitor_rates",
     "er_acceptance",
     "er_acceptance_quadratic",
     "RankDistribution",
@@ -248,22 +249,23 @@ def _check_m(m) -> int:
 
 
 # ----------------------------------------------------------------------------- acceptance
-def er_acceptance(target_probs, draft_probs, validate: bool = True) -> np.ndarray:
-    r"""Acceptance of a single exponential-race draft, :math:`\alpha_{ER} = P(R = 1)`.
+def competitor_rates(target_probs, draft_probs, validate: bool = True) -> np.ndarray:
+    r"""Rates :math:`C_y = \sum_x (p_y q_x/q_y - p_x)_+` for every token y, shape ``(..., V)``.
 
-    .. math::
-        \alpha_{ER} = \sum_x \frac{1}{\sum_y \max(p_y/p_x,\; q_y/q_x)}
-                    = \sum_x \frac{p_x}{\sum_{y:\rho_y\le\rho_x} p_y + \rho_x^{-1}\sum_{y:\rho_y>\rho_x} q_y},
-        \qquad \rho = q/p,
+    If y wins the p-race at time t, token x arrives before y in the q-race with
+    probability :math:`1 - e^{-t c_x}`, :math:`c_x = (p_y q_x/q_y - p_x)_+`, and
+    :math:`C_y = \sum_x c_x`.  Hence :math:`\alpha_{ER} = \sum_y p_y/(1 + C_y)`
+    (:func:`er_acceptance`) and the PFR index K has :math:`K - 1 \mid y \sim`
+    Geometric with mean :math:`C_y` (:mod:`chansim.channel`).  With
+    :math:`\rho = q/p`, :math:`1 + C_y = \sum_{x:\rho_x\le\rho_y} p_x + \rho_y^{-1}\sum_{x:\rho_x>\rho_y} q_x`,
+    so one sort on :math:`\rho` gives every :math:`C_y` in :math:`O(V\log V)`.
+    :math:`C_y = 0` where :math:`p_y = 0` (y never wins) and :math:`+\infty` where
+    :math:`q_y = 0 < p_y` (y is never drafted).  Batched over leading axes.
 
-    computed in :math:`O(V\log V)` by sorting on :math:`\rho` (Kobus & Gündüz 2025;
-    derivation in docs/theory.md).  Batched over leading axes.
-
-    >>> float(er_acceptance([0.3, 0.7], [0.3, 0.7]))
-    1.0
-    >>> p, q = [0.1, 0.2, 0.7], [0.5, 0.25, 0.25]
-    >>> bool(np.isclose(er_acceptance(p, q), er_acceptance_quadratic(p, q), rtol=0, atol=1e-12))
-    True
+    >>> competitor_rates([0.5, 0.5], [0.5, 0.5]).tolist()
+    [0.0, 0.0]
+    >>> competitor_rates([1.0, 0.0], [0.5, 0.5]).tolist()
+    [1.0, 0.0]
     """
     p, q = check_pair(target_probs, draft_probs) if validate else (np.asarray(target_probs, float), np.asarray(draft_probs, float))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -272,17 +274,38 @@ def er_acceptance(target_probs, draft_probs, validate: bool = True) -> np.ndarra
     rho_s = np.take_along_axis(rho, order, -1)
     p_s = np.take_along_axis(p, order, -1)
     q_s = np.take_along_axis(q, order, -1)
-    # group ties: for each sorted index, the end of its block of equal rho
-    cum_p = np.cumsum(p_s, axis=-1)
-    q_total = q_s.sum(-1, keepdims=True)
-    cum_q = np.cumsum(q_s, axis=-1)
-    end = _tie_block_end(rho_s)
-    p_below = np.take_along_axis(cum_p, end, -1)              # sum of p_y with rho_y <= rho_x
-    q_above = q_total - np.take_along_axis(cum_q, end, -1)    # sum of q_y with rho_y > rho_x
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):   # overflow -> term 0
-        denom = p_below + np.where(q_above > 0, q_above / rho_s, 0.0)
-        terms = np.where((p_s > 0) & (rho_s > 0), p_s / denom, 0.0)
-    return terms.sum(-1)
+    end = _tie_block_end(rho_s)                               # ties of rho count as "below"
+    p_above = p_s.sum(-1, keepdims=True) - np.take_along_axis(np.cumsum(p_s, axis=-1), end, -1)
+    q_above = q_s.sum(-1, keepdims=True) - np.take_along_axis(np.cumsum(q_s, axis=-1), end, -1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        rates_s = np.where(p_s > 0, np.maximum(np.where(q_above > 0, q_above / rho_s, 0.0) - p_above, 0.0), 0.0)
+        rates_s = np.where((p_s > 0) & (rho_s == 0), np.inf, rates_s)
+    rates = np.empty_like(rates_s)
+    np.put_along_axis(rates, order, rates_s, -1)
+    return rates
+
+
+def er_acceptance(target_probs, draft_probs, validate: bool = True) -> np.ndarray:
+    r"""Acceptance of a single exponential-race draft, :math:`\alpha_{ER} = P(R = 1)`.
+
+    .. math::
+        \alpha_{ER} = \sum_x \frac{1}{\sum_y \max(p_y/p_x,\; q_y/q_x)}
+                    = \sum_y \frac{p_y}{1 + C_y},
+
+    with the competitor rates :math:`C_y` of :func:`competitor_rates`, computed in
+    :math:`O(V\log V)` by sorting on :math:`\rho = q/p` (Kobus & Gündüz 2025;
+    derivation in docs/theory.md §0).  Batched over leading axes.
+
+    >>> float(er_acceptance([0.3, 0.7], [0.3, 0.7]))
+    1.0
+    >>> p, q = [0.1, 0.2, 0.7], [0.5, 0.25, 0.25]
+    >>> bool(np.isclose(er_acceptance(p, q), er_acceptance_quadratic(p, q), rtol=0, atol=1e-12))
+    True
+    """
+    p, q = check_pair(target_probs, draft_probs) if validate else (np.asarray(target_probs, float), np.asarray(draft_probs, float))
+    rates = competitor_rates(p, q, validate=False)
+    with np.errstate(invalid="ignore"):
+        return np.where(p > 0, p / (1.0 + rates), 0.0).sum(-1)
 
 
 def _tie_block_end(sorted_vals: np.ndarray) -> np.ndarray:
