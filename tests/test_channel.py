@@ -234,3 +234,14 @@ def test_cli_channel(tmp_path, capsys):
     assert "P(K <= k)" in capsys.readouterr().out
     assert cli_main(["channel", "--p", str(tmp_path / "p.npy"), "--q", str(tmp_path / "nope.npy")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_first_pfr_candidate_is_accepted_as_often_as_the_first_race_token():
+    # P(K = 1) = sum_y p_y / (1 + C_y) = alpha_ER (docs/theory.md section 0)
+    from chansim.channel import index_pmf
+    from chansim.distributions import synthetic_pair
+    from chansim.races import er_acceptance
+
+    for seed in range(10):
+        p, q = synthetic_pair("dirichlet", 12, 0.7, seed=seed)
+        assert abs(index_pmf(p, q, 1)[0] - er_acceptance(p, q)) < 1e-12
