@@ -68,6 +68,8 @@ def check_probs(probs, name: str = "probs", atol: float = PROB_ATOL) -> np.ndarr
     ...
     ValueError: p is not normalised: sums to 1.1 at position () (tolerance 1e-06); pass logits or normalise explicitly
     """
+    if np.iscomplexobj(probs):
+        raise ValueError(f"{name} has complex values; probabilities must be real")
     arr = np.asarray(probs, dtype=np.float64)
     if arr.ndim == 0 or arr.shape[-1] == 0:
         raise ValueError(f"{name} must have a non-empty vocabulary axis (last axis), got shape {arr.shape}")
@@ -107,6 +109,8 @@ def check_pair(target_probs, draft_probs, atol: float = PROB_ATOL) -> tuple[np.n
 
 def check_logits(logits, name: str = "logits") -> np.ndarray:
     """Validate logits: non-empty last axis; finite or ``-inf`` (a masked token); never NaN/+inf."""
+    if np.iscomplexobj(logits):
+        raise ValueError(f"{name} has complex values; logits must be real")
     arr = np.asarray(logits, dtype=np.float64)
     if arr.ndim == 0 or arr.shape[-1] == 0:
         raise ValueError(f"{name} must have a non-empty vocabulary axis (last axis), got shape {arr.shape}")

@@ -22,6 +22,8 @@ FORMATS = (".npy", ".npz", ".csv", ".json")
 def load_array(path, name: str = "array", key: str | None = None) -> np.ndarray:
     """Read a float64 array from ``path``; ``name`` labels errors (e.g. ``"--p"``).
 
+    An archive holding several arrays (``.npz``, or a JSON object) needs ``key``, which
+    can also be given in the path as ``PATH:KEY`` (so every CLI option accepts it).
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file for
     an unknown extension, unreadable content, non-numeric data or an empty / 0-d array.
 
@@ -37,6 +39,10 @@ def load_array(path, name: str = "array", key: str | None = None) -> np.ndarray:
     FileNotFoundError: p: no such file: ...missing.npy
     """
     path = os.fspath(path)
+    if key is None and not os.path.isfile(path) and ":" in path:
+        base, _, named = path.rpartition(":")           # PATH:KEY picks one array of an archive
+        if os.path.isfile(base):
+            path, key = base, named
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{name}: no such file: {path}")
     ext = os.path.splitext(path)[1].lower()
@@ -49,7 +55,7 @@ def load_array(path, name: str = "array", key: str | None = None) -> np.ndarray:
             with np.load(path, allow_pickle=False) as archive:
                 keys = list(archive.keys())
                 if key is None and len(keys) != 1:
-                    raise ValueError(f"{name}: {path} holds arrays {keys}; say which one (key=...)")
+                    raise ValueError(f"{name}: {path} holds arrays {keys}; say which one as {path}:KEY")
                 k = key if key is not None else keys[0]
                 if k not in keys:
                     raise ValueError(f"{name}: {path} has no array {k!r}; it holds {keys}")
@@ -61,13 +67,16 @@ def load_array(path, name: str = "array", key: str | None = None) -> np.ndarray:
                 obj = json.load(fh)
             if isinstance(obj, dict):
                 if key is None or key not in obj:
-                    raise ValueError(f"{name}: {path} is a JSON object with keys {sorted(obj)}; say which one (key=...)")
+                    raise ValueError(f"{name}: {path} is a JSON object with keys {sorted(obj)}; say which one as {path}:KEY")
                 obj = obj[key]
             raw = obj
         arr = np.asarray(raw, dtype=np.float64)
     except ValueError as err:
         if str(err).startswith(f"{name}:"):
             raise
+        if ext in (".npy", ".npz") and "pickled" in str(err):
+            raise ValueError(f"{name}: {path} is not a valid numeric {ext} file (corrupt, or saved with "
+                             "object/pickled data)") from err
         raise ValueError(f"{name}: cannot read numbers from {path}: {err}") from err
     except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{name}: unreadable {ext} file {path}: {err}") from err

@@ -118,7 +118,7 @@ def ersd_path_acceptance(target_probs, draft_probs, tokens, m: int, step: float 
     :math:`[10^{-13}, 50]` (step 0.25; exponentially convergent, checked against the
     exact rank law to 1e-12), the ``exact_tokens`` largest :math:`c_x` enter an exact
     Poisson-binomial recursion, the others a Poisson law with the same mean (Le Cam:
-    error <= :math:`2\sum_{\text{rest}} c_x^2`), and tokens whose :math:`c_x` sum to
+    error <= :math:`4\sum_{\text{rest}} c_x^2`), and tokens whose :math:`c_x` sum to
     less than ``drop_tol`` are dropped (error <= that sum).
     """
     p, q, y, py = _path_inputs(target_probs, draft_probs, tokens)
@@ -176,12 +176,12 @@ def rsd_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndarray
     r"""RSD (Jeon et al. 2024): m drafts without replacement, recursive rejection; exact for m <= 2.
 
     Round 1 rejects drafted x with probability mass :math:`(q_x - p_x)_+`; then
-    :math:`r_2 = (p-q)_+/(1-eta_1)` and the second draft comes from q without x,
+    :math:`r_2 = (p-q)_+/(1-\beta_1)` and the second draft comes from q without x,
     :math:`q_2 = q/(1 - q_x)` off x.  The last round's rejection-and-output mass is
     :math:`(r_2(y) - q_2(y))_+`, so
 
-    .. math:: P(	ext{both rejected} \wedge 	ext{out}=y) = \sum_x (q_x - p_x)_+
-              \Big(r_2(y) - rac{q(y)}{1 - q_x}\Big)_+ ,
+    .. math:: P(\text{both rejected} \wedge \text{out}=y) = \sum_x (q_x - p_x)_+
+              \Big(r_2(y) - \frac{q(y)}{1 - q_x}\Big)_+ ,
 
     O(V) per position (y has :math:`p(y) > q(y)` whenever the term is non-zero, so
     y differs from every rejected x). m = 1 is sd. For m >= 3 the sum runs over ordered
@@ -213,8 +213,10 @@ def rsd_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndarray
 def spectr_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndarray:
     r"""SpecTr k-sequential selection with m i.i.d. drafts (Sun et al. 2023), conditioned on the output.
 
-    The output is an accepted draft with law :math:`\min(q, p/ho)\,c`, so
-    :math:`c_t = \min(q(y), p(y)/ho)\,c/p(y)`, :math:`c = (1-(1-eta)^m)/eta`, with the
+    The output is an accepted draft with law :math:`\min(q, p/
+ho)\,c`, so
+    :math:`c_t = \min(q(y), p(y)/
+ho)\,c/p(y)`, :math:`c = (1-(1-\beta)^m)/\beta`, with the
     smallest feasible ρ of :func:`chansim.verify.spectr.spectr_rho` (ρ = 1, c = 1 at m = 1: sd).
 
     >>> spectr_path_acceptance([[0.5, 0.5]], [[0.2, 0.8]], [0], 1).tolist()

@@ -393,7 +393,10 @@ def rank_distribution(target_probs, draft_probs, method: str = "auto", trials: i
 
 
 def rank_distribution_exact(target_probs, draft_probs, epsabs: float = 1e-14) -> RankDistribution:
-    """Exact rank law by adaptive quadrature of the Poisson-binomial mixture (O(V^2) per node)."""
+    """Exact rank law by adaptive quadrature of the Poisson-binomial mixture.
+
+    Each quadrature node costs O(V^3): V winners x a V-step recursion over V counts.
+    """
     p, q = check_pair(target_probs, draft_probs)
     vocab = p.shape[-1]
     winners = np.flatnonzero((p > 0) & (q > 0))

@@ -241,14 +241,17 @@ def _estimate(hist, stream_tokens, stream_calls, model, confidence) -> Estimate:
     counts = np.arange(len(hist))
     n = int(hist.sum())
     mean = float((counts * hist).sum() / n)
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
     if model == "markov" and len(stream_calls) > 1:
+        # ratio estimator over independent streams; its spread is estimated from s
+        # streams, so the quantile is Student's t with s - 1 degrees of freedom
         s = len(stream_calls)
         dev = stream_tokens - mean * stream_calls
         se = math.sqrt(s / (s - 1) * float((dev ** 2).sum())) / float(stream_calls.sum())
+        z = float(stats.t.ppf(0.5 + confidence / 2, s - 1))
     else:
         var = float(((counts - mean) ** 2 * hist).sum() / max(1, n - 1))
         se = math.sqrt(var / n)
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
     if se == 0.0 and model != "markov":
         # Every call gave the same count c, so the normal interval would collapse.  With
         # no call observed outside c, the fraction of calls that differ is at most

@@ -245,3 +245,13 @@ def test_first_pfr_candidate_is_accepted_as_often_as_the_first_race_token():
     for seed in range(10):
         p, q = synthetic_pair("dirichlet", 12, 0.7, seed=seed)
         assert abs(index_pmf(p, q, 1)[0] - er_acceptance(p, q)) < 1e-12
+
+
+def test_archive_members_are_chosen_with_path_colon_key(tmp_path):
+    np.savez(tmp_path / "pair.npz", p=[0.5, 0.5], q=[0.9, 0.1])
+    with pytest.raises(ValueError, match="pair.npz:KEY"):
+        load_array(tmp_path / "pair.npz", "--p")
+    assert load_array(f"{tmp_path / 'pair.npz'}:q", "--q").tolist() == [0.9, 0.1]
+    (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY\x01\x00garbage")
+    with pytest.raises(ValueError, match="bad.npy"):
+        load_array(tmp_path / "bad.npy", "--p")

@@ -148,3 +148,14 @@ def test_bad_family_arguments():
         D.synthetic_pair("dirichlet", 1, 0.5)
     with pytest.raises(ValueError, match=r"distance must lie in \[0.0, 1.0\]"):
         D.dirichlet_pair(10, distance=1.5)
+
+
+def test_complex_input_is_rejected_not_truncated():
+    import numpy as np
+    import pytest
+    from chansim.distributions import check_logits, check_probs
+
+    with pytest.raises(ValueError, match="complex"):
+        check_probs(np.array([0.5 + 0.1j, 0.5]), "p")
+    with pytest.raises(ValueError, match="complex"):
+        check_logits(np.array([0.0 + 1j, 1.0]))

@@ -70,6 +70,10 @@ def run(args) -> int:
         raise ValueError(f"--p/--q must hold one pair (V,) or a batch (positions, V), got shape {p.shape}")
     if args.trials < 2:
         raise ValueError(f"--trials must be >= 2, got {args.trials}")
+    if args.jobs == 0 or args.jobs < -1:
+        raise ValueError(f"--jobs must be a positive number of workers or -1 (all cores), got {args.jobs}")
+    if getattr(args, "tree_spec", None):
+        raise ValueError("--tree-spec applies to --log only; use --tree optimal|chain|batch for --p/--q")
     report = speedup_report(p, q, k=_parse_ks(args.k), methods=_methods(args.method), tree=args.tree,
                             cost=args.cost, per_position=args.per_position, trials=args.trials, seed=args.seed,
                             n_jobs=args.jobs)

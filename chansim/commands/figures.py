@@ -31,7 +31,9 @@ def run(args) -> int:
 
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
-    names = [n.strip() for n in args.only.split(",")] if args.only else list(FIGURES)
+    if args.only is not None and not args.only.strip(","):
+        raise ValueError("--only needs at least one figure name, e.g. --only fig4_tokens_per_call")
+    names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only is not None else list(FIGURES)
     if not args.scale > 0:
         raise ValueError(f"--scale must be > 0, got {args.scale}")
     settings = Settings.make(args.mode, seed=args.seed, jobs=args.jobs, backend=args.backend, scheduler=args.scheduler,

@@ -58,11 +58,15 @@ def run(args) -> int:
                       emit_tokens=bool(args.emit_tokens), engine=args.engine, confidence=args.confidence,
                       **options)
     if args.emit_tokens:
+        if not str(args.emit_tokens).endswith(".npy"):
+            args.emit_tokens = f"{args.emit_tokens}.npy"          # what np.save writes
         np.save(args.emit_tokens, result.tokens)
     if args.json:
         out = result.to_dict()
         if args.emit_tokens:
             out["tokens_file"] = args.emit_tokens
+            # Markov: the file is the streams one after another; these are their lengths
+            out["stream_lengths"] = [int(n) for n in result.stream_lengths]
         print(json.dumps(out, indent=2))
         return 0
     tpc = result.tokens_per_call
@@ -74,5 +78,11 @@ def run(args) -> int:
         print("  acceptance per depth: " + "  ".join(
             "-" if math.isnan(a) else f"{a:.4f}" for a in result.acceptance_per_depth))
     if args.emit_tokens:
-        print(f"  {len(result.tokens)} tokens written to {args.emit_tokens}")
+        print(f"  {len(result.tokens)} tokens written to {args.emit_tokens} "
+              f"({len(result.stream_lengths)} stream(s) of lengths {_short(result.stream_lengths)})")
     return 0
+
+
+def _short(lengths) -> str:
+    lengths = [int(n) for n in lengths]
+    return ", ".join(map(str, lengths)) if len(lengths) <= 6 else f"{lengths[0]}, ..., {lengths[-1]}"

@@ -329,7 +329,9 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
     if pfr:
         from ..channel import expected_log2_index
         for i, row in enumerate(rows):
-            row["pfr_log2_index_bits"] = float(expected_log2_index(p[i], q[i]))
+            # the PFR cannot simulate p from q when q misses part of p's support (K = inf)
+            covered = not np.any((p[i] > 0) & (q[i] == 0))
+            row["pfr_log2_index_bits"] = float(expected_log2_index(p[i], q[i])) if covered else None
 
     def mean(key):
         return float(np.mean([r[key] for r in rows]))
@@ -340,7 +342,8 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
     summary["rank_entropy_bits"] = summary["rank_entropy_nats"] / math.log(2)
     summary["rank_entropy_exact"] = all(r["rank_entropy_exact"] for r in rows)
     summary["rank_entropy_ci"] = [float(np.mean([r["rank_entropy_ci"][j] for r in rows])) for j in (0, 1)]
-    summary["pfr_log2_index_bits"] = mean("pfr_log2_index_bits") if pfr else None
+    pfr_ok = pfr and all(r["pfr_log2_index_bits"] is not None for r in rows)
+    summary["pfr_log2_index_bits"] = mean("pfr_log2_index_bits") if pfr_ok else None
     meths = {}
     for name in methods:
         toks, deps = [], []
