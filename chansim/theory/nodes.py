@@ -38,6 +38,8 @@ from scipy import stats
 from scipy.special import comb
 
 from ..distributions import check_pair
+from ..verify.spectr import spectr_beta_c
+from ..verify.spectr import spectr_rho as _rho_rows
 
 __all__ = [
     "SlotWeights",
@@ -233,36 +235,19 @@ def rsd_weights(target_probs, draft_probs, m: int, method: str = "auto", trials:
 
 # ----------------------------------------------------------------------------- spectr
 def _spectr_beta(p, q, rho):
-    return np.minimum(q, p / rho).sum(-1)
+    return spectr_beta_c(p[None], q[None], 1, np.array([rho]))[0][0]
 
 
-def spectr_rho(target_probs, draft_probs, k: int, iters: int = 100) -> float:
+def spectr_rho(target_probs, draft_probs, k: int, iters: int = 60) -> float:
     r"""SpecTr's ρ for k i.i.d. drafts: the smallest ρ in [1, k] with :math:`c(\rho) \le \rho`,
 
     :math:`c(\rho) = (1 - (1 - \beta(\rho))^k)/\beta(\rho)`,
-    :math:`\beta(\rho) = \sum_x \min(q_x, p_x/\rho)`, found by bisection as in
-    ALGORITHMS.md (ρ = 1 when it is feasible, in particular for k = 1).
+    :math:`\beta(\rho) = \sum_x \min(q_x, p_x/\rho)` — the verifier's own bisection
+    (:func:`chansim.verify.spectr.spectr_rho`, always feasible), for one validated pair.
     """
     p, q = check_pair(target_probs, draft_probs)
     k = _check_m(k)
-
-    def feasible(rho):
-        beta = _spectr_beta(p, q, rho)
-        if beta <= 0:
-            return False
-        c = -math.expm1(k * math.log1p(-min(beta, 1.0))) / beta if beta < 1 else 1.0 / beta
-        return c <= rho * (1 + 1e-12)
-
-    if feasible(1.0):
-        return 1.0
-    lo, hi = 1.0, float(k)
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        if feasible(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return float(_rho_rows(p[None], q[None], k, iterations=iters)[0])
 
 
 def spectr_acceptance(target_probs, draft_probs, k: int) -> float:
