@@ -95,3 +95,16 @@ def test_bad_inputs():
         node_acceptance("nope", p, q, 1)
     with pytest.raises(ValueError, match="not normalised"):
         expected_tokens("sd", chain(1), [0.5, 0.6], q)
+
+
+def test_optimal_rank_set_tree_depth_without_building_the_tree():
+    from chansim.theory import best_rank_set_tree, top_products_curve, top_products_depths, top_products_sums
+
+    rng = np.random.default_rng(0)
+    ks = np.array([1, 2, 3, 5, 10, 50, 200])
+    for _ in range(30):
+        a = rng.dirichlet(np.ones(rng.integers(2, 8)))
+        tree = best_rank_set_tree(a, 200)
+        deepest = np.maximum.accumulate(tree.depth[1:])
+        assert np.array_equal(top_products_depths(a, ks), deepest[ks - 1])
+        np.testing.assert_allclose(top_products_sums(a, ks), top_products_curve(a, 200)[ks - 1], rtol=1e-12)

@@ -82,22 +82,9 @@ def top_products_curve(rank_probs, kmax: int, max_nodes: int = 50_000_000) -> np
     [0.6, 0.96, 1.26]
     """
     kmax = _check_budget(kmax)
-    a = np.sort(np.asarray(rank_probs, dtype=float))           # ascending
-    a = a[a > 0]
-    if kmax == 0 or len(a) == 0:
-        return np.zeros(kmax)
-    if a[-1] >= 1.0:                                            # a_1 = 1: a chain accepts everything
-        return np.arange(1, kmax + 1, dtype=float)
-    with np.errstate(divide="ignore"):
-        h = float(-(a * np.log(a)).sum())
-    theta = 0.5 / (max(h, 1e-3) * kmax)
-    while True:
-        prods = _products_above(a, theta, max_nodes)
-        if prods is not None and (len(prods) >= kmax or theta < 1e-300):
-            break
-        if prods is None:
-            raise ValueError(f"more than {max_nodes} products needed for kmax={kmax}")
-        theta *= 0.25
+    if kmax == 0:
+        return np.zeros(0)
+    prods, _ = _top_products(rank_probs, kmax, max_nodes)
     prods = np.sort(prods)[::-1][:kmax]
     acc = np.cumsum(prods)
     if len(acc) < kmax:                                         # finite support exhausted
@@ -114,20 +101,7 @@ def top_products_sums(rank_probs, ks, max_nodes: int = 50_000_000) -> np.ndarray
     [0.6, 1.26]
     """
     ks = np.asarray(ks, dtype=np.int64)
-    kmax = int(ks.max())
-    a = np.sort(np.asarray(rank_probs, dtype=float))
-    a = a[a > 0]
-    if a[-1] >= 1.0:
-        return ks.astype(float)
-    h = float(-(a * np.log(a)).sum())
-    theta = 0.5 / (max(h, 1e-3) * kmax)
-    while True:
-        prods = _products_above(a, theta, max_nodes)
-        if prods is None:
-            raise ValueError(f"more than {max_nodes} products needed for kmax={kmax}")
-        if len(prods) >= kmax or theta < 1e-300:
-            break
-        theta *= 0.25
+    prods, _ = _top_products(rank_probs, int(ks.max()), max_nodes)
     out = np.empty(len(ks))
     neg = -prods
     for i, k in enumerate(ks):
@@ -136,11 +110,57 @@ def top_products_sums(rank_probs, ks, max_nodes: int = 50_000_000) -> np.ndarray
     return out
 
 
+def top_products_depths(rank_probs, ks, max_nodes: int = 50_000_000) -> np.ndarray:
+    """Depth of the optimal rank-set ERSD tree (:func:`best_rank_set_tree`) at the budgets ``ks``.
+
+    The deepest of the k largest path products, without building the tree (the heap
+    build costs seconds at k ~ 10^6).  Equal products at the budget boundary are taken
+    in enumeration order, so with exact ties the depth may differ from the heap's tree.
+
+    >>> top_products_depths([0.6, 0.1, 0.3], [1, 2, 3]).tolist()
+    [1, 2, 2]
+    """
+    ks = np.asarray(ks, dtype=np.int64)
+    prods, levels = _top_products(rank_probs, int(ks.max()), max_nodes)
+    if len(prods) == 0:
+        return np.zeros(len(ks), dtype=np.int64)
+    order = np.argsort(-prods, kind="stable")
+    deepest = np.maximum.accumulate(levels[order])              # [n] depth of the best-k tree
+    return deepest[np.minimum(ks, len(prods)) - 1]
+
+
+def _top_products(rank_probs, kmax: int, max_nodes: int):
+    """At least ``kmax`` of the largest path products (all those >= a threshold θ) and their depths.
+
+    θ starts near the large-k scale 1/(H k) and is lowered until enough products exist.
+    A rank law with a_1 = 1 gives the chain 1, 1, ... (depths 1..kmax).
+    """
+    kmax = _check_budget(kmax)
+    a = np.sort(np.asarray(rank_probs, dtype=float))           # ascending
+    a = a[a > 0]
+    if len(a) == 0:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    if a[-1] >= 1.0:                                            # a_1 = 1: a chain accepts everything
+        return np.ones(kmax), np.arange(1, kmax + 1)
+    with np.errstate(divide="ignore"):
+        h = float(-(a * np.log(a)).sum())
+    theta = 0.5 / (max(h, 1e-3) * kmax)
+    while True:
+        found = _products_above(a, theta, max_nodes)
+        if found is None:
+            raise ValueError(f"more than {max_nodes} products needed for kmax={kmax}")
+        if len(found[0]) >= kmax or theta < 1e-300:
+            return found
+        theta *= 0.25
+
+
 def _products_above(a_asc: np.ndarray, theta: float, max_nodes: int):
-    """All products of rank sequences that are >= theta (a sorted ascending), or None if too many."""
-    out = []
+    """All products of rank sequences that are >= theta (a sorted ascending) and their depths,
+    or None if there are more than ``max_nodes``."""
+    out, depth = [], []
     frontier = np.array([1.0])
     total = 0
+    level = 0
     while len(frontier):
         # children of f with f * a_r >= theta: a_r >= theta / f, a suffix of a_asc
         start = np.searchsorted(a_asc, theta / frontier * (1 - 1e-15), side="left")
@@ -151,11 +171,15 @@ def _products_above(a_asc: np.ndarray, theta: float, max_nodes: int):
         total += n
         if total > max_nodes:
             return None
+        level += 1
         owner = np.repeat(np.arange(len(frontier)), counts)
         offs = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
         frontier = frontier[owner] * a_asc[start[owner] + offs]
         out.append(frontier)
-    return np.concatenate(out) if out else np.zeros(0)
+        depth.append(np.full(n, level, dtype=np.int64))
+    if not out:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    return np.concatenate(out), np.concatenate(depth)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from ..trees import Tree, batch as batch_tree, chain as chain_tree
 from .asymptotics import all_k_bound, large_k_relation
 from .expectations import sd_chain_tokens, spectr_sequences_tokens, tree_value
 from .nodes import rsd_weights, specinfer_weights, spectr_transition_matrix
-from .optimal import best_rank_set_tree, sibling_closed_values, top_products_curve
+from .optimal import sibling_closed_values, top_products_depths, top_products_sums
 from .ranklaw import rank_law
 
 __all__ = ["BoundReport", "speedup_report", "DEFAULT_K", "REPORT_METHODS"]
@@ -211,11 +211,8 @@ def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps):
         elif name == "ersd":
             exact = law.exact
             if tree == "optimal":
-                acc = top_products_curve(a, kmax)
-                t = best_rank_set_tree(a, kmax)
-                d = np.maximum.accumulate(t.depth[1:]) if t.size else np.zeros(0, int)
-                tok = [float(1 + acc[k - 1]) for k in ks]
-                depth = [int(d[min(k, len(d)) - 1]) if len(d) else 0 for k in ks]
+                tok = [float(1 + v) for v in top_products_sums(a, ks)]
+                depth = [int(d) for d in top_products_depths(a, ks)]
             elif tree == "chain":
                 tok = [float(sd_chain_tokens(law.alpha, k)) for k in ks]
                 depth = list(ks)
