@@ -450,10 +450,14 @@ def _validate(path, arr) -> LogRun:
         empty = np.flatnonzero(np.isneginf(a).all(-1))
         if empty.size:
             _fail(path, f"{side} log-probs at position {int(empty[0])} are all -inf (no probability mass)")
-        lp = a.astype(np.float64)
-        mass = np.exp(lp).sum(-1)
+        mass = np.empty(a.shape[0])
+        tol = np.empty(a.shape[0])
+        step = max(1, (1 << 22) // max(1, vocab))             # ~32 MB of float64 at a time
+        for lo in range(0, a.shape[0], step):
+            lp = a[lo:lo + step].astype(np.float64)          # [rows, V]
+            mass[lo:lo + step] = np.exp(lp).sum(-1)
+            tol[lo:lo + step] = float16_mass_tolerance(lp) if a.dtype == np.float16 else 1e-6
         err = np.abs(mass - 1.0)
-        tol = float16_mass_tolerance(lp) if a.dtype == np.float16 else np.full(len(err), 1e-6)
         bad = np.flatnonzero(err > tol)
         if bad.size:
             r = int(bad[0])
