@@ -38,6 +38,7 @@ from scipy import stats
 from scipy.special import comb
 
 from ..distributions import check_pair
+from ..verify.base import residual
 from ..verify.spectr import spectr_beta_c
 from ..verify.spectr import spectr_rho as _rho_rows
 
@@ -109,9 +110,7 @@ def specinfer_weights(target_probs, draft_probs, m: int) -> np.ndarray:
         alive = alive * np.clip(1 - beta, 0, None)
         if not np.any(alive > 1e-16):                       # later slots are (numerically) never reached
             break
-        resid = np.clip(r - q, 0, None)
-        tot = resid.sum(-1, keepdims=True)
-        r = np.where(tot > 1e-300, resid / np.where(tot > 0, tot, 1), 0.0)
+        r = residual(r, q)                                  # norm((r - q)+), the verifier's own rule
     return out
 
 
