@@ -306,15 +306,10 @@ class LogRun:
 
         Keys ``sd_acceptance``, ``er_acceptance``, ``kl_nats`` (positions in log order).
         """
-        from ..distributions import kl_divergence, sd_acceptance
-        from ..races import er_acceptance
+        from .measure import probability_statistics
 
-        out = {"sd_acceptance": [], "er_acceptance": [], "kl_nats": []}
-        for p, q, _ in self.sequences():
-            out["sd_acceptance"].append(sd_acceptance(p, q, validate=False))
-            out["er_acceptance"].append(er_acceptance(p, q, validate=False))
-            out["kl_nats"].append(kl_divergence(p, q, validate=False))
-        return {k: np.concatenate(v) for k, v in out.items()}
+        per_sequence = [probability_statistics(p, q, validate=False) for p, q, _ in self.sequences()]
+        return {k: np.concatenate([s[k] for s in per_sequence]) for k in per_sequence[0]}
 
     def __repr__(self) -> str:
         return (f"LogRun({str(self.path)!r}, sequences={self.n_sequences}, positions={self.n_positions}, "
