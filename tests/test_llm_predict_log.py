@@ -21,15 +21,8 @@ from chansim.verify import GeneratorNoise, KeyedNoise, speculative_generate
 VOCAB = 5
 
 
-def _markov_pair(seed):
-    rng = np.random.default_rng(seed)
-    target = rng.dirichlet(np.ones(VOCAB), size=VOCAB)
-    draft = 0.5 * target + 0.5 * rng.dirichlet(np.ones(VOCAB), size=VOCAB)
-    return target, draft
-
-
-def _markov_log(path, method, tree, runs, length=40, seed=3):
-    target, draft = _markov_pair(seed)
+def _markov_log(path, method, tree, runs, tables, length=40, seed=3):
+    target, draft = tables(VOCAB, seed)
     ts, ds = MarkovSource(target), MarkovSource(draft)
     tokens, tl, dl, calls = [], [], [], []
     for run in range(runs):
@@ -55,9 +48,9 @@ def _markov_log(path, method, tree, runs, length=40, seed=3):
     ("spectr", "chain:2"),
     ("ersd", "branch:3,1"),
 ])
-def test_log_prediction_matches_generation(tmp_path, method, tree):
+def test_log_prediction_matches_generation(tmp_path, method, tree, markov_tables):
     runs = 120
-    calls = _markov_log(tmp_path / "m.npz", method, tree, runs)
+    calls = _markov_log(tmp_path / "m.npz", method, tree, runs, markov_tables)
     run = read_log(tmp_path / "m.npz")
     pred = predict_path(method, tree_widths(tree), run.sequences())
     diffs = calls - pred.expected_calls
@@ -71,8 +64,8 @@ def test_log_prediction_matches_generation(tmp_path, method, tree):
     assert abs(out["mean"] - measured) < 0.1 * measured
 
 
-def test_unsupported_shapes(tmp_path):
-    _markov_log(tmp_path / "m.npz", "sd", "chain:1", 3, length=10)
+def test_unsupported_shapes(tmp_path, markov_tables):
+    _markov_log(tmp_path / "m.npz", "sd", "chain:1", 3, markov_tables, length=10)
     run = read_log(tmp_path / "m.npz")
     with pytest.raises(ValueError, match="only for at most 2 drafts"):
         predict_from_log(run, "rsd", "batch:3")
@@ -109,8 +102,8 @@ def test_theory_on_iid_log_matches_iid_theory(tmp_path):
             assert r["mean"] <= report["theory"]["bound"][[1, 4].index(r["k"])] + 1e-9
 
 
-def test_cli_bound_log(tmp_path, capsys):
-    _markov_log(tmp_path / "m.npz", "sd", "chain:1", 4, length=12)
+def test_cli_bound_log(tmp_path, capsys, markov_tables):
+    _markov_log(tmp_path / "m.npz", "sd", "chain:1", 4, markov_tables, length=12)
     rc = main(["bound", "--log", str(tmp_path / "m.npz"), "--k", "1,2", "--json", "--tree-spec", "branch:2,1"])
     obj = json.loads(capsys.readouterr().out)
     assert rc == 0 and obj["positions"] == 48

@@ -15,13 +15,6 @@ from chansim.verify import GeneratorNoise, KeyedNoise, speculative_generate
 VOCAB = 4
 
 
-def _markov_pair(seed):
-    rng = np.random.default_rng(seed)
-    target = rng.dirichlet(np.ones(VOCAB), size=VOCAB)
-    draft = 0.5 * target + 0.5 * rng.dirichlet(np.ones(VOCAB), size=VOCAB)
-    return target, draft
-
-
 @pytest.mark.parametrize(
     "method,tree,widths",
     [
@@ -31,8 +24,8 @@ def _markov_pair(seed):
         ("ersd", "branch:3,2", [3, 2]),
     ],
 )
-def test_predicted_calls_match_generation(method, tree, widths):
-    target, draft = _markov_pair(3)
+def test_predicted_calls_match_generation(method, tree, widths, markov_tables):
+    target, draft = markov_tables(VOCAB, 3)
     target_src, draft_src = MarkovSource(target), MarkovSource(draft)
     length, runs = 60, 150
     diffs = []
