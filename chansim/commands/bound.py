@@ -90,6 +90,12 @@ def run(args) -> int:
 
 def _run_log(args) -> int:
     from ..llm.predict_log import format_log_report, log_report
+    from ..llm.truncated import format_truncated_report, is_truncated_log, truncated_report
+
+    if is_truncated_log(args.log):                       # top-n log: guaranteed intervals (docs/log-format.md)
+        rep = truncated_report(args.log, k=_parse_ks(args.k))
+        print(json.dumps(rep, indent=2) if args.json else format_truncated_report(rep))
+        return 0
 
     if args.trials < 2:
         raise ValueError(f"--trials must be >= 2, got {args.trials}")

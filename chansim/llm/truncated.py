@@ -1,0 +1,384 @@
+r"""Truncated (top-n) logs and the guaranteed intervals they give.
+
+Servers (vLLM, OpenAI-compatible APIs, llama.cpp) return only the n most likely tokens
+of each distribution with their log-probabilities, plus the log-probability of the token
+actually produced.  A *truncated log* keeps exactly that, for the target :math:`p_t` and
+the draft :math:`q_t` at every position t of target-sampled continuations; everything
+else (the *tail*) is unknown.  Predictions then become intervals that are guaranteed to
+contain the value of every full distribution consistent with what is known
+(docs/log-format.md, "Intervals from truncated logs", has the proofs).
+
+What is known at a row (one side, say p)
+----------------------------------------
+* head ids :math:`S` and their probabilities :math:`p(x), x\in S` (the top-n entries
+  and the produced token);
+* the floor :math:`m_p`: every token outside S has :math:`p(x)\le m_p` (the n-th largest
+  value of a top-n list; 0 when the head is the whole vocabulary);
+* hence the tail mass :math:`r_p = 1-\sum_{x\in S}p(x)`.
+
+File format (``chansim-llm-topn-log``, version 1)
+-------------------------------------------------
+An ``.npz`` archive like a full log (:mod:`chansim.llm.logs`) with ``format``,
+``format_version``, ``metadata``, ``prompt_ids``, ``prompt_offsets``, ``tokens``,
+``token_offsets`` and, instead of full log-prob matrices, for ``side`` in target, draft:
+
+====================== ================ =================================================
+``{side}_ids``         int64, (N, n)    head token ids per row, ``-1`` pads
+``{side}_log_probs``   float32, (N, n)  their log-probabilities, ``-inf`` on pads
+``{side}_floor``       float64, (N,)    upper bound on any probability outside the head
+====================== ================ =================================================
+
+Each row's head must contain the logged token on the target side (its probability is
+what the target sampled).  The metadata holds ``vocab_size`` (``null`` if unknown).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .logs import LogError, _offsets, _standard_metadata
+
+__all__ = ["TOPN_FORMAT", "TruncatedLog", "write_truncated_log", "read_truncated_log", "truncate_log",
+           "is_truncated_log", "acceptance_bounds", "sd_path_acceptance_bounds", "expected_calls_interval",
+           "truncated_report", "format_truncated_report"]
+
+TOPN_FORMAT = "chansim-llm-topn-log"
+_MASS_TOL = 1e-3          # head masses above 1 + this are rejected (float32 log-probs from servers)
+
+
+class TruncatedLog:
+    """Heads of p and q along logged paths (module docstring); build with :func:`read_truncated_log`.
+
+    Attributes
+    ----------
+    prompts : list of list of int
+    tokens : list of ndarray of int64, shape (T_i,)
+    offsets : ndarray of int64, shape (n_sequences + 1,)
+    heads : dict
+        ``{"target": (ids [N, n_t], probs [N, n_t], floor [N]), "draft": (...)}``; pads have id -1, prob 0.
+    metadata : dict
+    """
+
+    def __init__(self, path, metadata, prompts, tokens, offsets, heads):
+        self.path = Path(path) if path is not None else None
+        self.metadata = metadata
+        self.prompts = prompts
+        self.tokens = tokens
+        self.offsets = offsets
+        self.heads = heads
+
+    @property
+    def n_sequences(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def n_positions(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def vocab_size(self):
+        return self.metadata.get("vocab_size")
+
+    def __repr__(self) -> str:
+        return (f"TruncatedLog({str(self.path)!r}, sequences={self.n_sequences}, positions={self.n_positions}, "
+                f"n = {self.heads['target'][0].shape[1]}/{self.heads['draft'][0].shape[1]})")
+
+
+def _pad_rows(rows_ids: Sequence, rows_lp: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    width = max(1, max(len(r) for r in rows_ids))
+    ids = np.full((len(rows_ids), width), -1, dtype=np.int64)
+    lp = np.full((len(rows_ids), width), -np.inf, dtype=np.float64)
+    for i, (a, b) in enumerate(zip(rows_ids, rows_lp)):
+        ids[i, :len(a)] = a
+        lp[i, :len(b)] = b
+    return ids, lp
+
+
+def _check_side(name: str, ids: np.ndarray, lp: np.ndarray, floor: np.ndarray, vocab) -> None:
+    if ids.shape != lp.shape or ids.ndim != 2 or floor.shape != ids.shape[:1]:
+        raise ValueError(f"{name}: ids {ids.shape}, log-probs {lp.shape} and floor {floor.shape} do not match")
+    real = ids >= 0
+    if np.any(np.isnan(lp)) or np.any(lp[real] > 1e-6) or np.any(np.isposinf(lp)):
+        raise ValueError(f"{name}: log-probabilities must be <= 0 (no NaN)")
+    if vocab is not None and np.any(ids >= vocab):
+        raise ValueError(f"{name}: token id {int(ids.max())} outside the vocabulary [0, {vocab})")
+    srt = np.sort(np.where(real, ids, -1 - np.arange(ids.shape[1])), axis=1)
+    if np.any(np.diff(srt, axis=1) == 0):
+        r = int(np.flatnonzero((np.diff(srt, axis=1) == 0).any(1))[0])
+        raise ValueError(f"{name}: row {r} lists a token id twice")
+    mass = np.where(real, np.exp(np.minimum(lp, 0.0)), 0.0).sum(1)
+    if np.any(mass > 1 + _MASS_TOL):
+        r = int(np.flatnonzero(mass > 1 + _MASS_TOL)[0])
+        raise ValueError(f"{name}: row {r} has head mass {mass[r]:.6f} > 1: these are not log-probabilities")
+    if np.any(~(floor >= 0)) or np.any(floor > 1):
+        raise ValueError(f"{name}: floor must lie in [0, 1]")
+
+
+def write_truncated_log(path, *, prompts, tokens, target_heads, draft_heads, metadata: dict,
+                        vocab_size: int | None = None) -> Path:
+    """Write a truncated log (module docstring).
+
+    Parameters
+    ----------
+    prompts, tokens : list of list of int
+        As in :func:`chansim.llm.logs.write_log`.
+    target_heads, draft_heads : list of (ids, log_probs, floor)
+        One entry per *position* (all sequences concatenated): the head token ids, their
+        log-probabilities and the floor (upper bound on every probability outside the head).
+    metadata : dict
+    vocab_size : int, optional
+        Size of the vocabulary (``None``: unknown, intervals then allow any size).
+
+    Raises
+    ------
+    ValueError
+        Inconsistent sizes, log-probs > 0, duplicated ids, a head mass above 1, or a logged
+        token missing from its target head.
+    """
+    path = Path(path)
+    tok = [np.asarray(t, dtype=np.int64).reshape(-1) for t in tokens]
+    if not tok or len(prompts) != len(tok) or any(t.size == 0 for t in tok):
+        raise ValueError("need one non-empty continuation per prompt")
+    n_pos = int(sum(t.size for t in tok))
+    arrays = {}
+    for side, heads in (("target", target_heads), ("draft", draft_heads)):
+        if len(heads) != n_pos:
+            raise ValueError(f"{side} heads: {len(heads)} rows for {n_pos} positions")
+        ids, lp = _pad_rows([np.asarray(h[0], np.int64) for h in heads], [np.asarray(h[1], float) for h in heads])
+        floor = np.asarray([float(h[2]) for h in heads])
+        _check_side(side, ids, lp, floor, vocab_size)
+        arrays[f"{side}_ids"], arrays[f"{side}_log_probs"], arrays[f"{side}_floor"] = ids, lp.astype(np.float32), floor
+    all_tok = np.concatenate(tok)
+    hit = (arrays["target_ids"] == all_tok[:, None]).any(1)
+    if not hit.all():
+        r = int(np.flatnonzero(~hit)[0])
+        raise ValueError(f"position {r}: the logged token {int(all_tok[r])} is not in the target head "
+                         f"(its log-probability is needed)")
+    meta = dict(metadata)
+    meta["vocab_size"] = vocab_size
+    std = _standard_metadata(len(tok), n_pos, vocab_size, {k: v for k, v in meta.items() if k != "vocab_size"})
+    meta.update({**std, "format": TOPN_FORMAT})
+    pr = [np.asarray(p, dtype=np.int64).reshape(-1) for p in prompts]
+    arrays.update({
+        "format": np.array(TOPN_FORMAT), "format_version": np.array(1, dtype=np.int64),
+        "metadata": np.array(json.dumps(meta, allow_nan=False, sort_keys=True)),
+        "prompt_ids": (np.concatenate(pr) if sum(p.size for p in pr) else np.zeros(0, np.int64)).astype(np.int64),
+        "prompt_offsets": _offsets([p.size for p in pr]), "tokens": all_tok,
+        "token_offsets": _offsets([t.size for t in tok]),
+    })
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    return path
+
+
+def is_truncated_log(path) -> bool:
+    """True if ``path`` is an ``.npz`` whose ``format`` is :data:`TOPN_FORMAT`."""
+    try:
+        with np.load(Path(path), allow_pickle=False) as npz:
+            return "format" in npz.files and str(npz["format"][()]) == TOPN_FORMAT
+    except (OSError, ValueError):
+        return False
+
+
+def read_truncated_log(path) -> TruncatedLog:
+    """Read and check a truncated log written by :func:`write_truncated_log`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: truncated log not found")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arr = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as err:
+        raise LogError(f"{path}: not a readable .npz ({err})") from None
+    if str(arr.get("format", np.array(""))[()]) != TOPN_FORMAT:
+        raise LogError(f"{path}: format is not {TOPN_FORMAT!r}")
+    meta = json.loads(str(arr["metadata"][()]))
+    toff, poff = arr["token_offsets"].astype(np.int64), arr["prompt_offsets"].astype(np.int64)
+    tokens = arr["tokens"].astype(np.int64)
+    heads = {}
+    for side in ("target", "draft"):
+        ids, lp, floor = arr[f"{side}_ids"], arr[f"{side}_log_probs"].astype(np.float64), arr[f"{side}_floor"]
+        try:
+            _check_side(side, ids, lp, floor, meta.get("vocab_size"))
+        except ValueError as err:
+            raise LogError(f"{path}: {err}") from None
+        if ids.shape[0] != tokens.size:
+            raise LogError(f"{path}: {side} heads have {ids.shape[0]} rows for {tokens.size} tokens")
+        heads[side] = (ids, np.where(ids >= 0, np.exp(np.minimum(lp, 0.0)), 0.0), floor.astype(np.float64))
+    prompts = [arr["prompt_ids"][poff[i]:poff[i + 1]].tolist() for i in range(poff.size - 1)]
+    toks = [tokens[toff[i]:toff[i + 1]] for i in range(toff.size - 1)]
+    return TruncatedLog(path, meta, prompts, toks, toff, heads)
+
+
+def truncate_log(run, n: int) -> TruncatedLog:
+    """Keep the top-``n`` of p and q (plus the logged token on both sides) of a full log, in memory.
+
+    This is what a server returning ``top_logprobs = n`` plus the sampled token's log-prob
+    (and the draft scored teacher-forced on the same text) would give.
+    """
+    if int(n) < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    n = min(int(n), run.vocab_size)
+    heads = {}
+    all_tok = np.concatenate(run.tokens)
+    rows = np.arange(all_tok.size)
+    for side, lp16 in (("target", run.target_log_probs), ("draft", run.draft_log_probs)):
+        probs = np.concatenate([np.exp(lp16[a:b].astype(np.float64)) for a, b in zip(run.offsets[:-1], run.offsets[1:])])
+        probs /= probs.sum(1, keepdims=True)                     # the reader's renormalised rows
+        top = np.argpartition(-probs, n - 1, axis=1)[:, :n]      # [N, n]
+        floor = probs[rows[:, None], top].min(1) if n < run.vocab_size else np.zeros(rows.size)
+        extra = ~(top == all_tok[:, None]).any(1)
+        ids = np.concatenate([top, np.where(extra, all_tok, -1)[:, None]], axis=1)
+        p = np.where(ids >= 0, probs[rows[:, None], np.maximum(ids, 0)], 0.0)
+        heads[side] = (ids, p, floor)
+    meta = {"vocab_size": run.vocab_size, "truncated_from": str(run.path), "top_n": n,
+            "temperature": run.metadata.get("temperature")}
+    return TruncatedLog(run.path, meta, run.prompts, run.tokens, run.offsets, heads)
+
+
+# ----------------------------------------------------------------------------- bounds
+def _aligned(ids_a, pa, ids_b):
+    """pa re-indexed on ids_b's columns: value where the id is in a's head, NaN otherwise. Shape of ids_b."""
+    match = (ids_b[:, :, None] == ids_a[:, None, :]) & (ids_b[:, :, None] >= 0)      # [N, nb, na]
+    found = match.any(2)
+    val = (match * pa[:, None, :]).sum(2)
+    return np.where(found, val, np.nan)
+
+
+def acceptance_bounds(log: TruncatedLog) -> tuple[np.ndarray, np.ndarray]:
+    r"""Guaranteed interval of :math:`\beta_t=\sum_x\min(p_t(x),q_t(x))` per position, shapes (N,), (N,).
+
+    With :math:`K = S_p\cap S_q` (both known), :math:`A = S_p\setminus S_q`, :math:`B = S_q\setminus S_p`:
+
+    * lower: :math:`\sum_K \min(p,q)` (every unknown term is :math:`\ge 0`);
+    * upper: :math:`\sum_K\min(p,q) + \min(a + r_p,\ b + r_q,\ a + b + \min(r_p, r_q))` with
+      :math:`a = \min(\sum_A\min(p,m_q), r_q)`, :math:`b = \min(\sum_B\min(q,m_p), r_p)`
+
+    (proof: docs/log-format.md).  Exact when both heads are the whole vocabulary.
+    """
+    ids_p, p, mp = log.heads["target"]
+    ids_q, q, mq = log.heads["draft"]
+    q_on_p = _aligned(ids_q, q, ids_p)                       # [N, n_p]
+    p_on_q = _aligned(ids_p, p, ids_q)                       # [N, n_q]
+    both = ~np.isnan(q_on_p)
+    known = np.where(both, np.minimum(p, np.nan_to_num(q_on_p)), 0.0).sum(1)
+    a_only = (ids_p >= 0) & ~both
+    b_only = (ids_q >= 0) & np.isnan(p_on_q)
+    rp = np.clip(1.0 - p.sum(1), 0.0, 1.0)
+    rq = np.clip(1.0 - q.sum(1), 0.0, 1.0)
+    a = np.minimum(np.where(a_only, np.minimum(p, mq[:, None]), 0.0).sum(1), rq)   # Σ_A min(p, q) <= a
+    b = np.minimum(np.where(b_only, np.minimum(q, mp[:, None]), 0.0).sum(1), rp)   # Σ_B min(p, q) <= b
+    upper = known + np.minimum.reduce([a + rp, b + rq, a + b + np.minimum(rp, rq)])
+    return known, np.minimum(upper, 1.0)
+
+
+def sd_path_acceptance_bounds(log: TruncatedLog) -> tuple[np.ndarray, np.ndarray]:
+    r"""Interval of :math:`c_t=\min(1, q_t(y_t)/p_t(y_t))` (sd on a chain, :mod:`chansim.predict`), shapes (N,).
+
+    :math:`p_t(y_t)` is always known; :math:`q_t(y_t)` is known when :math:`y_t` is in the
+    draft head and otherwise lies in :math:`[0, m_q]`.
+    """
+    ids_p, p, _ = log.heads["target"]
+    ids_q, q, mq = log.heads["draft"]
+    y = np.concatenate(log.tokens)
+    py = (np.where(ids_p == y[:, None], p, 0.0)).sum(1)
+    in_q = (ids_q == y[:, None])
+    qy = np.where(in_q, q, 0.0).sum(1)
+    known = in_q.any(1)
+    lo = np.where(known, np.minimum(1.0, qy / py), 0.0)
+    hi = np.where(known, lo, np.minimum(1.0, mq / py))
+    return lo, hi
+
+
+def expected_calls_interval(accept_lo: np.ndarray, accept_hi: np.ndarray) -> tuple[float, float]:
+    r"""Guaranteed [min, max] of expected target calls over every acceptance table in the box ``[lo, hi]``.
+
+    ``accept_lo``, ``accept_hi`` shape (D, T) (as :func:`chansim.predict.expected_calls`).
+    Interval arithmetic on the backward recursion: inside one call, with reach depth d,
+    :math:`g(d) = (1-c_d) f(t+d+1) + c_d\, g(d+1)`, :math:`g(D) = f(t+D+1)`, is linear in
+    :math:`c_d` and increasing in :math:`g(d+1)` and every :math:`f`, so its extremes over the
+    box take the extreme endpoint of each :math:`c_d` given the extremes of what follows.
+    Each call's :math:`c` values are optimised separately (an outer bound: it contains the
+    value of every consistent table; equal to it when ``lo == hi``).
+
+    >>> lo = hi = np.full((1, 4), 0.5)
+    >>> from chansim.predict import expected_calls
+    >>> expected_calls_interval(lo, hi)[0] == float(expected_calls(lo)[0])
+    True
+    """
+    lo_c = np.asarray(accept_lo, float)
+    hi_c = np.asarray(accept_hi, float)
+    if lo_c.shape != hi_c.shape or lo_c.ndim != 2 or np.any(lo_c > hi_c + 1e-15):
+        raise ValueError("accept_lo and accept_hi must have one shape (D, T) with lo <= hi")
+    depth, length = lo_c.shape
+    f_min = np.zeros(length + 1)
+    f_max = np.zeros(length + 1)
+    for t in range(length - 1, -1, -1):
+        g_min, g_max = f_min[min(t + depth + 1, length)], f_max[min(t + depth + 1, length)]
+        for d in range(depth - 1, -1, -1):
+            nxt = min(t + d + 1, length)
+            if t + d >= length:                                  # past the end of the path: stop there
+                g_min, g_max = f_min[nxt], f_max[nxt]
+                continue
+            ends = (lo_c[d, t + d], hi_c[d, t + d])
+            g_min = min((1 - c) * f_min[nxt] + c * g_min for c in ends)
+            g_max = max((1 - c) * f_max[nxt] + c * g_max for c in ends)
+        f_min[t] = 1.0 + g_min
+        f_max[t] = 1.0 + g_max
+    return float(f_min[0]), float(f_max[0])
+
+
+def truncated_report(log, k: Sequence[int] = (1, 2, 4, 8)) -> dict:
+    """Guaranteed intervals from a truncated log: β per position (mean) and sd tokens per call on chain:k.
+
+    Returns
+    -------
+    dict
+        ``sd_acceptance`` ``{low, high}`` (position means), ``predictions`` (rows with
+        ``method``, ``tree``, ``k``, ``low``, ``high`` tokens per call over all sequences),
+        ``tail_mass`` (mean unknown mass of p and q), ``not_bounded`` (methods without an
+        interval and why).
+    """
+    if not isinstance(log, TruncatedLog):
+        log = read_truncated_log(log)
+    b_lo, b_hi = acceptance_bounds(log)
+    c_lo, c_hi = sd_path_acceptance_bounds(log)
+    rows = []
+    for kk in k:
+        calls_lo = calls_hi = 0.0
+        for a, b in zip(log.offsets[:-1], log.offsets[1:]):
+            lo = np.tile(c_lo[a:b], (int(kk), 1))
+            hi = np.tile(c_hi[a:b], (int(kk), 1))
+            f_lo, f_hi = expected_calls_interval(lo, hi)
+            calls_lo += f_lo
+            calls_hi += f_hi
+        rows.append({"method": "sd", "tree": f"chain:{int(kk)}", "k": int(kk),
+                     "low": log.n_positions / calls_hi, "high": log.n_positions / calls_lo})
+    tails = {side: float(np.clip(1 - log.heads[side][1].sum(1), 0, 1).mean()) for side in ("target", "draft")}
+    return {"log": str(log.path), "sequences": log.n_sequences, "positions": log.n_positions,
+            "top_n": {s: int(log.heads[s][0].shape[1]) for s in ("target", "draft")},
+            "sd_acceptance": {"low": float(b_lo.mean()), "high": float(b_hi.mean())},
+            "tail_mass": tails, "predictions": rows,
+            "not_bounded": {m: "no guaranteed interval from top-n heads is implemented for this method; "
+                               "it depends on the whole tail" for m in ("specinfer", "rsd", "spectr", "ersd")}}
+
+
+def format_truncated_report(rep: dict) -> str:
+    """Plain-text rendering of :func:`truncated_report`."""
+    lines = [f"truncated log {rep['log']}: {rep['sequences']} sequences, {rep['positions']} positions, "
+             f"top-n target {rep['top_n']['target']}, draft {rep['top_n']['draft']}; mean unknown tail mass "
+             f"p {rep['tail_mass']['target']:.4f}, q {rep['tail_mass']['draft']:.4f}",
+             f"  Σmin(p,q) (position mean) in [{rep['sd_acceptance']['low']:.4f}, {rep['sd_acceptance']['high']:.4f}]"
+             " (guaranteed for every completion of the tails)",
+             "", "tokens per target call on the logged paths, guaranteed interval (no sampling error term):",
+             f"  {'method':<8}{'tree':<10}{'k':>4}   interval"]
+    for r in rep["predictions"]:
+        lines.append(f"  {r['method']:<8}{r['tree']:<10}{r['k']:>4}   [{r['low']:.4f}, {r['high']:.4f}]")
+    for m, why in rep["not_bounded"].items():
+        lines.append(f"  {m:<8}n/a: {why}")
+    lines.append("  (proofs: docs/log-format.md)")
+    return "\n".join(lines)
