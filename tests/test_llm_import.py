@@ -58,13 +58,41 @@ def test_truncated_intervals_contain_full_values(tmp_path, n):
     beta = run.pair_statistics()["sd_acceptance"]
     assert np.all(lo <= beta + 1e-9) and np.all(beta <= hi + 1e-9)
     rep = truncated_report(trunc, k=(1, 2, 4))
+    assert {r["method"] for r in rep["predictions"]} == {"sd", "specinfer", "rsd", "spectr"}
+    assert any(r["tree"] == "batch:4" and r["method"] == "specinfer" for r in rep["predictions"])
     for row in rep["predictions"]:
-        full = predict_from_log(run, "sd", row["tree"])["mean"]
+        full = predict_from_log(run, row["method"], row["tree"])["mean"]
         assert row["low"] - 1e-9 <= full <= row["high"] + 1e-9
         if n == run.vocab_size:                             # whole vocabulary known: exact
             assert row["high"] - row["low"] < 1e-9
     if n == run.vocab_size:
         assert np.allclose(lo, beta) and np.allclose(hi, beta)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 5])
+def test_specinfer_bounds_contain_every_completion(m):
+    """Random full (p, q) pairs, truncated at random n: the specinfer c interval holds the full value."""
+    from chansim.llm.truncated import specinfer_path_acceptance_bounds
+    from chansim.predict import specinfer_path_acceptance
+
+    class _Run:                                  # the minimum truncate_log reads
+        pass
+
+    rng = np.random.default_rng(m)
+    for trial in range(20):
+        vocab, length = 30, 4
+        zt = rng.normal(size=(length, vocab)) * 2
+        t, d = _lsm(zt), _lsm(zt + rng.normal(size=zt.shape) * 1.5)
+        y = np.array([rng.choice(vocab, p=np.exp(r)) for r in t])
+        run = _Run()
+        run.vocab_size, run.tokens, run.offsets, run.prompts, run.path = vocab, [y], np.array([0, length]), [[]], None
+        run.target_log_probs, run.draft_log_probs, run.metadata = t.astype(np.float16), d.astype(np.float16), {}
+        trunc = truncate_log(run, int(rng.integers(1, vocab + 1)))
+        p = np.exp(t.astype(np.float16).astype(float))
+        q = np.exp(d.astype(np.float16).astype(float))
+        full = specinfer_path_acceptance(p / p.sum(1, keepdims=True), q / q.sum(1, keepdims=True), y, m)
+        lo, hi = specinfer_path_acceptance_bounds(trunc, m)
+        assert np.all(lo <= full + 1e-9) and np.all(full <= hi + 1e-9)
 
 
 def test_truncated_bounds_attained_by_worst_case_completion():
@@ -232,6 +260,7 @@ def test_vllm_records_import_gives_intervals_around_full_log(generated, capsys):
         capsys.readouterr()
         assert main(["bound", "--log", str(d / "top.npz"), "--k", "1,2,4", "--json"]) == 0
         rep = json.loads(capsys.readouterr().out)
+        assert rep["predictions"]
         for row in rep["predictions"]:
-            full = predict_from_log(run, "sd", row["tree"])["mean"]
+            full = predict_from_log(run, row["method"], row["tree"])["mean"]
             assert row["low"] - 1e-3 <= full <= row["high"] + 1e-3

@@ -93,7 +93,8 @@ def _run_log(args) -> int:
     from ..llm.truncated import format_truncated_report, is_truncated_log, truncated_report
 
     if is_truncated_log(args.log):                       # top-n log: guaranteed intervals (docs/log-format.md)
-        rep = truncated_report(args.log, k=_parse_ks(args.k))
+        trees = {"optimal": ("chain", "batch"), "chain": ("chain",), "batch": ("batch",)}[args.tree]
+        rep = truncated_report(args.log, k=_parse_ks(args.k), methods=_methods(args.method), trees=trees)
         print(json.dumps(rep, indent=2) if args.json else format_truncated_report(rep))
         return 0
 

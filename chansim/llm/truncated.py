@@ -42,7 +42,8 @@ import numpy as np
 from .logs import LogError, _offsets, _standard_metadata
 
 __all__ = ["TOPN_FORMAT", "TruncatedLog", "write_truncated_log", "read_truncated_log", "truncate_log",
-           "is_truncated_log", "acceptance_bounds", "sd_path_acceptance_bounds", "expected_calls_interval",
+           "is_truncated_log", "acceptance_bounds", "sd_path_acceptance_bounds", "specinfer_path_acceptance_bounds",
+           "predict_interval", "INTERVAL_METHODS", "expected_calls_interval",
            "truncated_report", "format_truncated_report"]
 
 TOPN_FORMAT = "chansim-llm-topn-log"
@@ -249,7 +250,7 @@ def _aligned(ids_a, pa, ids_b):
     return np.where(found, val, np.nan)
 
 
-def acceptance_bounds(log: TruncatedLog) -> tuple[np.ndarray, np.ndarray]:
+def acceptance_bounds(log: TruncatedLog, scale=1.0) -> tuple[np.ndarray, np.ndarray]:
     r"""Guaranteed interval of :math:`\beta_t=\sum_x\min(p_t(x),q_t(x))` per position, shapes (N,), (N,).
 
     With :math:`K = S_p\cap S_q` (both known), :math:`A = S_p\setminus S_q`, :math:`B = S_q\setminus S_p`:
@@ -259,9 +260,13 @@ def acceptance_bounds(log: TruncatedLog) -> tuple[np.ndarray, np.ndarray]:
       :math:`a = \min(\sum_A\min(p,m_q), r_q)`, :math:`b = \min(\sum_B\min(q,m_p), r_p)`
 
     (proof: docs/log-format.md).  Exact when both heads are the whole vocabulary.
+    With ``scale`` s (a number or shape (N,)), the same for :math:`\sum_x\min(p(x), s\,q(x))`
+    (q, its floor and its tail all scale by s), used by :func:`specinfer_path_acceptance_bounds`.
     """
     ids_p, p, mp = log.heads["target"]
     ids_q, q, mq = log.heads["draft"]
+    s = np.broadcast_to(np.asarray(scale, dtype=float), mp.shape)
+    q, mq = q * s[:, None], mq * s
     q_on_p = _aligned(ids_q, q, ids_p)                       # [N, n_p]
     p_on_q = _aligned(ids_p, p, ids_q)                       # [N, n_q]
     both = ~np.isnan(q_on_p)
@@ -269,11 +274,47 @@ def acceptance_bounds(log: TruncatedLog) -> tuple[np.ndarray, np.ndarray]:
     a_only = (ids_p >= 0) & ~both
     b_only = (ids_q >= 0) & np.isnan(p_on_q)
     rp = np.clip(1.0 - p.sum(1), 0.0, 1.0)
-    rq = np.clip(1.0 - q.sum(1), 0.0, 1.0)
+    rq = s * np.clip(1.0 - log.heads["draft"][1].sum(1), 0.0, 1.0)
     a = np.minimum(np.where(a_only, np.minimum(p, mq[:, None]), 0.0).sum(1), rq)   # Σ_A min(p, q) <= a
     b = np.minimum(np.where(b_only, np.minimum(q, mp[:, None]), 0.0).sum(1), rp)   # Σ_B min(p, q) <= b
     upper = known + np.minimum.reduce([a + rp, b + rq, a + b + np.minimum(rp, rq)])
     return known, np.minimum(upper, 1.0)
+
+
+def _token_probs(log: TruncatedLog, side: str):
+    """(value, known) of the logged token's probability on one side, shapes (N,)."""
+    ids, probs, _ = log.heads[side]
+    y = np.concatenate(log.tokens)
+    hit = ids == y[:, None]
+    return np.where(hit, probs, 0.0).sum(1), hit.any(1)
+
+
+def specinfer_path_acceptance_bounds(log: TruncatedLog, m: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""Interval of specinfer's :math:`c_t` with m i.i.d. drafts (:func:`chansim.predict.specinfer_path_acceptance`).
+
+    The unnormalised residual after j rounds is :math:`R_j = (p - s_j q)_+` with
+    :math:`s_1 = 1`, :math:`s_{j+1} = s_j + G(s_j)`, :math:`G(s) = \sum_x (p - s q)_+ = 1 - \sum_x\min(p, s q)`
+    (induction: :math:`(R_j - q|R_j|)_+ = (p - (s_j + |R_j|) q)_+`), so
+    :math:`c = 1 - (p(y) - s_m q(y))_+ / p(y)`.  :math:`s \mapsto s + G(s)` is non-decreasing
+    (:math:`G' \ge -1`), so the bounds of :func:`acceptance_bounds` with scale s propagate an
+    interval :math:`[s^-_j, s^+_j]`; c is non-decreasing in :math:`s_m` and :math:`q(y)`.
+    m = 1 gives :func:`sd_path_acceptance_bounds`.
+    """
+    if int(m) < 1:
+        raise ValueError(f"m must be >= 1, got {m}")
+    py, _ = _token_probs(log, "target")
+    qy, q_known = _token_probs(log, "draft")
+    q_lo = np.where(q_known, qy, 0.0)
+    q_hi = np.where(q_known, qy, np.minimum(log.heads["draft"][2], np.clip(1 - log.heads["draft"][1].sum(1), 0, 1)))
+    s_lo = np.ones_like(py)
+    s_hi = np.ones_like(py)
+    for _ in range(int(m) - 1):
+        _, hi_at_lo = acceptance_bounds(log, s_lo)          # G(s_lo) >= 1 - upper bound of Σmin(p, s_lo q)
+        lo_at_hi, _ = acceptance_bounds(log, s_hi)
+        s_lo, s_hi = s_lo + np.clip(1.0 - hi_at_lo, 0, None), s_hi + np.clip(1.0 - lo_at_hi, 0, None)
+    c_lo = 1.0 - np.maximum(py - s_lo * q_lo, 0.0) / py
+    c_hi = 1.0 - np.maximum(py - s_hi * q_hi, 0.0) / py
+    return np.clip(c_lo, 0.0, 1.0), np.clip(c_hi, 0.0, 1.0)
 
 
 def sd_path_acceptance_bounds(log: TruncatedLog) -> tuple[np.ndarray, np.ndarray]:
@@ -282,16 +323,7 @@ def sd_path_acceptance_bounds(log: TruncatedLog) -> tuple[np.ndarray, np.ndarray
     :math:`p_t(y_t)` is always known; :math:`q_t(y_t)` is known when :math:`y_t` is in the
     draft head and otherwise lies in :math:`[0, m_q]`.
     """
-    ids_p, p, _ = log.heads["target"]
-    ids_q, q, mq = log.heads["draft"]
-    y = np.concatenate(log.tokens)
-    py = (np.where(ids_p == y[:, None], p, 0.0)).sum(1)
-    in_q = (ids_q == y[:, None])
-    qy = np.where(in_q, q, 0.0).sum(1)
-    known = in_q.any(1)
-    lo = np.where(known, np.minimum(1.0, qy / py), 0.0)
-    hi = np.where(known, lo, np.minimum(1.0, mq / py))
-    return lo, hi
+    return specinfer_path_acceptance_bounds(log, 1)
 
 
 def expected_calls_interval(accept_lo: np.ndarray, accept_hi: np.ndarray) -> tuple[float, float]:
@@ -332,39 +364,79 @@ def expected_calls_interval(accept_lo: np.ndarray, accept_hi: np.ndarray) -> tup
     return float(f_min[0]), float(f_max[0])
 
 
-def truncated_report(log, k: Sequence[int] = (1, 2, 4, 8)) -> dict:
-    """Guaranteed intervals from a truncated log: β per position (mean) and sd tokens per call on chain:k.
+#: methods with a guaranteed interval, and on which trees
+INTERVAL_METHODS = {"sd": "chains", "specinfer": "any depth-only tree", "rsd": "chains (= sd)",
+                    "spectr": "chains (= sd)"}
+
+
+def predict_interval(log: TruncatedLog, method: str, tree_spec) -> dict:
+    """Guaranteed [low, high] of tokens per target call of ``method`` on ``tree_spec`` for the logged paths.
+
+    Per position and depth, the acceptance :math:`c^{(d)}_t` lies in the interval of
+    :func:`specinfer_path_acceptance_bounds` (width ``widths[d]``; sd and, on chains,
+    rsd/spectr are the width-1 case), and :func:`expected_calls_interval` turns those boxes
+    into calls per sequence; tokens per call = total tokens / total calls.
+
+    Raises
+    ------
+    ValueError
+        For a method/tree without a guaranteed interval (ersd; rsd and spectr with more than
+        one draft per node), naming why.
+    """
+    from .predict_log import tree_widths
+
+    widths = tree_widths(tree_spec)
+    if method not in INTERVAL_METHODS:
+        raise ValueError(f"no guaranteed interval for {method!r} from top-n heads: its acceptance depends on the "
+                         f"whole tail through races (methods with intervals: {', '.join(INTERVAL_METHODS)})")
+    if method != "specinfer" and any(w > 1 for w in widths):
+        raise ValueError(f"{method} on {tree_spec} has no guaranteed interval from top-n heads (only on chains, "
+                         f"where it is sd)")
+    bounds = {w: specinfer_path_acceptance_bounds(log, w) for w in set(widths)}
+    lo = np.stack([bounds[w][0] for w in widths]) if widths else np.zeros((0, log.n_positions))
+    hi = np.stack([bounds[w][1] for w in widths]) if widths else np.zeros((0, log.n_positions))
+    calls_lo = calls_hi = 0.0
+    for a, b in zip(log.offsets[:-1], log.offsets[1:]):
+        f_lo, f_hi = expected_calls_interval(lo[:, a:b], hi[:, a:b])
+        calls_lo += f_lo
+        calls_hi += f_hi
+    k = int(sum(np.cumprod(widths))) if widths else 0
+    return {"method": method, "tree": str(tree_spec), "k": k, "widths": widths,
+            "low": log.n_positions / calls_hi, "high": log.n_positions / calls_lo}
+
+
+def truncated_report(log, k: Sequence[int] = (1, 2, 4, 8), methods: Sequence[str] | None = None,
+                     trees: Sequence[str] = ("chain", "batch")) -> dict:
+    """Guaranteed intervals from a truncated log: Σmin(p, q) (position mean) and tokens per call.
 
     Returns
     -------
     dict
-        ``sd_acceptance`` ``{low, high}`` (position means), ``predictions`` (rows with
-        ``method``, ``tree``, ``k``, ``low``, ``high`` tokens per call over all sequences),
-        ``tail_mass`` (mean unknown mass of p and q), ``not_bounded`` (methods without an
-        interval and why).
+        ``sd_acceptance`` ``{low, high}`` (position means), ``predictions`` (rows of
+        :func:`predict_interval`), ``skipped`` (method, tree, reason), ``tail_mass`` (mean
+        unknown mass of p and q), ``top_n``.
     """
     if not isinstance(log, TruncatedLog):
         log = read_truncated_log(log)
     b_lo, b_hi = acceptance_bounds(log)
-    c_lo, c_hi = sd_path_acceptance_bounds(log)
-    rows = []
-    for kk in k:
-        calls_lo = calls_hi = 0.0
-        for a, b in zip(log.offsets[:-1], log.offsets[1:]):
-            lo = np.tile(c_lo[a:b], (int(kk), 1))
-            hi = np.tile(c_hi[a:b], (int(kk), 1))
-            f_lo, f_hi = expected_calls_interval(lo, hi)
-            calls_lo += f_lo
-            calls_hi += f_hi
-        rows.append({"method": "sd", "tree": f"chain:{int(kk)}", "k": int(kk),
-                     "low": log.n_positions / calls_hi, "high": log.n_positions / calls_lo})
+    methods = list(methods) if methods else ["sd", "specinfer", "rsd", "spectr", "ersd"]
+    specs = []
+    for kind in trees:
+        specs += [f"{kind}:{int(v)}" for v in k if f"{kind}:{int(v)}" not in ("batch:1",)]
+    rows, skipped = [], []
+    for method in methods:
+        for spec in specs:
+            if method == "sd" and spec.startswith("batch:"):
+                continue
+            try:
+                rows.append(predict_interval(log, method, spec))
+            except ValueError as err:
+                skipped.append({"method": method, "tree": spec, "reason": str(err)})
     tails = {side: float(np.clip(1 - log.heads[side][1].sum(1), 0, 1).mean()) for side in ("target", "draft")}
     return {"log": str(log.path), "sequences": log.n_sequences, "positions": log.n_positions,
             "top_n": {s: int(log.heads[s][0].shape[1]) for s in ("target", "draft")},
             "sd_acceptance": {"low": float(b_lo.mean()), "high": float(b_hi.mean())},
-            "tail_mass": tails, "predictions": rows,
-            "not_bounded": {m: "no guaranteed interval from top-n heads is implemented for this method; "
-                               "it depends on the whole tail" for m in ("specinfer", "rsd", "spectr", "ersd")}}
+            "tail_mass": tails, "predictions": rows, "skipped": skipped}
 
 
 def format_truncated_report(rep: dict) -> str:
@@ -375,10 +447,14 @@ def format_truncated_report(rep: dict) -> str:
              f"  Σmin(p,q) (position mean) in [{rep['sd_acceptance']['low']:.4f}, {rep['sd_acceptance']['high']:.4f}]"
              " (guaranteed for every completion of the tails)",
              "", "tokens per target call on the logged paths, guaranteed interval (no sampling error term):",
-             f"  {'method':<8}{'tree':<10}{'k':>4}   interval"]
+             f"  {'method':<10}{'tree':<10}{'k':>4}   interval"]
     for r in rep["predictions"]:
-        lines.append(f"  {r['method']:<8}{r['tree']:<10}{r['k']:>4}   [{r['low']:.4f}, {r['high']:.4f}]")
-    for m, why in rep["not_bounded"].items():
-        lines.append(f"  {m:<8}n/a: {why}")
+        lines.append(f"  {r['method']:<10}{r['tree']:<10}{r['k']:>4}   [{r['low']:.4f}, {r['high']:.4f}]")
+    shown = set()
+    for r in rep["skipped"]:
+        tree = "any" if r["method"] == "ersd" else r["tree"]
+        if (r["method"], tree) not in shown:
+            shown.add((r["method"], tree))
+            lines.append(f"  {r['method']:<10}{tree:<10}      n/a: {r['reason']}")
     lines.append("  (proofs: docs/log-format.md)")
     return "\n".join(lines)
