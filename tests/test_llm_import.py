@@ -264,3 +264,15 @@ def test_vllm_records_import_gives_intervals_around_full_log(generated, capsys):
         for row in rep["predictions"]:
             full = predict_from_log(run, row["method"], row["tree"])["mean"]
             assert row["low"] - 1e-3 <= full <= row["high"] + 1e-3
+
+
+def test_bound_top_n_table(tmp_path, capsys):
+    path = _synthetic_log(tmp_path / "full.npz")
+    assert main(["bound", "--log", str(path), "--top-n", "2,40", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["n"] for r in rows} == {2, 40}
+    for r in rows:
+        assert r["low"] - 1e-9 <= r["full"] <= r["high"] + 1e-9
+        if r["n"] == 40:
+            assert r["width"] < 1e-9
+    assert max(r["width"] for r in rows if r["n"] == 2) > 0

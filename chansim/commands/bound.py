@@ -20,6 +20,9 @@ def register(subparsers) -> None:
                              "and the large-k relation and all-k bound evaluated on the log")
     parser.add_argument("--tree-spec", action="append", default=None, metavar="SPEC",
                         help="with --log: extra trees whose shape depends only on depth (branch:4,2,1; repeatable)")
+    parser.add_argument("--top-n", default=None, metavar="N[,N...]",
+                        help="with a full --log: truncate it to the top-N of p and q and print the guaranteed "
+                             "intervals next to the full-log values (docs/log-format.md)")
     parser.add_argument("--logits", action="store_true", help="files hold logits (softmax at --temperature)")
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature for --logits")
     parser.add_argument("--k", default="1,2,4,8,16,32,64", help="budgets of drafted tokens, comma-separated")
@@ -92,6 +95,14 @@ def _run_log(args) -> int:
     from ..llm.predict_log import format_log_report, log_report
     from ..llm.truncated import format_truncated_report, is_truncated_log, truncated_report
 
+    if getattr(args, "top_n", None):
+        from ..llm.logs import read_log
+        from ..llm.truncated import format_truncation_widths, truncation_widths
+
+        rows = truncation_widths(read_log(args.log), [int(v) for v in args.top_n.split(",") if v.strip()],
+                                 methods=_methods(args.method) or ("sd", "specinfer"))
+        print(json.dumps(rows, indent=1) if args.json else format_truncation_widths(rows))
+        return 0
     if is_truncated_log(args.log):                       # top-n log: guaranteed intervals (docs/log-format.md)
         trees = {"optimal": ("chain", "batch"), "chain": ("chain",), "batch": ("batch",)}[args.tree]
         rep = truncated_report(args.log, k=_parse_ks(args.k), methods=_methods(args.method), trees=trees)

@@ -43,7 +43,7 @@ from .logs import LogError, _offsets, _standard_metadata
 
 __all__ = ["TOPN_FORMAT", "TruncatedLog", "write_truncated_log", "read_truncated_log", "truncate_log",
            "is_truncated_log", "acceptance_bounds", "sd_path_acceptance_bounds", "specinfer_path_acceptance_bounds",
-           "predict_interval", "INTERVAL_METHODS", "expected_calls_interval",
+           "predict_interval", "INTERVAL_METHODS", "truncation_widths", "format_truncation_widths", "expected_calls_interval",
            "truncated_report", "format_truncated_report"]
 
 TOPN_FORMAT = "chansim-llm-topn-log"
@@ -457,4 +457,41 @@ def format_truncated_report(rep: dict) -> str:
             shown.add((r["method"], tree))
             lines.append(f"  {r['method']:<10}{tree:<10}      n/a: {r['reason']}")
     lines.append("  (proofs: docs/log-format.md)")
+    return "\n".join(lines)
+
+
+def truncation_widths(run, top_n: Sequence[int], methods: Sequence[str] = ("sd", "specinfer"),
+                      trees: Sequence[str] = ("chain:1", "chain:4", "batch:4")) -> list[dict]:
+    """Truncate a full log at each n and compare the guaranteed intervals with the full-log values.
+
+    Returns rows ``{n, method, tree, full, low, high, width, tail_p, tail_q}`` (tokens per
+    call; ``method = "Σmin(p,q)"`` rows hold the position-mean acceptance).
+    """
+    from .predict_log import predict_from_log
+
+    full_beta = float(run.pair_statistics()["sd_acceptance"].mean())
+    full = {(m, t): predict_from_log(run, m, t)["mean"] for m in methods for t in trees
+            if not (m == "sd" and t.startswith("batch"))}
+    rows = []
+    for n in top_n:
+        trunc = truncate_log(run, int(n))
+        lo, hi = acceptance_bounds(trunc)
+        tails = [float(np.clip(1 - trunc.heads[s][1].sum(1), 0, 1).mean()) for s in ("target", "draft")]
+        rows.append({"n": int(n), "method": "Σmin(p,q)", "tree": "-", "full": full_beta, "low": float(lo.mean()),
+                     "high": float(hi.mean()), "width": float(hi.mean() - lo.mean()), "tail_p": tails[0],
+                     "tail_q": tails[1]})
+        for (m, t), value in full.items():
+            iv = predict_interval(trunc, m, t)
+            rows.append({"n": int(n), "method": m, "tree": t, "full": value, "low": iv["low"], "high": iv["high"],
+                         "width": iv["high"] - iv["low"], "tail_p": tails[0], "tail_q": tails[1]})
+    return rows
+
+
+def format_truncation_widths(rows: list[dict]) -> str:
+    """Plain-text table of :func:`truncation_widths`."""
+    lines = [f"{'n':>5}  {'quantity':<12}{'tree':<10}{'full log':>10}   {'guaranteed interval':<22}{'width':>8}"
+             f"{'tail p':>9}{'tail q':>9}"]
+    for r in rows:
+        lines.append(f"{r['n']:>5}  {r['method']:<12}{r['tree']:<10}{r['full']:>10.4f}   "
+                     f"[{r['low']:.4f}, {r['high']:.4f}]{'':<4}{r['width']:>8.4f}{r['tail_p']:>9.4f}{r['tail_q']:>9.4f}")
     return "\n".join(lines)
