@@ -276,3 +276,19 @@ def test_bound_top_n_table(tmp_path, capsys):
         if r["n"] == 40:
             assert r["width"] < 1e-9
     assert max(r["width"] for r in rows if r["n"] == 2) > 0
+
+
+@pytest.mark.parametrize("stem,ext", [("vllm", "jsonl"), ("llamacpp", "json")])
+def test_docs_examples_import(tmp_path, capsys, stem, ext):
+    """The worked examples of docs/log-format.md import and give intervals."""
+    from pathlib import Path
+
+    ex = Path(__file__).resolve().parents[1] / "docs" / "examples"
+    out = tmp_path / f"{stem}.npz"
+    assert main(["llm", "import", "--target-records", str(ex / f"{stem}_target.{ext}"), "--draft-records",
+                 str(ex / f"{stem}_draft.{ext}"), "--vocab-size", "49152", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["bound", "--log", str(out), "--k", "1,2", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["sd_acceptance"]["low"] <= rep["sd_acceptance"]["high"]
+    assert all(1 <= r["low"] <= r["high"] <= 3 for r in rep["predictions"])
