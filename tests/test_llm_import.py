@@ -270,7 +270,7 @@ def test_bound_top_n_table(tmp_path, capsys):
     path = _synthetic_log(tmp_path / "full.npz")
     assert main(["bound", "--log", str(path), "--top-n", "2,40", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {r["n"] for r in rows} == {2, 40}
+    assert {(r["n"], r["draft_token"]) for r in rows} == {(2, True), (40, True), (2, False), (40, False)}
     for r in rows:
         assert r["low"] - 1e-9 <= r["full"] <= r["high"] + 1e-9
         if r["n"] == 40:

@@ -215,11 +215,13 @@ def read_truncated_log(path) -> TruncatedLog:
     return TruncatedLog(path, meta, prompts, toks, toff, heads)
 
 
-def truncate_log(run, n: int) -> TruncatedLog:
-    """Keep the top-``n`` of p and q (plus the logged token on both sides) of a full log, in memory.
+def truncate_log(run, n: int, draft_token: bool = True) -> TruncatedLog:
+    """Keep the top-``n`` of p and q (plus the logged token: always for p, for q if ``draft_token``), in memory.
 
     This is what a server returning ``top_logprobs = n`` plus the sampled token's log-prob
-    (and the draft scored teacher-forced on the same text) would give.
+    (and the draft scored teacher-forced on the same text, e.g. vLLM ``prompt_logprobs``,
+    which include the scored token) would give; ``draft_token=False`` models a draft
+    record with the top-n only.
     """
     if int(n) < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -232,7 +234,7 @@ def truncate_log(run, n: int) -> TruncatedLog:
         probs /= probs.sum(1, keepdims=True)                     # the reader's renormalised rows
         top = np.argpartition(-probs, n - 1, axis=1)[:, :n]      # [N, n]
         floor = probs[rows[:, None], top].min(1) if n < run.vocab_size else np.zeros(rows.size)
-        extra = ~(top == all_tok[:, None]).any(1)
+        extra = ~(top == all_tok[:, None]).any(1) & (side == "target" or draft_token)
         ids = np.concatenate([top, np.where(extra, all_tok, -1)[:, None]], axis=1)
         p = np.where(ids >= 0, probs[rows[:, None], np.maximum(ids, 0)], 0.0)
         heads[side] = (ids, p, floor)
@@ -464,7 +466,8 @@ def truncation_widths(run, top_n: Sequence[int], methods: Sequence[str] = ("sd",
                       trees: Sequence[str] = ("chain:1", "chain:4", "batch:4")) -> list[dict]:
     """Truncate a full log at each n and compare the guaranteed intervals with the full-log values.
 
-    Returns rows ``{n, method, tree, full, low, high, width, tail_p, tail_q}`` (tokens per
+    Two variants: the draft head holds the logged token (``draft_token`` True) or not.
+    Returns rows ``{n, draft_token, method, tree, full, low, high, width, tail_p, tail_q}`` (tokens per
     call; ``method = "Σmin(p,q)"`` rows hold the position-mean acceptance).
     """
     from .predict_log import predict_from_log
@@ -472,26 +475,30 @@ def truncation_widths(run, top_n: Sequence[int], methods: Sequence[str] = ("sd",
     full_beta = float(run.pair_statistics()["sd_acceptance"].mean())
     full = {(m, t): predict_from_log(run, m, t)["mean"] for m in methods for t in trees
             if not (m == "sd" and t.startswith("batch"))}
+    return [row for draft_token in (True, False) for row in _widths(run, top_n, full, draft_token, full_beta)]
+
+
+def _widths(run, top_n, full, draft_token, full_beta):
     rows = []
     for n in top_n:
-        trunc = truncate_log(run, int(n))
+        trunc = truncate_log(run, int(n), draft_token)
         lo, hi = acceptance_bounds(trunc)
         tails = [float(np.clip(1 - trunc.heads[s][1].sum(1), 0, 1).mean()) for s in ("target", "draft")]
-        rows.append({"n": int(n), "method": "Σmin(p,q)", "tree": "-", "full": full_beta, "low": float(lo.mean()),
-                     "high": float(hi.mean()), "width": float(hi.mean() - lo.mean()), "tail_p": tails[0],
+        rows.append({"n": int(n), "draft_token": draft_token, "method": "Σmin(p,q)", "tree": "-", "full": full_beta,
+                     "low": float(lo.mean()), "high": float(hi.mean()), "width": float(hi.mean() - lo.mean()), "tail_p": tails[0],
                      "tail_q": tails[1]})
         for (m, t), value in full.items():
             iv = predict_interval(trunc, m, t)
-            rows.append({"n": int(n), "method": m, "tree": t, "full": value, "low": iv["low"], "high": iv["high"],
-                         "width": iv["high"] - iv["low"], "tail_p": tails[0], "tail_q": tails[1]})
+            rows.append({"n": int(n), "draft_token": draft_token, "method": m, "tree": t, "full": value,
+                         "low": iv["low"], "high": iv["high"], "width": iv["high"] - iv["low"], "tail_p": tails[0], "tail_q": tails[1]})
     return rows
 
 
 def format_truncation_widths(rows: list[dict]) -> str:
     """Plain-text table of :func:`truncation_widths`."""
-    lines = [f"{'n':>5}  {'quantity':<12}{'tree':<10}{'full log':>10}   {'guaranteed interval':<22}{'width':>8}"
+    lines = [f"{'n':>5}  {'q(y) known':<11}{'quantity':<12}{'tree':<10}{'full log':>10}   {'guaranteed interval':<22}{'width':>8}"
              f"{'tail p':>9}{'tail q':>9}"]
     for r in rows:
-        lines.append(f"{r['n']:>5}  {r['method']:<12}{r['tree']:<10}{r['full']:>10.4f}   "
+        lines.append(f"{r['n']:>5}  {'yes' if r['draft_token'] else 'no':<11}{r['method']:<12}{r['tree']:<10}{r['full']:>10.4f}   "
                      f"[{r['low']:.4f}, {r['high']:.4f}]{'':<4}{r['width']:>8.4f}{r['tail_p']:>9.4f}{r['tail_q']:>9.4f}")
     return "\n".join(lines)
