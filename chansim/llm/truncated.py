@@ -245,11 +245,17 @@ def truncate_log(run, n: int, draft_token: bool = True) -> TruncatedLog:
 
 # ----------------------------------------------------------------------------- bounds
 def _aligned(ids_a, pa, ids_b):
-    """pa re-indexed on ids_b's columns: value where the id is in a's head, NaN otherwise. Shape of ids_b."""
-    match = (ids_b[:, :, None] == ids_a[:, None, :]) & (ids_b[:, :, None] >= 0)      # [N, nb, na]
-    found = match.any(2)
-    val = (match * pa[:, None, :]).sum(2)
-    return np.where(found, val, np.nan)
+    """pa re-indexed on ids_b's columns: value where the id is in a's head, NaN otherwise. Shape of ids_b.
+
+    Rows are processed in chunks of at most ~4M (row, b, a) comparisons (bounded memory).
+    """
+    out = np.full(ids_b.shape, np.nan)
+    step = max(1, (1 << 22) // max(1, ids_a.shape[1] * ids_b.shape[1]))
+    for lo in range(0, ids_b.shape[0], step):
+        a, b, v = ids_a[lo:lo + step], ids_b[lo:lo + step], pa[lo:lo + step]
+        match = (b[:, :, None] == a[:, None, :]) & (b[:, :, None] >= 0)          # [rows, nb, na]
+        out[lo:lo + step] = np.where(match.any(2), (match * v[:, None, :]).sum(2), np.nan)
+    return out
 
 
 def acceptance_bounds(log: TruncatedLog, scale=1.0) -> tuple[np.ndarray, np.ndarray]:
