@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Sequence
-
 import numpy as np
 
 __all__ = ["load_tensor_file", "load_generate_output", "draft_log_probs", "import_generate", "import_arrays",
@@ -160,13 +158,6 @@ def draft_log_probs(network, prompts, tokens, temperature: float = 1.0) -> list[
     return out
 
 
-def _draft_network(pair_or_none, target, draft, skip_layers, device, dtype):
-    from .models import load_pair
-
-    pair = pair_or_none or load_pair(target, draft, skip_layers=skip_layers, device=device, dtype=dtype)
-    return pair
-
-
 def import_generate(path, out, *, target=None, draft=None, skip_layers=None, temperature: float = 1.0,
                     prompt_length=None, eos_token_id=None, trust_pickle: bool = False, device: str = "cpu",
                     dtype: str = "float32", seed=None, pair=None, metadata: dict | None = None) -> Path:
@@ -190,7 +181,10 @@ def import_generate(path, out, *, target=None, draft=None, skip_layers=None, tem
     from .logs import write_log
 
     prompts, tokens, logits = load_generate_output(path, prompt_length, eos_token_id, trust_pickle)
-    pair = _draft_network(pair, target, draft, skip_layers, device, dtype)
+    if pair is None:
+        from .models import load_pair
+
+        pair = load_pair(target, draft, skip_layers=skip_layers, device=device, dtype=dtype)
     if logits[0].shape[1] != pair.vocab_size:
         raise ValueError(f"the file's logits have V = {logits[0].shape[1]} but the model pair has "
                          f"V = {pair.vocab_size}")

@@ -491,20 +491,22 @@ def _widths(run, top_n, full, draft_token, full_beta):
         lo, hi = acceptance_bounds(trunc)
         tails = [float(np.clip(1 - trunc.heads[s][1].sum(1), 0, 1).mean()) for s in ("target", "draft")]
         rows.append({"n": int(n), "draft_token": draft_token, "method": "Σmin(p,q)", "tree": "-", "full": full_beta,
-                     "low": float(lo.mean()), "high": float(hi.mean()), "width": float(hi.mean() - lo.mean()), "tail_p": tails[0],
-                     "tail_q": tails[1]})
+                     "low": float(lo.mean()), "high": float(hi.mean()), "width": float(hi.mean() - lo.mean()),
+                     "tail_p": tails[0], "tail_q": tails[1]})
         for (m, t), value in full.items():
             iv = predict_interval(trunc, m, t)
             rows.append({"n": int(n), "draft_token": draft_token, "method": m, "tree": t, "full": value,
-                         "low": iv["low"], "high": iv["high"], "width": iv["high"] - iv["low"], "tail_p": tails[0], "tail_q": tails[1]})
+                         "low": iv["low"], "high": iv["high"], "width": iv["high"] - iv["low"],
+                         "tail_p": tails[0], "tail_q": tails[1]})
     return rows
 
 
 def format_truncation_widths(rows: list[dict]) -> str:
     """Plain-text table of :func:`truncation_widths`."""
-    lines = [f"{'n':>5}  {'q(y) known':<11}{'quantity':<12}{'tree':<10}{'full log':>10}   {'guaranteed interval':<22}{'width':>8}"
-             f"{'tail p':>9}{'tail q':>9}"]
+    lines = [f"{'n':>5}  {'q(y) known':<11}{'quantity':<12}{'tree':<10}{'full log':>10}   "
+             f"{'guaranteed interval':<22}{'width':>8}{'tail p':>9}{'tail q':>9}"]
     for r in rows:
-        lines.append(f"{r['n']:>5}  {'yes' if r['draft_token'] else 'no':<11}{r['method']:<12}{r['tree']:<10}{r['full']:>10.4f}   "
-                     f"[{r['low']:.4f}, {r['high']:.4f}]{'':<4}{r['width']:>8.4f}{r['tail_p']:>9.4f}{r['tail_q']:>9.4f}")
+        lines.append(f"{r['n']:>5}  {'yes' if r['draft_token'] else 'no':<11}{r['method']:<12}{r['tree']:<10}"
+                     f"{r['full']:>10.4f}   [{r['low']:.4f}, {r['high']:.4f}]{'':<4}{r['width']:>8.4f}"
+                     f"{r['tail_p']:>9.4f}{r['tail_q']:>9.4f}")
     return "\n".join(lines)
