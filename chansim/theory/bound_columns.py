@@ -1,0 +1,77 @@
+r"""The ``bound`` and ``asymptote`` columns of ``chansim bound`` (docs/theory.md §3–§5).
+
+* **bound** (guaranteed): every ERSD tree of k drafted nodes has
+
+  .. math:: E[\tau] \le \min\Big(k + 1,\ \frac{1}{\nu},\
+            \frac{\ln(k+1) + \ln V_R}{H_{\mathrm{low}}(R)}\Big),
+
+  with :math:`H_{\mathrm{low}}` the lower end of the rigorous H(R) interval (the exact
+  H(R) for small V), ν = P(never drafted) (a path is cut with probability ≥ ν at every
+  node, so :math:`E[\tau] \le 1/\nu`) and k + 1 the trivial bound.  ``bound_paper`` is
+  the paper's form :math:`(\ln(k+1) + \ln V_R)/H(R)` at the point value of H(R).
+* **asymptote**: the large-k relation :math:`\ln k/H(R) + C` (or :math:`1/\nu`), shown
+  only where it lies in [1, k + 1]; ``asymptote_within_1pct_from_k`` is the smallest k of
+  the grid 1, 2, 4, …, 2^16 from which it stays within 1% of the optimal ERSD value
+  (:func:`chansim.theory.optimal.top_products_sums` on the computed ranks).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .asymptotics import large_k_relation, renewal_constant
+from .optimal import top_products_sums
+from .ranklaw import RankLaw
+
+__all__ = ["bound_columns", "guaranteed_bound"]
+
+_GRID = [2 ** j for j in range(17)]
+
+
+def guaranteed_bound(ks, law: RankLaw, support: int) -> list:
+    r"""Guaranteed upper bound on tokens per call for each k (module docstring).
+
+    >>> from chansim.theory.ranklaw import law_from_probs
+    >>> b = guaranteed_bound([1, 100], law_from_probs([0.5, 0.5]), 2)  # k + 1, then (ln 101 + ln 2)/ln 2
+    >>> b[0], round(b[1], 6) == round((math.log(101) + math.log(2)) / math.log(2), 6)
+    (2.0, True)
+    """
+    h_lo = float(law.entropy_ci[0])
+    out = []
+    for k in ks:
+        vals = [k + 1.0]
+        if law.never > 0:
+            vals.append(1.0 / law.never)
+        if h_lo > 0:
+            vals.append((math.log(k + 1) + math.log(max(int(support), 1))) / h_lo)
+        out.append(float(min(vals)))
+    return out
+
+
+def _within_from(law: RankLaw):
+    if law.never > 0 or law.entropy <= 0:
+        return None
+    opt = 1 + np.asarray(top_products_sums(law.probs, _GRID), dtype=float)
+    asym = large_k_relation(_GRID, law)
+    good = np.abs(asym / opt - 1) <= 0.01
+    if not good[-1]:
+        return None
+    bad = np.flatnonzero(~good)
+    return int(_GRID[bad[-1] + 1]) if len(bad) else 1
+
+
+def bound_columns(ks, law: RankLaw, support: int) -> dict:
+    """``bound``, ``bound_paper``, ``asymptote`` (None where meaningless) and
+    ``asymptote_within_1pct_from_k`` for one position."""
+    ks = [int(k) for k in ks]
+    bound = guaranteed_bound(ks, law, support)
+    if law.entropy > 0:
+        paper = [float((math.log(k + 1) + math.log(max(int(support), 1))) / law.entropy) for k in ks]
+        asym = [float(v) for v in large_k_relation(ks, law)]
+    else:                                    # p = q: every drafted token is accepted
+        paper = [float(k + 1) for k in ks]
+        asym = [float(k + 1) for k in ks]
+    asym = [v if 1.0 <= v <= k + 1 else None for v, k in zip(asym, ks)]
+    return {"bound": bound, "bound_paper": paper, "asymptote": asym,
+            "asymptote_within_1pct_from_k": _within_from(law)}
