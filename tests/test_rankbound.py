@@ -115,3 +115,28 @@ def test_guaranteed_bound_edge_cases():
     assert cols["asymptote"][0] is None                              # 1/nu = 5 > k + 1 = 2
     same = law_from_probs([1.0])
     assert bound_columns([3], same, 1)["bound"] == [4.0]
+
+
+def _zipf_shift(vocab=1000):
+    r = np.arange(1, vocab + 1.0)
+    p, q = r ** -1.1, (r + 2.0) ** -1.1
+    return p / p.sum(), q / q.sum()
+
+
+def test_bound_report_ersd_agrees_with_simulate_at_v1000():
+    """Issue 10: chain:4 and batch:4 ERSD values of `chansim bound` inside `chansim simulate`'s interval."""
+    from chansim.simulate import simulate
+    from chansim.theory.report import speedup_report
+
+    p, q = _zipf_shift()
+    for tree, spec in (("chain", "chain:4"), ("batch", "batch:4")):
+        rep = speedup_report(p, q, k=[4], methods=["ersd"], tree=tree, pfr=False)
+        value = rep.methods["ersd"]["tokens_per_call"][0]
+        est = simulate("ersd", spec, p, q, calls=20_000, seed=3).tokens_per_call
+        z = (value - est.mean) / est.std_error
+        assert abs(z) < 5.5, (tree, value, est.mean, est.std_error)
+    d = rep.to_dict()
+    assert {"rank_entropy_interval", "rank_law_error", "rank_entropy_ci", "bound", "asymptote"} <= set(d)
+    lo, hi = d["rank_entropy_interval"]
+    assert lo <= d["rank_entropy_nats"] <= hi and hi - lo < 0.01
+    assert all(b >= v for b, v in zip(d["bound"]["value"], d["methods"]["ersd"]["tokens_per_call"]))

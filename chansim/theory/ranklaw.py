@@ -159,7 +159,7 @@ def _binary_entropy(d: float) -> float:
 
 def rank_law(target_probs, draft_probs, method: str = "auto", trials: int = 4000, seed: int = 0,
              exact_max_vocab: int = 64, eps: float = 1e-4, head_max: int = 2048,
-             confidence: float = 0.99, max_rank: int = 64, tol: float = 1e-6) -> RankLaw:
+             confidence: float = 0.99, max_rank: int = 64, tol: float = 1e-4) -> RankLaw:
     r"""Rank law of one (p, q) pair: exact for ``V <= exact_max_vocab``, else with a guaranteed error.
 
     ``"bounded"`` (the default above ``exact_max_vocab``,

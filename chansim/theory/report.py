@@ -104,7 +104,7 @@ class BoundReport:
         names = list(self.methods)
         width = max(10, *(len(n) + 2 for n in names))
         head = f"  {'k':>8}" + "".join(f"{n:>{width}}" for n in names) + f"{'asymptote':>12}{'bound':>10}"
-        lines += ["", "  tokens per target call (* = Monte Carlo or rank-law error > 1e-6)", head]
+        lines += ["", "  tokens per target call (* = not exact to 1e-4: Monte Carlo or rank-law error)", head]
         for i, k in enumerate(self.k):
             row = f"  {k:>8}"
             for n in names:
@@ -174,11 +174,11 @@ def _reconstruct_depth(dp, n):
     return best
 
 
-def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps):
+def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps, rank_tol=1e-4):
     """All per-position quantities (dict of scalars and per-method lists)."""
     kmax = max(ks)
     law = rank_law(p, q, trials=trials, seed=seed, exact_max_vocab=exact_max_vocab, eps=eps,
-                   max_rank=max(64, kmax))
+                   max_rank=max(64, kmax), tol=rank_tol)
     beta = float(np.minimum(p, q).sum())
     never_possible = bool(np.any((p > 0) & (q == 0)))
     support = law.support if law.exact else int(np.count_nonzero(q)) + int(never_possible)
@@ -223,7 +223,7 @@ def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps):
                 tok = [float(1 + cw[k - 1]) for k in ks]
                 depth = [1] * len(ks)
         elif name == "ersd":
-            exact = law.exact or (law.guaranteed and law.error <= 1e-6)
+            exact = law.exact or tree == "chain" or (law.guaranteed and law.error <= 1e-4)
             if tree == "optimal":
                 tok = [float(1 + v) for v in top_products_sums(a, ks)]
                 depth = [int(d) for d in top_products_depths(a, ks)]
@@ -260,8 +260,8 @@ def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps):
     return out
 
 
-def _rows(p, q, offset, ks, methods, tree, trials, seed, exact_max_vocab, eps):
-    return [_position(p[i], q[i], ks, methods, tree, trials, seed + offset + i, exact_max_vocab, eps)
+def _rows(p, q, offset, ks, methods, tree, trials, seed, exact_max_vocab, eps, rank_tol=1e-4):
+    return [_position(p[i], q[i], ks, methods, tree, trials, seed + offset + i, exact_max_vocab, eps, rank_tol)
             for i in range(len(p))]
 
 
@@ -277,7 +277,7 @@ def _default_methods(vocab: int, kmax: int) -> list:
 def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optimal", cost: float | None = None,
                    per_position: bool = False, logits: bool = False, temperature: float = 1.0,
                    trials: int = 1000, seed: int = 0, exact_max_vocab: int = 64, eps: float = 1e-4,
-                   pfr: bool | None = None, n_jobs: int = 1) -> BoundReport:
+                   pfr: bool | None = None, n_jobs: int = 1, rank_tol: float = 1e-4) -> BoundReport:
     r"""Theoretical tokens per call, large-k relation and all-k bound for given distributions.
 
     Parameters
@@ -294,9 +294,10 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
         Draft/target time ratio c of the cost model (module docstring).
     per_position : bool
         Keep every position's values in ``per_position``.
-    trials, seed, exact_max_vocab, eps
-        Rank law: exact for V <= ``exact_max_vocab``, else Monte Carlo with ``trials``
-        samples on the head of mass 1 - ``eps`` (:func:`chansim.theory.rank_law`).
+    trials, seed, exact_max_vocab, eps, rank_tol
+        Rank law: exact for V <= ``exact_max_vocab``, else with a guaranteed l1 error
+        aimed at ``rank_tol`` (:func:`chansim.theory.rank_law`, docs/theory.md §5;
+        ``trials``/``eps`` only matter for ``method="mc"``).
     pfr : bool, optional
         Also compute E[log2 K] of the Poisson functional representation (default: when
         positions·V <= 2e5; it costs ~1 s per position at V = 49k).
@@ -326,7 +327,7 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
     for name in methods:
         if name not in REPORT_METHODS:
             raise ValueError(f"unknown method {name!r}; choose from {', '.join(REPORT_METHODS)}")
-    args = (ks, methods, tree, trials, seed, exact_max_vocab, eps)
+    args = (ks, methods, tree, trials, seed, exact_max_vocab, eps, rank_tol)
     if n_jobs == 1 or n < 16:
         rows = _rows(p, q, 0, *args)
     else:
