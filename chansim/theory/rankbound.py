@@ -190,11 +190,12 @@ def _run_dp(t_rows, win_rows, heavy_c, light, k: int) -> np.ndarray:
     """Truncated pmf of N at (winner, t) rows, shape (rows, k+1); last column = P(N >= k)."""
     state = _poisson_truncated(t_rows * light[win_rows], k)          # [rows, k+1]
     c_rows = heavy_c[win_rows]                                         # [rows, heavy]
+    moved = np.empty((len(t_rows), k))
     for i in range(heavy_c.shape[1]):
         pi = -np.expm1(-t_rows * c_rows[:, i])                         # [rows]
         if not np.any(pi > 0):
             continue
-        moved = state[:, :k] * pi[:, None]                             # [rows, k]
+        np.multiply(state[:, :k], pi[:, None], out=moved)               # [rows, k]
         state[:, :k] -= moved
         state[:, 1:] += moved
     return state
@@ -392,7 +393,7 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
         t_rows, w_rows, y_rows = np.concatenate(t_list), np.concatenate(w_list), np.concatenate(y_list)
         rows_total = len(t_rows)
         weight = pw[y_rows] * w_rows * np.exp(-t_rows)
-        step = max(1, (1 << 22) // (k + 1 + n_heavy))
+        step = max(1, (1 << 15) // (k + 1))                           # blocks of ~256 KiB stay in cache
         for s in range(0, rows_total, step):
             sl = slice(s, s + step)
             head += weight[sl] @ _run_dp(t_rows[sl], y_rows[sl], heavy_c, light, k)
