@@ -100,7 +100,14 @@ class RankLaw:
         return float(self.probs[0]) if len(self.probs) else 0.0
 
     def weights(self, m: int) -> np.ndarray:
-        """Per-slot weights :math:`a_1..a_m` (zero beyond the known ranks), shape ``(m,)``."""
+        """Per-slot weights :math:`a_1..a_m` (zero beyond the known ranks), shape ``(m,)``.
+
+        Raises ValueError when m exceeds the computed ranks of a truncated law
+        (``tail > 0``): ask :func:`rank_law` for ``max_rank >= m``.
+        """
+        if int(m) > len(self.probs) and self.tail > 0:
+            raise ValueError(f"rank law computed for {len(self.probs)} ranks (P(R > {len(self.probs)}) = "
+                             f"{self.tail:.2e}); call rank_law(..., max_rank={int(m)})")
         out = np.zeros(int(m))
         n = min(int(m), len(self.probs))
         out[:n] = self.probs[:n]
