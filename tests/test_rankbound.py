@@ -140,3 +140,48 @@ def test_bound_report_ersd_agrees_with_simulate_at_v1000():
     lo, hi = d["rank_entropy_interval"]
     assert lo <= d["rank_entropy_nats"] <= hi and hi - lo < 0.01
     assert all(b >= v for b, v in zip(d["bound"]["value"], d["methods"]["ersd"]["tokens_per_call"]))
+
+
+def _exit_pairs(n_per_family):
+    from chansim.distributions import FAMILIES
+    rng = np.random.default_rng(0)
+    for fam in ("dirichlet", "zipf", "noisy"):
+        for i in range(n_per_family):
+            vocab = int(rng.integers(3, 9))
+            pair = FAMILIES[fam](vocab, [0.3, 0.6, 1.0][i % 3], None, 1000 * i + vocab)
+            yield pair.target_probs, pair.draft_probs
+
+
+def _check_exit_bound(n_per_family):
+    from chansim.theory.bound_columns import exit_entropy_bound
+    from chansim.theory.optimal import top_products_sums
+    ks = [1, 2, 4, 10, 32, 100, 1000, 10**4, 10**5, 10**6]
+    checked = 0
+    for p, q in _exit_pairs(n_per_family):
+        law = rank_law(p, q)
+        if law.entropy <= 0:
+            continue
+        opt = 1 + np.asarray(top_products_sums(law.probs, ks))
+        bound = np.array([exit_entropy_bound(k, law, law.support) for k in ks])
+        paper = (np.log(np.array(ks) + 1.0) + math.log(law.support)) / law.entropy
+        assert np.all(opt <= bound + 1e-9), (p, q, opt, bound)
+        assert np.all(bound <= paper + 1e-9)                 # never weaker than Theorem 2
+        checked += 1
+    return checked
+
+
+def test_exit_entropy_bound_few_pairs():
+    assert _check_exit_bound(8) >= 20
+
+
+@pytest.mark.slow
+def test_exit_entropy_bound_200_pairs():
+    """§10: zero violations against the exact optimum on >= 200 pairs, k up to 10^6."""
+    assert _check_exit_bound(70) >= 200
+
+
+def test_max_entropy_capped():
+    from chansim.theory.bound_columns import max_entropy_capped
+    assert max_entropy_capped([0.2, 0.2]) == -math.inf                # infeasible
+    assert max_entropy_capped([0.1, 1.0], [1, 1]) == pytest.approx(-0.1 * math.log(0.1) - 0.9 * math.log(0.9))
+    assert max_entropy_capped([1.0], [4]) == pytest.approx(math.log(4))

@@ -3,7 +3,9 @@ r"""The ``bound`` and ``asymptote`` columns of ``chansim bound`` (docs/theory.md
 * **bound** (guaranteed): every ERSD tree of k drafted nodes has
 
   .. math:: E[\tau] \le \min\Big(k + 1,\ \frac{1}{\nu},\
-            \frac{\ln(k+1) + \ln V_R}{H_{\mathrm{low}}(R)}\Big),
+            \frac{\ln(k+1) + \ln V_R}{H_{\mathrm{low}}(R)},\ c^*_k\Big),
+
+  :math:`c^*_k` the exit-entropy bound of §10 (:func:`exit_entropy_bound`),
 
   with :math:`H_{\mathrm{low}}` the lower end of the rigorous H(R) interval (the exact
   H(R) for small V), ν = P(never drafted) (a path is cut with probability ≥ ν at every
@@ -24,9 +26,70 @@ from .asymptotics import large_k_relation, renewal_constant
 from .optimal import top_products_sums
 from .ranklaw import RankLaw
 
-__all__ = ["bound_columns", "guaranteed_bound"]
+__all__ = ["bound_columns", "guaranteed_bound", "exit_entropy_bound", "max_entropy_capped"]
 
 _GRID = [2 ** j for j in range(17)]
+
+
+def max_entropy_capped(caps, mult=None) -> float:
+    r"""Max of H(b) over laws b with :math:`b_r \le` ``caps[r]`` (``mult[r]`` copies of each cap); -inf if infeasible.
+
+    Water-filling: :math:`b_r = \min(\text{cap}_r, \lambda)` with :math:`\sum b = 1` (KKT).
+
+    >>> round(max_entropy_capped([1.0, 1.0]), 12) == round(math.log(2), 12)
+    True
+    """
+    caps = np.asarray(caps, dtype=float)
+    mult = np.ones_like(caps) if mult is None else np.asarray(mult, dtype=float)
+    if float((caps * mult).sum()) < 1.0:
+        return -math.inf
+    order = np.argsort(caps)
+    c, m = caps[order], mult[order]
+    below = np.concatenate([[0.0], np.cumsum(c * m)])[:-1]          # mass of the caps under c_i
+    above = m[::-1].cumsum()[::-1]                                   # count of ranks from i on
+    lam_i = (1.0 - below) / above                                    # level if ranks i.. sit at lambda
+    i = int(np.flatnonzero(lam_i <= c)[0])
+    lam = lam_i[i]
+    pos_c = c[:i][c[:i] > 0]
+    pos_m = m[:i][c[:i] > 0]
+    h = float(-(pos_m * pos_c * np.log(pos_c)).sum())
+    if lam > 0:
+        h += float(-above[i] * lam * math.log(lam))
+    return h
+
+
+def exit_entropy_bound(k: int, law: RankLaw, support: int) -> float:
+    r"""All-k bound of docs/theory.md §10: the largest c in [1, k+1] with
+    :math:`c\,H_{low}(R) \le \ln(k+1) + H_{max}(c)`, :math:`H_{max}(c)` the largest entropy of a
+    law b with :math:`b_r \le c\,(\hat a_r + \varepsilon)` (ranks beyond the computed ones
+    share :math:`c(\tau + \varepsilon)` over the ``support`` − K remaining values).
+
+    >>> from chansim.theory.ranklaw import law_from_probs
+    >>> exit_entropy_bound(0, law_from_probs([0.5, 0.5]), 2)        # k = 0: one call, one token
+    1.0
+    """
+    h = float(law.entropy_ci[0])
+    if h <= 0:
+        return float(k + 1)
+    eps = 0.0 if not np.isfinite(law.error) else float(law.error)
+    a = np.append(np.asarray(law.probs, dtype=float), law.never)
+    n_tail = max(int(support) - len(a), 0)
+    tail = float(law.tail) + eps if n_tail > 0 and law.tail > 0 else 0.0
+    log_k = math.log(k + 1)
+
+    def ok(c):                                                       # g(c) <= 0 (or c below E[tau])
+        caps = np.append(np.minimum(c * (a + eps), 1.0), c * tail / n_tail if tail > 0 else 0.0)
+        mult = np.append(np.ones(len(a)), n_tail if tail > 0 else 0.0)
+        hm = max_entropy_capped(caps[mult > 0], mult[mult > 0])
+        return c * h <= log_k + hm
+
+    lo, hi = 1.0, float(k + 1)
+    if ok(hi):
+        return hi
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return hi
 
 
 def guaranteed_bound(ks, law: RankLaw, support: int) -> list:
@@ -45,6 +108,7 @@ def guaranteed_bound(ks, law: RankLaw, support: int) -> list:
             vals.append(1.0 / law.never)
         if h_lo > 0:
             vals.append((math.log(k + 1) + math.log(max(int(support), 1))) / h_lo)
+            vals.append(exit_entropy_bound(k, law, support))
         out.append(float(min(vals)))
     return out
 
