@@ -61,8 +61,9 @@ def max_entropy_capped(caps, mult=None) -> float:
 def exit_entropy_bound(k: int, law: RankLaw, support: int) -> float:
     r"""All-k bound of docs/theory.md §10: the largest c in [1, k+1] with
     :math:`c\,H_{low}(R) \le \ln(k+1) + H_{max}(c)`, :math:`H_{max}(c)` the largest entropy of a
-    law b with :math:`b_r \le c\,(\hat a_r + \varepsilon)` (ranks beyond the computed ones
-    share :math:`c(\tau + \varepsilon)` over the ``support`` − K remaining values).
+    law b with :math:`b_r \\le c\\,\\hat a_r`, the ranks beyond the computed ones sharing
+    :math:`c\\hat\\tau` over the ``support`` − K remaining values, plus a pool of mass
+    :math:`c\\varepsilon` (the l1 error of the law) over ``support`` extra values.
 
     >>> from chansim.theory.ranklaw import law_from_probs
     >>> exit_entropy_bound(0, law_from_probs([0.5, 0.5]), 2)        # k = 0: one call, one token
@@ -74,13 +75,17 @@ def exit_entropy_bound(k: int, law: RankLaw, support: int) -> float:
     eps = 0.0 if not np.isfinite(law.error) else float(law.error)
     a = np.append(np.asarray(law.probs, dtype=float), law.never)
     n_tail = max(int(support) - len(a), 0)
-    tail = float(law.tail) + eps if n_tail > 0 and law.tail > 0 else 0.0
+    tail = float(law.tail) if n_tail > 0 and law.tail > 0 else 0.0
+    n_pool = max(int(support), 1)
     log_k = math.log(k + 1)
 
     def ok(c):                                                       # g(c) <= 0 (or c below E[tau])
-        caps = np.append(np.minimum(c * (a + eps), 1.0), c * tail / n_tail if tail > 0 else 0.0)
-        mult = np.append(np.ones(len(a)), n_tail if tail > 0 else 0.0)
-        hm = max_entropy_capped(caps[mult > 0], mult[mult > 0])
+        # caps c*a_hat on computed ranks, c*tau_hat spread over the tail, and a pool of c*eps
+        # over support values for the l1 error (splitting b = b' + b'' only raises entropy, §10)
+        caps = np.concatenate([np.minimum(c * a, 1.0), [c * tail / max(n_tail, 1), c * eps / n_pool]])
+        mult = np.concatenate([np.ones(len(a)), [n_tail if tail > 0 else 0.0, n_pool if eps > 0 else 0.0]])
+        keep = (mult > 0) & (caps > 0)
+        hm = max_entropy_capped(caps[keep], mult[keep])
         return c * h <= log_k + hm
 
     lo, hi = 1.0, float(k + 1)
