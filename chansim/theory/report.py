@@ -126,7 +126,8 @@ class BoundReport:
         fk = s.get("asymptote_within_1pct_from_k")
         lines += ["", "  asymptote: ln k / H(R) + C (renewal, optimal ERSD tree; '-' where outside [1, k+1])"
                   + ("" if fk is None else f"; within 1% of the optimum from k = {fk}"),
-                  "  bound (guaranteed): min(k+1, 1/P(never), (ln(k+1) + ln V_R) / H_low(R)), any ERSD tree of k nodes"]
+                  "  bound (guaranteed, any ERSD tree of k nodes): min(k+1, 1/P(never), (ln(k+1) + ln V_R) / H_low(R), "
+                  "exit-rank entropy bound c*_k of docs/theory.md §10)"]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
