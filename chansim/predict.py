@@ -52,6 +52,7 @@ __all__ = [
     "spectr_path_acceptance",
     "path_acceptance",
     "expected_calls",
+    "boundary_tokens",
     "PathPrediction",
     "predict_path",
     "PATH_METHODS",
@@ -294,11 +295,57 @@ def expected_calls(accept: np.ndarray) -> np.ndarray:
     return f[: length + 1]
 
 
+def boundary_tokens(accept: np.ndarray) -> float:
+    r"""Expected number of path tokens produced by calls that the end of the path cuts short.
+
+    A call starting at t is *cut* when it is still accepting at the last position with
+    drafted depth to spare (it reaches position T with d < D): on a longer text the
+    method would have gone on, so such calls make the prediction depend on the
+    sequence length rather than on the method (docs/theory.md §9).  With the start
+    probabilities :math:`s(0) = 1`, :math:`s(t + j) \mathrel{+}= s(t) P_t(j)` of the
+    recursion in :func:`expected_calls`, a cut call from t yields all T - t remaining
+    tokens, so the result is :math:`\sum_t s(t)\, P(\text{cut} \mid t)\, (T - t)`.
+
+    >>> boundary_tokens(np.ones((8, 6)))          # chain deeper than the path, all accepted
+    6.0
+    >>> boundary_tokens(np.zeros((8, 6)))         # every draft rejected: no call reaches the end
+    0.0
+    """
+    accept = np.asarray(accept, dtype=float)
+    depth, length = accept.shape
+    start = np.zeros(length + depth + 2)          # [T + D + 2] P(a call starts at t)
+    start[0] = 1.0
+    cut = 0.0
+    for t in range(length):
+        if start[t] == 0.0:
+            continue
+        reach = 1.0
+        for d in range(depth + 1):
+            if d < depth and t + d >= length:     # end of path with depth to spare: cut
+                cut += start[t] * reach * (length - t)
+                break
+            stop = 1.0 - accept[d, t + d] if d < depth else 1.0
+            start[t + d + 1] += start[t] * reach * stop
+            reach *= 1.0 - stop
+            if reach == 0.0:
+                break
+    return float(cut)
+
+
 class PathPrediction(NamedTuple):
-    """Predicted calls for a set of logged sequences (one entry per sequence)."""
+    """Predicted calls for a set of logged sequences (one entry per sequence).
+
+    ``cut_tokens[i]`` is :func:`boundary_tokens` of sequence i (``None`` when not computed).
+    """
 
     tokens: np.ndarray           # [n_seq] path lengths
     expected_calls: np.ndarray   # [n_seq] E[calls | path]
+    cut_tokens: np.ndarray | None = None   # [n_seq] E[tokens from calls cut by the end of the path]
+
+    @property
+    def boundary_share(self) -> float:
+        """Share of the logged tokens produced by calls cut short by the end of their path."""
+        return float(self.cut_tokens.sum() / self.tokens.sum()) if self.cut_tokens is not None else float("nan")
 
     @property
     def tokens_per_call(self) -> float:
@@ -321,11 +368,12 @@ def predict_path(method: str, widths: Sequence[int], sequences) -> PathPredictio
     ``widths`` gives the children per depth (``[1]*gamma`` for a chain of gamma, ``[m]``
     for a batch); ``method="autoregressive"`` ignores it.
     """
-    lengths, calls = [], []
+    lengths, calls, cut = [], [], []
     for target_probs, draft_probs, tokens in sequences:
         accept = path_acceptance(method, target_probs, draft_probs, tokens, widths)
         lengths.append(len(tokens))
         calls.append(expected_calls(accept)[0])
+        cut.append(boundary_tokens(accept))
     if not lengths:
         raise ValueError("no logged sequences to predict from")
-    return PathPrediction(np.asarray(lengths, float), np.asarray(calls, float))
+    return PathPrediction(np.asarray(lengths, float), np.asarray(calls, float), np.asarray(cut, float))
