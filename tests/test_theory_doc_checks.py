@@ -415,3 +415,33 @@ def test_large_k_relation_is_asymptotic_with_an_oscillating_remainder():
     assert np.all(np.abs(gap) < 0.02)                       # the relation is good to ~0.01 ...
     assert gap.min() < -0.005 and gap.max() > 0.005         # ... but the o(1) term oscillates, not decays
     assert np.count_nonzero(np.diff(np.sign(gap))) >= 4
+
+
+# ----------------------------------------------------------------------------- §9: the bound on a non-i.i.d. source
+def test_log_bound_holds_for_real_ersd_generation_on_a_markov_source():
+    """§9: E[sum_t H(a^(t))] <= E[calls] ln((k+1)V - k) for real ERSD generation.
+
+    A 3-token Markov pair whose contexts differ in support: after token 0 the draft
+    cannot propose token 2 (R = "never" possible), after tokens 1 and 2 every rank up to
+    V is possible; so a rank-only outcome count would need V + 1 values, the per-position
+    one V.  Calls are counted by running ERSD (keyed races) itself.
+    """
+    from chansim.sources import MarkovSource
+    from chansim.verify import KeyedNoise, speculative_generate
+
+    target = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.3, 0.3, 0.4]])
+    draft = np.array([[0.2, 0.8, 0.0], [0.6, 0.3, 0.1], [0.05, 0.15, 0.8]])
+    laws = [rank_law(target[s], draft[s]) for s in range(3)]
+    assert laws[0].never > 0 and laws[1].probs[2] > 0                       # both "never" and rank V occur
+    h_state = np.array([law.entropy for law in laws])
+    vocab, runs, length = 3, 300, 30
+    ts, ds = MarkovSource(target), MarkovSource(draft)
+    for tree, k in (("chain:1", 1), ("chain:3", 3), ("batch:2", 2), ("branch:2,2", 6)):
+        gap = []
+        for run in range(runs):
+            res = speculative_generate("ersd", tree, ts, ds, length, KeyedNoise(500 + run), prefix=[0])
+            prev = np.concatenate([[0], res.tokens[:-1]])
+            gap.append(len(res.steps) * math.log((k + 1) * vocab - k) - h_state[prev].sum())
+        gap = np.asarray(gap)
+        # E[calls] ln((k+1)V - k) - E[sum H_t] >= 0; reject only below -5.33 standard errors (1e-7)
+        assert gap.mean() > -5.33 * gap.std(ddof=1) / math.sqrt(runs), (tree, gap.mean())
