@@ -226,7 +226,7 @@ def log_report(log, methods: Sequence[str] | None = None, k: Sequence[int] = (1,
                              "se": float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else None}
                        for key, v in stats.items()},
         "normalisation_error": run.normalisation_error,
-        "predictions": rows, "skipped": skipped,
+        "predictions": rows, "skipped": skipped, "confidence": confidence,
         "theory": log_theory(run, k, trials=trials, seed=seed),
     }
 
@@ -239,7 +239,8 @@ def format_log_report(report: dict) -> str:
              f"  Σmin(p,q) = {s['sd_acceptance']['mean']:.4f}   α_ER = {s['er_acceptance']['mean']:.4f}   "
              f"KL(p‖q) = {s['kl_nats']['mean']:.4f} nats   (position means)",
              "",
-             "predicted tokens per target call (exact on the logged paths; 95% bootstrap over sequences)",
+             f"predicted tokens per target call (exact on the logged paths; "
+             f"{100 * report.get('confidence', 0.95):g}% bootstrap over sequences)",
              f"  {'method':<11}{'tree':<14}{'k':>4}{'mean':>9}   interval"]
     for r in report["predictions"]:
         flag = (f"   boundary-limited ({100 * r['boundary_share']:.0f}% of tokens from calls cut by the end)"
