@@ -64,6 +64,11 @@ def configure_logging(quiet: bool = False, verbose: bool = False) -> int:
     if quiet:
         _silence_libraries()
     else:
+        if _SAVED_ENV and "transformers" in sys.modules:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.enable_progress_bar()
+            hf_logging.set_verbosity_warning()
         for key, old in _SAVED_ENV.items():     # undo an earlier quiet call in this process
             if old is None:
                 os.environ.pop(key, None)

@@ -342,6 +342,18 @@ class PathPrediction(NamedTuple):
     expected_calls: np.ndarray   # [n_seq] E[calls | path]
     cut_tokens: np.ndarray | None = None   # [n_seq] E[tokens from calls cut by the end of the path]
 
+    def to_dict(self) -> dict:
+        """JSON-ready dict: the estimate, the boundary share and the per-sequence arrays as lists."""
+        return {"tokens_per_call": self.tokens_per_call, "boundary_share": self.boundary_share,
+                "tokens": self.tokens.tolist(), "expected_calls": self.expected_calls.tolist(),
+                "cut_tokens": None if self.cut_tokens is None else self.cut_tokens.tolist()}
+
+    def to_records(self) -> list:
+        """One flat dict per logged sequence: ``sequence``, ``tokens``, ``expected_calls``, ``cut_tokens``."""
+        cut = self.cut_tokens if self.cut_tokens is not None else [None] * len(self.tokens)
+        return [{"sequence": i, "tokens": float(t), "expected_calls": float(c), "cut_tokens": None if x is None
+                 else float(x)} for i, (t, c, x) in enumerate(zip(self.tokens, self.expected_calls, cut))]
+
     @property
     def boundary_share(self) -> float:
         """Share of the logged tokens produced by calls cut short by the end of their path."""

@@ -93,8 +93,10 @@ def run(args) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(report)
-        if args.plot:
-            print(f"  plot written to {args.plot}")
+    if args.plot:
+        from ..logconfig import get_logger
+
+        get_logger("bound").info("plot written to %s", args.plot)
     return 0
 
 

@@ -76,6 +76,25 @@ class BoundReport:
             out["per_position"] = self.per_position
         return out
 
+    def to_records(self) -> list:
+        """One flat dict per (method, k): tokens per call with the bound and relation at that k.
+
+        Ready for ``pandas.DataFrame(report.to_records())`` or a CSV writer.
+        """
+        bound = dict(zip(self.bound.get("k", []), self.bound.get("value", [])))
+        asym = dict(zip(self.asymptote.get("k", []), self.asymptote.get("value", [])))
+        rows = []
+        for name, entry in self.methods.items():
+            for i, k in enumerate(entry["k"]):
+                row = {"method": name, "k": k, "tree": self.tree, "tokens_per_call": entry["tokens_per_call"][i],
+                       "exact": entry.get("exact")}
+                for key in ("speedup", "depth"):
+                    if key in entry:
+                        row[key] = entry[key][i]
+                row["all_k_bound"], row["large_k_relation"] = bound.get(k), asym.get(k)
+                rows.append(row)
+        return rows
+
     def __str__(self) -> str:
         s = self.summary
         lines = [
