@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     parser.add_argument("--jobs", type=int, default=-1, help="parallel workers over positions (-1: all cores)")
     parser.add_argument("--trials", type=int, default=1000, help="Monte Carlo samples of the rank law (large V)")
     parser.add_argument("--seed", type=int, default=0)
-    add_confidence(parser, "bootstrap intervals of --log predictions")
+    add_confidence(parser, "intervals (Monte Carlo H(R) for large V; bootstrap for --log)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--plot", default=None, metavar="OUT.png", help="plot tokens per call vs k with the bounds")
     parser.set_defaults(func=run)
@@ -86,7 +86,7 @@ def run(args) -> int:
         raise ValueError("--tree-spec applies to --log only; use --tree optimal|chain|batch for --p/--q")
     report = speedup_report(p, q, k=_parse_ks(args.k), methods=_methods(args.method), tree=args.tree,
                             cost=args.cost, per_position=args.per_position, trials=args.trials, seed=args.seed,
-                            n_jobs=args.jobs)
+                            n_jobs=args.jobs, confidence=args.confidence)
     if args.plot:
         _plot(report, args.plot)
     if args.json:
