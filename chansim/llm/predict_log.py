@@ -45,10 +45,11 @@ __all__ = ["tree_widths", "predict_from_log", "log_theory", "log_report", "LOG_M
 
 LOG_METHODS = ("autoregressive", "sd", "specinfer", "rsd", "spectr", "ersd")
 
-#: A prediction is flagged *boundary-limited* when more than this share of the logged
-#: tokens comes from calls that the end of their sequence cut short
-#: (:func:`chansim.predict.boundary_tokens`; docs/theory.md §9).
-BOUNDARY_SHARE_LIMIT = 0.1
+#: A prediction is flagged *boundary-limited* when the end of the sequences stops more
+#: calls than the tree's depth does (cut calls outnumber leaf calls,
+#: :func:`chansim.predict.call_endings`) and the cut calls carry more than this share of
+#: the logged tokens (docs/theory.md §9).
+BOUNDARY_SHARE_LIMIT = 0.01
 
 
 def tree_widths(tree_spec) -> list[int]:
@@ -99,9 +100,11 @@ def predict_from_log(log, method: str, tree_spec, confidence: float = 0.95, resa
         ``mean``, ``ci_low``, ``ci_high`` (tokens per call), and ``method``, ``tree``,
         ``k`` (drafted tokens), ``widths``, ``expected_calls``, ``tokens``;
         ``boundary_share`` (share of the tokens produced by calls cut short by the end of
-        their sequence) and ``boundary_limited`` (``boundary_share`` above
-        :data:`BOUNDARY_SHARE_LIMIT`: the value reflects the sequence length, not only
-        the method).
+        their sequence), ``end_stop_share`` (of the calls not stopped by a rejection, the
+        share stopped by the end of the sequence rather than the tree's last level) and
+        ``boundary_limited`` (``end_stop_share > 1/2`` and ``boundary_share`` above
+        :data:`BOUNDARY_SHARE_LIMIT`: the value reflects the sequence length, not the
+        tree's depth).
     """
     run = _as_run(log)
     if method not in LOG_METHODS:
@@ -115,8 +118,8 @@ def predict_from_log(log, method: str, tree_spec, confidence: float = 0.95, resa
     return {"method": method, "tree": str(tree_spec) if widths else "chain:0", "k": k, "widths": widths,
             "mean": pred.tokens_per_call, "ci_low": lo, "ci_high": hi,
             "expected_calls": float(pred.expected_calls.sum()), "tokens": int(pred.tokens.sum()),
-            "boundary_share": pred.boundary_share,
-            "boundary_limited": bool(pred.boundary_share > BOUNDARY_SHARE_LIMIT)}
+            "boundary_share": pred.boundary_share, "end_stop_share": pred.end_stop_share,
+            "boundary_limited": bool(pred.end_stop_share > 0.5 and pred.boundary_share > BOUNDARY_SHARE_LIMIT)}
 
 
 def log_theory(log, k: Sequence[int], trials: int = 1000, seed: int = 0) -> dict:
@@ -243,14 +246,13 @@ def format_log_report(report: dict) -> str:
              f"{100 * report.get('confidence', 0.95):g}% bootstrap over sequences)",
              f"  {'method':<11}{'tree':<14}{'k':>4}{'mean':>9}   interval"]
     for r in report["predictions"]:
-        flag = (f"   boundary-limited ({100 * r['boundary_share']:.0f}% of tokens from calls cut by the end)"
-                if r.get("boundary_limited") else "")
+        flag = (f"   boundary-limited ({100 * r['end_stop_share']:.0f}% of long calls stopped by the end; "
+                f"{100 * r['boundary_share']:.0f}% of tokens)" if r.get("boundary_limited") else "")
         lines.append(f"  {r['method']:<11}{r['tree']:<14}{r['k']:>4}{r['mean']:>9.4f}   "
                      f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]{flag}")
     if any(r.get("boundary_limited") for r in report["predictions"]):
-        lines.append(f"  boundary-limited: more than {100 * BOUNDARY_SHARE_LIMIT:.0f}% of the tokens come from calls "
-                     f"the end of the sequence cut short; the value depends on the sequence length "
-                     f"(log longer sequences; docs/theory.md §9)")
+        lines.append("  boundary-limited: the end of the sequences stops more calls than the tree's depth does, so "
+                     "the value reflects the sequence length, not k (log longer sequences; docs/theory.md §9)")
     for r in report["skipped"]:
         lines.append(f"  {r['method']:<11}{r['tree']:<14}   n/a: {r['reason']}")
     th = report["theory"]
