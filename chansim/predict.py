@@ -213,10 +213,8 @@ def rsd_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndarray
 def spectr_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndarray:
     r"""SpecTr k-sequential selection with m i.i.d. drafts (Sun et al. 2023), conditioned on the output.
 
-    The output is an accepted draft with law :math:`\min(q, p/
-ho)\,c`, so
-    :math:`c_t = \min(q(y), p(y)/
-ho)\,c/p(y)`, :math:`c = (1-(1-\beta)^m)/\beta`, with the
+    The output is an accepted draft with law :math:`\min(q, p/\rho)\,c`, so
+    :math:`c_t = \min(q(y), p(y)/\rho)\,c/p(y)`, :math:`c = (1-(1-\beta)^m)/\beta`, with the
     smallest feasible ρ of :func:`chansim.verify.spectr.spectr_rho` (ρ = 1, c = 1 at m = 1: sd).
 
     >>> spectr_path_acceptance([[0.5, 0.5]], [[0.2, 0.8]], [0], 1).tolist()
