@@ -15,7 +15,7 @@ Modules, one job each:
 from .asymptotics import all_k_bound, large_k_relation, naive_log_ratio, outcome_entropy, renewal_constant
 from .expectations import (METHODS, Expectation, expected_tokens, path_probabilities, sd_chain_tokens,
                            sequences_shape, spectr_sequences_tokens, tree_value)
-from .lp import draft_set_law, optimal_acceptance_lp, optimal_acceptance_mincut
+from .lp import draft_set_law, mincut_without_replacement, optimal_acceptance_lp, optimal_acceptance_mincut
 from .nodes import (SlotWeights, node_acceptance, rsd_weights, sd_weights, specinfer_weights, spectr_acceptance,
                     spectr_rho, spectr_transition)
 from .optimal import (best_rank_set_tree, best_sibling_closed_tree, sibling_closed_values, top_products_curve, top_products_depths,
@@ -28,7 +28,7 @@ __all__ = [
     "spectr_transition", "node_acceptance",
     "METHODS", "Expectation", "tree_value", "path_probabilities", "sd_chain_tokens", "expected_tokens",
     "sequences_shape", "spectr_sequences_tokens",
-    "draft_set_law", "optimal_acceptance_lp", "optimal_acceptance_mincut",
+    "draft_set_law", "mincut_without_replacement", "optimal_acceptance_lp", "optimal_acceptance_mincut",
     "best_rank_set_tree", "best_sibling_closed_tree", "sibling_closed_values", "top_products_curve", "top_products_sums", "top_products_depths", "tree_shape",
     "renewal_constant", "large_k_relation", "all_k_bound", "naive_log_ratio", "outcome_entropy",
 ]

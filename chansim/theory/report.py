@@ -34,16 +34,18 @@ import numpy as np
 from .. import races
 from ..distributions import check_pair, kl_divergence, softmax, total_variation
 from ..trees import Tree, batch as batch_tree, chain as chain_tree
+from ..verify.registry import get_method, method_names
+from ..verify.sd import sd_chain_tokens
+from ..verify.spectr import spectr_sequences_tokens, spectr_transition_matrix
 from .asymptotics import all_k_bound, large_k_relation
-from .expectations import sd_chain_tokens, spectr_sequences_tokens, tree_value
-from .nodes import rsd_weights, specinfer_weights, spectr_transition_matrix
 from .optimal import sibling_closed_values, top_products_depths, top_products_sums
 from .ranklaw import rank_law
 
-__all__ = ["BoundReport", "speedup_report", "DEFAULT_K", "REPORT_METHODS"]
+__all__ = ["BoundReport", "speedup_report", "best_sequences", "DEFAULT_K", "REPORT_METHODS", "FAMILIES"]
 
 DEFAULT_K = (1, 2, 4, 8, 16, 32, 64)
-REPORT_METHODS = ("sd", "specinfer", "rsd", "spectr", "ersd", "ersd-topm")
+#: the registry's methods with a tree family (``ersd-topm``: ersd on sibling-closed trees)
+REPORT_METHODS = method_names(theory=True)
 _TREES = ("optimal", "chain", "batch")
 
 
@@ -160,9 +162,85 @@ def _reconstruct_depth(dp, n):
     return best
 
 
+def _weights(meth, p, q, kmax, law, seed):
+    """Slot weights of a sibling-closed/rank-set method for the report (the law is reused for ersd)."""
+    if meth.tree_family == "rank-set" or meth.variant_of == "ersd":
+        return law.weights(kmax), law.exact
+    sw = meth.slot_weights(p, q, kmax, seed=seed)
+    return sw.w, sw.exact
+
+
+def _chain_family(meth, p, q, ks, tree, ctx):
+    """sd: the chain closed form; only k = 1 fits a batch."""
+    beta = ctx["beta"]
+    if tree in ("optimal", "chain"):
+        return [float(sd_chain_tokens(beta, k)) for k in ks], list(ks), True
+    return [float(1 + beta) if k == 1 else None for k in ks], [1 if k == 1 else None for k in ks], True
+
+
+def _sibling_closed_family(meth, p, q, ks, tree, ctx):
+    """Slot weights on the best sibling-closed tree (Sequoia-style DP), a chain or a batch."""
+    kmax = max(ks)
+    w, exact = _weights(meth, p, q, kmax, ctx["law"], ctx["seed"])
+    if tree == "optimal":
+        dp = sibling_closed_values(w, kmax)
+        return [float(1 + dp.f[k]) for k in ks], [_reconstruct_depth(dp, k) for k in ks], exact
+    if tree == "chain":
+        return [float(sd_chain_tokens(w[0], k)) for k in ks], list(ks), exact
+    cw = np.cumsum(w)
+    return [float(1 + cw[k - 1]) for k in ks], [1] * len(ks), exact
+
+
+def _rank_set_family(meth, p, q, ks, tree, ctx):
+    """Rank law on the best tree with any rank sets (k largest path products), a chain or a batch."""
+    law = ctx["law"]
+    if tree == "optimal":
+        return ([float(1 + v) for v in top_products_sums(law.probs, ks)],
+                [int(d) for d in top_products_depths(law.probs, ks)], law.exact)
+    if tree == "chain":
+        return [float(sd_chain_tokens(law.alpha, k)) for k in ks], list(ks), law.exact
+    cw = np.cumsum(law.weights(max(ks)))
+    return [float(1 + cw[k - 1]) for k in ks], [1] * len(ks), law.exact
+
+
+def _sequences_family(meth, p, q, ks, tree, ctx):
+    """SpecTr: the best seq:CxL with C*L <= k (exact DP), the chain (= sd) or one batch."""
+    kmax = max(ks)
+    if tree == "chain":
+        return [float(sd_chain_tokens(ctx["beta"], k)) for k in ks], list(ks), True
+    trans = spectr_transition_matrix(p, q, kmax)
+    if tree == "batch":
+        return [spectr_sequences_tokens(p, q, k, 1, transition=trans) for k in ks], [1] * len(ks), True
+    tok, depth = [], []
+    for k in ks:
+        best, bd = best_sequences(p, q, k, trans)
+        tok.append(best)
+        depth.append(bd)
+    return tok, depth, True
+
+
+def best_sequences(p, q, k: int, transition=None):
+    """``(tokens, length)`` of SpecTr's best ``seq:CxL`` with C*L <= k (largest C·L-budget value; ties: fewer C).
+
+    ``transition``: a :func:`~chansim.verify.spectr.spectr_transition_matrix` covering counts up to k.
+    """
+    if transition is None:
+        transition = spectr_transition_matrix(p, q, k)
+    best, bd = -1.0, 0
+    for c in range(1, k + 1):
+        v = spectr_sequences_tokens(p, q, c, k // c, transition=transition)
+        if v > best + 1e-12:
+            best, bd = v, k // c
+    return best, bd
+
+
+#: tree family (``Method.tree_family``) -> the report's rule for (optimal | chain | batch) trees
+FAMILIES = {"chain": _chain_family, "sibling-closed": _sibling_closed_family, "rank-set": _rank_set_family,
+            "sequences": _sequences_family}
+
+
 def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps):
     """All per-position quantities (dict of scalars and per-method lists)."""
-    kmax = max(ks)
     law = rank_law(p, q, trials=trials, seed=seed, exact_max_vocab=exact_max_vocab, eps=eps)
     beta = float(np.minimum(p, q).sum())
     never_possible = bool(np.any((p > 0) & (q == 0)))
@@ -178,69 +256,11 @@ def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps):
     else:
         out["bound"] = [float(k + 1) for k in ks]
         out["asymptote"] = [float(k + 1) for k in ks]
+    ctx = {"law": law, "beta": beta, "seed": seed}
     res = {}
-    a = law.probs
     for name in methods:
-        tok, depth, exact = [None] * len(ks), [None] * len(ks), True
-        if name == "sd":
-            if tree in ("optimal", "chain"):
-                tok = [float(sd_chain_tokens(beta, k)) for k in ks]
-                depth = list(ks)
-            else:
-                tok = [float(1 + beta) if k == 1 else None for k in ks]
-                depth = [1 if k == 1 else None for k in ks]
-        elif name in ("specinfer", "rsd", "ersd-topm"):
-            if name == "specinfer":
-                w = specinfer_weights(p, q, kmax)
-            elif name == "rsd":
-                sw = rsd_weights(p, q, kmax, seed=seed)
-                w, exact = sw.w, sw.exact
-            else:
-                w, exact = law.weights(kmax), law.exact
-            if tree == "optimal":
-                dp = sibling_closed_values(w, kmax)
-                tok = [float(1 + dp.f[k]) for k in ks]
-                depth = [_reconstruct_depth(dp, k) for k in ks]
-            elif tree == "chain":
-                tok = [float(sd_chain_tokens(w[0], k)) for k in ks]
-                depth = list(ks)
-            else:
-                cw = np.cumsum(w)
-                tok = [float(1 + cw[k - 1]) for k in ks]
-                depth = [1] * len(ks)
-        elif name == "ersd":
-            exact = law.exact
-            if tree == "optimal":
-                tok = [float(1 + v) for v in top_products_sums(a, ks)]
-                depth = [int(d) for d in top_products_depths(a, ks)]
-            elif tree == "chain":
-                tok = [float(sd_chain_tokens(law.alpha, k)) for k in ks]
-                depth = list(ks)
-            else:
-                cw = np.cumsum(law.weights(kmax))
-                tok = [float(1 + cw[k - 1]) for k in ks]
-                depth = [1] * len(ks)
-        elif name == "spectr":
-            if tree == "optimal":
-                tok, depth = [], []
-                trans = spectr_transition_matrix(p, q, kmax)
-                for k in ks:
-                    best, bd = -1.0, 0
-                    for c in range(1, k + 1):
-                        v = spectr_sequences_tokens(p, q, c, k // c, transition=trans)
-                        if v > best + 1e-12:
-                            best, bd = v, k // c
-                    tok.append(best)
-                    depth.append(bd)
-            elif tree == "chain":
-                tok = [float(sd_chain_tokens(beta, k)) for k in ks]
-                depth = list(ks)
-            else:
-                trans = spectr_transition_matrix(p, q, kmax)
-                tok = [spectr_sequences_tokens(p, q, k, 1, transition=trans) for k in ks]
-                depth = [1] * len(ks)
-        else:
-            raise ValueError(f"unknown method {name!r}; choose from {', '.join(REPORT_METHODS)}")
+        meth = get_method(name)
+        tok, depth, exact = FAMILIES[meth.tree_family](meth, p, q, ks, tree, ctx)
         res[name] = {"tokens_per_call": tok, "depth": depth, "exact": exact}
     out["methods"] = res
     return out
