@@ -143,8 +143,9 @@ PATH_METHODS = method_names(path=True)
 
 def path_acceptance(method: str, target_probs, draft_probs, tokens, widths: Sequence[int]) -> np.ndarray:
     """c[d, t]: conditional acceptance at position t for a node at depth d with ``widths[d]`` children."""
-    if method not in PATH_METHODS:
-        raise ValueError(f"no path prediction for method {method!r}; available: {', '.join(PATH_METHODS)}")
+    known = method_names(path=True)
+    if method not in known:
+        raise ValueError(f"no path prediction for method {method!r}; available: {', '.join(known)}")
     meth = get_method(method)
     if meth.tree_family is None:
         return np.zeros((0, len(tokens)))

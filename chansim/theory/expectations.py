@@ -123,6 +123,7 @@ def expected_tokens(method: str, tree: Tree, target_probs, draft_probs, trials: 
         if meth.tree_family is None and tree.size:
             raise ValueError(f"{meth.name} decoding drafts nothing; use chain(0)")
         return Expectation(1.0, 1.0, 1.0, True, meth.name, name)
+    meth.check_tree(tree)
     closed = meth.tree_tokens(tree, p, q)
     if closed is not None:
         return Expectation(float(closed), float(closed), float(closed), True, meth.name, name)
