@@ -10,7 +10,7 @@ from chansim.llm.predict_log import LOG_METHODS
 from chansim.llm.validate import DEFAULT_METHODS
 from chansim.predict import PATH_METHODS
 from chansim.simulate import simulate
-from chansim.theory import expected_tokens, node_acceptance, speedup_report
+from chansim.theory import expected_tokens, node_acceptance, rank_law, speedup_report
 from chansim.theory.report import REPORT_METHODS
 from chansim.trees import batch, branching
 from chansim.verify import METHODS, ERSDTopM, get_method, method_names, style
@@ -68,9 +68,10 @@ def test_ersd_topm_is_ersd_on_sibling_closed_trees():
 def test_node_acceptance_is_the_methods_own(method):
     m = 1 if method == "sd" else 3
     meth = get_method(method)
-    assert node_acceptance(method, P, Q, m) == meth.node_acceptance(P, Q, m)
+    opts = {"law": rank_law(P, Q)} if meth.uses_race else {}     # race methods: the rank law, from the theory
+    assert node_acceptance(method, P, Q, m) == meth.node_acceptance(P, Q, m, **opts)
     if method != "spectr":
-        assert node_acceptance(method, P, Q, m) == pytest.approx(meth.slot_weights(P, Q, m).w.sum(), abs=1e-12)
+        assert node_acceptance(method, P, Q, m) == pytest.approx(meth.slot_weights(P, Q, m, **opts).w.sum(), abs=1e-12)
 
 
 def test_poisson_binomial_kernel_matches_enumeration():

@@ -24,6 +24,7 @@ from ..trees import Tree
 from ..verify.registry import get_method, method_names
 from ..verify.sd import sd_chain_tokens
 from ..verify.spectr import sequences_shape, spectr_sequences_tokens
+from .ranklaw import rank_law
 
 __all__ = ["Expectation", "tree_value", "path_probabilities", "sd_chain_tokens", "expected_tokens",
            "sequences_shape", "spectr_sequences_tokens", "METHODS"]
@@ -128,6 +129,8 @@ def expected_tokens(method: str, tree: Tree, target_probs, draft_probs, trials: 
     if closed is not None:
         return Expectation(float(closed), float(closed), float(closed), True, meth.name, name)
     m = int(tree.ranks.max())
-    sw = meth.slot_weights(p, q, m, seed=seed, trials=max(2, trials // meth.trials_divisor))
+    effort = max(2, trials // meth.trials_divisor)
+    law = rank_law(p, q, trials=effort, seed=seed) if meth.uses_race else None   # race methods: the rank law
+    sw = meth.slot_weights(p, q, m, seed=seed, trials=effort, law=law)
     v, lo, hi = (float(tree_value(tree, w)) for w in (sw.w, sw.ci_low, sw.ci_high))
     return Expectation(v, lo, hi, sw.exact, meth.name, name)

@@ -33,6 +33,7 @@ from ..verify.specinfer import residual_rounds
 from ..verify.spectr import spectr_acceptance as _spectr_acceptance
 from ..verify.spectr import spectr_rho, spectr_transition as _spectr_transition
 from ..verify.spectr import spectr_transition_matrix as _spectr_transition_matrix
+from .ranklaw import rank_law
 
 __all__ = [
     "SlotWeights",
@@ -102,4 +103,6 @@ def node_acceptance(method: str, target_probs, draft_probs, m: int, **opts) -> f
     meth = get_method(method)
     if meth.tree_family is None:
         raise ValueError(f"method {method!r} drafts nothing; it has no node acceptance")
+    if meth.uses_race:                      # race methods' node law: the rank law (its one entry point)
+        return meth.node_acceptance(p, q, m, law=rank_law(p, q, **opts))
     return meth.node_acceptance(p, q, m, **opts)

@@ -164,9 +164,7 @@ def _reconstruct_depth(dp, n):
 
 def _weights(meth, p, q, kmax, law, seed):
     """Slot weights of a sibling-closed/rank-set method for the report (the law is reused for ersd)."""
-    if meth.tree_family == "rank-set" or meth.variant_of == "ersd":
-        return law.weights(kmax), law.exact
-    sw = meth.slot_weights(p, q, kmax, seed=seed)
+    sw = meth.slot_weights(p, q, kmax, seed=seed, law=law if meth.uses_race else None)
     return sw.w, sw.exact
 
 

@@ -140,8 +140,12 @@ class Method:
                              f"(race ranks) gives slots a meaning, not {self.name!r}")
 
     # ------------------------------------------------------------------ theory (i.i.d. model)
-    def slot_weights(self, p, q, m: int, *, trials: int = 20_000, seed: int = 0) -> SlotWeights:
-        """Per-slot weights :math:`w_1..w_m` of a node with m drafted children (docs/theory.md §1)."""
+    def slot_weights(self, p, q, m: int, *, trials: int = 20_000, seed: int = 0, law=None) -> SlotWeights:
+        """Per-slot weights :math:`w_1..w_m` of a node with m drafted children (docs/theory.md §1).
+
+        ``trials``, ``seed``: Monte Carlo effort where the weights are not exact; ``law``:
+        the rank law of (p, q), passed by the theory to methods with ``uses_race``.
+        """
         raise ValueError(f"method {self.name!r} has no per-slot node weights")
 
     def node_acceptance(self, p, q, m: int, **opts) -> float:

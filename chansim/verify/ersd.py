@@ -42,16 +42,16 @@ class ERSD(Method):
     tree_family = "rank-set"
     has_path_prediction = True
 
-    def slot_weights(self, p, q, m: int, *, trials: int = 20_000, seed: int = 0, law=None,
-                     confidence: float = 0.999, **_) -> SlotWeights:
-        r""":math:`w_r = a_r`, the rank law of :func:`chansim.theory.rank_law` (its one entry point).
+    def slot_weights(self, p, q, m: int, *, law=None, confidence: float = 0.999, **_) -> SlotWeights:
+        r""":math:`w_r = a_r`, the rank law ``law`` of (p, q).
 
-        Monte Carlo laws get simultaneous Wilson intervals (Bonferroni over the m slots),
-        widened by the law's head-truncation bound.  ``law`` reuses a computed law.
+        The theory computes ``law`` with :func:`chansim.theory.rank_law` (the rank law's one
+        entry point) and passes it for every method with ``uses_race``.  Monte Carlo laws
+        get simultaneous Wilson intervals (Bonferroni over the m slots), widened by the
+        law's head-truncation bound.
         """
         if law is None:
-            from ..theory.ranklaw import rank_law         # the theory layer sits above verify
-            law = rank_law(p, q, trials=trials, seed=seed)
+            raise ValueError("ersd's node weights are its rank law: pass law=chansim.theory.rank_law(p, q)")
         w = law.weights(m)
         if law.exact:
             return SlotWeights.exact_weights(w)
@@ -59,10 +59,9 @@ class ERSD(Method):
         return SlotWeights(w, np.clip(lo - law.truncation, 0, 1), np.clip(hi + law.truncation, 0, 1), False,
                            law.trials)
 
-    def node_acceptance(self, p, q, m: int, **opts) -> float:
-        """:math:`\\sum_{r\\le m} a_r`; ``opts`` go to :func:`chansim.theory.rank_law`."""
-        from ..theory.ranklaw import rank_law
-        return float(rank_law(p, q, **opts).weights(m).sum())
+    def node_acceptance(self, p, q, m: int, *, law=None, **_) -> float:
+        """:math:`\\sum_{r\\le m} a_r` of the rank law ``law``."""
+        return float(self.slot_weights(p, q, m, law=law).w.sum())
 
     def path_acceptance(self, p, q, y, py, m: int) -> np.ndarray:
         return ersd_path_weights(p, q, y, py, m)
