@@ -45,7 +45,7 @@ class RSD(Method):
 
     def slot_weights(self, p, q, m: int, *, trials: int = 20_000, seed: int = 0, **_) -> SlotWeights:
         """Exact by enumeration when cheap, else Monte Carlo (:func:`rsd_weights`)."""
-        return rsd_weights(p, q, m, trials=trials, seed=seed)
+        return rsd_weights(p, q, m, trials=trials, seed=seed, validate=False)
 
     def node_acceptance(self, p, q, m: int, **opts) -> float:
         return float(rsd_weights(p, q, m, **opts).w.sum())
@@ -119,7 +119,15 @@ def _rows(arr: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- theory
-def rsd_weights_exact(target_probs, draft_probs, m: int, max_histories: int = 200_000) -> SlotWeights:
+def _pair(target_probs, draft_probs, validate: bool):
+    """(p, q) checked at a public entry (``validate=True``), or taken as given by internal callers."""
+    if validate:
+        return check_pair(target_probs, draft_probs)
+    return np.asarray(target_probs, dtype=float), np.asarray(draft_probs, dtype=float)
+
+
+def rsd_weights_exact(target_probs, draft_probs, m: int, max_histories: int = 200_000,
+                      validate: bool = True) -> SlotWeights:
     r"""RSD slot weights by enumerating the ordered draft histories (1-D pair, small V).
 
     Round j sees the tried set :math:`T = \{x_1..x_{j-1}\}`, proposal
@@ -127,7 +135,7 @@ def rsd_weights_exact(target_probs, draft_probs, m: int, max_histories: int = 20
     rejecting it is :math:`(q_j - r_j)_+(x)`, and after a rejection
     :math:`r_{j+1} = \mathrm{norm}((r_j - q_j)_+)`.  Cost :math:`O(V^{m})`.
     """
-    p, q = check_pair(target_probs, draft_probs)
+    p, q = _pair(target_probs, draft_probs, validate)
     m = check_width(m)
     if p.ndim != 1:
         raise ValueError("rsd_weights_exact takes one 1-D pair")
@@ -162,7 +170,7 @@ def rsd_weights_exact(target_probs, draft_probs, m: int, max_histories: int = 20
 
 
 def rsd_weights_mc(target_probs, draft_probs, m: int, trials: int = 20_000, seed: int = 0,
-                   confidence: float = 0.999, chunk: int | None = None) -> SlotWeights:
+                   confidence: float = 0.999, chunk: int | None = None, validate: bool = True) -> SlotWeights:
     r"""RSD slot weights by Monte Carlo over draft histories (Gumbel-top-m of q).
 
     Each sample contributes the exact conditional weight
@@ -170,7 +178,7 @@ def rsd_weights_mc(target_probs, draft_probs, m: int, trials: int = 20_000, seed
     (Rao–Blackwellised over the accept coins and the j-th draft); the interval is the
     normal one at ``confidence``, Bonferroni-corrected over the m slots.
     """
-    p, q = check_pair(target_probs, draft_probs)
+    p, q = _pair(target_probs, draft_probs, validate)
     m = check_width(m)
     if p.ndim != 1:
         raise ValueError("rsd_weights_mc takes one 1-D pair")
@@ -214,26 +222,28 @@ def rsd_weights_mc(target_probs, draft_probs, m: int, trials: int = 20_000, seed
 
 
 def rsd_weights(target_probs, draft_probs, m: int, method: str = "auto", trials: int = 20_000,
-                seed: int = 0, max_histories: int = 100_000) -> SlotWeights:
+                seed: int = 0, max_histories: int = 100_000, validate: bool = True) -> SlotWeights:
     """RSD slot weights: exact enumeration when it needs <= ``max_histories`` histories, else MC.
+
+    ``validate=False``: p, q are already checked (internal callers); the public call checks once.
 
     >>> w = rsd_weights([0.5, 0.5], [0.9, 0.1], 2)       # V = 2: the second draft is the other token
     >>> np.round(w.w, 6).tolist(), w.exact
     ([0.6, 0.4], True)
     """
-    p, q = check_pair(target_probs, draft_probs)
+    p, q = _pair(target_probs, draft_probs, validate)
     m = check_width(m)
     if m > p.shape[-1]:                                   # no tokens left beyond slot V
-        sw = rsd_weights(p, q, p.shape[-1], method, trials, seed, max_histories)
+        sw = rsd_weights(p, q, p.shape[-1], method, trials, seed, max_histories, validate=False)
         pad = np.zeros(m - p.shape[-1])
         return SlotWeights(*(np.concatenate([x, pad]) for x in (sw.w, sw.ci_low, sw.ci_high)), sw.exact, sw.trials)
     if method == "auto":
         n_hist = sum(math.perm(p.shape[-1], j) for j in range(min(m, p.shape[-1])))
         method = "exact" if n_hist <= max_histories else "mc"
     if method == "exact":
-        return rsd_weights_exact(p, q, m, max_histories=max(max_histories, 1))
+        return rsd_weights_exact(p, q, m, max_histories=max(max_histories, 1), validate=False)
     if method == "mc":
-        return rsd_weights_mc(p, q, m, trials=trials, seed=seed)
+        return rsd_weights_mc(p, q, m, trials=trials, seed=seed, validate=False)
     raise ValueError(f"method must be 'auto', 'exact' or 'mc', got {method!r}")
 
 
