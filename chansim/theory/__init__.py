@@ -4,9 +4,10 @@ the large-k relation and the all-k bound (derivations in docs/theory.md).
 Modules, one job each:
 
 * :mod:`~chansim.theory.ranklaw` — the ERSD rank law a_r, H(R), E[(ln a_R)^2] (exact / MC);
-* :mod:`~chansim.theory.nodes` — per-slot acceptance weights of one node, every method;
-* :mod:`~chansim.theory.expectations` — E[tokens per call] for any method and tree;
-* :mod:`~chansim.theory.lp` — the optimal acceptance of a node (transport LP, min-cut);
+* :mod:`~chansim.theory.nodes` — per-slot acceptance weights of one node (validating entry
+  points; each method's mathematics lives in its module ``chansim/verify/<method>.py``);
+* :mod:`~chansim.theory.expectations` — E[tokens per call] for any registered method and tree;
+* :mod:`~chansim.theory.lp` — the optimal acceptance of a node (transport LP, min-cut, without replacement);
 * :mod:`~chansim.theory.optimal` — optimal trees for a budget of k drafted tokens;
 * :mod:`~chansim.theory.asymptotics` — large-k relation, renewal constant, all-k bound;
 * :mod:`~chansim.theory.symbolic` — sympy derivations of the closed forms;
