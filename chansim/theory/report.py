@@ -34,17 +34,18 @@ import numpy as np
 from .. import races
 from ..distributions import check_pair, kl_divergence, softmax, total_variation
 from ..trees import Tree, batch as batch_tree, chain as chain_tree
-from .asymptotics import all_k_bound, large_k_relation
-from .expectations import sd_chain_tokens, spectr_sequences_tokens, tree_value
-from .nodes import rsd_weights, specinfer_weights, spectr_transition_matrix
+from ..verify.registry import get_method, method_names
+from ..verify.sd import sd_chain_tokens
+from ..verify.spectr import spectr_sequences_tokens, spectr_transition_matrix
 from .optimal import sibling_closed_values, top_products_depths, top_products_sums
 from .bound_columns import bound_columns
 from .ranklaw import rank_law
 
-__all__ = ["BoundReport", "speedup_report", "DEFAULT_K", "REPORT_METHODS"]
+__all__ = ["BoundReport", "speedup_report", "best_sequences", "DEFAULT_K", "REPORT_METHODS", "FAMILIES"]
 
 DEFAULT_K = (1, 2, 4, 8, 16, 32, 64)
-REPORT_METHODS = ("sd", "specinfer", "rsd", "spectr", "ersd", "ersd-topm")
+#: the registry's methods with a tree family (``ersd-topm``: ersd on sibling-closed trees)
+REPORT_METHODS = method_names(theory=True)
 _TREES = ("optimal", "chain", "batch")
 
 
@@ -194,6 +195,83 @@ def _reconstruct_depth(dp, n):
     return best
 
 
+def _weights(meth, p, q, kmax, law, seed):
+    """Slot weights of a sibling-closed/rank-set method for the report (the law is reused for ersd)."""
+    sw = meth.slot_weights(p, q, kmax, seed=seed, law=law if meth.uses_race else None)
+    return sw.w, sw.exact
+
+
+def _chain_family(meth, p, q, ks, tree, ctx):
+    """sd: the chain closed form; only k = 1 fits a batch."""
+    beta = ctx["beta"]
+    if tree in ("optimal", "chain"):
+        return [float(sd_chain_tokens(beta, k)) for k in ks], list(ks), True
+    return [float(1 + beta) if k == 1 else None for k in ks], [1 if k == 1 else None for k in ks], True
+
+
+def _sibling_closed_family(meth, p, q, ks, tree, ctx):
+    """Slot weights on the best sibling-closed tree (Sequoia-style DP), a chain or a batch."""
+    kmax = max(ks)
+    w, exact = _weights(meth, p, q, kmax, ctx["law"], ctx["seed"])
+    if tree == "optimal":
+        dp = sibling_closed_values(w, kmax)
+        return [float(1 + dp.f[k]) for k in ks], [_reconstruct_depth(dp, k) for k in ks], exact
+    if tree == "chain":
+        return [float(sd_chain_tokens(w[0], k)) for k in ks], list(ks), exact
+    cw = np.cumsum(w)
+    return [float(1 + cw[k - 1]) for k in ks], [1] * len(ks), exact
+
+
+def _rank_set_family(meth, p, q, ks, tree, ctx):
+    """Rank law on the best tree with any rank sets (k largest path products), a chain or a batch."""
+    law = ctx["law"]
+    # a guaranteed law with error <= 1e-4 counts as exact (docs/theory.md §5)
+    exact = law.exact or (law.guaranteed and law.error <= 1e-4)
+    if tree == "optimal":
+        return ([float(1 + v) for v in top_products_sums(law.probs, ks)],
+                [int(d) for d in top_products_depths(law.probs, ks)], exact)
+    if tree == "chain":                     # the closed-form alpha_ER (§0), exact at any V
+        return [float(sd_chain_tokens(ctx["alpha_er"], k)) for k in ks], list(ks), True
+    cw = np.cumsum(law.weights(max(ks)))
+    return [float(1 + cw[k - 1]) for k in ks], [1] * len(ks), exact
+
+
+def _sequences_family(meth, p, q, ks, tree, ctx):
+    """SpecTr: the best seq:CxL with C*L <= k (exact DP), the chain (= sd) or one batch."""
+    kmax = max(ks)
+    if tree == "chain":
+        return [float(sd_chain_tokens(ctx["beta"], k)) for k in ks], list(ks), True
+    trans = spectr_transition_matrix(p, q, kmax)
+    if tree == "batch":
+        return [spectr_sequences_tokens(p, q, k, 1, transition=trans) for k in ks], [1] * len(ks), True
+    tok, depth = [], []
+    for k in ks:
+        best, bd = best_sequences(p, q, k, trans)
+        tok.append(best)
+        depth.append(bd)
+    return tok, depth, True
+
+
+def best_sequences(p, q, k: int, transition=None):
+    """``(tokens, length)`` of SpecTr's best ``seq:CxL`` with C*L <= k (largest C·L-budget value; ties: fewer C).
+
+    ``transition``: a :func:`~chansim.verify.spectr.spectr_transition_matrix` covering counts up to k.
+    """
+    if transition is None:
+        transition = spectr_transition_matrix(p, q, k)
+    best, bd = -1.0, 0
+    for c in range(1, k + 1):
+        v = spectr_sequences_tokens(p, q, c, k // c, transition=transition)
+        if v > best + 1e-12:
+            best, bd = v, k // c
+    return best, bd
+
+
+#: tree family (``Method.tree_family``) -> the report's rule for (optimal | chain | batch) trees
+FAMILIES = {"chain": _chain_family, "sibling-closed": _sibling_closed_family, "rank-set": _rank_set_family,
+            "sequences": _sequences_family}
+
+
 def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps, confidence=0.95, rank_tol=1e-4):
     """All per-position quantities (dict of scalars and per-method lists)."""
     kmax = max(ks)
@@ -212,69 +290,11 @@ def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps, confi
            "rank_probs": [float(v) for v in law.probs[:64]], "rank_tail": law.tail,
            "rank_entropy_guaranteed": law.guaranteed}
     out.update(bound_columns(ks, law, support))
+    ctx = {"law": law, "beta": beta, "seed": seed, "alpha_er": alpha_er}
     res = {}
-    a = law.probs
     for name in methods:
-        tok, depth, exact = [None] * len(ks), [None] * len(ks), True
-        if name == "sd":
-            if tree in ("optimal", "chain"):
-                tok = [float(sd_chain_tokens(beta, k)) for k in ks]
-                depth = list(ks)
-            else:
-                tok = [float(1 + beta) if k == 1 else None for k in ks]
-                depth = [1 if k == 1 else None for k in ks]
-        elif name in ("specinfer", "rsd", "ersd-topm"):
-            if name == "specinfer":
-                w = specinfer_weights(p, q, kmax)
-            elif name == "rsd":
-                sw = rsd_weights(p, q, kmax, seed=seed)
-                w, exact = sw.w, sw.exact
-            else:
-                w, exact = law.weights(kmax), law.exact
-            if tree == "optimal":
-                dp = sibling_closed_values(w, kmax)
-                tok = [float(1 + dp.f[k]) for k in ks]
-                depth = [_reconstruct_depth(dp, k) for k in ks]
-            elif tree == "chain":
-                tok = [float(sd_chain_tokens(w[0], k)) for k in ks]
-                depth = list(ks)
-            else:
-                cw = np.cumsum(w)
-                tok = [float(1 + cw[k - 1]) for k in ks]
-                depth = [1] * len(ks)
-        elif name == "ersd":
-            exact = law.exact or tree == "chain" or (law.guaranteed and law.error <= 1e-4)
-            if tree == "optimal":
-                tok = [float(1 + v) for v in top_products_sums(a, ks)]
-                depth = [int(d) for d in top_products_depths(a, ks)]
-            elif tree == "chain":
-                tok = [float(sd_chain_tokens(alpha_er, k)) for k in ks]        # exact alpha_ER (§0)
-                depth = list(ks)
-            else:
-                cw = np.cumsum(law.weights(kmax))
-                tok = [float(1 + cw[k - 1]) for k in ks]
-                depth = [1] * len(ks)
-        elif name == "spectr":
-            if tree == "optimal":
-                tok, depth = [], []
-                trans = spectr_transition_matrix(p, q, kmax)
-                for k in ks:
-                    best, bd = -1.0, 0
-                    for c in range(1, k + 1):
-                        v = spectr_sequences_tokens(p, q, c, k // c, transition=trans)
-                        if v > best + 1e-12:
-                            best, bd = v, k // c
-                    tok.append(best)
-                    depth.append(bd)
-            elif tree == "chain":
-                tok = [float(sd_chain_tokens(beta, k)) for k in ks]
-                depth = list(ks)
-            else:
-                trans = spectr_transition_matrix(p, q, kmax)
-                tok = [spectr_sequences_tokens(p, q, k, 1, transition=trans) for k in ks]
-                depth = [1] * len(ks)
-        else:
-            raise ValueError(f"unknown method {name!r}; choose from {', '.join(REPORT_METHODS)}")
+        meth = get_method(name)
+        tok, depth, exact = FAMILIES[meth.tree_family](meth, p, q, ks, tree, ctx)
         res[name] = {"tokens_per_call": tok, "depth": depth, "exact": exact}
     out["methods"] = res
     return out
@@ -348,9 +368,10 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
         raise ValueError(f"cost must be a finite number >= 0, got {cost}")
     n, vocab = p.shape
     methods = list(methods) if methods else _default_methods(vocab, max(ks))
+    known = method_names(theory=True)                 # looked up now: the registry may have grown
     for name in methods:
-        if name not in REPORT_METHODS:
-            raise ValueError(f"unknown method {name!r}; choose from {', '.join(REPORT_METHODS)}")
+        if name not in known:
+            raise ValueError(f"unknown method {name!r}; choose from {', '.join(known)}")
     args = (ks, methods, tree, trials, seed, exact_max_vocab, eps, confidence, rank_tol)
     if n_jobs == 1 or n < 16:
         rows = _rows(p, q, 0, *args)
