@@ -67,10 +67,11 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy import integrate, optimize, special, stats
+from scipy import integrate, optimize, special
 
 from .distributions import check_pair, kl_divergence
 from .races import competitor_rates
+from .stats import normal_quantile, wilson_interval
 
 __all__ = [
     "PFRSample",
@@ -485,6 +486,21 @@ class ChannelSummary(NamedTuple):
         d["ks"], d["acceptance"] = list(self.ks), list(self.acceptance)
         return d
 
+    def to_dict(self) -> dict:
+        """JSON-ready dict (same as :meth:`as_dict`)."""
+        return self.as_dict()
+
+    def to_records(self) -> list:
+        """One flat dict per list size k: exact ``acceptance`` = P(K <= k), Monte Carlo interval if sampled."""
+        rows = []
+        for i, (k, a) in enumerate(zip(self.ks, self.acceptance)):
+            row = {"k": k, "acceptance": a}
+            if self.mc is not None:
+                row["mc_acceptance"] = self.mc["acceptance"][i]
+                row["mc_ci_low"], row["mc_ci_high"] = self.mc["acceptance_ci"][i]
+            rows.append(row)
+        return rows
+
 
 def channel_summary(target_probs, draft_probs, ks=(1, 2, 4, 8, 16, 32), trials: int = 0,
                     seed: int = 0, confidence: float = 0.999) -> ChannelSummary:
@@ -532,12 +548,10 @@ def mc_index_stats(index, ks=(1, 2, 4, 8), confidence: float = 0.999) -> dict:
     if n == 0:
         raise ValueError("no samples")
     lg = np.log2(k)
-    z = stats.norm.ppf(0.5 + confidence / 2)
+    z = normal_quantile(confidence)
     half = z * lg.std(ddof=1) / math.sqrt(n) if n > 1 else math.inf
     _, counts = np.unique(k, return_counts=True)
     freq = counts / n
-    from .races import wilson_interval
-
     succ = np.array([np.count_nonzero(k <= kk) for kk in ks])
     low, high = wilson_interval(succ, n, 1 - (1 - confidence) / max(1, len(ks)))
     return {
