@@ -10,6 +10,10 @@ earliest arrivals of the q-race, Gumbel-top-m; drawn here by rejection).  Round 
 
 all rejected: :math:`y \sim r_{m+1}` (it puts no mass on tried tokens).  A node whose q
 has fewer than m tokens of positive probability drafts fewer children.
+
+With a :class:`~chansim.race_sampling.RaceTable` in the node noise (the synthetic Monte
+Carlo engine) the rounds run on :math:`r_j \propto (p - \lambda_j q)_+` over the untried
+tokens, O(m log V) per row with no V-row renormalised (docs/theory.md §2.4).
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ class RSD(Method):
     name = "rsd"
     #: rejection rounds before the exact fallback (sampling from the renormalised remainder)
     max_redraws = 16
+    uses_table = True
 
     def draft(self, q, slots, noise: NodeNoise) -> np.ndarray:
         """m tokens without replacement: x_j ~ q restricted to the untried tokens.
@@ -36,6 +41,9 @@ class RSD(Method):
         whose q has no mass left gets -1 (fewer than m children).
         """
         batch, m = noise.batch, len(slots)
+        if noise.table is not None:                                       # the q-race's first m arrivals
+            pos, _ = noise.table.arrivals(noise.table_rows, m, noise.rng)
+            return noise.table.tokens(noise.table_rows, pos)              # [B, m]
         drafts = np.full((batch, m), -1, dtype=np.int64)                  # [B, m]
         for j in range(m):
             pending = np.arange(batch)
@@ -60,6 +68,8 @@ class RSD(Method):
     def verify(self, p, q, drafts, noise: NodeNoise):
         batch, m = drafts.shape
         u = noise.rng.random((batch, m + 1))                              # [B, m + 1]
+        if noise.table is not None:
+            return noise.table.rsd_verify(noise.table_rows, drafts, u, noise.rng)
         accepted = np.full(batch, -1, dtype=np.int64)
         token = np.full(batch, -1, dtype=np.int64)
         # Only rows that rejected every draft so far are carried (act); r and q_j stay one
