@@ -145,14 +145,14 @@ class RaceTable:
 
     # ------------------------------------------------------------------ target race
     def race_winner(self, rows: np.ndarray, pos: np.ndarray, times: np.ndarray, rng: np.random.Generator,
-                    correct_drafted: bool = True):
+                    offsets: bool = True):
         r"""Winner of the target race :math:`\arg\min_x E_x / p_x` given the draft race's first M arrivals.
 
         ``pos``, ``times`` ``[B, M]`` from :meth:`arrivals` (M may be 0).  Returns
         ``(token [B], arrival [B])``: the winner's token id and its index among the
-        arrivals (``-1``: a token that had not arrived).  ``correct_drafted=False`` is a
-        deliberately wrong variant for tests (it forgets that the arrived tokens left
-        the hazard).
+        arrivals (``-1``: a token that had not arrived).  ``offsets=False`` is a
+        deliberately wrong variant for tests (it drops the offsets :math:`t_M \rho_x`,
+        i.e. forgets that the tokens that have not arrived lost the draft race so far).
 
         Arrived token j has target time :math:`t_j \rho_{x_j}`; every other token
         :math:`t_M \rho_x + F_x / p_x` with :math:`F_x \sim \mathrm{Exp}(1)`
@@ -172,8 +172,7 @@ class RaceTable:
         with np.errstate(invalid="ignore", divide="ignore"):
             t_drafted = np.where(valid & (p_d > 0), times * q_d / np.where(p_d > 0, p_d, 1.0), np.inf)
         pos_m = np.where(valid, pos, self.vocab)                               # [B, M] never counted when -1
-        if not correct_drafted:
-            pos_m = np.full_like(pos_m, self.vocab)
+        t_hazard = t_last if offsets else np.zeros(batch)
         n_target = self.n_target[rows]
 
         def level(i):                                                          # Λ(b_i) / t_M, undrafted only
@@ -183,14 +182,14 @@ class RaceTable:
                 return self._at(self.level, rows, i) - corr
 
         with np.errstate(divide="ignore"):
-            thr = np.where(t_last > 0, u_time / np.where(t_last > 0, t_last, 1.0), np.inf)
+            thr = np.where(t_hazard > 0, u_time / np.where(t_hazard > 0, t_hazard, 1.0), np.inf)
         top = _search(level, thr, np.ones(batch), n_target) - 1                # [B] last active position
         inside = pos_m <= top[:, None]                                         # [B, M]
         p_act = self._at(self.p_cum, rows, top + 1) - (p_d * inside).sum(axis=1)
         q_act = self._at(self.q_cum, rows, top + 1) - (q_d * inside).sum(axis=1)
         n_act = top + 1 - inside.sum(axis=1)                                   # undrafted tokens with p > 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            t_rest = np.where((n_act > 0) & (p_act > 0), (u_time + t_last * q_act) / p_act, np.inf)
+            t_rest = np.where((n_act > 0) & (p_act > 0), (u_time + t_hazard * q_act) / p_act, np.inf)
         if count:
             first = np.argmin(t_drafted, axis=1)
             t_first = t_drafted[np.arange(batch), first]
