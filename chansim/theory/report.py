@@ -37,7 +37,7 @@ from ..trees import Tree, batch as batch_tree, chain as chain_tree
 from .asymptotics import all_k_bound, large_k_relation
 from .expectations import sd_chain_tokens, spectr_sequences_tokens, tree_value
 from .nodes import rsd_weights, specinfer_weights, spectr_transition_matrix
-from .optimal import sibling_closed_values, top_products_depths, top_products_sums
+from .optimal import sibling_closed_sums, top_products_depths, top_products_sums
 from .ranklaw import rank_law
 
 __all__ = ["BoundReport", "speedup_report", "DEFAULT_K", "REPORT_METHODS"]
@@ -142,24 +142,6 @@ def _check_ks(k) -> list:
     return out
 
 
-def _reconstruct_depth(dp, n):
-    """Depth of the DP-optimal sibling-closed tree with budget n."""
-    best = 0
-    stack = [(n, 0)]
-    while stack:
-        b, d = stack.pop()
-        if b == 0:
-            best = max(best, d)
-            continue
-        col = dp.G[1:, b]
-        j = int(np.flatnonzero(col >= col.max() - 1e-15)[0]) + 1
-        for slot in range(j, 0, -1):
-            s = int(dp.choice[slot, b])
-            stack.append((s, d + 1))
-            b -= 1 + s
-    return best
-
-
 def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps):
     """All per-position quantities (dict of scalars and per-method lists)."""
     kmax = max(ks)
@@ -198,9 +180,9 @@ def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps):
             else:
                 w, exact = law.weights(kmax), law.exact
             if tree == "optimal":
-                dp = sibling_closed_values(w, kmax)
-                tok = [float(1 + dp.f[k]) for k in ks]
-                depth = [_reconstruct_depth(dp, k) for k in ks]
+                vals, deps = sibling_closed_sums(w, ks)
+                tok = [float(1 + v) for v in vals]
+                depth = [int(d) for d in deps]
             elif tree == "chain":
                 tok = [float(sd_chain_tokens(w[0], k)) for k in ks]
                 depth = list(ks)
