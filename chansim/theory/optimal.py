@@ -40,7 +40,7 @@ from scipy.special import gammaln
 
 from ..trees import Tree, from_parents
 
-__all__ = ["best_rank_set_tree", "top_products_curve", "top_products_sums", "top_products_depths",
+__all__ = ["best_rank_set_tree", "top_products_curve", "top_products_sums", "top_products_depths", "top_products_table",
            "best_sibling_closed_tree", "SiblingClosedDP", "sibling_closed_values", "sibling_closed_sums",
            "sibling_closed_depth", "tree_shape"]
 
@@ -157,6 +157,16 @@ def top_products_depths(rank_probs, ks, max_nodes: int = 50_000_000) -> np.ndarr
     return depths
 
 
+def top_products_table(rank_probs, ks, max_nodes: int = 50_000_000):
+    """``(top_products_sums(a, ks), top_products_depths(a, ks))`` from one search.
+
+    >>> v, d = top_products_table([0.6, 0.1, 0.3], [1, 3])
+    >>> v.round(6).tolist(), d.tolist()
+    ([0.6, 1.26], [1, 2])
+    """
+    return _top_sums_and_depths(rank_probs, ks, max_nodes)
+
+
 def _check_ks(ks) -> np.ndarray:
     ks = np.atleast_1d(np.asarray(ks))
     if ks.size == 0:
@@ -234,23 +244,27 @@ def _top_groups(a_desc: np.ndarray, kmax: int, max_groups: int):
     with np.errstate(divide="ignore", invalid="ignore"):
         entropy = float(-(a_desc * np.log(a_desc)).sum())
     mid = float(np.clip(-np.log(max(entropy, 1e-300) * kmax), lo, hi))   # renewal guess N(θ) ≈ 1/(H θ)
+    n_lo, n_hi = None, 0.0                                     # path counts (lower bound at lo) at the ends
     for _ in range(400):
         res = groups(mid, materialise=False)
         if res is None or res[0] > budget:                    # too many groups: >= kmax paths
-            lo = mid
+            lo, n_lo = mid, float(budget if res is None else res[0])
         elif res[1] < kmax:
-            hi = mid
+            hi, n_hi = mid, res[1]
         else:
             out = groups(mid, materialise=True)
             if out is not None:
                 return out
-            lo = mid
+            lo, n_lo = mid, res[1]
         if hi - lo <= 1e-14 * max(1.0, abs(lo)):
             out = groups(lo, materialise=True)                 # lo: at least kmax paths, θ just below the kth
             if out is not None:
                 return out
             break
         mid = 0.5 * (lo + hi)
+        if n_lo is not None and n_hi >= 1 and n_lo > n_hi:    # ln N is close to linear in ln θ: aim at 1.5 kmax
+            frac = (np.log(1.5 * kmax) - np.log(n_hi)) / (np.log(n_lo) - np.log(n_hi))
+            mid = hi + float(np.clip(frac, 0.02, 0.98)) * (lo - hi)
     raise ValueError(f"the {kmax} largest path products need more than {budget} groups (ties at the budget "
                      f"boundary or a very flat law); raise max_nodes (memory ~ {budget * 48 / 2**20:.0f} MiB "
                      "per million groups)")

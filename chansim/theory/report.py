@@ -37,7 +37,7 @@ from ..trees import Tree, batch as batch_tree, chain as chain_tree
 from .asymptotics import all_k_bound, large_k_relation
 from .expectations import sd_chain_tokens, spectr_sequences_tokens, tree_value
 from .nodes import rsd_weights, specinfer_weights, spectr_transition_matrix
-from .optimal import sibling_closed_sums, top_products_depths, top_products_sums
+from .optimal import sibling_closed_sums, top_products_table
 from .ranklaw import rank_law
 
 __all__ = ["BoundReport", "speedup_report", "DEFAULT_K", "REPORT_METHODS"]
@@ -193,8 +193,9 @@ def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps):
         elif name == "ersd":
             exact = law.exact
             if tree == "optimal":
-                tok = [float(1 + v) for v in top_products_sums(a, ks)]
-                depth = [int(d) for d in top_products_depths(a, ks)]
+                vals, deps = top_products_table(a, ks)
+                tok = [float(1 + v) for v in vals]
+                depth = [int(d) for d in deps]
             elif tree == "chain":
                 tok = [float(sd_chain_tokens(law.alpha, k)) for k in ks]
                 depth = list(ks)
