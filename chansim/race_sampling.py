@@ -40,6 +40,27 @@ def _search(value, target: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
         lo = np.where(act & ~go, mid + 1, lo)
 
 
+def _segment_search(cum: np.ndarray, target: np.ndarray, top: np.ndarray, done_pos: np.ndarray,
+                    done_w: np.ndarray) -> np.ndarray:
+    """:func:`_search` for one shared row: smallest s <= top with cum[s+1] - W(s) > target, W(s) the
+    weights of the done positions <= s; one ``searchsorted`` per stretch between done positions.
+
+    ``cum`` ``[V+1]`` exclusive prefix sums, ``done_pos`` / ``done_w`` ``[B, j]`` (position V = none).
+    Returns ``top`` where no stretch qualifies (rounding; the caller redraws).
+    """
+    batch, j = done_pos.shape
+    order = np.argsort(done_pos, axis=1)
+    d_pos = np.take_along_axis(done_pos, order, 1)                             # [B, j] ascending
+    shift = np.concatenate([np.zeros((batch, 1)), np.cumsum(np.take_along_axis(done_w, order, 1), 1)], 1)
+    start = np.concatenate([np.zeros((batch, 1), dtype=np.int64), d_pos + 1], 1)   # [B, j+1] stretch l
+    end = np.minimum(np.concatenate([d_pos, np.full((batch, 1), cum.shape[0])], 1), top[:, None] + 1)
+    first = np.searchsorted(cum[1:], target[:, None] + shift, side="right")     # [B, j+1] ignoring done tokens
+    cand = np.maximum(first, start)
+    ok = cand < end
+    pick = np.argmax(ok, axis=1)
+    return np.where(ok.any(axis=1), cand[np.arange(batch), pick], top).astype(np.int64)
+
+
 class RaceTable:
     r"""Tokens sorted by :math:`\rho = q/p` with prefix sums of p and q, for rows of a pair.
 
@@ -81,8 +102,10 @@ class RaceTable:
 
     # ------------------------------------------------------------------ helpers
     def _at(self, arr: np.ndarray, rows: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """``arr[rows[b], idx[b, ...]]`` with idx clipped into the row."""
-        idx = np.clip(idx, 0, arr.shape[1] - 1)
+        """``arr[rows[b], idx[b, ...]]``, idx capped at the row's end (-1, a masked "none", reads the last entry)."""
+        idx = np.minimum(idx, arr.shape[1] - 1)
+        if self.rows == 1:
+            return arr[0][idx]
         return arr[rows.reshape(rows.shape + (1,) * (idx.ndim - 1)), idx]
 
     def _cum_left(self, cum, rows, s, done_pos, done_w):
@@ -96,7 +119,10 @@ class RaceTable:
         with a fresh uniform (rows in ``hit`` only; ``weight(rows, s)`` gives the weight).
         """
         batch = len(rows)
-        s = _search(lambda x: self._cum_left(cum, rows, x, done_pos, done_w), target, np.zeros(batch), top)
+        if self.rows == 1:
+            s = _segment_search(cum[0], target, top, done_pos, done_w)
+        else:
+            s = _search(lambda x: self._cum_left(cum, rows, x, done_pos, done_w), target, np.zeros(batch), top)
         hit = np.ones(batch, dtype=bool) if hit is None else hit
         bad = hit & ((weight(rows, s) <= 0) | (done_pos == s[:, None]).any(axis=1))
         while bad.any():
