@@ -139,8 +139,8 @@ class _Plan:
             self.chain_len = (self.chain_nodes >= 0).sum(axis=1)        # [C]
 
 
-#: largest (contexts x V) table the engine precomputes for the O(m log V) race / residual samplers
-_MAX_TABLE_ELEMENTS = 2**24
+#: largest (contexts x V) table the engine precomputes for the O(m log V) samplers (8 arrays: ~130 MiB)
+_MAX_TABLE_ELEMENTS = 2**21
 
 
 def _race_table(method, target, draft, vocab):
