@@ -61,6 +61,18 @@ def test_random_laws_against_priority_queue():
             assert t.size == 500 and np.isclose(tree_value(t, a) - 1, prods[:500].sum(), rtol=1e-11)
 
 
+@pytest.mark.parametrize("a", LAWS, ids=[str(i) for i in range(len(LAWS))])
+def test_trees_hold_the_k_largest_products_with_ties(a):
+    prods, _ = heap_top_products(a, 4000)
+    w = np.sort(a)[::-1]
+    for k in (1, 2, 3, 5, 17, 100, 1000, 4000):
+        t = best_rank_set_tree(a, k)
+        assert t.size == k and tree_value(t, a) - 1 == pytest.approx(prods[:k].sum(), rel=1e-10)
+        s = best_sibling_closed_tree(w, k)                      # non-increasing: the same products, slots 1..m
+        assert s.size == k and s.sibling_closed
+        assert tree_value(s, w) - 1 == pytest.approx(prods[:k].sum(), rel=1e-10)
+
+
 def test_deep_chain_like_law_at_one_million():
     eps = 1e-7                                                   # nearly equal p and q: depth-10^6 tree
     k = 10**6
@@ -68,6 +80,8 @@ def test_deep_chain_like_law_at_one_million():
     chain = (1 - eps) * (1 - (1 - eps) ** k) / eps               # every one of the k best paths is 1, 1, ...
     assert value == pytest.approx(chain, rel=1e-9)
     assert top_products_depths([1 - eps, eps], [k])[0] == k
+    tree = best_rank_set_tree([1 - eps, eps], k)                 # built without a per-node Python loop
+    assert tree.size == k and np.all(tree.ranks[1:] == 1)
 
 
 def test_million_nodes_on_a_spread_law():

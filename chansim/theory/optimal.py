@@ -6,8 +6,8 @@ The objective is :math:`E[\text{accepted}] = \sum_{v} \prod_{\text{path}} w_{\te
 * **ERSD, any rank sets** (:func:`best_rank_set_tree`): the children of a node may be
   any race ranks, so every finite sequence of ranks is an admissible node and the set
   of the k largest path products :math:`\prod a_{r_i}` is itself a tree (a prefix of
-  a sequence has a larger product), hence optimal.  Priority queue, O(k log k) time,
-  O(k) memory.  :func:`top_products_sums` / :func:`top_products_depths` give the
+  a sequence has a larger product), hence optimal.  Built from the k-th largest
+  product θ (below) in O(k) numpy work and memory, by generations of non-top ranks.  :func:`top_products_sums` / :func:`top_products_depths` give the
   optimum and its depth at any budgets without building the tree: paths are grouped
   by their ranks other than the most likely one (a group of i top ranks around a fixed
   sequence s holds :math:`\binom{i+|s|}{|s|}` equal products), and the threshold of the
@@ -32,7 +32,6 @@ Bad weights (negative, above 1, NaN, rank laws summing to more than 1) raise ``V
 """
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,42 +67,88 @@ def _check_weights(weights, name: str = "rank_probs", total: bool = True) -> np.
 def best_rank_set_tree(rank_probs, k: int, max_nodes: int = 20_000_000) -> Tree:
     r"""The optimal ERSD tree with arbitrary rank sets: the k largest products :math:`\prod a_r`.
 
-    Priority queue over (parent, next rank in decreasing-a order): O(k log k) time and
-    O(k) memory (docs/theory.md §2.3).  Nodes come out in decreasing product order, so
-    parents precede children.  ``k > max_nodes`` raises ``ValueError`` with the estimate.
+    The k-th largest product θ comes from the grouped search of :func:`top_products_sums`;
+    the nodes with product >= θ are then built by generations of non-top ranks, each
+    generation adding whole chains of the top rank at once (O(k) numpy work, at most
+    log₂(1/θ) generations however deep the tree; docs/theory.md §2.3), and surplus nodes
+    tied at θ (within 10^-9 relative; they are leaves) are dropped, highest slots first.  Parents precede children.  ``k > max_nodes``
+    raises ``ValueError`` with the estimate.
 
     >>> t = best_rank_set_tree([0.6, 0.1, 0.3], 3)
-    >>> t.ranks.tolist(), t.parents.tolist()      # products 0.6, 0.36, 0.3
-    ([0, 1, 1, 3], [-1, 0, 1, 0])
+    >>> sorted(zip(t.parents.tolist()[1:], t.ranks.tolist()[1:]))    # products 0.6, 0.36, 0.3
+    [(0, 1), (0, 3), (1, 1)]
     """
     k = _check_budget(k)
     a = _check_weights(rank_probs)
-    return _heap_tree(a, k, max_nodes, name="ersd-rankset")
+    return _threshold_tree(a, k, max_nodes, name="ersd-rankset")
 
 
-def _heap_tree(a: np.ndarray, k: int, max_nodes: int, name: str) -> Tree:
-    """The k largest path products as a tree; with ``a`` non-increasing also sibling-closed."""
+def _threshold_tree(a: np.ndarray, k: int, max_nodes: int, name: str) -> Tree:
+    """The k largest path products of weights ``a`` as a tree (sibling-closed when ``a`` is non-increasing)."""
     if k > max_nodes:
-        raise ValueError(f"a tree of k={k} nodes needs about {k * 150 / 2**20:.0f} MiB as Python lists; "
-                         f"more than max_nodes={max_nodes}")
+        raise ValueError(f"a tree of k={k} nodes needs about {k * 40 / 2**20:.0f} MiB; more than "
+                         f"max_nodes={max_nodes}")
     order = np.argsort(-a, kind="stable")
     vals = a[order]
-    vals = vals[vals > 0]
-    parents, ranks = [-1], [0]
-    if k == 0 or len(vals) == 0:
-        return from_parents(parents, ranks, name=f"{name}:0")
-    # heap entries: (-product, tie, parent node, index into sorted ranks, parent product)
-    heap = [(-vals[0], 0, 0, 0, 1.0)]
-    tie = 1
-    while heap and len(parents) <= k:
-        neg, _, par, idx, par_prod = heapq.heappop(heap)
-        node = len(parents)
-        parents.append(par)
-        ranks.append(int(order[idx]) + 1)
-        prod = -neg
-        heapq.heappush(heap, (-prod * vals[0], tie, node, 0, prod)); tie += 1           # first child
-        if idx + 1 < len(vals):
-            heapq.heappush(heap, (-par_prod * vals[idx + 1], tie, par, idx + 1, par_prod)); tie += 1  # next sibling
+    n_pos = int((vals > 0).sum())
+    if k == 0 or n_pos == 0:
+        return from_parents([-1], [0], name=f"{name}:0")
+    if vals[0] >= 1.0:
+        return from_parents(np.arange(-1, k), np.r_[0, np.full(k, order[0] + 1)], name=f"{name}:{k}")
+    vals, ranks_of = vals[:n_pos], order[:n_pos] + 1          # descending weights and their 1-based ranks
+    prods, mult, _ = _top_groups(vals, k, max(max_nodes, 2 * k + 4096))
+    srt = np.argsort(-prods, kind="stable")
+    cum = np.cumsum(mult[srt])
+    theta = float(prods[srt][np.searchsorted(cum, k, side="left")])   # the k-th largest product
+    cut = theta * (1 - 1e-12)
+    top, log_top = float(vals[0]), np.log(float(vals[0]))
+    rest = vals[1:]                                            # descending
+    parents = [np.array([-1])]
+    ranks = [np.array([0])]
+    products = [np.array([1.0])]
+    n_nodes = 1
+    front_ids, front_p = np.array([0]), np.array([1.0])       # nodes whose top chain is still to be built
+    while len(front_ids):
+        # top-rank chains below every frontier node: lengths floor(ln(cut / P) / ln a_top)
+        lengths = np.floor(np.log(cut / front_p) / log_top + 1e-9).astype(np.int64)
+        lengths = np.maximum(lengths, 0)
+        total = int(lengths.sum())
+        if n_nodes + total > 2 * max_nodes:
+            raise ValueError(f"more than {2 * max_nodes} nodes with product >= the k-th largest (ties)")
+        owner = np.repeat(np.arange(len(front_ids)), lengths)
+        step = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths) + 1   # 1..length
+        chain_ids = n_nodes + np.arange(total)
+        chain_par = np.where(step == 1, front_ids[owner], chain_ids - 1)
+        chain_p = front_p[owner] * np.exp(step * log_top)
+        parents.append(chain_par)
+        ranks.append(np.full(total, ranks_of[0]))
+        products.append(chain_p)
+        n_nodes += total
+        # non-top children of the frontier nodes and of their chains: P * a_r >= cut
+        exp_ids = np.concatenate([front_ids, chain_ids])
+        exp_p = np.concatenate([front_p, chain_p])
+        counts = np.searchsorted(-rest, -(cut / exp_p), side="right")      # rest[:c] >= cut / P
+        total = int(counts.sum())
+        if n_nodes + total > 2 * max_nodes:
+            raise ValueError(f"more than {2 * max_nodes} nodes with product >= the k-th largest (ties)")
+        owner = np.repeat(np.arange(len(exp_ids)), counts)
+        which = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)   # index into rest
+        kid_ids = n_nodes + np.arange(total)
+        kid_p = exp_p[owner] * rest[which]
+        parents.append(exp_ids[owner])
+        ranks.append(ranks_of[1 + which])
+        products.append(kid_p)
+        n_nodes += total
+        front_ids, front_p = kid_ids, kid_p
+    parents, ranks, products = np.concatenate(parents), np.concatenate(ranks), np.concatenate(products)
+    if n_nodes - 1 > k:                                        # surplus ties at θ (leaves): drop the highest slots
+        near = products[1:] <= theta * (1 + 1e-9)
+        drop = np.lexsort((products[1:], -ranks[1:], ~near))[: n_nodes - 1 - k] + 1
+        keep = np.ones(n_nodes, dtype=bool)
+        keep[drop] = False
+        new_id = np.cumsum(keep) - 1
+        parents = np.where(parents[keep] >= 0, new_id[np.maximum(parents[keep], 0)], -1)
+        ranks = ranks[keep]
     return from_parents(parents, ranks, name=f"{name}:{len(parents) - 1}")
 
 
@@ -421,7 +466,7 @@ def best_sibling_closed_tree(weights, k: int, name: str = "sibling-closed") -> T
     w = _check_weights(weights, "weights", total=False)
     mono = _monotone(w)
     if mono is not None:
-        return _heap_tree(mono, k, 20_000_000, name=name)
+        return _threshold_tree(mono, k, 20_000_000, name=name)
     _check_dp_cost(k, _useful_slots(w))
     dp = sibling_closed_values(w, k)
     parents, ranks = [-1], [0]
