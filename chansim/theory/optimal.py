@@ -71,7 +71,9 @@ def best_rank_set_tree(rank_probs, k: int, max_nodes: int = 20_000_000) -> Tree:
     the nodes with product >= θ are then built by generations of non-top ranks, each
     generation adding whole chains of the top rank at once (O(k) numpy work, at most
     log₂(1/θ) generations however deep the tree; docs/theory.md §2.3), and surplus nodes
-    tied at θ (within 10^-9 relative; they are leaves) are dropped, highest slots first.  Parents precede children.  ``k > max_nodes``
+    tied at θ (within 10^-9 relative; they are leaves) are dropped, highest slots first.
+    Nodes come out in decreasing product order, so parents precede children and the
+    first k' + 1 nodes are an optimal tree for every k' <= k.  ``k > max_nodes``
     raises ``ValueError`` with the estimate.
 
     >>> t = best_rank_set_tree([0.6, 0.1, 0.3], 3)
@@ -148,8 +150,14 @@ def _threshold_tree(a: np.ndarray, k: int, max_nodes: int, name: str) -> Tree:
         keep[drop] = False
         new_id = np.cumsum(keep) - 1
         parents = np.where(parents[keep] >= 0, new_id[np.maximum(parents[keep], 0)], -1)
-        ranks = ranks[keep]
-    return from_parents(parents, ranks, name=f"{name}:{len(parents) - 1}")
+        ranks, products = ranks[keep], products[keep]
+    # nodes in decreasing product order (a child's product is below its parent's, so parents
+    # stay first, and the first k' + 1 nodes are an optimal tree for every k' <= k)
+    order = np.argsort(-products, kind="stable")
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    parents = np.where(parents[order] >= 0, position[np.maximum(parents[order], 0)], -1)
+    return from_parents(parents, ranks[order], name=f"{name}:{len(parents) - 1}")
 
 
 def top_products_curve(rank_probs, kmax: int, max_nodes: int = 50_000_000) -> np.ndarray:
