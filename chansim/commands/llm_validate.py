@@ -46,6 +46,10 @@ def register(subparsers) -> None:
                              "Figure 6 reads figures/data/llm_validation.json")
     parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                         help="start no further setting after this many seconds (for lent machines)")
+    parser.add_argument("--cost", default=None, choices=["auto"],
+                        help="auto: measure draft-forward and target tree-call costs on the pair, also run "
+                             "autoregressive decoding, and report predicted vs measured wall-clock speed-up "
+                             "(chansim/llm/wallclock.py)")
     parser.set_defaults(func=run)
 
 
@@ -105,6 +109,11 @@ def run(args) -> int:
         as_tree(t)
     if not 0 < args.confidence < 1:
         raise ValueError(f"--confidence must be in (0, 1), got {args.confidence}")
+    if args.cost == "auto":
+        if "autoregressive" not in methods:
+            methods = ["autoregressive"] + methods
+        if "chain:0" not in trees:
+            trees = ["chain:0"] + trees
     log = read_log(Path(args.log))
     if args.threads:
         import torch
@@ -116,6 +125,13 @@ def run(args) -> int:
     result = _jsonable(validate(log, pair, methods, trees, new_tokens=args.new_tokens, seed=args.seed,
                                 confidence=args.confidence, hf_assisted=args.hf_assisted,
                                 time_budget=args.time_budget, progress=not getattr(args, "quiet", False)))
+    wall = None
+    if args.cost == "auto":
+        from ..llm.wallclock import measure_costs, wallclock_rows
+
+        costs = measure_costs(pair, log.prompts[0], [t for t in trees if t != "chain:0"])
+        wall = {"costs": costs, "rows": _jsonable(wallclock_rows(result, costs, args.confidence))}
+        result["wallclock"] = wall
     doc = results_document(result)
     if args.out and args.out != "-":
         out = Path(args.out)
@@ -128,6 +144,10 @@ def run(args) -> int:
         print(json.dumps(result["rows"] + result["hf_assisted"], indent=1, allow_nan=False))
     else:
         print(format_table(result))
+    if wall is not None and not args.json:
+        from ..llm.wallclock import format_wallclock
+
+        print(format_wallclock(wall["rows"], wall["costs"]))
     return 0
 
 

@@ -172,6 +172,7 @@ def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], meth
         "acceptance_per_depth": [a / r if r else None for a, r in zip(accepted, reached)],
         "reached_per_depth": reached, "accepted_per_depth": accepted,
         "sequence_tokens": tokens.tolist(), "sequence_calls": calls.tolist(), "tokens_histogram": hist.tolist(),
+        "sequence_wall_seconds": [r.wall_seconds for r in runs],
     }
     if reference is not None:
         out["log_path_matches"] = int(sum(np.array_equal(r.tokens, np.asarray(ref)[:r.new_tokens])
