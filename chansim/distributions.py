@@ -17,6 +17,7 @@ import numpy as np
 
 __all__ = [
     "PROB_ATOL",
+    "dtype_atol",
     "check_probs",
     "check_pair",
     "check_logits",
@@ -39,6 +40,41 @@ __all__ = [
 #: probabilities typically sum to 1 within 1e-6; float16 logs within ~1e-3 are
 #: re-normalised by the log reader explicitly, never here).
 PROB_ATOL = 1e-6
+
+
+#: unit roundoff of the storage dtypes a probability file may come in
+_UNIT_ROUNDOFF = {"float16": 2.0 ** -11, "bfloat16": 2.0 ** -8, "float32": 2.0 ** -24}
+_FLOAT16_SUBNORMAL_STEP = 2.0 ** -25          # absolute rounding error of a float16 value below 2**-14
+
+
+def dtype_atol(dtype, vocab: int) -> float:
+    r"""Tolerance on :math:`|\sum_x p_x - 1|` for probabilities stored in ``dtype`` over ``vocab`` tokens.
+
+    Float64 (and integer) data keep :data:`PROB_ATOL`. For a lower-precision storage
+    dtype of unit roundoff :math:`u`, a softmax computed in float32 or better and then
+    stored has mass error at most
+
+    .. math:: 2u + 4\sqrt{V}\,u_{32} \;(+\, V 2^{-25} \text{ for float16 subnormals}),
+
+    i.e. twice the storage rounding (:math:`|\sum_x \tilde p_x - \sum_x p_x| \le u \sum_x p_x`)
+    plus four times the typical :math:`\sqrt V` growth of a float32 normalising sum
+    (:math:`u_{32} = 2^{-24}`); never below :data:`PROB_ATOL`.
+
+    >>> dtype_atol("float64", 49152) == PROB_ATOL
+    True
+    >>> 1.2e-5 < dtype_atol("float32", 49152) < 1e-4     # a float32 softmax over 49k tokens passes
+    True
+    >>> round(dtype_atol("bfloat16", 8), 4)
+    0.0078
+    """
+    name = str(dtype).replace("torch.", "")
+    if name not in _UNIT_ROUNDOFF:
+        return PROB_ATOL
+    u32 = _UNIT_ROUNDOFF["float32"]
+    tol = 2 * min(_UNIT_ROUNDOFF[name], 1.0) + 4 * math.sqrt(max(int(vocab), 1)) * u32
+    if name == "float16":
+        tol += int(vocab) * _FLOAT16_SUBNORMAL_STEP
+    return max(PROB_ATOL, tol)
 
 
 def _log_factor(base: str) -> float:

@@ -32,7 +32,12 @@ def register(subparsers) -> None:
     parser.add_argument("--confidence", type=float, default=0.99, help="level of the normal confidence interval")
     parser.add_argument("--rho", type=float, default=None, help="spectr only: fixed rho (default: smallest feasible)")
     parser.add_argument("--emit-tokens", default=None, metavar="OUT.npy",
-                        help="write the concatenated output tokens of all calls (1-D int64 array)")
+                        help="write the concatenated output tokens of all calls (1-D int64 array) to this .npy "
+                             "file (never over an input; an existing file only with --force)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite an existing --emit-tokens file and run past the size guard")
+    parser.add_argument("--atol", type=float, default=None,
+                        help="tolerance on |sum(p) - 1| (default: follows the files' dtype, 1e-6 for float64)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.set_defaults(func=run)
 
@@ -44,7 +49,13 @@ def run(args) -> int:
     from ..simulate import simulate
     from ..sources import MarkovSource
 
-    p, q = load_pair(args.p, args.q, logits=args.logits, temperature=args.temperature)
+    from ..outputs import atomic_path, check_output
+    from ..guards import check_simulation_size
+
+    if args.emit_tokens:
+        args.emit_tokens = str(check_output(args.emit_tokens, inputs=[args.p, args.q], force=args.force,
+                                            what="--emit-tokens", suffixes=(".npy",)))
+    p, q = load_pair(args.p, args.q, logits=args.logits, temperature=args.temperature, atol=args.atol)
     if p.ndim == 2:
         if p.shape[0] != p.shape[1]:
             raise ValueError(f"2-D --p/--q must be square Markov transition matrices [V, V], got shape {p.shape}")
@@ -54,13 +65,14 @@ def run(args) -> int:
     options = {} if args.rho is None else {"rho": args.rho}
     if options and args.method != "spectr":
         raise ValueError("--rho applies to --method spectr only")
+    check_simulation_size(args.tree, p.vocab_size if hasattr(p, "vocab_size") else p.shape[-1], args.calls,
+                          args.streams, force=args.force, markov=hasattr(p, "vocab_size"))
     result = simulate(args.method, args.tree, p, q, calls=args.calls, seed=args.seed, streams=args.streams,
                       emit_tokens=bool(args.emit_tokens), engine=args.engine, confidence=args.confidence,
                       **options)
     if args.emit_tokens:
-        if not str(args.emit_tokens).endswith(".npy"):
-            args.emit_tokens = f"{args.emit_tokens}.npy"          # what np.save writes
-        np.save(args.emit_tokens, result.tokens)
+        with atomic_path(args.emit_tokens) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, result.tokens)                          # a handle: exactly this name, nothing appended
     if args.json:
         out = result.to_dict()
         if args.emit_tokens:
