@@ -18,7 +18,9 @@ import numpy as np
 __all__ = [
     "PROB_ATOL",
     "dtype_atol",
+    "as_real_array",
     "check_probs",
+    "check_rank_probs",
     "check_pair",
     "check_logits",
     "log_softmax",
@@ -90,6 +92,40 @@ def _first_bad(mask: np.ndarray) -> tuple:
     return tuple(int(i) for i in np.argwhere(mask)[0])
 
 
+def as_real_array(values, name: str = "values") -> np.ndarray:
+    """``values`` as a float64 array, refusing anything that is not real numbers (never converting it).
+
+    Accepts lists, numpy arrays and torch tensors of any float/int dtype (bfloat16 included),
+    on any device, with or without ``requires_grad`` (detached; the caller's tensor is untouched).
+    Refuses complex, boolean, string and object data with a ``ValueError`` naming ``name``.
+
+    >>> as_real_array([1, 2.5]).tolist()
+    [1.0, 2.5]
+    >>> as_real_array([0.5, "0.5"], "p")
+    Traceback (most recent call last):
+    ...
+    ValueError: p must hold real numbers, got dtype <U32
+    """
+    if hasattr(values, "detach") and hasattr(values, "dtype") and type(values).__module__.startswith("torch"):
+        tensor = values.detach().to("cpu")
+        if tensor.is_complex():
+            raise ValueError(f"{name} has complex values; it must be real")
+        if tensor.is_floating_point() and str(tensor.dtype) not in ("torch.float16", "torch.float32", "torch.float64"):
+            tensor = tensor.float()                      # bfloat16 (and float8) -> float32 is exact
+        values = tensor.numpy()
+    if np.iscomplexobj(values):
+        raise ValueError(f"{name} has complex values; it must be real")
+    try:
+        raw = np.asarray(values)
+    except ValueError as err:                            # ragged nested lists
+        raise ValueError(f"{name} must be a regular array of real numbers: {err}") from None
+    if raw.dtype.kind == "b":
+        raise ValueError(f"{name} holds booleans, not numbers")
+    if raw.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must hold real numbers, got dtype {raw.dtype}")
+    return raw.astype(np.float64)
+
+
 def check_probs(probs, name: str = "probs", atol: float = PROB_ATOL) -> np.ndarray:
     """Validate probability vectors along the last axis and return them as float64.
 
@@ -106,7 +142,7 @@ def check_probs(probs, name: str = "probs", atol: float = PROB_ATOL) -> np.ndarr
     """
     if np.iscomplexobj(probs):
         raise ValueError(f"{name} has complex values; probabilities must be real")
-    arr = np.asarray(probs, dtype=np.float64)
+    arr = as_real_array(probs, name)
     if arr.ndim == 0 or arr.shape[-1] == 0:
         raise ValueError(f"{name} must have a non-empty vocabulary axis (last axis), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -135,19 +171,47 @@ def check_pair(target_probs, draft_probs, atol: float = PROB_ATOL) -> tuple[np.n
     ...
     ValueError: vocabulary mismatch: target has shape (2,), draft has shape (3,)
     """
-    p = check_probs(target_probs, "target_probs", atol)
-    q = check_probs(draft_probs, "draft_probs", atol)
+    p = as_real_array(target_probs, "target_probs")
+    q = as_real_array(draft_probs, "draft_probs")
+    if p.shape != q.shape and p.ndim and q.ndim:        # shapes first: a cut vector is not "unnormalised"
+        kind = "vocabulary mismatch" if p.shape[-1] != q.shape[-1] else "shape mismatch"
+        raise ValueError(f"{kind}: target has shape {p.shape}, draft has shape {q.shape}")
+    p = check_probs(p, "target_probs", atol)
+    q = check_probs(q, "draft_probs", atol)
     if p.shape != q.shape:
         kind = "vocabulary mismatch" if p.shape[-1] != q.shape[-1] else "shape mismatch"
         raise ValueError(f"{kind}: target has shape {p.shape}, draft has shape {q.shape}")
     return p, q
 
 
+def check_rank_probs(rank_probs, name: str = "rank_probs", atol: float = PROB_ATOL) -> np.ndarray:
+    """Validate a 1-D law of ranks :math:`a_r` (may be sub-stochastic: mass left for "never").
+
+    Real, finite, non-negative, total at most ``1 + atol``; returns float64.
+
+    >>> check_rank_probs([-0.6, 1.6])
+    Traceback (most recent call last):
+    ...
+    ValueError: rank_probs has a negative probability -0.6 at index (0,)
+    """
+    a = as_real_array(rank_probs, name)
+    if a.ndim != 1 or a.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D vector, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or inf at index {_first_bad(~np.isfinite(a))}")
+    if np.any(a < 0):
+        bad = _first_bad(a < 0)
+        raise ValueError(f"{name} has a negative probability {a[bad]:.3g} at index {bad}")
+    if a.sum() > 1 + atol:
+        raise ValueError(f"{name} sums to {a.sum():.6g} > 1; it must be a probability law (sum <= 1)")
+    return a
+
+
 def check_logits(logits, name: str = "logits") -> np.ndarray:
     """Validate logits: non-empty last axis; finite or ``-inf`` (a masked token); never NaN/+inf."""
     if np.iscomplexobj(logits):
         raise ValueError(f"{name} has complex values; logits must be real")
-    arr = np.asarray(logits, dtype=np.float64)
+    arr = as_real_array(logits, name)
     if arr.ndim == 0 or arr.shape[-1] == 0:
         raise ValueError(f"{name} must have a non-empty vocabulary axis (last axis), got shape {arr.shape}")
     bad = np.isnan(arr) | (arr == np.inf)

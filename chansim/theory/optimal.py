@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..distributions import check_rank_probs
 from ..trees import Tree, from_parents
 
 __all__ = ["best_rank_set_tree", "top_products_curve", "top_products_sums", "best_sibling_closed_tree", "SiblingClosedDP",
@@ -48,7 +49,7 @@ def best_rank_set_tree(rank_probs, k: int) -> Tree:
     ([0, 1, 1, 3], [-1, 0, 1, 0])
     """
     k = _check_budget(k)
-    a = np.asarray(rank_probs, dtype=float)
+    a = check_rank_probs(rank_probs)
     order = np.argsort(-a, kind="stable")
     vals = a[order]
     vals = vals[vals > 0]
