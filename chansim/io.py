@@ -255,12 +255,15 @@ def _looks_like_probabilities(arr: np.ndarray) -> bool:
 def _check_side(arr, loaded_dtype, label, name, atol, logits):
     tol = dtype_atol(loaded_dtype, arr.shape[-1]) if atol is None else float(atol)
     try:
-        return check_probs(arr, name, tol)
+        probs = check_probs(arr, name, tol)
     except ValueError as err:
         hint = ""
         if not logits and np.all(np.isfinite(arr)) and np.any(arr < 0):
             hint = f"; {label} has negative values -- if it holds logits, pass --logits (logits=True)"
         raise ValueError(f"{err}{hint}") from None
+    # rows within the (rounding) tolerance are divided by their mass, as the log reader does: the
+    # stored values are a rounded probability vector, and every later check uses PROB_ATOL
+    return probs / probs.sum(axis=-1, keepdims=True)
 
 
 def load_pair(p_path, q_path, logits: bool = False, temperature: float = 1.0,
@@ -271,7 +274,9 @@ def load_pair(p_path, q_path, logits: bool = False, temperature: float = 1.0,
     ``softmax(z / temperature)`` (an :class:`InputWarning` is issued when a file already
     looks like probabilities); otherwise they must already be probability vectors, each
     within ``atol`` of mass 1 -- by default a tolerance that follows the storage dtype
-    (:func:`chansim.distributions.dtype_atol`) -- and are never renormalised.
+    (:func:`chansim.distributions.dtype_atol`). Rows within the tolerance are divided by
+    their mass (a rounded probability vector, renormalised, as the log reader does);
+    rows outside it are refused, never renormalised.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())

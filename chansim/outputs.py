@@ -52,13 +52,13 @@ def _input_paths(inputs) -> list[Path]:
 
 
 def check_output(path, inputs: Iterable = (), force: bool = False, what: str = "output",
-                 suffixes: tuple[str, ...] | None = None) -> Path:
+                 suffixes: tuple[str, ...] | None = None, make_parents: bool = False) -> Path:
     """Validate an output file name before any work; return it as a :class:`~pathlib.Path`.
 
     Refuses (``ValueError`` naming ``what`` and the path): an existing directory; a name
     without one of ``suffixes`` (when given: the file is written under exactly this name,
-    nothing is appended); a missing parent folder; any of ``inputs``; an existing file
-    unless ``force``.
+    nothing is appended); a missing parent folder (created instead when ``make_parents``);
+    any of ``inputs``; an existing file unless ``force``.
     """
     if path is None or str(path).strip() == "":
         raise ValueError(f"{what}: empty output file name")
@@ -69,6 +69,8 @@ def check_output(path, inputs: Iterable = (), force: bool = False, what: str = "
     if suffixes and out.suffix.lower() not in suffixes:
         raise ValueError(f"{what}: {out} must end in {' or '.join(suffixes)} (the file is written under exactly "
                          "the name given)")
+    if make_parents and not out.parent.exists():
+        out.parent.mkdir(parents=True)
     if not out.parent.is_dir():
         raise ValueError(f"{what}: folder {out.parent} does not exist")
     for src in _input_paths(inputs):

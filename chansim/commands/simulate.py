@@ -86,6 +86,9 @@ def run(args) -> int:
     print(f"  calls {result.calls}  seed {result.seed}  engine {result.engine}  ({result.seconds:.2f} s)")
     print(f"  tokens per call {tpc.mean:.4f}  [{tpc.ci_low:.4f}, {tpc.ci_high:.4f}] "
           f"({100 * tpc.confidence:g}% normal CI)")
+    if tpc.small_sample:
+        print(f"  warning: small sample ({result.calls} calls, {result.streams} stream(s)); the interval is "
+              "unreliable below 30 calls (Markov: 4 streams)")
     if result.acceptance_per_depth:
         print("  acceptance per depth: " + "  ".join(
             "-" if math.isnan(a) else f"{a:.4f}" for a in result.acceptance_per_depth))
