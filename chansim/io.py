@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import os
 import warnings
+import zipfile
+import zlib
 from typing import NamedTuple
 
 import numpy as np
@@ -212,7 +214,8 @@ def read_array(path, name: str = "array", key: str | None = None) -> LoadedArray
             raise ValueError(f"{name}: {path} is not a valid numeric {ext} file (corrupt, or saved with "
                              "object/pickled data)") from None
         raise ValueError(f"{name}: cannot read numbers from {path}: {str(err).splitlines()[0]}") from None
-    except (OSError, EOFError, UnicodeDecodeError, UserWarning, KeyError, TypeError) as err:
+    except (OSError, EOFError, UnicodeDecodeError, UserWarning, KeyError, TypeError, zipfile.BadZipFile,
+            zlib.error) as err:
         raise ValueError(f"{name}: unreadable {ext} file {path}: {type(err).__name__}: {err}") from None
     arr = loaded.array
     if arr.ndim == 0 or arr.size == 0:

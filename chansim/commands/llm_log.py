@@ -97,6 +97,8 @@ def run(args) -> int:
 
     check_output(args.out, inputs=[args.prompt_file, args.target, args.draft], force=args.force, what="--out",
                  suffixes=(".npz",), make_parents=True)
+    if args.prompt_file and not Path(args.prompt_file).is_file():      # before the (slow) model load
+        raise FileNotFoundError(f"prompt file {args.prompt_file} does not exist")
     t0 = time.perf_counter()
     pair = load_pair(args.target, args.draft, skip_layers=_skip(args.skip_layers), device=args.device,
                      dtype=args.dtype)
