@@ -12,7 +12,7 @@ error, not to predict run times.
 >>> check_simulation_size("branch:100000,100000", vocab=8, calls=10)
 Traceback (most recent call last):
 ...
-ValueError: --tree branch:100000,100000 has 10000100001 nodes: estimated ... above the limit ...; use a smaller tree or pass --force
+ValueError: --tree branch:100000,100000 (10000100001 nodes) with --calls 10: estimated ... above the limit ...; use a smaller tree or fewer calls, or pass --force
 """
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ TIME_LIMIT_S = 300.0
 _BYTES_PER_NODE = 400            # Python lists while building + parents/ranks/depth arrays + one child array each
 _SECONDS_PER_NODE = 2e-6         # building the tree (measured: 1.7 us per node)
 _SECONDS_PER_NODE_DEPTH = 4e-10  # per-depth node tables of the batched walk, O(nodes x depth) (measured)
+_SECONDS_PER_CALL = 2e-6         # batched engine, V = 3 (measured: 1.3-3.3 s per 10^6 calls)
+_SECONDS_PER_CALL_TOKEN = 2e-9   # plus this per vocabulary entry and visited depth (noise and distributions)
 
 
 def available_memory() -> int:
@@ -72,12 +74,14 @@ def tree_spec_size(spec) -> tuple[int, int]:
 
 
 def simulation_estimate(spec, vocab: int, calls: int, streams: int | None = None,
-                        markov: bool = False) -> tuple[float, float]:
+                        markov: bool = False, emit_tokens: bool = False) -> tuple[float, float]:
     """Coarse ``(bytes, seconds)`` of ``chansim simulate`` with these options (module docstring).
 
     Memory: the tree (``nodes`` x 400 B) plus the output grid ``[streams, depth + 1]`` (int64,
     three copies while assembling) plus the per-node distributions ``[streams, V]`` (four float64
-    arrays). Time: building the tree and its per-depth tables, ``nodes x (depth + 1)``.
+    arrays), plus ``calls x (depth + 1)`` int64 twice for ``--emit-tokens``. Time: building the
+    tree and its per-depth tables, ``nodes x (depth + 1)``, plus the calls themselves
+    (``calls x (2 us + 2 ns x V x (min(depth, 8) + 1))``).
     """
     nodes, depth = tree_spec_size(spec)
     calls = max(int(calls), 1)
@@ -85,7 +89,10 @@ def simulation_estimate(spec, vocab: int, calls: int, streams: int | None = None
         streams = min(calls, 1024) if markov else max(16, (1 << 22) // max(int(vocab), 1))
     streams = min(max(int(streams), 1), calls)
     memory = nodes * _BYTES_PER_NODE + 3 * 8 * streams * (depth + 2) + 4 * 8 * streams * int(vocab)
+    if emit_tokens:
+        memory += 2 * 8 * calls * (depth + 1)
     seconds = nodes * _SECONDS_PER_NODE + nodes * (depth + 1) * _SECONDS_PER_NODE_DEPTH
+    seconds += calls * (_SECONDS_PER_CALL + _SECONDS_PER_CALL_TOKEN * int(vocab) * (min(depth, 8) + 1))
     return float(memory), float(seconds)
 
 
@@ -106,12 +113,12 @@ def _human_seconds(s: float) -> str:
 
 
 def check_simulation_size(spec, vocab: int, calls: int, streams: int | None = None, force: bool = False,
-                          markov: bool = False) -> None:
+                          markov: bool = False, emit_tokens: bool = False) -> None:
     """Raise ``ValueError`` before ``chansim simulate`` allocates more than the machine has or runs for longer
     than :data:`TIME_LIMIT_S` (estimates from :func:`simulation_estimate`); ``force`` skips the check."""
     if force:
         return
-    memory, seconds = simulation_estimate(spec, vocab, calls, streams, markov)
+    memory, seconds = simulation_estimate(spec, vocab, calls, streams, markov, emit_tokens)
     limit = 0.8 * available_memory()
     nodes, _ = tree_spec_size(spec)
     problems = []
@@ -119,7 +126,7 @@ def check_simulation_size(spec, vocab: int, calls: int, streams: int | None = No
         problems.append(f"{_human_bytes(memory)} of memory, above the limit of {_human_bytes(limit)} "
                         "(80 % of the memory available)")
     if seconds > TIME_LIMIT_S:
-        problems.append(f"{_human_seconds(seconds)} of set-up time, above the limit of {TIME_LIMIT_S:g} s")
+        problems.append(f"{_human_seconds(seconds)} of run time, above the limit of {TIME_LIMIT_S:g} s")
     if problems:
-        raise ValueError(f"--tree {spec} has {nodes} nodes: estimated {' and '.join(problems)}; use a smaller tree "
-                         "or pass --force")
+        raise ValueError(f"--tree {spec} ({nodes} nodes) with --calls {calls}: estimated {' and '.join(problems)}; "
+                         "use a smaller tree or fewer calls, or pass --force")

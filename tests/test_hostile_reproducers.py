@@ -267,10 +267,12 @@ def test_er_acceptance_shape_mismatch_named():
 
 
 # ----------------------------------------------------------------------------- runaway time or memory
-@pytest.mark.parametrize("tree, what", [("branch:100000,100000", "memory"), ("chain:1000000", "set-up time")])
-def test_simulate_size_guard(pq, capsys, tree, what):
+@pytest.mark.parametrize("tree, calls, what", [("branch:100000,100000", "10", "memory"),
+                                              ("chain:1000000", "10", "run time"),
+                                              ("chain:4", "100000000000", "run time")])
+def test_simulate_size_guard(pq, capsys, tree, calls, what):
     assert main(["simulate", "--method", "sd", "--p", str(pq[0]), "--q", str(pq[1]), "--tree", tree,
-                 "--calls", "10"]) == 2
+                 "--calls", calls]) == 2
     line = _err_line(capsys)
     assert what in line and "--force" in line
 

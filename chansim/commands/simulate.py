@@ -66,7 +66,8 @@ def run(args) -> int:
     if options and args.method != "spectr":
         raise ValueError("--rho applies to --method spectr only")
     check_simulation_size(args.tree, p.vocab_size if hasattr(p, "vocab_size") else p.shape[-1], args.calls,
-                          args.streams, force=args.force, markov=hasattr(p, "vocab_size"))
+                          args.streams, force=args.force, markov=hasattr(p, "vocab_size"),
+                          emit_tokens=bool(args.emit_tokens))
     result = simulate(args.method, args.tree, p, q, calls=args.calls, seed=args.seed, streams=args.streams,
                       emit_tokens=bool(args.emit_tokens), engine=args.engine, confidence=args.confidence,
                       **options)
