@@ -219,7 +219,7 @@ def _run_cli(argv, inputs):
         COUNTS["clobbered"] += 1
         raise AssertionError(f"{argv} changed an input file")
     if rc == 2:
-        lines = [ln for ln in err.getvalue().strip().splitlines() if not ln.startswith("chansim: warning:")]
+        lines = [ln for ln in err.getvalue().strip().splitlines() if not ln.startswith("chansim: ")]  # diagnostics
         assert len(lines) == 1 and lines[0].startswith("chansim") and "Traceback" not in err.getvalue(), err.getvalue()
     else:
         assert rc in (0, "usage"), f"{argv}: exit {rc}"

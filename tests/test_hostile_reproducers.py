@@ -30,7 +30,7 @@ def pq(tmp_path):
 
 
 def _err_line(capsys):
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if not ln.startswith("chansim: ")]  # diagnostics
     assert len(err) == 1 and "Traceback" not in err[0], err
     return err[0]
 
@@ -177,7 +177,8 @@ def test_bound_plot_written_under_exact_name(tmp_path, pq, capsys):
     assert main(args + ["--plot", str(tmp_path)]) == 2
     assert "is a directory" in _err_line(capsys)
     assert main(args + ["--plot", str(tmp_path / "fig.png")]) == 0
-    assert f"plot written to {tmp_path / 'fig.png'}" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert f"plot written to {tmp_path / 'fig.png'}" in captured.out + captured.err
     assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
     assert main(args + ["--plot", str(pq[0])]) == 2                # an input, and not an image name
     assert pq[0].read_bytes()[:6] == b"\x93NUMPY"

@@ -315,5 +315,6 @@ def node_acceptance(method: str, target_probs, draft_probs, m: int, **opts) -> f
         return spectr_acceptance(p, q, m)
     if method == "ersd":
         from .ranklaw import rank_law
+        opts.setdefault("max_rank", max(64, m))                    # truncated law: enough ranks for m
         return float(rank_law(p, q, **opts).weights(m).sum())
     raise ValueError(f"unknown method {method!r}; choose from sd, specinfer, rsd, spectr, ersd")

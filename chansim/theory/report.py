@@ -38,6 +38,7 @@ from .asymptotics import all_k_bound, large_k_relation
 from .expectations import sd_chain_tokens, spectr_sequences_tokens, tree_value
 from .nodes import rsd_weights, specinfer_weights, spectr_transition_matrix
 from .optimal import sibling_closed_values, top_products_depths, top_products_sums
+from .bound_columns import bound_columns
 from .ranklaw import rank_law
 
 __all__ = ["BoundReport", "speedup_report", "DEFAULT_K", "REPORT_METHODS"]
@@ -45,6 +46,18 @@ __all__ = ["BoundReport", "speedup_report", "DEFAULT_K", "REPORT_METHODS"]
 DEFAULT_K = (1, 2, 4, 8, 16, 32, 64)
 REPORT_METHODS = ("sd", "specinfer", "rsd", "spectr", "ersd", "ersd-topm")
 _TREES = ("optimal", "chain", "batch")
+
+
+def _fmt_interval(s: dict) -> str:
+    """H(R) with its interval, to the decimals the interval supports."""
+    lo, hi = s["rank_entropy_ci"]
+    if s["rank_entropy_exact"]:
+        return f"{s['rank_entropy_nats']:.4f}"
+    width = max(hi - lo, 1e-12)
+    dec = int(min(6, max(1, math.ceil(-math.log10(width)) + 1)))
+    kind = "guaranteed" if s.get("rank_entropy_guaranteed") else "Monte Carlo"
+    return f"{s['rank_entropy_nats']:.{dec}f} ({kind} {lo:.{dec}f}..{hi:.{dec}f}, l1 error {s['rank_law_error']:.1e})" \
+        if s.get("rank_entropy_guaranteed") else f"{s['rank_entropy_nats']:.{dec}f} ({kind}, {lo:.{dec}f}..{hi:.{dec}f})"
 
 
 @dataclass
@@ -76,6 +89,25 @@ class BoundReport:
             out["per_position"] = self.per_position
         return out
 
+    def to_records(self) -> list:
+        """One flat dict per (method, k): tokens per call with the bound and relation at that k.
+
+        Ready for ``pandas.DataFrame(report.to_records())`` or a CSV writer.
+        """
+        bound = dict(zip(self.bound.get("k", []), self.bound.get("value", [])))
+        asym = dict(zip(self.asymptote.get("k", []), self.asymptote.get("value", [])))
+        rows = []
+        for name, entry in self.methods.items():
+            for i, k in enumerate(entry["k"]):
+                row = {"method": name, "k": k, "tree": self.tree, "tokens_per_call": entry["tokens_per_call"][i],
+                       "exact": entry.get("exact")}
+                for key in ("speedup", "depth"):
+                    if key in entry:
+                        row[key] = entry[key][i]
+                row["all_k_bound"], row["large_k_relation"] = bound.get(k), asym.get(k)
+                rows.append(row)
+        return rows
+
     def __str__(self) -> str:
         s = self.summary
         lines = [
@@ -83,9 +115,7 @@ class BoundReport:
             + ("" if self.positions == 1 else " (averages over positions)"),
             f"  KL(p||q) = {s['kl_nats']:.4f} nats = {s['kl_bits']:.4f} bits    TV = {s['tv']:.4f}",
             f"  alpha_SD = {s['alpha_sd']:.4f}    alpha_ER = {s['alpha_er']:.4f}",
-            f"  H(R) = {s['rank_entropy_nats']:.4f} nats"
-            + ("" if s["rank_entropy_exact"] else
-               f" (Monte Carlo, {s['rank_entropy_ci'][0]:.4f}..{s['rank_entropy_ci'][1]:.4f})")
+            f"  H(R) = {_fmt_interval(s)} nats"
             + f"    E[(ln a_R)^2] = {s['rank_second_moment']:.4f}",
         ]
         if s.get("pfr_log2_index_bits") is not None:
@@ -93,14 +123,15 @@ class BoundReport:
         names = list(self.methods)
         width = max(10, *(len(n) + 2 for n in names))
         head = f"  {'k':>8}" + "".join(f"{n:>{width}}" for n in names) + f"{'asymptote':>12}{'bound':>10}"
-        lines += ["", "  tokens per target call (* = Monte Carlo)", head]
+        lines += ["", "  tokens per target call (* = not exact to 1e-4: Monte Carlo or rank-law error)", head]
         for i, k in enumerate(self.k):
             row = f"  {k:>8}"
             for n in names:
                 v = self.methods[n]["tokens_per_call"][i]
                 flag = "" if self.methods[n]["exact"] else "*"
                 row += f"{'-' if v is None else f'{v:.4f}{flag}':>{width}}"
-            row += f"{self.asymptote['value'][i]:>12.4f}{self.bound['value'][i]:>10.4f}"
+            av = self.asymptote["value"][i]
+            row += f"{'-' if av is None else f'{av:.4f}':>12}{self.bound['value'][i]:>10.4f}"
             lines.append(row)
         if self.cost is not None:
             lines += ["", f"  wall-clock speed-up, cost model tokens / (1 + c*depth), c = {self.cost:g}",
@@ -111,8 +142,11 @@ class BoundReport:
                     v = self.methods[n].get("speedup", [None] * len(self.k))[i]
                     row += f"{'-' if v is None else f'{v:.4f}':>{width}}"
                 lines.append(row)
-        lines += ["", "  asymptote: ln k / H(R) + C (renewal, optimal ERSD tree); "
-                  "bound: (ln(k+1) + ln V_R) / H(R), any ERSD tree of k nodes"]
+        fk = s.get("asymptote_within_1pct_from_k")
+        lines += ["", "  asymptote: ln k / H(R) + C (renewal, optimal ERSD tree; '-' where outside [1, k+1])"
+                  + ("" if fk is None else f"; within 1% of the optimum from k = {fk}"),
+                  "  bound (guaranteed, any ERSD tree of k nodes): min(k+1, 1/P(never), (ln(k+1) + ln V_R) / H_low(R), "
+                  "exit-rank entropy bound c*_k of docs/theory.md §10)"]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -160,24 +194,24 @@ def _reconstruct_depth(dp, n):
     return best
 
 
-def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps):
+def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps, confidence=0.95, rank_tol=1e-4):
     """All per-position quantities (dict of scalars and per-method lists)."""
     kmax = max(ks)
-    law = rank_law(p, q, trials=trials, seed=seed, exact_max_vocab=exact_max_vocab, eps=eps)
+    law = rank_law(p, q, trials=trials, seed=seed, exact_max_vocab=exact_max_vocab, eps=eps, confidence=confidence,
+                   max_rank=max(64, kmax), tol=rank_tol)
     beta = float(np.minimum(p, q).sum())
     never_possible = bool(np.any((p > 0) & (q == 0)))
     support = law.support if law.exact else int(np.count_nonzero(q)) + int(never_possible)
+    alpha_er = float(races.er_acceptance(p, q, validate=False))
     out = {"kl_nats": float(kl_divergence(p, q, validate=False)), "tv": float(total_variation(p, q, validate=False)),
-           "alpha_sd": beta, "alpha_er": float(races.er_acceptance(p, q, validate=False)),
+           "alpha_sd": beta, "alpha_er": alpha_er,
            "rank_entropy_nats": law.entropy, "rank_entropy_ci": list(law.entropy_ci),
            "rank_entropy_exact": law.exact, "rank_second_moment": law.second_moment,
-           "rank_truncation": law.truncation, "rank_never": law.never, "rank_support": support}
-    if law.entropy > 0:
-        out["bound"] = [float(v) for v in all_k_bound(ks, law, support=support)]
-        out["asymptote"] = [float(v) for v in large_k_relation(ks, law)]
-    else:
-        out["bound"] = [float(k + 1) for k in ks]
-        out["asymptote"] = [float(k + 1) for k in ks]
+           "rank_truncation": law.truncation, "rank_never": law.never, "rank_support": support,
+           "rank_entropy_interval": list(law.entropy_ci), "rank_law_error": law.error,
+           "rank_probs": [float(v) for v in law.probs[:64]], "rank_tail": law.tail,
+           "rank_entropy_guaranteed": law.guaranteed}
+    out.update(bound_columns(ks, law, support))
     res = {}
     a = law.probs
     for name in methods:
@@ -209,12 +243,12 @@ def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps):
                 tok = [float(1 + cw[k - 1]) for k in ks]
                 depth = [1] * len(ks)
         elif name == "ersd":
-            exact = law.exact
+            exact = law.exact or tree == "chain" or (law.guaranteed and law.error <= 1e-4)
             if tree == "optimal":
                 tok = [float(1 + v) for v in top_products_sums(a, ks)]
                 depth = [int(d) for d in top_products_depths(a, ks)]
             elif tree == "chain":
-                tok = [float(sd_chain_tokens(law.alpha, k)) for k in ks]
+                tok = [float(sd_chain_tokens(alpha_er, k)) for k in ks]        # exact alpha_ER (§0)
                 depth = list(ks)
             else:
                 cw = np.cumsum(law.weights(kmax))
@@ -246,8 +280,9 @@ def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps):
     return out
 
 
-def _rows(p, q, offset, ks, methods, tree, trials, seed, exact_max_vocab, eps):
-    return [_position(p[i], q[i], ks, methods, tree, trials, seed + offset + i, exact_max_vocab, eps)
+def _rows(p, q, offset, ks, methods, tree, trials, seed, exact_max_vocab, eps, confidence=0.95, rank_tol=1e-4):
+    return [_position(p[i], q[i], ks, methods, tree, trials, seed + offset + i, exact_max_vocab, eps, confidence,
+                      rank_tol)
             for i in range(len(p))]
 
 
@@ -263,7 +298,8 @@ def _default_methods(vocab: int, kmax: int) -> list:
 def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optimal", cost: float | None = None,
                    per_position: bool = False, logits: bool = False, temperature: float = 1.0,
                    trials: int = 1000, seed: int = 0, exact_max_vocab: int = 64, eps: float = 1e-4,
-                   pfr: bool | None = None, n_jobs: int = 1) -> BoundReport:
+                   pfr: bool | None = None, n_jobs: int = 1, confidence: float = 0.95,
+                   rank_tol: float = 1e-4) -> BoundReport:
     r"""Theoretical tokens per call, large-k relation and all-k bound for given distributions.
 
     Parameters
@@ -280,14 +316,17 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
         Draft/target time ratio c of the cost model (module docstring).
     per_position : bool
         Keep every position's values in ``per_position``.
-    trials, seed, exact_max_vocab, eps
-        Rank law: exact for V <= ``exact_max_vocab``, else Monte Carlo with ``trials``
-        samples on the head of mass 1 - ``eps`` (:func:`chansim.theory.rank_law`).
+    trials, seed, exact_max_vocab, eps, rank_tol
+        Rank law: exact for V <= ``exact_max_vocab``, else with a guaranteed l1 error
+        aimed at ``rank_tol`` (:func:`chansim.theory.rank_law`, docs/theory.md §5;
+        ``trials``/``eps`` only matter for ``method="mc"``).
     pfr : bool, optional
         Also compute E[log2 K] of the Poisson functional representation (default: when
         positions·V <= 2e5; it costs ~1 s per position at V = 49k).
     n_jobs : int
         Positions are processed in parallel with joblib when ``n_jobs != 1`` (-1: all cores).
+    confidence : float
+        Level of the Monte Carlo interval of H(R) (large V).
 
     Returns
     -------
@@ -298,8 +337,8 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
     >>> rep = speedup_report([0.5, 0.3, 0.2], [0.3, 0.3, 0.4], k=[1, 4], methods=["sd", "ersd"])
     >>> round(rep.methods["sd"]["tokens_per_call"][0], 12)       # 1 + beta
     1.8
-    >>> sorted(rep.to_dict())[:4]
-    ['alpha_er', 'alpha_sd', 'asymptote', 'bound']
+    >>> sorted(rep.to_dict())[:5]
+    ['alpha_er', 'alpha_sd', 'asymptote', 'asymptote_within_1pct_from_k', 'bound']
     """
     p, q = _as_pairs(target, draft, logits, temperature)
     ks = _check_ks(k)
@@ -312,7 +351,7 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
     for name in methods:
         if name not in REPORT_METHODS:
             raise ValueError(f"unknown method {name!r}; choose from {', '.join(REPORT_METHODS)}")
-    args = (ks, methods, tree, trials, seed, exact_max_vocab, eps)
+    args = (ks, methods, tree, trials, seed, exact_max_vocab, eps, confidence, rank_tol)
     if n_jobs == 1 or n < 16:
         rows = _rows(p, q, 0, *args)
     else:
@@ -339,6 +378,14 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
     summary["rank_entropy_bits"] = summary["rank_entropy_nats"] / math.log(2)
     summary["rank_entropy_exact"] = all(r["rank_entropy_exact"] for r in rows)
     summary["rank_entropy_ci"] = [float(np.mean([r["rank_entropy_ci"][j] for r in rows])) for j in (0, 1)]
+    summary["rank_entropy_interval"] = summary["rank_entropy_ci"]
+    summary["rank_entropy_guaranteed"] = all(r["rank_entropy_guaranteed"] for r in rows)
+    summary["rank_law_error"] = float(max(r["rank_law_error"] for r in rows))
+    if n == 1:
+        summary["rank_probs"] = rows[0]["rank_probs"]
+        summary["rank_tail"] = rows[0]["rank_tail"]
+    akv = [r["asymptote_within_1pct_from_k"] for r in rows]
+    summary["asymptote_within_1pct_from_k"] = None if any(v is None for v in akv) else int(max(akv))
     pfr_ok = pfr and all(r["pfr_log2_index_bits"] is not None for r in rows)
     summary["pfr_log2_index_bits"] = mean("pfr_log2_index_bits") if pfr_ok else None
     meths = {}
@@ -359,10 +406,15 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
                            else float(np.mean([v / (1 + cost * d) for v, d in vals])))
             entry["speedup"] = sp_
         meths[name] = entry
-    bound = {"k": ks, "value": [float(np.mean([r["bound"][i] for r in rows])) for i in range(len(ks))]}
-    asym = {"k": ks, "value": [float(np.mean([r["asymptote"][i] for r in rows])) for i in range(len(ks))]}
+    bound = {"k": ks, "value": [float(np.mean([r["bound"][i] for r in rows])) for i in range(len(ks))],
+             "paper_form": [float(np.mean([r["bound_paper"][i] for r in rows])) for i in range(len(ks))]}
+    asym_cols = [[r["asymptote"][i] for r in rows] for i in range(len(ks))]
+    asym = {"k": ks, "value": [None if any(v is None for v in c) else float(np.mean(c)) for c in asym_cols]}
     notes = []
-    if not summary["rank_entropy_exact"]:
+    if not summary["rank_entropy_exact"] and summary["rank_entropy_guaranteed"]:
+        notes.append(f"rank law with guaranteed l1 error <= {summary['rank_law_error']:.1e} "
+                     "(docs/theory.md §5); bound column uses the lower end of the H(R) interval")
+    elif not summary["rank_entropy_exact"]:
         notes.append(f"rank law by Monte Carlo ({trials} samples/position on the head of mass 1-{eps:g}); "
                      f"max truncation bound P(R != R') <= {max(r['rank_truncation'] for r in rows):.2e}")
     if any(r["rank_never"] > 0 for r in rows):
@@ -372,7 +424,8 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
         per = []
         for r in rows:
             d = {key: r[key] for key in ("kl_nats", "tv", "alpha_sd", "alpha_er", "rank_entropy_nats",
-                                         "rank_second_moment", "bound", "asymptote")}
+                                         "rank_second_moment", "bound", "asymptote", "rank_entropy_interval",
+                                         "rank_law_error")}
             d["kl_bits"] = d["kl_nats"] / math.log(2)
             d["methods"] = {m: {"k": ks, "tokens_per_call": r["methods"][m]["tokens_per_call"]} for m in methods}
             if pfr:
