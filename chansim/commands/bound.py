@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from . import SHAPE_RULE
 
@@ -58,15 +59,22 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     add_confidence(parser, "intervals (Monte Carlo H(R) for large V; bootstrap for --log)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--plot", default=None, metavar="OUT.png", help="plot tokens per call vs k with the bounds")
+    parser.add_argument("--plot", default=None, metavar="OUT.png",
+                        help="plot tokens per call vs k with the bounds (.png, .pdf or .svg; never over an input)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
+    parser.add_argument("--atol", type=float, default=None,
+                        help="tolerance on |sum(p) - 1| (default: follows the files' dtype, 1e-6 for float64)")
     parser.set_defaults(func=run)
 
 
+_PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
 def _parse_ks(text: str) -> list:
-    try:
-        ks = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"--k must be comma-separated positive integers, got {text!r}") from None
+    items = [v.strip() for v in text.split(",")]
+    if any(not v.isdigit() for v in items):          # also refuses empty items: "1,,4", "1,", " "
+        raise ValueError(f"--k must be comma-separated positive integers, got {text!r}")
+    ks = [int(v) for v in items]
     if not ks or any(k < 1 for k in ks):
         raise ValueError(f"--k must be comma-separated positive integers, got {text!r}")
     return ks
@@ -91,7 +99,12 @@ def run(args) -> int:
     from ..io import load_pair
     from ..theory.report import speedup_report
 
-    p, q = load_pair(args.p, args.q, logits=args.logits, temperature=args.temperature)
+    from ..outputs import check_output
+
+    if args.plot:
+        args.plot = str(check_output(args.plot, inputs=[args.p, args.q], force=args.force, what="--plot",
+                                     suffixes=_PLOT_SUFFIXES))
+    p, q = load_pair(args.p, args.q, logits=args.logits, temperature=args.temperature, atol=args.atol)
     if p.ndim > 2:
         raise ValueError(f"--p/--q must hold one pair (V,) or a batch (positions, V), got shape {p.shape}")
     if args.trials < 2:
@@ -201,5 +214,8 @@ def _plot(report, path: str) -> None:
     ax.set_title(f"tree = {report.tree}, {report.positions} position(s), V = {report.vocab}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from ..outputs import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix[1:].lower())
     plt.close(fig)
