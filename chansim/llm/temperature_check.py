@@ -55,7 +55,7 @@ def iid_prediction(run, temperature: float, draft_temperature: float | None = No
                    methods: Sequence[str] = ("sd", "ersd"), trees: Sequence[str] = ("chain:4",),
                    target_top_k: int = 0, target_top_p: float = 1.0, draft_top_k: int = 0, draft_top_p: float = 1.0,
                    new_tokens: int | None = None, confidence: float = 0.95, trials: int = 4000,
-                   seed: int = 0) -> list[dict]:
+                   seed: int = 0, log_temperature: float | None = None) -> list[dict]:
     r"""i.i.d.-model tokens per call at ``temperature`` from every logged context of ``run``, with intervals.
 
     Parameters
@@ -73,6 +73,9 @@ def iid_prediction(run, temperature: float, draft_temperature: float | None = No
         Two-sided level of the intervals over sequences.
     trials, seed
         Monte Carlo effort of :func:`expected_tokens` where a method is not exact.
+    log_temperature : float, optional
+        Temperature both models' rows are at (default: the log's metadata ``temperature`` and
+        ``draft_temperature``; 1 means "use the rows as they are").
 
     Returns
     -------
@@ -89,10 +92,11 @@ def iid_prediction(run, temperature: float, draft_temperature: float | None = No
 
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    t0 = float(run.metadata.get("temperature") or 1.0)
+    t0 = float(run.metadata.get("temperature") or 1.0) if log_temperature is None else float(log_temperature)
+    d0 = float(run.metadata.get("draft_temperature") or t0) if log_temperature is None else t0
     draft_temperature = temperature if draft_temperature is None else draft_temperature
     p_set = rescale_settings(t0, temperature, target_top_k, target_top_p)
-    q_set = rescale_settings(t0, draft_temperature, draft_top_k, draft_top_p)
+    q_set = rescale_settings(d0, draft_temperature, draft_top_k, draft_top_p)
     offsets = np.asarray(run.offsets)
     rows_of = []                                                   # per sequence: row indices used
     for i in range(len(offsets) - 1):
