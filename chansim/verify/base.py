@@ -54,7 +54,8 @@ class Method:
 
     Class attributes describe what the shared walks must provide:
     ``uses_race`` (per-position race noise), ``merges_duplicates`` (after accepting a
-    token, every candidate holding that token stays alive — SpecTr), and the tree
+    token, every candidate holding that token stays alive — SpecTr), ``verifies_chain``
+    (the rule sees the whole drafted chain — block verification), and the tree
     shapes the method accepts (:meth:`check_tree`).
     """
 
@@ -65,6 +66,9 @@ class Method:
     chains_only = False     # every node has at most one child (sd)
     sequences_only = False  # disjoint chains below the root (spectr)
     any_ranks = False       # children may hold any set of slots (generalised ersd)
+    #: the method decides on a whole drafted chain at once (block): the walks call
+    #: ``verify_chain(p [γ+1, R, V], q [γ, R, V], drafts [B, γ], noise) -> (τ [B], token [B])``
+    verifies_chain = False
 
     def check_tree(self, tree) -> None:
         """Raise ``ValueError`` when ``tree`` does not suit this method."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .autoregressive import Autoregressive
 from .base import Method
+from .block import Block
 from .ersd import ERSD
 from .rsd import RSD
 from .sd import SD
@@ -19,6 +20,7 @@ METHODS: dict[str, type[Method]] = {
     "rsd": RSD,
     "spectr": SpecTr,
     "ersd": ERSD,
+    "block": Block,
 }
 
 
@@ -30,7 +32,7 @@ def get_method(method, **options) -> Method:
     >>> get_method("beam")
     Traceback (most recent call last):
     ...
-    ValueError: unknown method 'beam'; choose from autoregressive, sd, specinfer, rsd, spectr, ersd
+    ValueError: unknown method 'beam'; choose from autoregressive, sd, specinfer, rsd, spectr, ersd, block
     """
     if isinstance(method, Method):
         if options:
