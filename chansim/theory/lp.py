@@ -23,7 +23,7 @@ from scipy.optimize import linprog
 
 from ..distributions import check_pair
 
-__all__ = ["draft_set_law", "optimal_acceptance_lp", "optimal_acceptance_mincut"]
+__all__ = ["draft_set_law", "optimal_transport_plan", "optimal_acceptance_lp", "optimal_acceptance_mincut"]
 
 _MAX_VOCAB = 14
 
@@ -82,10 +82,17 @@ def draft_set_law(draft_probs, m: int, draws: str = "iid") -> dict:
     return out
 
 
-def optimal_acceptance_lp(target_probs, draft_probs, m: int, draws: str = "iid") -> float:
-    """Optimal node acceptance by the transport LP (scipy HiGHS); see the module docstring.
+def optimal_transport_plan(target_probs, draft_probs, m: int, draws: str = "iid"):
+    """An optimal solution π of the transport LP (see the module docstring).
 
-    >>> round(optimal_acceptance_lp([0.5, 0.5], [0.9, 0.1], 1), 6)   # m = 1: 1 - TV
+    Returns ``(sets, law, plan)``: the draft sets with positive probability (a list of
+    frozensets), their probabilities ``law`` ``[n_sets]`` and ``plan`` ``[n_sets, V]``
+    with ``plan[i, y]`` = π(sets[i], y) (zero for y outside the set).  The optimum is
+    ``plan.sum()``.  Used by the optimal multi-draft verifier
+    (:mod:`chansim.verify.multidraft`).
+
+    >>> sets, law, plan = optimal_transport_plan([0.5, 0.5], [0.9, 0.1], 1)
+    >>> round(float(plan.sum()), 6)
     0.6
     """
     p, q, m = _check(target_probs, draft_probs, m, draws)
@@ -101,7 +108,19 @@ def optimal_acceptance_lp(target_probs, draft_probs, m: int, draws: str = "iid")
     res = linprog(-np.ones(n), A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
     if not res.success:  # pragma: no cover - the LP is always feasible (pi = 0)
         raise RuntimeError(f"LP failed: {res.message}")
-    return float(-res.fun)
+    plan = np.zeros((len(sets), len(p)))
+    for j, (i, y) in enumerate(var):
+        plan[i, y] = max(0.0, float(res.x[j]))
+    return sets, np.array([law[s] for s in sets]), plan
+
+
+def optimal_acceptance_lp(target_probs, draft_probs, m: int, draws: str = "iid") -> float:
+    """Optimal node acceptance by the transport LP (scipy HiGHS); see the module docstring.
+
+    >>> round(optimal_acceptance_lp([0.5, 0.5], [0.9, 0.1], 1), 6)   # m = 1: 1 - TV
+    0.6
+    """
+    return float(optimal_transport_plan(target_probs, draft_probs, m, draws)[2].sum())
 
 
 def optimal_acceptance_mincut(target_probs, draft_probs, m: int, draws: str = "iid") -> float:

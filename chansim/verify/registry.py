@@ -5,6 +5,7 @@ from .autoregressive import Autoregressive
 from .base import Method
 from .block import Block
 from .ersd import ERSD
+from .multidraft import Multidraft
 from .rsd import RSD
 from .sd import SD
 from .specinfer import SpecInfer
@@ -21,6 +22,7 @@ METHODS: dict[str, type[Method]] = {
     "spectr": SpecTr,
     "ersd": ERSD,
     "block": Block,
+    "multidraft": Multidraft,
 }
 
 
@@ -32,7 +34,7 @@ def get_method(method, **options) -> Method:
     >>> get_method("beam")
     Traceback (most recent call last):
     ...
-    ValueError: unknown method 'beam'; choose from autoregressive, sd, specinfer, rsd, spectr, ersd, block
+    ValueError: unknown method 'beam'; choose from autoregressive, sd, specinfer, rsd, spectr, ersd, block, multidraft
     """
     if isinstance(method, Method):
         if options:
