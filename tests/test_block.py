@@ -3,6 +3,8 @@
 Chi-square batteries and thresholds are those of tests/test_verify_exactness.py
 (p-value < 1e-9 fails, so a correct implementation fails far below once in 10^6 runs).
 """
+import json
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,8 @@ from chansim.sources import MarkovSource
 from chansim.theory.expectations import sd_chain_tokens
 from chansim.verify import GeneratorNoise, get_method, speculative_generate
 from chansim.verify.base import sample_rows
-from chansim.verify.block import Block, block_call_lengths, block_chain_tokens, block_path_calls, block_weights
+from chansim.verify.block import (Block, block_call_lengths, block_chain_tokens, block_chain_tokens_mc, block_path_calls,
+                                  block_weights)
 from test_verify_exactness import (ALPHA, IID_PAIRS, _markov_pair, _rolled_markov, chisquare_pvalue, iid_pvalues,
                                    markov_pvalues, ngram_counts)
 
@@ -155,3 +158,23 @@ def test_predicted_calls_match_generation(markov_tables):
     diffs = np.asarray(diffs)
     se = diffs.std(ddof=1) / np.sqrt(runs)
     assert abs(diffs.mean()) < 5.5 * se, (diffs.mean(), se)
+
+
+def test_monte_carlo_expectation_brackets_exact():
+    p, q = IID_PAIRS["zeros"]
+    est, lo, hi = block_chain_tokens_mc(p, q, 3, trials=50_000, seed=1, confidence=1 - 1e-8)
+    assert lo <= block_chain_tokens(p, q, 3) <= hi and lo <= est <= hi
+    with pytest.raises(ValueError, match="trials"):
+        block_chain_tokens_mc(p, q, 3, trials=1)
+
+
+def test_cli_simulate_block(tmp_path, capsys):
+    """``chansim simulate --method block`` runs through the registry."""
+    from chansim.cli import main
+
+    np.save(tmp_path / "p.npy", PAPER_P)
+    np.save(tmp_path / "q.npy", PAPER_Q)
+    rc = main(["simulate", "--method", "block", "--p", str(tmp_path / "p.npy"), "--q", str(tmp_path / "q.npy"),
+               "--tree", "chain:2", "--calls", "20000", "--seed", "3", "--json"])
+    tpc = json.loads(capsys.readouterr().out)["tokens_per_call"]
+    assert rc == 0 and abs(tpc["mean"] - 20 / 9) < 6 * tpc["std_error"]

@@ -129,3 +129,18 @@ def test_predicted_calls_match_generation(markov_tables):
     diffs = np.asarray(diffs)
     se = diffs.std(ddof=1) / np.sqrt(runs)
     assert abs(diffs.mean()) < 5.5 * se, (diffs.mean(), se)
+
+
+def test_cli_simulate_multidraft(tmp_path, capsys):
+    """``chansim simulate --method multidraft`` runs through the registry."""
+    import json
+
+    from chansim.cli import main
+
+    p, q = IID_PAIRS["dense"]
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "q.npy", q)
+    rc = main(["simulate", "--method", "multidraft", "--p", str(tmp_path / "p.npy"), "--q", str(tmp_path / "q.npy"),
+               "--tree", "batch:3", "--calls", "20000", "--seed", "3", "--json"])
+    tpc = json.loads(capsys.readouterr().out)["tokens_per_call"]
+    assert rc == 0 and abs(tpc["mean"] - (1 + multidraft_acceptance(p, q, 3))) < 6 * tpc["std_error"]

@@ -38,7 +38,8 @@ from ..distributions import check_pair
 from .base import IIDDrafting, Method, NodeNoise, sample_rows, take_rows
 from .specinfer import SpecInfer
 
-__all__ = ["Block", "block_weights", "block_chain_tokens", "block_call_lengths", "block_path_calls"]
+__all__ = ["Block", "block_weights", "block_chain_tokens", "block_chain_tokens_mc", "block_call_lengths",
+           "block_path_calls"]
 
 
 def block_weights(p_rows, q_rows, drafts) -> np.ndarray:
@@ -150,6 +151,35 @@ def block_chain_tokens(target_probs, draft_probs, gamma: int, max_states: int = 
                              f"γ={gamma} on V={len(p)} exceeds max_states={max_states}")
         total += float(values @ weights)
     return total
+
+
+def block_chain_tokens_mc(target_probs, draft_probs, gamma: int, trials: int = 200_000, seed: int = 0,
+                          confidence: float = 0.99) -> tuple[float, float, float]:
+    r"""Monte Carlo :math:`1 + \sum_i E[w_i]` for large V: ``(estimate, ci_low, ci_high)``.
+
+    Rao–Blackwellised (the weights replace the accept coins); normal interval on the
+    per-chain sums :math:`\sum_i w_i`.  For the exact value use :func:`block_chain_tokens`.
+
+    >>> est, lo, hi = block_chain_tokens_mc([1/3, 2/3], [2/3, 1/3], 2, trials=20_000)
+    >>> lo <= 20 / 9 <= hi
+    True
+    """
+    from scipy import stats
+
+    p, q = check_pair(target_probs, draft_probs)
+    if p.ndim != 1:
+        raise ValueError(f"block_chain_tokens_mc takes one pair of 1-D vectors, got shape {p.shape}")
+    if isinstance(gamma, bool) or int(gamma) != gamma or gamma < 1:
+        raise ValueError(f"gamma must be a positive integer, got {gamma!r}")
+    if isinstance(trials, bool) or int(trials) != trials or trials < 2:
+        raise ValueError(f"trials must be an integer >= 2, got {trials!r}")
+    rng = np.random.default_rng(seed)
+    drafts = sample_rows(q[None, :], rng.random((int(trials), int(gamma))))           # [N, γ] i.i.d. ~ q
+    rows = np.broadcast_to(np.stack([p, q])[:, None, None, :], (2, int(gamma), 1, len(p)))
+    sums = block_weights(rows[0], rows[1], drafts)[:, 1:].sum(axis=1)                  # [N]
+    mean, se = float(sums.mean()), float(sums.std(ddof=1) / np.sqrt(len(sums)))
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    return 1.0 + mean, 1.0 + mean - z * se, 1.0 + mean + z * se
 
 
 # ----------------------------------------------------------------------------- logged path
