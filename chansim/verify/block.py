@@ -144,7 +144,8 @@ def block_chain_tokens(target_probs, draft_probs, gamma: int, max_states: int = 
     for _ in range(int(gamma)):
         values = np.minimum(1.0, values[:, None] * ratio[None, :]).ravel()   # [S V']
         weights = (weights[:, None] * prob[None, :]).ravel()
-        values, inverse = np.unique(np.round(values, 13), return_inverse=True)
+        _, first, inverse = np.unique(np.round(values, 12), return_index=True, return_inverse=True)
+        values = values[first]                            # one representative per (rounded) value
         weights = np.bincount(inverse.ravel(), weights=weights, minlength=len(values))
         if len(values) * len(ratio) > max_states:
             raise ValueError(f"the law of w has {len(values)} support points at this depth; "
