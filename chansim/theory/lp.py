@@ -16,26 +16,39 @@ Both forms enumerate the :math:`2^V` subsets: V <= 12 or so.
 """
 from __future__ import annotations
 
+import math
 from itertools import combinations
 
 import numpy as np
+from scipy import sparse
 from scipy.optimize import linprog
 
 from ..distributions import check_pair
 
-__all__ = ["draft_set_law", "optimal_transport_plan", "optimal_acceptance_lp", "optimal_acceptance_mincut"]
+__all__ = ["draft_set_law", "optimal_transport_plan", "optimal_acceptance_lp", "optimal_acceptance_mincut",
+           "optimal_acceptance_iid"]
 
 _MAX_VOCAB = 14
 
 
-def _check(p, q, m, draws):
+#: largest number of i.i.d. draft sets (sum_{s <= m} C(|supp q|, s)) the transport plan enumerates
+_MAX_SETS = 6000
+
+
+def _check(p, q, m, draws, by_sets=False):
     p, q = check_pair(p, q)
     if p.ndim != 1:
         raise ValueError("the optimal-node LP takes one 1-D pair")
-    if p.shape[0] > _MAX_VOCAB:
-        raise ValueError(f"the optimal-node LP enumerates 2^V subsets; V={p.shape[0]} > {_MAX_VOCAB}")
     if isinstance(m, bool) or int(m) != m or m < 1:
         raise ValueError(f"m must be a positive integer, got {m!r}")
+    if by_sets and draws == "iid":
+        support = int(np.count_nonzero(q > 0))
+        n_sets = sum(math.comb(support, s) for s in range(1, min(int(m), support) + 1))
+        if n_sets > _MAX_SETS:
+            raise ValueError(f"the transport plan enumerates the {n_sets} possible draft sets of m={int(m)} "
+                             f"i.i.d. drafts on {support} tokens (limit {_MAX_SETS})")
+    elif p.shape[0] > _MAX_VOCAB:
+        raise ValueError(f"the optimal-node LP enumerates 2^V subsets; V={p.shape[0]} > {_MAX_VOCAB}")
     if draws not in ("iid", "without"):
         raise ValueError(f"draws must be 'iid' or 'without', got {draws!r}")
     return p, q, int(m)
@@ -95,22 +108,21 @@ def optimal_transport_plan(target_probs, draft_probs, m: int, draws: str = "iid"
     >>> round(float(plan.sum()), 6)
     0.6
     """
-    p, q, m = _check(target_probs, draft_probs, m, draws)
+    p, q, m = _check(target_probs, draft_probs, m, draws, by_sets=True)
     law = draft_set_law(q, m, draws)
     sets = list(law)
     var = [(i, y) for i, s in enumerate(sets) for y in sorted(s)]
     n = len(var)
-    a_ub = np.zeros((len(sets) + len(p), n))
-    for j, (i, y) in enumerate(var):
-        a_ub[i, j] = 1.0
-        a_ub[len(sets) + y, j] = 1.0
+    set_of, token_of = np.array(var, dtype=np.int64).reshape(-1, 2).T          # [n], [n]
+    cols = np.arange(n)
+    a_ub = sparse.csr_matrix((np.ones(2 * n), (np.concatenate([set_of, len(sets) + token_of]),
+                                               np.concatenate([cols, cols]))), shape=(len(sets) + len(p), n))
     b_ub = np.concatenate([[law[s] for s in sets], p])
     res = linprog(-np.ones(n), A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
     if not res.success:  # pragma: no cover - the LP is always feasible (pi = 0)
         raise RuntimeError(f"LP failed: {res.message}")
     plan = np.zeros((len(sets), len(p)))
-    for j, (i, y) in enumerate(var):
-        plan[i, y] = max(0.0, float(res.x[j]))
+    plan[set_of, token_of] = np.maximum(0.0, res.x)
     return sets, np.array([law[s] for s in sets]), plan
 
 
@@ -121,6 +133,35 @@ def optimal_acceptance_lp(target_probs, draft_probs, m: int, draws: str = "iid")
     0.6
     """
     return float(optimal_transport_plan(target_probs, draft_probs, m, draws)[2].sum())
+
+
+def optimal_acceptance_iid(target_probs, draft_probs, m: int) -> float:
+    r"""The i.i.d. min-cut in O(V log V): the minimising set is a top set of the ratio p/q.
+
+    With :math:`g(t) = 1 - (1 - t)^m` concave, if x is in an optimal B and y is not, then
+    :math:`p_y/q_y \le g'(q(B)) \le p_x/q_x` (exchange argument,
+    docs/methods_block_multidraft.md §2.2), and along a group of equal ratios the
+    objective is concave, so
+
+    .. math:: \alpha^* = \min_{k} \; 1 - P_k + g(Q_k)
+
+    over the prefixes of the tokens sorted by decreasing p/q (q = 0 first), P and Q
+    their cumulative p and q.  Any V.
+
+    >>> round(optimal_acceptance_iid([0.5, 0.5], [0.9, 0.1], 2), 6)
+    0.69
+    """
+    p, q = check_pair(target_probs, draft_probs)
+    if p.ndim != 1:
+        raise ValueError("optimal_acceptance_iid takes one 1-D pair")
+    if isinstance(m, bool) or int(m) != m or m < 1:
+        raise ValueError(f"m must be a positive integer, got {m!r}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(q > 0, p / np.where(q > 0, q, 1.0), np.inf)
+    order = np.argsort(-ratio, kind="stable")
+    cum_p = np.concatenate([[0.0], np.cumsum(p[order])])
+    cum_q = np.minimum(1.0, np.concatenate([[0.0], np.cumsum(q[order])]))
+    return float(np.min(1.0 - cum_p + 1.0 - (1.0 - cum_q) ** int(m)).clip(0.0, 1.0))
 
 
 def optimal_acceptance_mincut(target_probs, draft_probs, m: int, draws: str = "iid") -> float:

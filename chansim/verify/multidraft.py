@@ -25,8 +25,8 @@ Here β comes from an optimal plan π of that LP (:func:`chansim.theory.lp.optim
 :math:`\beta(y \mid A) = \pi(A, y)/P(A)`, the plan's unused mass of A spread over A in
 proportion to q.  Then :math:`r \ge \sum_A \pi(A, \cdot)` and
 :math:`\sum_y \min(p_y, r_y) \ge \sum \pi = \alpha^*`, so equality holds.  The LP
-enumerates draft sets, hence V <= 14 (the LP's own limit); plans are cached per
-(p, q, m).
+enumerates the possible draft sets (at most 6000, e.g. V = 16 with m <= 4); plans
+are cached per (p, q, m).
 """
 from __future__ import annotations
 
@@ -48,15 +48,22 @@ class MultidraftPlan:
 
     Attributes
     ----------
-    selection : ndarray, shape (2**V, V)
-        ``selection[mask]`` = β(· | A) for the draft set A with bit mask ``mask``
-        (rows of impossible sets are 0).
+    masks : ndarray of int, shape (S,)
+        The possible draft sets as sorted bit masks (bit x = token x drafted).
+    selection : ndarray, shape (S, V)
+        ``selection[i]`` = β(· | A) for the draft set with bit mask ``masks[i]``.
     selected : ndarray, shape (V,)
         r, the law of the selected draft Y.
     """
 
+    masks: np.ndarray
     selection: np.ndarray
     selected: np.ndarray
+
+    def rows(self, drafts: np.ndarray) -> np.ndarray:
+        """β(· | A) for each row of ``drafts`` ``[B, m]`` → ``[B, V]``."""
+        mask = np.bitwise_or.reduce(np.left_shift(np.int64(1), drafts.astype(np.int64)), axis=1)   # [B]
+        return self.selection[np.searchsorted(self.masks, mask)]
 
 
 _PLANS: dict = {}
@@ -76,22 +83,22 @@ def multidraft_plan(target_probs, draft_probs, m: int) -> MultidraftPlan:
     key = (p.tobytes(), q.tobytes(), int(m))
     if key in _PLANS:
         return _PLANS[key]
+    if p.shape[0] > 62:
+        raise ValueError(f"multidraft encodes draft sets as 64-bit masks: V={p.shape[0]} > 62")
     sets, law, plan = optimal_transport_plan(p, q, m)                  # [S], [S, V]
     vocab = len(p)
-    selection = np.zeros((1 << vocab, vocab))
-    selected = np.zeros(vocab)
+    member = np.zeros((len(sets), vocab), dtype=bool)                  # [S, V] token in set
     for i, members in enumerate(sets):
-        idx = np.array(sorted(members))
-        beta = np.zeros(vocab)
-        beta[idx] = plan[i, idx] / max(law[i], plan[i, idx].sum())
-        spare = 1.0 - beta.sum()                                         # plan's unused mass of the set
-        if spare > 0:
-            beta[idx] += spare * q[idx] / q[idx].sum()
-        selection[sum(1 << int(x) for x in idx)] = beta
-        selected += law[i] * beta
+        member[i, sorted(members)] = True
+    beta = plan / np.maximum(law, plan.sum(axis=1))[:, None]           # π(A, .)/P(A)
+    spare = np.maximum(1.0 - beta.sum(axis=1), 0.0)[:, None]           # the plan's unused mass of A
+    q_in = np.where(member, q[None, :], 0.0)
+    beta = beta + spare * q_in / q_in.sum(axis=1, keepdims=True)       # ... spread over A in proportion to q
+    masks = (member.astype(np.int64) << np.arange(vocab, dtype=np.int64)[None, :]).sum(axis=1)
+    order = np.argsort(masks)
     if len(_PLANS) >= _MAX_CACHED_PLANS:
         _PLANS.clear()
-    _PLANS[key] = out = MultidraftPlan(selection, selected)
+    _PLANS[key] = out = MultidraftPlan(masks[order], beta[order], law @ beta)
     return out
 
 
@@ -118,8 +125,7 @@ class Multidraft(IIDDrafting, Method):
         for idx, p_row, q_row in groups:
             plan = multidraft_plan(p_row, q_row, m)
             x = drafts[idx]                                                # [b, m]
-            mask = np.bitwise_or.reduce(np.left_shift(1, x), axis=1)        # draft set as a bit mask
-            y = sample_rows(plan.selection[mask], u[idx, 0])               # step 1: Y ~ beta(. | A)
+            y = sample_rows(plan.rows(x), u[idx, 0])                       # step 1: Y ~ beta(. | A)
             ok = u[idx, 1] * plan.selected[y] < p_row[y]                   # step 2: w.p. min(1, p/r)
             token[idx] = y
             if not ok.all():
@@ -157,8 +163,7 @@ def multidraft_weights(target_probs, draft_probs, m: int) -> np.ndarray:
     support = np.flatnonzero(q > 0)
     tuples = np.array(np.meshgrid(*([support] * m), indexing="ij")).reshape(m, -1).T   # [N, m]
     prob = np.prod(q[tuples], axis=1)                                                   # [N]
-    mask = np.bitwise_or.reduce(np.left_shift(1, tuples), axis=1)
-    beta = plan.selection[mask]                                                         # [N, V]
+    beta = plan.rows(tuples)                                                            # [N, V]
     with np.errstate(divide="ignore", invalid="ignore"):
         keep = np.where(plan.selected > 0, np.minimum(1.0, p / plan.selected), 0.0)     # [V]
     w = np.zeros(m)
