@@ -13,6 +13,7 @@ from chansim.simulate import simulate
 from chansim.sources import MarkovSource
 from chansim.theory.expectations import sd_chain_tokens
 from chansim.verify import GeneratorNoise, get_method, speculative_generate
+from chansim.trees import from_parents
 from chansim.verify.base import sample_rows
 from chansim.verify.block import (Block, block_call_lengths, block_chain_tokens, block_chain_tokens_mc, block_path_calls,
                                   block_weights)
@@ -178,3 +179,20 @@ def test_cli_simulate_block(tmp_path, capsys):
                "--tree", "chain:2", "--calls", "20000", "--seed", "3", "--json"])
     tpc = json.loads(capsys.readouterr().out)["tokens_per_call"]
     assert rc == 0 and abs(tpc["mean"] - 20 / 9) < 6 * tpc["std_error"]
+
+
+def test_method_theory_hooks():
+    """What the registry's theory layer asks the class: node acceptance, tree tokens, report rows."""
+    meth = Block()
+    p, q = IID_PAIRS["dense"]
+    assert meth.node_acceptance(p, q, 1) == pytest.approx(np.minimum(p, q).sum())
+    assert meth.tree_tokens(from_parents([-1, 0, 1], name="c2"), PAPER_P, PAPER_Q) == pytest.approx(20 / 9)
+    tok, depth, exact = meth.report_tokens(PAPER_P, PAPER_Q, [1, 2], "chain")
+    assert exact and depth == [1, 2] and tok == pytest.approx([5 / 3, 20 / 9])
+    tok, _, exact = meth.report_tokens(PAPER_P, PAPER_Q, [1, 2], "batch")
+    assert tok == [pytest.approx(5 / 3), None]
+    rng = np.random.default_rng(2)                               # V = 64, k = 8: Monte Carlo rows
+    p, q = rng.dirichlet(np.ones(64)), rng.dirichlet(np.ones(64))
+    tok, _, exact = meth.report_tokens(p, q, [8], "optimal")
+    est, lo, hi = block_chain_tokens_mc(p, q, 8, trials=20_000, seed=5, confidence=1 - 1e-8)
+    assert not exact and lo - 0.05 <= tok[0] <= hi + 0.05

@@ -154,3 +154,16 @@ def test_larger_vocabulary_attains_the_sorted_optimum():
         assert multidraft_acceptance(p, q, m) == pytest.approx(optimal_acceptance_iid(p, q, m), abs=1e-9)
     res = simulate("multidraft", "batch:3", p, q, calls=6000, seed=1, confidence=1 - 1e-8)
     assert res.tokens_per_call.contains(multidraft_tree_tokens(p, q, "batch:3"))
+
+
+def test_method_theory_hooks():
+    """What the registry's theory layer asks the class: node acceptance, tree tokens, report rows, path."""
+    meth = Multidraft()
+    p, q = IID_PAIRS["dense"]
+    assert meth.node_acceptance(p, q, 3) == pytest.approx(multidraft_acceptance(p, q, 3), abs=1e-12)
+    assert meth.tree_tokens(from_parents([-1, 0, 0], name="b2"), p, q) == pytest.approx(1 + multidraft_acceptance(p, q, 2))
+    tok, _, exact = meth.report_tokens(p, q, [1, 3], "batch")
+    assert exact and tok == pytest.approx([1 + np.minimum(p, q).sum(), 1 + multidraft_acceptance(p, q, 3)])
+    y = np.array([0, 2])
+    pp, qq = np.stack([p, p]), np.stack([q, q])
+    assert np.allclose(meth.path_acceptance(pp, qq, y, pp[[0, 1], y], 2), multidraft_path_acceptance(pp, qq, y, 2))

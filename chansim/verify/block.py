@@ -38,8 +38,8 @@ from ..distributions import check_pair
 from .base import IIDDrafting, Method, NodeNoise, sample_rows, take_rows
 from .specinfer import SpecInfer
 
-__all__ = ["Block", "block_weights", "block_chain_tokens", "block_chain_tokens_mc", "block_call_lengths",
-           "block_path_calls"]
+__all__ = ["Block", "block_weights", "block_mean_weights", "block_chain_tokens", "block_chain_tokens_mc",
+           "block_call_lengths", "block_path_calls"]
 
 
 def block_weights(p_rows, q_rows, drafts) -> np.ndarray:
@@ -63,8 +63,42 @@ class Block(IIDDrafting, Method):
     """Block verification on a chain (see the module docstring)."""
 
     name = "block"
+    label = "block verification"
+    colour = "#8c564b"
+    marker = "X"
+    #: not slot-based: the theory asks :meth:`tree_tokens`, the bound report :meth:`report_tokens`
+    tree_family = "block-chain"
     chains_only = True
     verifies_chain = True
+
+    # ------------------------------------------------------------------ theory (i.i.d. model)
+    def node_acceptance(self, p, q, m: int, **opts) -> float:
+        r"""The first node of a chain accepts with :math:`\beta = \sum_x \min(p_x, q_x)` (= sd)."""
+        if m != 1:
+            raise ValueError(f"block verifies a chain: one draft per node, got m={m}")
+        return float(np.minimum(p, q).sum())
+
+    def tree_tokens(self, tree, p, q):
+        """Exact E[tokens per call] on ``chain:γ`` (:func:`block_chain_tokens`)."""
+        return block_chain_tokens(p, q, int(tree.size))
+
+    def report_tokens(self, p, q, ks, tree: str, ctx=None):
+        """Tokens per call at each k for the bound report: the chain (optimal and ``chain``), batch only at k = 1.
+
+        Exact (:func:`block_mean_weights`) while the law of w stays small, else Monte
+        Carlo (:func:`block_chain_tokens_mc`'s estimator, ``exact`` False).
+        """
+        ks = [int(k) for k in ks]
+        beta = float(np.minimum(p, q).sum())
+        if tree == "batch":
+            return [1 + beta if k == 1 else None for k in ks], [1 if k == 1 else None for k in ks], True
+        seed = 0 if ctx is None else int(ctx.get("seed", 0))
+        try:
+            mean_w, exact = block_mean_weights(p, q, max(ks)), True
+        except ValueError:
+            mean_w, exact = _mc_mean_weights(p, q, max(ks), 20_000, seed)[0], False
+        total = 1 + np.cumsum(mean_w)
+        return [float(total[k - 1]) for k in ks], list(ks), exact
 
     def verify_chain(self, p, q, drafts, noise: NodeNoise):
         r"""Verify a batch of chains jointly.
@@ -116,12 +150,44 @@ def _pick(rows, depth, batch_rows):
 
 
 # ----------------------------------------------------------------------------- theory (i.i.d. model)
+def block_mean_weights(target_probs, draft_probs, gamma: int, max_states: int = 2_000_000) -> np.ndarray:
+    r""":math:`E[w_1], \dots, E[w_\gamma]` = P(τ >= i) on a chain, exactly (i.i.d. model), shape ``(γ,)``.
+
+    :math:`w_i = \min(1, w_{i-1}\,p(X_i)/q(X_i))` with :math:`X_i` i.i.d. ~ q; the law of
+    :math:`w_i` is propagated on its finite support (equal values merged); raises
+    ``ValueError`` when that support outgrows ``max_states``.
+
+    >>> (block_mean_weights([1/3, 2/3], [2/3, 1/3], 2) * 9).round(9).tolist()
+    [6.0, 5.0]
+    """
+    p, q = check_pair(target_probs, draft_probs)
+    if p.ndim != 1:
+        raise ValueError(f"block theory takes one pair of 1-D vectors, got shape {p.shape}")
+    if isinstance(gamma, bool) or int(gamma) != gamma or gamma < 0:
+        raise ValueError(f"gamma must be a non-negative integer, got {gamma!r}")
+    drafted = q > 0
+    ratio = p[drafted] / q[drafted]                       # [V'] p/q on the draft's support
+    prob = q[drafted]                                     # [V']
+    values, weights = np.ones(1), np.ones(1)              # law of w_i: support and masses
+    out = np.empty(int(gamma))
+    for i in range(int(gamma)):
+        if len(values) * len(ratio) > max_states:
+            raise ValueError(f"the law of w has {len(values)} support points at depth {i}; "
+                             f"γ={gamma} on V={len(p)} exceeds max_states={max_states}")
+        values = np.minimum(1.0, values[:, None] * ratio[None, :]).ravel()   # [S V']
+        weights = (weights[:, None] * prob[None, :]).ravel()
+        _, first, inverse = np.unique(np.round(values, 12), return_index=True, return_inverse=True)
+        values = values[first]                            # one representative per (rounded) value
+        weights = np.bincount(inverse.ravel(), weights=weights, minlength=len(values))
+        out[i] = float(values @ weights)
+    return out
+
+
 def block_chain_tokens(target_probs, draft_probs, gamma: int, max_states: int = 2_000_000) -> float:
     r"""Exact expected tokens per call of block verification on ``chain:γ`` (i.i.d. model).
 
-    :math:`1 + \sum_{i=1}^{\gamma} E[w_i]` with :math:`w_i = \min(1, w_{i-1}\,p(X_i)/q(X_i))`,
-    :math:`X_i` i.i.d. ~ q (docs/methods_block_multidraft.md §1.3).  The law of
-    :math:`w_i` is propagated exactly on its finite support (equal values merged).
+    :math:`1 + \sum_{i=1}^{\gamma} E[w_i]` (:func:`block_mean_weights`;
+    docs/methods_block_multidraft.md §1.3).
 
     Examples
     --------
@@ -131,27 +197,16 @@ def block_chain_tokens(target_probs, draft_probs, gamma: int, max_states: int = 
     >>> round(block_chain_tokens([1/3, 2/3], [2/3, 1/3], 2) - 1, 12) == round(11 / 9, 12)
     True
     """
-    p, q = check_pair(target_probs, draft_probs)
-    if p.ndim != 1:
-        raise ValueError(f"block_chain_tokens takes one pair of 1-D vectors, got shape {p.shape}")
-    if isinstance(gamma, bool) or int(gamma) != gamma or gamma < 0:
-        raise ValueError(f"gamma must be a non-negative integer, got {gamma!r}")
-    drafted = q > 0
-    ratio = p[drafted] / q[drafted]                       # [V'] p/q on the draft's support
-    prob = q[drafted]                                     # [V']
-    values, weights = np.ones(1), np.ones(1)              # law of w_i: support and masses
-    total = 1.0
-    for _ in range(int(gamma)):
-        values = np.minimum(1.0, values[:, None] * ratio[None, :]).ravel()   # [S V']
-        weights = (weights[:, None] * prob[None, :]).ravel()
-        _, first, inverse = np.unique(np.round(values, 12), return_index=True, return_inverse=True)
-        values = values[first]                            # one representative per (rounded) value
-        weights = np.bincount(inverse.ravel(), weights=weights, minlength=len(values))
-        if len(values) * len(ratio) > max_states:
-            raise ValueError(f"the law of w has {len(values)} support points at this depth; "
-                             f"γ={gamma} on V={len(p)} exceeds max_states={max_states}")
-        total += float(values @ weights)
-    return total
+    return 1.0 + float(block_mean_weights(target_probs, draft_probs, gamma, max_states).sum())
+
+
+def _mc_mean_weights(p, q, gamma, trials, seed):
+    """Monte Carlo E[w_1..w_γ] ``[γ]`` and the per-chain sums Σ_i w_i ``[N]``."""
+    rng = np.random.default_rng(seed)
+    drafts = sample_rows(q[None, :], rng.random((int(trials), int(gamma))))           # [N, γ] i.i.d. ~ q
+    rows = np.broadcast_to(np.stack([p, q])[:, None, None, :], (2, int(gamma), 1, len(p)))
+    w = block_weights(rows[0], rows[1], drafts)[:, 1:]                                 # [N, γ]
+    return w.mean(axis=0), w.sum(axis=1)
 
 
 def block_chain_tokens_mc(target_probs, draft_probs, gamma: int, trials: int = 200_000, seed: int = 0,
@@ -174,10 +229,7 @@ def block_chain_tokens_mc(target_probs, draft_probs, gamma: int, trials: int = 2
         raise ValueError(f"gamma must be a positive integer, got {gamma!r}")
     if isinstance(trials, bool) or int(trials) != trials or trials < 2:
         raise ValueError(f"trials must be an integer >= 2, got {trials!r}")
-    rng = np.random.default_rng(seed)
-    drafts = sample_rows(q[None, :], rng.random((int(trials), int(gamma))))           # [N, γ] i.i.d. ~ q
-    rows = np.broadcast_to(np.stack([p, q])[:, None, None, :], (2, int(gamma), 1, len(p)))
-    sums = block_weights(rows[0], rows[1], drafts)[:, 1:].sum(axis=1)                  # [N]
+    sums = _mc_mean_weights(p, q, gamma, trials, seed)[1]                               # [N]
     mean, se = float(sums.mean()), float(sums.std(ddof=1) / np.sqrt(len(sums)))
     z = float(stats.norm.ppf(0.5 + confidence / 2))
     return 1.0 + mean, 1.0 + mean - z * se, 1.0 + mean + z * se

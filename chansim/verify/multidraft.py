@@ -106,6 +106,43 @@ class Multidraft(IIDDrafting, Method):
     """Optimal multi-draft verification, canonical two-step form (see the module docstring)."""
 
     name = "multidraft"
+    label = "multidraft (optimal)"
+    colour = "#17becf"
+    marker = "*"
+    #: the slot weights depend on the node's m, so no slot-based tree search: the
+    #: theory asks :meth:`tree_tokens`, the bound report :meth:`report_tokens`
+    tree_family = "multidraft"
+    has_path_prediction = True
+
+    # ------------------------------------------------------------------ theory (i.i.d. model)
+    def node_acceptance(self, p, q, m: int, **opts) -> float:
+        """α*, the LP optimum it attains, in O(V log V) (:func:`chansim.theory.lp.optimal_acceptance_iid`)."""
+        from ..theory.lp import optimal_acceptance_iid
+
+        return optimal_acceptance_iid(p, q, m)
+
+    def tree_tokens(self, tree, p, q):
+        """Exact E[tokens per call] on a sibling-closed tree (:func:`multidraft_tree_tokens`)."""
+        return multidraft_tree_tokens(p, q, tree)
+
+    def report_tokens(self, p, q, ks, tree: str, ctx=None):
+        """Tokens per call at each k for the bound report: ``batch`` = 1 + α*(k), ``chain`` = sd; no optimal-tree search."""
+        from ..theory.lp import optimal_acceptance_iid
+
+        ks = [int(k) for k in ks]
+        if tree == "batch":
+            return [1.0 + optimal_acceptance_iid(p, q, k) for k in ks], [1] * len(ks), True
+        if tree == "chain":
+            beta = float(np.minimum(p, q).sum())
+            return ([float(k + 1) if beta >= 1 else float((1 - beta ** (k + 1)) / (1 - beta)) for k in ks],
+                    list(ks), True)
+        return [None] * len(ks), [None] * len(ks), True
+
+    # ------------------------------------------------------------------ logged paths
+    def path_acceptance(self, p, q, y, py, m: int) -> np.ndarray:
+        """:func:`multidraft_path_acceptance` on validated arrays."""
+        ry = np.array([multidraft_plan(p[t], q[t], m).selected[y[t]] for t in range(len(y))])
+        return np.minimum(1.0, ry / py)
 
     def verify(self, p, q, drafts, noise: NodeNoise):
         batch, m = drafts.shape
