@@ -21,7 +21,7 @@ attains the optimum of the transport LP (:mod:`chansim.theory.lp`)
 
 .. math:: \alpha^* = \min_{H \subseteq V}\; p(V \setminus H) + 1 - (1 - q(H))^m .
 
-Here β comes from an optimal plan π of that LP (:func:`chansim.theory.lp.optimal_transport_plan`):
+Here β comes from an optimal plan π of that LP (:func:`chansim.transport.optimal_transport_plan`):
 :math:`\beta(y \mid A) = \pi(A, y)/P(A)`, the plan's unused mass of A spread over A in
 proportion to q.  Then :math:`r \ge \sum_A \pi(A, \cdot)` and
 :math:`\sum_y \min(p_y, r_y) \ge \sum \pi = \alpha^*`, so equality holds.  The LP
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..distributions import check_pair
-from ..theory.lp import optimal_transport_plan
+from ..transport import optimal_acceptance_iid, optimal_transport_plan
 from .base import IIDDrafting, Method, NodeNoise, sample_rows
 
 __all__ = ["Multidraft", "MultidraftPlan", "multidraft_plan", "multidraft_acceptance", "multidraft_weights",
@@ -112,13 +112,13 @@ class Multidraft(IIDDrafting, Method):
     #: the slot weights depend on the node's m, so no slot-based tree search: the
     #: theory asks :meth:`tree_tokens`, the bound report :meth:`report_tokens`
     tree_family = "multidraft"
-    has_path_prediction = True
+    #: its logged-path acceptance (:meth:`path_acceptance`) solves the node LP per position, so it
+    #: suits small vocabularies only; kept out of the default log/validation lists
+    has_path_prediction = False
 
     # ------------------------------------------------------------------ theory (i.i.d. model)
     def node_acceptance(self, p, q, m: int, **opts) -> float:
-        """α*, the LP optimum it attains, in O(V log V) (:func:`chansim.theory.lp.optimal_acceptance_iid`)."""
-        from ..theory.lp import optimal_acceptance_iid
-
+        """α*, the LP optimum it attains, in O(V log V) (:func:`chansim.transport.optimal_acceptance_iid`)."""
         return optimal_acceptance_iid(p, q, m)
 
     def tree_tokens(self, tree, p, q):
@@ -127,8 +127,6 @@ class Multidraft(IIDDrafting, Method):
 
     def report_tokens(self, p, q, ks, tree: str, ctx=None):
         """Tokens per call at each k for the bound report: ``batch`` = 1 + α*(k), ``chain`` = sd; no optimal-tree search."""
-        from ..theory.lp import optimal_acceptance_iid
-
         ks = [int(k) for k in ks]
         if tree == "batch":
             return [1.0 + optimal_acceptance_iid(p, q, k) for k in ks], [1] * len(ks), True
