@@ -485,6 +485,21 @@ class ChannelSummary(NamedTuple):
         d["ks"], d["acceptance"] = list(self.ks), list(self.acceptance)
         return d
 
+    def to_dict(self) -> dict:
+        """JSON-ready dict (same as :meth:`as_dict`)."""
+        return self.as_dict()
+
+    def to_records(self) -> list:
+        """One flat dict per list size k: exact ``acceptance`` = P(K <= k), Monte Carlo interval if sampled."""
+        rows = []
+        for i, (k, a) in enumerate(zip(self.ks, self.acceptance)):
+            row = {"k": k, "acceptance": a}
+            if self.mc is not None:
+                row["mc_acceptance"] = self.mc["acceptance"][i]
+                row["mc_ci_low"], row["mc_ci_high"] = self.mc["acceptance_ci"][i]
+            rows.append(row)
+        return rows
+
 
 def channel_summary(target_probs, draft_probs, ks=(1, 2, 4, 8, 16, 32), trials: int = 0,
                     seed: int = 0, confidence: float = 0.999) -> ChannelSummary:

@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from . import __version__
+from .logconfig import configure_logging
 
 #: sub-command name -> module under chansim.commands
 COMMANDS = {
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Speculative decoding as channel simulation: simulate, bound and validate speed-ups.",
     )
     parser.add_argument("--version", action="version", version=f"chansim {__version__}")
+    _add_verbosity(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
         try:
@@ -39,12 +41,35 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built yet
             raise
         mod.register(sub)
+    _add_verbosity_everywhere(sub)
     return parser
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, default) -> None:
+    """``--quiet``/``--verbose`` (diagnostics on stderr; see :mod:`chansim.logconfig`)."""
+    group = parser.add_argument_group("output")
+    group.add_argument("-q", "--quiet", action="store_true", default=default,
+                       help="no diagnostics, progress bars or library warnings on stderr (results only)")
+    group.add_argument("-v", "--verbose", action="store_true", default=default, help="debug diagnostics on stderr")
+
+
+def _add_verbosity_everywhere(subparsers) -> None:
+    """Accept the global flags after any sub-command too (``chansim llm validate --quiet``)."""
+    for child in subparsers.choices.values():
+        if not any("--quiet" in a.option_strings for a in child._actions):
+            _add_verbosity(child, argparse.SUPPRESS)
+        for action in child._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_verbosity_everywhere(action)
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        configure_logging(quiet=bool(getattr(args, "quiet", False)), verbose=bool(getattr(args, "verbose", False)))
+    except ValueError as err:
+        parser.error(str(err))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -52,6 +52,9 @@ __all__ = [
     "spectr_path_acceptance",
     "path_acceptance",
     "expected_calls",
+    "boundary_tokens",
+    "call_endings",
+    "CallEndings",
     "PathPrediction",
     "predict_path",
     "PATH_METHODS",
@@ -294,11 +297,105 @@ def expected_calls(accept: np.ndarray) -> np.ndarray:
     return f[: length + 1]
 
 
+class CallEndings(NamedTuple):
+    """Expected numbers of calls on one path by how they end (see :func:`call_endings`)."""
+
+    rejected: float      # a drafted node rejected: correction token
+    leaf: float          # the tree's full depth accepted: bonus token
+    cut: float           # the end of the path reached with drafted depth to spare
+    cut_tokens: float    # path tokens produced by the cut calls
+
+
+def call_endings(accept: np.ndarray) -> CallEndings:
+    r"""How the calls on one logged path end, in expectation: rejection, leaf or end of path.
+
+    A call starting at t is *cut* when it is still accepting at the last position with
+    drafted depth to spare (it reaches position T with d < D): on a longer text the
+    method would have gone on.  With the start probabilities :math:`s(0) = 1`,
+    :math:`s(t + j) \mathrel{+}= s(t) P_t(j)` of the recursion in :func:`expected_calls`,
+    each ending is summed over starts; a cut call from t yields all T - t remaining
+    tokens.  When cut calls outnumber leaf calls, the end of the path limits the calls
+    more than the tree's depth does (docs/theory.md §9, "Boundary-limited predictions").
+
+    >>> call_endings(np.ones((8, 6)))            # chain deeper than the path, all accepted
+    CallEndings(rejected=0.0, leaf=0.0, cut=1.0, cut_tokens=6.0)
+    >>> call_endings(np.zeros((8, 6))).rejected  # every draft rejected: six one-token calls
+    6.0
+    """
+    accept = np.asarray(accept, dtype=float)
+    depth, length = accept.shape
+    start = np.zeros(length + depth + 2)          # [T + D + 2] P(a call starts at t)
+    start[0] = 1.0
+    rejected = leaf = cut = cut_tokens = 0.0
+    for t in range(length):
+        if start[t] == 0.0:
+            continue
+        reach = start[t]                          # P(call from t is still going at depth d)
+        for d in range(depth + 1):
+            if d < depth and t + d >= length:     # end of path with depth to spare: cut
+                cut += reach
+                cut_tokens += reach * (length - t)
+                break
+            if d == depth:                        # leaf: bonus token (possibly past the end)
+                leaf += reach
+                start[t + d + 1] += reach
+                break
+            stop = reach * (1.0 - accept[d, t + d])
+            rejected += stop
+            start[t + d + 1] += stop
+            reach -= stop
+            if reach == 0.0:
+                break
+    return CallEndings(float(rejected), float(leaf), float(cut), float(cut_tokens))
+
+
+def boundary_tokens(accept: np.ndarray) -> float:
+    """Expected path tokens produced by calls the end of the path cuts short (:func:`call_endings`).
+
+    >>> boundary_tokens(np.ones((8, 6)))
+    6.0
+    """
+    return call_endings(accept).cut_tokens
+
+
 class PathPrediction(NamedTuple):
-    """Predicted calls for a set of logged sequences (one entry per sequence)."""
+    """Predicted calls for a set of logged sequences (one entry per sequence).
+
+    ``cut_tokens``, ``cut_calls``, ``leaf_calls``: per sequence, from :func:`call_endings`
+    (``None`` when not computed).
+    """
 
     tokens: np.ndarray           # [n_seq] path lengths
     expected_calls: np.ndarray   # [n_seq] E[calls | path]
+    cut_tokens: np.ndarray | None = None   # [n_seq] E[tokens from calls cut by the end of the path]
+    cut_calls: np.ndarray | None = None    # [n_seq] E[calls cut by the end of the path]
+    leaf_calls: np.ndarray | None = None   # [n_seq] E[calls that used the tree's full depth]
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict: the estimate, the boundary share and the per-sequence arrays as lists."""
+        return {"tokens_per_call": self.tokens_per_call, "boundary_share": self.boundary_share,
+                "end_stop_share": self.end_stop_share,
+                "tokens": self.tokens.tolist(), "expected_calls": self.expected_calls.tolist(),
+                "cut_tokens": None if self.cut_tokens is None else self.cut_tokens.tolist()}
+
+    def to_records(self) -> list:
+        """One flat dict per logged sequence: ``sequence``, ``tokens``, ``expected_calls``, ``cut_tokens``."""
+        cut = self.cut_tokens if self.cut_tokens is not None else [None] * len(self.tokens)
+        return [{"sequence": i, "tokens": float(t), "expected_calls": float(c), "cut_tokens": None if x is None
+                 else float(x)} for i, (t, c, x) in enumerate(zip(self.tokens, self.expected_calls, cut))]
+
+    @property
+    def boundary_share(self) -> float:
+        """Share of the logged tokens produced by calls cut short by the end of their path."""
+        return float(self.cut_tokens.sum() / self.tokens.sum()) if self.cut_tokens is not None else float("nan")
+
+    @property
+    def end_stop_share(self) -> float:
+        """Among calls not stopped by a rejection, the share stopped by the end of the path (not the leaf)."""
+        if self.cut_calls is None or self.leaf_calls is None:
+            return float("nan")
+        total = float(self.cut_calls.sum() + self.leaf_calls.sum())
+        return float(self.cut_calls.sum()) / total if total > 0 else 0.0
 
     @property
     def tokens_per_call(self) -> float:
@@ -321,11 +418,13 @@ def predict_path(method: str, widths: Sequence[int], sequences) -> PathPredictio
     ``widths`` gives the children per depth (``[1]*gamma`` for a chain of gamma, ``[m]``
     for a batch); ``method="autoregressive"`` ignores it.
     """
-    lengths, calls = [], []
+    lengths, calls, ends = [], [], []
     for target_probs, draft_probs, tokens in sequences:
         accept = path_acceptance(method, target_probs, draft_probs, tokens, widths)
         lengths.append(len(tokens))
         calls.append(expected_calls(accept)[0])
+        ends.append(call_endings(accept))
     if not lengths:
         raise ValueError("no logged sequences to predict from")
-    return PathPrediction(np.asarray(lengths, float), np.asarray(calls, float))
+    ends = np.asarray(ends, float).reshape(-1, 4)                       # [n_seq, (rejected, leaf, cut, cut_tokens)]
+    return PathPrediction(np.asarray(lengths, float), np.asarray(calls, float), ends[:, 3], ends[:, 2], ends[:, 1])

@@ -115,6 +115,18 @@ class SimulationResult:
             out["tokens"] = self.tokens.tolist()
         return out
 
+    def to_records(self) -> list:
+        """One flat record (list of one dict): the setting and tokens per call with its interval.
+
+        Records of many runs concatenate into a table (``pandas.DataFrame(sum(..., []))``).
+        """
+        est = self.tokens_per_call.to_dict()
+        return [{"method": self.method, "tree": self.tree, "k": self.k, "calls": self.calls, "seed": self.seed,
+                 "model": self.model, "engine": self.engine,
+                 **{f"tokens_per_call_{key}" if key != "mean" else "tokens_per_call": value
+                    for key, value in est.items()},
+                 "seconds": self.seconds}]
+
 
 # ----------------------------------------------------------------------------- engine
 class _Plan:
@@ -289,7 +301,7 @@ def _estimate(hist, stream_tokens, stream_calls, model, confidence) -> Estimate:
 
 # ----------------------------------------------------------------------------- public
 def simulate(method, tree, target_probs, draft_probs, calls: int, seed: int = 0, *, streams: int | None = None,
-             emit_tokens: bool = False, engine: str = "batched", confidence: float = 0.99,
+             emit_tokens: bool = False, engine: str = "batched", confidence: float = 0.95,
              max_batch_elements: int = 2**22, progress: bool = False, **method_options) -> SimulationResult:
     r"""Simulate ``calls`` target calls of ``method`` on ``tree``; tokens per call with a CI.
 

@@ -95,7 +95,7 @@ def test_theory_on_iid_log_matches_iid_theory(tmp_path):
     assert th["exact"] and np.isclose(th["mean_entropy_nats"], law.entropy)
     np.testing.assert_allclose(th["relation"], large_k_relation([1, 4, 16], law), rtol=1e-9)
     np.testing.assert_allclose(th["pooled_relation"], th["relation"], rtol=1e-6)
-    np.testing.assert_allclose(th["bound"], all_k_bound([1, 4, 16], law, support=VOCAB + 1), rtol=1e-9)
+    np.testing.assert_allclose(th["bound"], all_k_bound([1, 4, 16], law, support=VOCAB), rtol=1e-9)
     report = log_report(run, k=[1, 4])
     for r in report["predictions"]:
         if r["method"] == "ersd":

@@ -1,16 +1,21 @@
 """``chansim bound``: theoretical tokens per call, large-k relation and all-k bound for (p, q)."""
 from __future__ import annotations
 
+import argparse
 import json
+
+from . import SHAPE_RULE
 
 
 def register(subparsers) -> None:
+    from . import add_confidence
+
     parser = subparsers.add_parser(
         "bound",
         help="theoretical speed-up (tokens per target call) and its bounds for given distributions",
         description="Exact tokens per target call of every method in the i.i.d. model, the large-k relation "
                     "ln k / H(R) + C and the all-k bound (ln(k+1) + ln V) / H(R) for a (p, q) pair or a batch "
-                    "of positions (averaged; --per-position for each). Derivations: docs/theory.md.",
+                    "of positions (averaged; --per-position for each). Derivations: docs/theory.md. " + SHAPE_RULE,
     )
     parser.add_argument("--p", default=None, help="target file (.npy/.npz/.csv/.json): shape (V,) or (positions, V)")
     parser.add_argument("--q", default=None, help="draft file, same shape")
@@ -20,6 +25,7 @@ def register(subparsers) -> None:
                              "and the large-k relation and all-k bound evaluated on the log")
     parser.add_argument("--tree-spec", action="append", default=None, metavar="SPEC",
                         help="with --log: extra trees whose shape depends only on depth (branch:4,2,1; repeatable)")
+    parser.add_argument("--markov", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--logits", action="store_true", help="files hold logits (softmax at --temperature)")
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature for --logits")
     parser.add_argument("--k", default="1,2,4,8,16,32,64", help="budgets of drafted tokens, comma-separated")
@@ -34,6 +40,7 @@ def register(subparsers) -> None:
     parser.add_argument("--jobs", type=int, default=-1, help="parallel workers over positions (-1: all cores)")
     parser.add_argument("--trials", type=int, default=1000, help="Monte Carlo samples of the rank law (large V)")
     parser.add_argument("--seed", type=int, default=0)
+    add_confidence(parser, "intervals (Monte Carlo H(R) for large V; bootstrap for --log)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--plot", default=None, metavar="OUT.png", help="plot tokens per call vs k with the bounds")
     parser.set_defaults(func=run)
@@ -62,6 +69,9 @@ def run(args) -> int:
         return _run_log(args)
     if args.p is None or args.q is None:
         raise ValueError("--p and --q are required (or --log RUN.npz)")
+    if args.markov:
+        raise ValueError("bound reads 2-D --p/--q as positions (one distribution per row); Markov transition "
+                         "matrices (--markov) are for 'chansim simulate'")
     from ..io import load_pair
     from ..theory.report import speedup_report
 
@@ -76,15 +86,17 @@ def run(args) -> int:
         raise ValueError("--tree-spec applies to --log only; use --tree optimal|chain|batch for --p/--q")
     report = speedup_report(p, q, k=_parse_ks(args.k), methods=_methods(args.method), tree=args.tree,
                             cost=args.cost, per_position=args.per_position, trials=args.trials, seed=args.seed,
-                            n_jobs=args.jobs)
+                            n_jobs=args.jobs, confidence=args.confidence)
     if args.plot:
         _plot(report, args.plot)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(report)
-        if args.plot:
-            print(f"  plot written to {args.plot}")
+    if args.plot:
+        from ..logconfig import get_logger
+
+        get_logger("bound").info("plot written to %s", args.plot)
     return 0
 
 
@@ -98,7 +110,7 @@ def _run_log(args) -> int:
     trees = {"optimal": ("chain", "batch"), "chain": ("chain",), "batch": ("batch",)}[args.tree]
     report = log_report(args.log, methods=_methods(args.method), k=_parse_ks(args.k), trees=trees,
                         extra_trees=[s.strip() for v in (args.tree_spec or []) for s in [v] if s.strip()],
-                        trials=args.trials, seed=args.seed)
+                        trials=args.trials, seed=args.seed, confidence=args.confidence)
     print(json.dumps(report, indent=2) if args.json else format_log_report(report))
     return 0
 

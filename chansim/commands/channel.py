@@ -7,6 +7,8 @@ import numpy as np
 
 
 def register(subparsers) -> None:
+    from . import add_confidence
+
     parser = subparsers.add_parser(
         "channel",
         help="cost in bits and list acceptance P(K<=k) of the Poisson functional representation",
@@ -20,6 +22,7 @@ def register(subparsers) -> None:
     parser.add_argument("--ks", default="1,2,4,8,16,32", help="list sizes k for P(K<=k), comma-separated")
     parser.add_argument("--trials", type=int, default=0, help="also run the PFR sampler this many times (Monte Carlo)")
     parser.add_argument("--seed", type=int, default=0)
+    add_confidence(parser, "Monte Carlo intervals (with --trials)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 
@@ -37,7 +40,7 @@ def run(args) -> int:
         raise ValueError(f"--ks must be comma-separated integers, got {args.ks!r}") from None
     if args.trials < 0:
         raise ValueError(f"--trials must be >= 0, got {args.trials}")
-    s = channel_summary(p, q, ks=ks, trials=args.trials, seed=args.seed)
+    s = channel_summary(p, q, ks=ks, trials=args.trials, seed=args.seed, confidence=args.confidence)
     if args.json:
         print(json.dumps(s.as_dict(), indent=2))
         return 0

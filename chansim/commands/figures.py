@@ -1,7 +1,6 @@
 """``chansim figures``: regenerate every plot of the analysis with its data."""
 from __future__ import annotations
 
-import sys
 import time
 
 
@@ -28,6 +27,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from chansim.figures import FIGURES, Settings, run_figures
+    from chansim.logconfig import get_logger
 
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
@@ -42,7 +42,7 @@ def run(args) -> int:
     results = run_figures(names, settings, args.out)
     for name, record in results.items():
         if record is None:
-            print(f"{name}: skipped (its input data do not exist yet)", file=sys.stderr)
+            get_logger("figures").warning("%s: skipped (its input data do not exist yet)", name)
         else:
             print(f"{name}: {args.out}/{name}.png  ({record['seconds']:.1f} s)")
     print(f"{sum(r is not None for r in results.values())} figure(s) in {time.perf_counter() - start:.1f} s "

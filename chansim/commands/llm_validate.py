@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-DEFAULT_OUT = "figures/data/llm_validation.json"
 
 
 def register(subparsers) -> None:
     from ..llm.validate import DEFAULT_METHODS, DEFAULT_TREES
+    from . import add_confidence
 
     parser = subparsers.add_parser(
         "validate",
@@ -18,8 +17,8 @@ def register(subparsers) -> None:
                     "logged paths, bootstrap interval over sequences) and measured by real speculative generation "
                     "on the same pair (rebuilt from the log's metadata), prompts, temperature and seed (ratio "
                     "estimator: total tokens / total calls; interval from the spread over sequences, Student t, "
-                    "or over calls when there are fewer than 4 sequences). Writes the rows to --out (read by "
-                    "figure 6).",
+                    "or over calls when there are fewer than 4 sequences). Prints the table (or --json); writes "
+                    "the results file only where --out says (figure 6 reads figures/data/llm_validation.json).",
     )
     parser.add_argument("--log", required=True, metavar="RUN.npz", help="log from 'chansim llm log'")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
@@ -31,7 +30,7 @@ def register(subparsers) -> None:
     parser.add_argument("--new-tokens", type=int, default=None,
                         help="tokens per prompt (default and maximum: the logged length)")
     parser.add_argument("--seed", type=int, default=None, help="noise seed (default: the log's, so ersd reproduces it)")
-    parser.add_argument("--confidence", type=float, default=0.95, help="level of both intervals")
+    add_confidence(parser, "predicted and measured intervals")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: the log's)")
     parser.add_argument("--target", default=None, help="override the log's target model path")
@@ -42,11 +41,11 @@ def register(subparsers) -> None:
                         help="also run transformers' assisted generation (do_sample=True) for every chain:K")
     parser.add_argument("--json", action="store_true", help="print the list of rows as JSON instead of a table")
     parser.add_argument("--plot", default=None, metavar="OUT.png", help="plot predicted vs measured (figure 6 style)")
-    parser.add_argument("--out", default=DEFAULT_OUT,
-                        help=f"results file (default {DEFAULT_OUT}, the input of figure 6); '-' for none")
+    parser.add_argument("--out", default=None,
+                        help="results file (JSON); default: none, nothing is written ('-' also means none). "
+                             "Figure 6 reads figures/data/llm_validation.json")
     parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                         help="start no further setting after this many seconds (for lent machines)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.set_defaults(func=run)
 
 
@@ -89,6 +88,7 @@ def _jsonable(x):
 
 def run(args) -> int:
     from ..llm.logs import read_log
+    from ..logconfig import get_logger
     from ..llm.validate import format_table, pair_from_log, results_document, validate
     from ..verify import as_tree, get_method
 
@@ -115,14 +115,13 @@ def run(args) -> int:
                          dtype=args.dtype)
     result = _jsonable(validate(log, pair, methods, trees, new_tokens=args.new_tokens, seed=args.seed,
                                 confidence=args.confidence, hf_assisted=args.hf_assisted,
-                                time_budget=args.time_budget, progress=not args.quiet))
+                                time_budget=args.time_budget, progress=not getattr(args, "quiet", False)))
     doc = results_document(result)
     if args.out and args.out != "-":
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
-        if not args.quiet:
-            print(f"[validate] wrote {len(doc['rows'])} rows to {out}", file=sys.stderr)
+        get_logger("validate").info("[validate] wrote %d rows to %s", len(doc["rows"]), out)
     if args.plot:
         _plot(doc, args.plot)
     if args.json:

@@ -4,20 +4,26 @@ from __future__ import annotations
 import json
 import math
 
+from . import SHAPE_RULE
+
 
 def register(subparsers) -> None:
     from ..verify import METHODS
+    from . import add_confidence
 
     parser = subparsers.add_parser(
         "simulate",
         help="Monte Carlo tokens per target call (with a confidence interval) of one method on a draft tree",
         description="Simulate target calls of an exact speculative decoding method on synthetic distributions. "
-                    "1-D --p/--q: the i.i.d. model (same pair at every position). 2-D [V, V]: a Markov model "
-                    "(row x = next-token law after token x; the first token is uniform), generated as "
-                    "--streams independent chained generations.",
+                    "1-D --p/--q: the i.i.d. model (same pair at every position). With --markov, square [V, V] "
+                    "arrays: a Markov model (row x = next-token law after token x; the first token is uniform), "
+                    "generated as --streams independent chained generations. " + SHAPE_RULE,
     )
     parser.add_argument("--method", required=True, choices=list(METHODS), help="verification method")
-    parser.add_argument("--p", required=True, help="target file (.npy/.npz/.csv/.json): shape (V,) or (V, V)")
+    parser.add_argument("--p", required=True, help="target file (.npy/.npz/.csv/.json): shape (V,), or (V, V) with "
+                                                   "--markov")
+    parser.add_argument("--markov", action="store_true",
+                        help="--p/--q are Markov transition matrices [V, V] (row x = next-token law after token x)")
     parser.add_argument("--q", required=True, help="draft file, same shape")
     parser.add_argument("--tree", required=True,
                         help="draft tree: chain:K, batch:M, branch:W1,W2,... or seq:CxL (chain:0 for autoregressive)")
@@ -29,7 +35,7 @@ def register(subparsers) -> None:
                         help="Markov: independent generations (default min(calls, 1024)); i.i.d.: batch size")
     parser.add_argument("--engine", choices=["batched", "reference"], default="batched",
                         help="vectorised engine or the one-call-at-a-time reference walk")
-    parser.add_argument("--confidence", type=float, default=0.99, help="level of the normal confidence interval")
+    add_confidence(parser, "normal confidence interval of tokens per call")
     parser.add_argument("--rho", type=float, default=None, help="spectr only: fixed rho (default: smallest feasible)")
     parser.add_argument("--emit-tokens", default=None, metavar="OUT.npy",
                         help="write the concatenated output tokens of all calls (1-D int64 array)")
@@ -41,16 +47,27 @@ def run(args) -> int:
     import numpy as np
 
     from ..io import load_pair
+    from ..logconfig import get_logger
     from ..simulate import simulate
     from ..sources import MarkovSource
 
     p, q = load_pair(args.p, args.q, logits=args.logits, temperature=args.temperature)
-    if p.ndim == 2:
+    markov = bool(getattr(args, "markov", False))
+    if markov and (p.ndim != 2 or p.shape[0] != p.shape[1]):
+        raise ValueError(f"--markov needs square Markov transition matrices [V, V] in --p/--q, got shape {p.shape}")
+    if p.ndim == 2 and not markov:
         if p.shape[0] != p.shape[1]:
-            raise ValueError(f"2-D --p/--q must be square Markov transition matrices [V, V], got shape {p.shape}")
+            raise ValueError(f"--p/--q of shape {p.shape} hold one distribution per position (row); simulate takes "
+                             "one pair (V,) or, with --markov, transition matrices [V, V]. For per-position pairs "
+                             "use 'chansim bound'")
+        get_logger("simulate").warning(
+            "a square 2-D --p/--q of shape %s is read as a Markov transition matrix; pass --markov to say so "
+            "(2-D arrays mean positions elsewhere, and this implicit reading will be removed)", p.shape)
+        markov = True
+    if markov:
         p, q = MarkovSource(p, name="target (p)"), MarkovSource(q, name="draft (q)")
     elif p.ndim != 1:
-        raise ValueError(f"--p/--q must have shape (V,) (i.i.d. model) or (V, V) (Markov), got {p.shape}")
+        raise ValueError(f"--p/--q must have shape (V,) (i.i.d. model) or (V, V) with --markov, got {p.shape}")
     options = {} if args.rho is None else {"rho": args.rho}
     if options and args.method != "spectr":
         raise ValueError("--rho applies to --method spectr only")

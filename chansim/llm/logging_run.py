@@ -165,7 +165,9 @@ class _NoBar:
 
 
 def _progress(total: int, enabled: bool):
-    if not enabled:
+    from ..logconfig import progress_enabled
+
+    if not (enabled and progress_enabled()):         # --quiet silences the bar too
         return _NoBar()
     try:
         from tqdm.auto import tqdm

@@ -13,12 +13,14 @@ Relation and bound (``log_theory``): per position t, the ERSD rank law
 V, Monte Carlo on a head for large V), and from it
 
 * :math:`\bar H = \frac1N\sum_t H(R_t)` and :math:`\bar\mu_2 = \frac1N\sum_t E[(\ln a^{(t)}_{R_t})^2]`;
-* the **all-k bound** :math:`(\ln(k+1) + \ln(V+1))/\bar H`: along any generation the
-  ranks' conditional entropies satisfy, per call,
-  :math:`E\sum_{i\le N+1} H(R_{t+i-1}\mid\text{past}) \le \ln((k+1)(V+1))`; summing
-  over calls, total entropy <= E[calls] ln((k+1)(V+1)), and the generated text is
-  target text, so tokens per call <= ln((k+1)(V+1)) / E[H̄] (ratio of expectations,
-  like the prediction itself);
+* the **all-k bound** :math:`(\ln(k+1) + \ln V)/\bar H`: for any ERSD tree of k nodes,
+  per call :math:`E\sum_{t \in \text{call}} H(a^{(t)}) \le \ln((k+1)V - k)` (an
+  inequality: the per-position laws are conditioned on the tokens as well as the
+  ranks; proof in docs/theory.md §9); summing over calls,
+  E[total entropy] <= E[calls] ln((k+1)V - k), and the generated text is target text,
+  so E[tokens] / E[calls] <= (ln(k+1) + ln V) / E[H̄]: a bound on a ratio of
+  expectations (estimated here by the log's H̄, like the prediction itself), not on
+  the tokens per call of one finite run;
 * the **large-k relation** :math:`\ln k/\bar H + \ln\bar H/\bar H + \bar\mu_2/(2\bar H^2)`:
   the renewal constant of theory §3 applied to the step sizes
   :math:`-\ln a^{(t)}_{R_t}`, whose mean along the path is :math:`\bar H`.  This is the
@@ -39,9 +41,15 @@ from ..predict import predict_path
 from ..trees import Tree, parse_tree
 from .logs import LogRun, read_log
 
-__all__ = ["tree_widths", "predict_from_log", "log_theory", "log_report", "LOG_METHODS"]
+__all__ = ["tree_widths", "predict_from_log", "log_theory", "log_report", "LOG_METHODS", "BOUNDARY_SHARE_LIMIT"]
 
 LOG_METHODS = ("autoregressive", "sd", "specinfer", "rsd", "spectr", "ersd")
+
+#: A prediction is flagged *boundary-limited* when the end of the sequences stops more
+#: calls than the tree's depth does (cut calls outnumber leaf calls,
+#: :func:`chansim.predict.call_endings`) and the cut calls carry more than this share of
+#: the logged tokens (docs/theory.md §9).
+BOUNDARY_SHARE_LIMIT = 0.01
 
 
 def tree_widths(tree_spec) -> list[int]:
@@ -90,7 +98,13 @@ def predict_from_log(log, method: str, tree_spec, confidence: float = 0.95, resa
     -------
     dict
         ``mean``, ``ci_low``, ``ci_high`` (tokens per call), and ``method``, ``tree``,
-        ``k`` (drafted tokens), ``widths``, ``expected_calls``, ``tokens``.
+        ``k`` (drafted tokens), ``widths``, ``expected_calls``, ``tokens``;
+        ``boundary_share`` (share of the tokens produced by calls cut short by the end of
+        their sequence), ``end_stop_share`` (of the calls not stopped by a rejection, the
+        share stopped by the end of the sequence rather than the tree's last level) and
+        ``boundary_limited`` (``end_stop_share > 1/2`` and ``boundary_share`` above
+        :data:`BOUNDARY_SHARE_LIMIT`: the value reflects the sequence length, not the
+        tree's depth).
     """
     run = _as_run(log)
     if method not in LOG_METHODS:
@@ -103,7 +117,9 @@ def predict_from_log(log, method: str, tree_spec, confidence: float = 0.95, resa
     k = int(sum(np.cumprod(widths))) if widths else 0
     return {"method": method, "tree": str(tree_spec) if widths else "chain:0", "k": k, "widths": widths,
             "mean": pred.tokens_per_call, "ci_low": lo, "ci_high": hi,
-            "expected_calls": float(pred.expected_calls.sum()), "tokens": int(pred.tokens.sum())}
+            "expected_calls": float(pred.expected_calls.sum()), "tokens": int(pred.tokens.sum()),
+            "boundary_share": pred.boundary_share, "end_stop_share": pred.end_stop_share,
+            "boundary_limited": bool(pred.end_stop_share > 0.5 and pred.boundary_share > BOUNDARY_SHARE_LIMIT)}
 
 
 def log_theory(log, k: Sequence[int], trials: int = 1000, seed: int = 0) -> dict:
@@ -115,7 +131,7 @@ def log_theory(log, k: Sequence[int], trials: int = 1000, seed: int = 0) -> dict
         ``k``; ``mean_entropy_nats`` (H̄) with ``mean_entropy_ci`` (mean of the per-position
         interval ends); ``mean_second_moment``; ``bound`` and ``relation`` (lists over k,
         from H̄); ``pooled_entropy_nats`` (H(ā)), ``pooled_alpha_er`` (ā_1),
-        ``pooled_relation``, ``pooled_bound``; ``support`` (V + 1); ``positions``,
+        ``pooled_relation``, ``pooled_bound``; ``support`` (V); ``positions``,
         ``exact`` (all rank laws exact), ``trials``.
     """
     from ..theory import rank_law
@@ -145,7 +161,7 @@ def log_theory(log, k: Sequence[int], trials: int = 1000, seed: int = 0) -> dict
             pooled[:a.size] += a
     n = len(ent)
     hbar, m2bar = float(np.mean(ent)), float(np.mean(m2))
-    support = run.vocab_size + 1
+    support = run.vocab_size                     # V_R <= V at every position (docs/theory.md §4)
     out = {"k": [int(v) for v in ks], "positions": n, "exact": bool(exact), "trials": 0 if exact else trials,
            "mean_entropy_nats": hbar, "mean_entropy_ci": [float(np.mean(lo)), float(np.mean(hi))],
            "mean_second_moment": m2bar, "support": support}
@@ -165,7 +181,9 @@ def log_theory(log, k: Sequence[int], trials: int = 1000, seed: int = 0) -> dict
         from ..theory import all_k_bound, large_k_relation
 
         out["pooled_relation"] = large_k_relation(ks, law).tolist()
-        out["pooled_bound"] = all_k_bound(ks, law, support=support).tolist()
+        # the pooled law mixes positions: "never" and rank V may both occur, so V + 1 values then
+        pooled_support = support + (1 if pooled_never > 0 else 0)
+        out["pooled_bound"] = all_k_bound(ks, law, support=pooled_support).tolist()
     return out
 
 
@@ -211,7 +229,7 @@ def log_report(log, methods: Sequence[str] | None = None, k: Sequence[int] = (1,
                              "se": float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else None}
                        for key, v in stats.items()},
         "normalisation_error": run.normalisation_error,
-        "predictions": rows, "skipped": skipped,
+        "predictions": rows, "skipped": skipped, "confidence": confidence,
         "theory": log_theory(run, k, trials=trials, seed=seed),
     }
 
@@ -224,11 +242,17 @@ def format_log_report(report: dict) -> str:
              f"  Σmin(p,q) = {s['sd_acceptance']['mean']:.4f}   α_ER = {s['er_acceptance']['mean']:.4f}   "
              f"KL(p‖q) = {s['kl_nats']['mean']:.4f} nats   (position means)",
              "",
-             "predicted tokens per target call (exact on the logged paths; 95% bootstrap over sequences)",
+             f"predicted tokens per target call (exact on the logged paths; "
+             f"{100 * report.get('confidence', 0.95):g}% bootstrap over sequences)",
              f"  {'method':<11}{'tree':<14}{'k':>4}{'mean':>9}   interval"]
     for r in report["predictions"]:
+        flag = (f"   boundary-limited ({100 * r['end_stop_share']:.0f}% of long calls stopped by the end; "
+                f"{100 * r['boundary_share']:.0f}% of tokens)" if r.get("boundary_limited") else "")
         lines.append(f"  {r['method']:<11}{r['tree']:<14}{r['k']:>4}{r['mean']:>9.4f}   "
-                     f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
+                     f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]{flag}")
+    if any(r.get("boundary_limited") for r in report["predictions"]):
+        lines.append("  boundary-limited: the end of the sequences stops more calls than the tree's depth does, so "
+                     "the value reflects the sequence length, not k (log longer sequences; docs/theory.md §9)")
     for r in report["skipped"]:
         lines.append(f"  {r['method']:<11}{r['tree']:<14}   n/a: {r['reason']}")
     th = report["theory"]
@@ -242,6 +266,6 @@ def format_log_report(report: dict) -> str:
         lines.append(f"  {kk:>5}{th['relation'][i]:>22.4f}{th['bound'][i]:>14.4f}"
                      f"{th.get('pooled_relation', [float('nan')] * len(th['k']))[i]:>18.4f}"
                      f"{th.get('pooled_bound', [float('nan')] * len(th['k']))[i]:>15.4f}")
-    lines.append("  (bound: (ln(k+1) + ln(V+1)) / H̄, valid for any k-node ERSD tree; relation: large-k "
-                 "renewal estimate; see docs/theory.md)")
+    lines.append("  (bound: (ln(k+1) + ln V) / H̄ on E[tokens]/E[calls], any k-node ERSD tree; relation: large-k "
+                 "renewal estimate; see docs/theory.md §9)")
     return "\n".join(lines)

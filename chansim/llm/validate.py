@@ -28,6 +28,10 @@ from typing import Sequence
 
 import numpy as np
 
+from ..logconfig import get_logger
+
+_log = get_logger("validate")
+
 __all__ = ["ratio_interval", "bootstrap_ratio_interval", "pair_from_log", "measure", "hf_draft_model",
            "hf_assisted_generate", "validate", "format_table", "results_document", "DEFAULT_METHODS",
            "DEFAULT_TREES"]
@@ -196,8 +200,29 @@ def pair_from_log(run, *, target=None, draft=None, skip_layers=None, device: str
 
 
 # ----------------------------------------------------------------------------- measuring
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def _setting_bar(label: str, total: int, enabled: bool):
+    """One tqdm bar per setting (prompts done), on stderr; a no-op when disabled or tqdm is missing."""
+    from ..logconfig import progress_enabled
+
+    if not (enabled and progress_enabled()):
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:                                  # pragma: no cover - tqdm is a dependency
+        return _NoBar()
+    return tqdm(total=total, desc=f"[validate] {label}", unit="prompt", file=sys.stderr, leave=False)
+
+
 def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], method: str, tree,
-            temperature: float, seed: int, confidence: float = 0.95, reference=None) -> dict:
+            temperature: float, seed: int, confidence: float = 0.95, reference=None, progress: bool = False) -> dict:
     """Run ``method`` on ``tree`` for every prompt and aggregate (see the module docstring).
 
     Parameters
@@ -215,6 +240,8 @@ def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], meth
     reference : list of arrays, optional
         Logged continuations; the number of sequences whose generated continuation equals
         them is reported (``ersd`` with the log's seed must reproduce them).
+    progress : bool
+        Draw a progress bar over the prompts of this setting on stderr (tqdm).
 
     Returns
     -------
@@ -226,7 +253,12 @@ def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], meth
     from .generate import generate_real
 
     tree = as_tree(tree)
-    runs = [generate_real(pair, method, tree, p, n, temperature, seed) for p, n in zip(prompts, lengths)]
+    bar = _setting_bar(f"{method} {tree.name}", len(prompts), progress)
+    runs = []
+    for p, n in zip(prompts, lengths):
+        runs.append(generate_real(pair, method, tree, p, n, temperature, seed))
+        bar.update(1)
+    bar.close()
     tokens = np.array([r.new_tokens for r in runs])
     calls = np.array([r.target_calls for r in runs])
     reached = np.sum([r.reached_per_depth for r in runs], axis=0).astype(int).tolist() if tree.max_depth else []
@@ -495,7 +527,7 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
                 continue
             pred = _predict(run, m.name, tree, lengths, confidence)
             row = measure(pair, run.prompts, lengths, m.name, tree, temperature, seed, confidence,
-                          reference=run.tokens if m.name == "ersd" else None)
+                          reference=run.tokens if m.name == "ersd" else None, progress=progress)
             row = {"method": row.pop("method"), "tree": row.pop("tree"), "k": row.pop("k"),
                    "predicted": pred if isinstance(pred, dict) else None, "measured": row.pop("measured"), **row}
             if isinstance(pred, dict):
@@ -506,9 +538,8 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
             rows.append(row)
             if progress:
                 p = f"{pred['mean']:.3f}" if isinstance(pred, dict) else "  -  "
-                print(f"[validate] {row['method']:>10} {row['tree']:<10} predicted {p} measured "
-                      f"{row['measured']['mean']:.3f} ({row['target_calls']} calls, {row['wall_seconds']:.1f} s)",
-                      file=sys.stderr, flush=True)
+                _log.info("[validate] %10s %-10s predicted %s measured %.3f (%d calls, %.1f s)", row["method"],
+                          row["tree"], p, row["measured"]["mean"], row["target_calls"], row["wall_seconds"])
     if hf_assisted:
         ks = sorted({as_tree(s).size for s in trees if str(as_tree(s).name).startswith("chain:") and as_tree(s).size})
         for k in ks:
@@ -522,8 +553,8 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
                 hf["chansim_sd_wall_seconds"] = ours["wall_seconds"]
             hf_rows.append(hf)
             if progress:
-                print(f"[validate] hf-assisted chain:{k}: {hf['measured']['mean']:.3f} tokens/call "
-                      f"({hf['target_calls']} calls, {hf['wall_seconds']:.1f} s)", file=sys.stderr, flush=True)
+                _log.info("[validate] hf-assisted chain:%d: %.3f tokens/call (%d calls, %.1f s)", k,
+                          hf["measured"]["mean"], hf["target_calls"], hf["wall_seconds"])
     with_pred = [r for r in rows if r["predicted"] is not None]
     worst = min(with_pred, key=lambda r: min(r["ratio"], 1 / r["ratio"])) if with_pred else None
     pm = pair.metadata

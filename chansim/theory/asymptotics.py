@@ -13,7 +13,8 @@ With :math:`\mu = H(R)` (nats) and :math:`\mu_2 = E[(\ln a_R)^2]`, and no "never
   .. math:: E[\text{tokens per call}] \le \frac{\ln\big((k+1) V_R - k\big)}{\mu}
             \le \frac{\ln(k+1) + \ln V_R}{\mu},
 
-  :math:`V_R` the number of values R can take (at most V, plus one for "never").
+  :math:`V_R` the number of values R can take, "never" included; :math:`V_R \le V`
+  always ("never" needs a token with q = 0, which then holds no rank).
   :func:`all_k_bound` returns the second (the documented, slightly looser) form.
 
 When the target's winner can be undraftable (``never`` = ν > 0) the expected tokens

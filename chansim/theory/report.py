@@ -76,6 +76,25 @@ class BoundReport:
             out["per_position"] = self.per_position
         return out
 
+    def to_records(self) -> list:
+        """One flat dict per (method, k): tokens per call with the bound and relation at that k.
+
+        Ready for ``pandas.DataFrame(report.to_records())`` or a CSV writer.
+        """
+        bound = dict(zip(self.bound.get("k", []), self.bound.get("value", [])))
+        asym = dict(zip(self.asymptote.get("k", []), self.asymptote.get("value", [])))
+        rows = []
+        for name, entry in self.methods.items():
+            for i, k in enumerate(entry["k"]):
+                row = {"method": name, "k": k, "tree": self.tree, "tokens_per_call": entry["tokens_per_call"][i],
+                       "exact": entry.get("exact")}
+                for key in ("speedup", "depth"):
+                    if key in entry:
+                        row[key] = entry[key][i]
+                row["all_k_bound"], row["large_k_relation"] = bound.get(k), asym.get(k)
+                rows.append(row)
+        return rows
+
     def __str__(self) -> str:
         s = self.summary
         lines = [
@@ -160,10 +179,10 @@ def _reconstruct_depth(dp, n):
     return best
 
 
-def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps):
+def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps, confidence=0.95):
     """All per-position quantities (dict of scalars and per-method lists)."""
     kmax = max(ks)
-    law = rank_law(p, q, trials=trials, seed=seed, exact_max_vocab=exact_max_vocab, eps=eps)
+    law = rank_law(p, q, trials=trials, seed=seed, exact_max_vocab=exact_max_vocab, eps=eps, confidence=confidence)
     beta = float(np.minimum(p, q).sum())
     never_possible = bool(np.any((p > 0) & (q == 0)))
     support = law.support if law.exact else int(np.count_nonzero(q)) + int(never_possible)
@@ -246,8 +265,8 @@ def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps):
     return out
 
 
-def _rows(p, q, offset, ks, methods, tree, trials, seed, exact_max_vocab, eps):
-    return [_position(p[i], q[i], ks, methods, tree, trials, seed + offset + i, exact_max_vocab, eps)
+def _rows(p, q, offset, ks, methods, tree, trials, seed, exact_max_vocab, eps, confidence=0.95):
+    return [_position(p[i], q[i], ks, methods, tree, trials, seed + offset + i, exact_max_vocab, eps, confidence)
             for i in range(len(p))]
 
 
@@ -263,7 +282,7 @@ def _default_methods(vocab: int, kmax: int) -> list:
 def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optimal", cost: float | None = None,
                    per_position: bool = False, logits: bool = False, temperature: float = 1.0,
                    trials: int = 1000, seed: int = 0, exact_max_vocab: int = 64, eps: float = 1e-4,
-                   pfr: bool | None = None, n_jobs: int = 1) -> BoundReport:
+                   pfr: bool | None = None, n_jobs: int = 1, confidence: float = 0.95) -> BoundReport:
     r"""Theoretical tokens per call, large-k relation and all-k bound for given distributions.
 
     Parameters
@@ -288,6 +307,8 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
         positions·V <= 2e5; it costs ~1 s per position at V = 49k).
     n_jobs : int
         Positions are processed in parallel with joblib when ``n_jobs != 1`` (-1: all cores).
+    confidence : float
+        Level of the Monte Carlo interval of H(R) (large V).
 
     Returns
     -------
@@ -312,7 +333,7 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
     for name in methods:
         if name not in REPORT_METHODS:
             raise ValueError(f"unknown method {name!r}; choose from {', '.join(REPORT_METHODS)}")
-    args = (ks, methods, tree, trials, seed, exact_max_vocab, eps)
+    args = (ks, methods, tree, trials, seed, exact_max_vocab, eps, confidence)
     if n_jobs == 1 or n < 16:
         rows = _rows(p, q, 0, *args)
     else:
