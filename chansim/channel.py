@@ -67,10 +67,11 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy import integrate, optimize, special, stats
+from scipy import integrate, optimize, special
 
 from .distributions import check_pair, kl_divergence
 from .races import competitor_rates
+from .stats import normal_quantile, wilson_interval
 
 __all__ = [
     "PFRSample",
@@ -547,12 +548,10 @@ def mc_index_stats(index, ks=(1, 2, 4, 8), confidence: float = 0.999) -> dict:
     if n == 0:
         raise ValueError("no samples")
     lg = np.log2(k)
-    z = stats.norm.ppf(0.5 + confidence / 2)
+    z = normal_quantile(confidence)
     half = z * lg.std(ddof=1) / math.sqrt(n) if n > 1 else math.inf
     _, counts = np.unique(k, return_counts=True)
     freq = counts / n
-    from .races import wilson_interval
-
     succ = np.array([np.count_nonzero(k <= kk) for kk in ks])
     low, high = wilson_interval(succ, n, 1 - (1 - confidence) / max(1, len(ks)))
     return {

@@ -239,7 +239,7 @@ def dirichlet_pair(vocab: int, concentration: float = 1.0, distance: float = 1.0
     r"""Target :math:`p \sim \mathrm{Dir}(c\mathbf 1)`; draft mixes p with an independent Dirichlet draw.
 
     ``q = (1 - distance) p + distance * Dir(c 1)``: ``distance=0`` gives q = p, ``distance=1``
-    gives an independent pair (the "independent Dirichlet" family of DESIGN.md).
+    gives an independent pair (two independent Dirichlet draws).
     """
     _check_knob(distance, "distance", 0.0, 1.0)
     rng = np.random.default_rng(seed)

@@ -9,8 +9,8 @@ than the fallback) with probability
 
 .. math:: c_t^{(d)} = P(\text{accept} \wedge \text{output} = y_t) / p_t(y_t),
 
-computable from :math:`(p_t, q_t)` alone (ALGORITHMS.md, "Predicting from a logged
-path"; derivations in docs/theory.md):
+computable from :math:`(p_t, q_t)` alone (each method's ``path_acceptance``, in its
+module ``chansim/verify/<method>.py``; derivations in docs/theory.md §9 and docs/algorithms.md):
 
 * ``sd`` (one draft): :math:`c = \min(1, q(y)/p(y))`;
 * ``specinfer`` (m i.i.d. drafts, residuals :math:`r_{j+1} = \mathrm{norm}((r_j - q)_+)`):
@@ -37,12 +37,14 @@ produce the whole path solves the backward recursion
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from .distributions import check_pair
+from .stats import bootstrap_ratios
+from .verify.base import check_width
+from .verify.registry import get_method, method_names
 
 __all__ = [
     "sd_path_acceptance",
@@ -83,185 +85,79 @@ def sd_path_acceptance(target_probs, draft_probs, tokens) -> np.ndarray:
     >>> sd_path_acceptance([[0.5, 0.5]], [[0.2, 0.8]], [0]).tolist()
     [0.4]
     """
-    p, q, y, py = _path_inputs(target_probs, draft_probs, tokens)
-    return np.minimum(1.0, q[np.arange(len(y)), y] / py)
+    return _checked("sd", target_probs, draft_probs, tokens, 1)
 
 
 def specinfer_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndarray:
     r"""Multi-round acceptance with m i.i.d. drafts (Miao et al. 2023), conditioned on the output.
 
-    :math:`P(\text{all rejected} \wedge \text{out}=y) = \prod_{j\le m}(1-\beta_j)\, r_{m+1}(y)` with
-    :math:`\beta_j = \sum_x \min(r_j, q)` and :math:`r_{j+1} = (r_j - q)_+ / (1 - \beta_j)`.
+    :math:`P(\text{all rejected} \wedge \text{out}=y) = \prod_{j\le m}(1-\beta_j)\, r_{m+1}(y)`
+    (:func:`chansim.verify.specinfer.residual_rounds`).
 
-    >>> specinfer_path_acceptance([[0.5, 0.5]], [[0.2, 0.8]], [0], 1).tolist()
+    >>> specinfer_path_acceptance([[0.5, 0.5]], [[0.2, 0.8]], [0], 1).round(12).tolist()
     [0.4]
     """
-    p, q, y, py = _path_inputs(target_probs, draft_probs, tokens)
-    m = _check_width(m)
-    residual = p.copy()                    # [T, V] unnormalised: mass still to be produced
-    for _ in range(m):
-        residual = np.maximum(residual - q * residual.sum(-1, keepdims=True), 0.0)
-        # after normalising r_j and subtracting q, rescale back by (1 - beta_j) * mass
-    reject_y = residual[np.arange(len(y)), y]
-    return np.clip(1.0 - reject_y / py, 0.0, 1.0)
+    return _checked("specinfer", target_probs, draft_probs, tokens, m)
 
 
-def ersd_path_acceptance(target_probs, draft_probs, tokens, m: int, step: float = 0.25,
-                         exact_tokens: int = 64, drop_tol: float = 1e-12) -> np.ndarray:
+def ersd_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndarray:
     r"""ERSD: P(the logged token's rank in the draft race is <= m | it won the target race).
 
-    Given that y wins the p-race at time t (t ~ Exp(1), independent of y), token x
-    arrives before y in the q-race independently with probability
-    :math:`\pi_x(t) = 1 - e^{-t c_x}`, :math:`c_x = (p_y q_x/q_y - p_x)_+`, so
+    The race integral of :func:`chansim.verify.ersd.ersd_path_weights`.
 
-    .. math:: c = \int_0^\infty e^{-t}\, P\Big(\sum_x \mathrm{Bern}(\pi_x(t)) \le m-1\Big)\, dt ,
-
-    which is :math:`p_y / \sum_x \max(p_x, p_y q_x/q_y)` for m = 1 (closed form used).
-    For m > 1 the integral is a trapezoid rule in :math:`\log t` on
-    :math:`[10^{-13}, 50]` (step 0.25; exponentially convergent, checked against the
-    exact rank law to 1e-12), the ``exact_tokens`` largest :math:`c_x` enter an exact
-    Poisson-binomial recursion, the others a Poisson law with the same mean (Le Cam:
-    error <= :math:`4\sum_{\text{rest}} c_x^2`), and tokens whose :math:`c_x` sum to
-    less than ``drop_tol`` are dropped (error <= that sum).
+    >>> ersd_path_acceptance([[0.5, 0.5]], [[0.2, 0.8]], [0], 1).round(6).tolist()
+    [0.4]
     """
-    p, q, y, py = _path_inputs(target_probs, draft_probs, tokens)
-    m = _check_width(m)
-    rows = np.arange(len(y))
-    qy = q[rows, y]
-    out = np.zeros(len(y))
-    ok = qy > 0                                        # q(y) = 0: y is never drafted
-    if not np.any(ok):
-        return out
-    p, q, py, qy, yy = p[ok], q[ok], py[ok], qy[ok], y[ok]
-    c = np.maximum((py / qy)[:, None] * q - p, 0.0)    # [T', V]
-    c[np.arange(len(yy)), yy] = 0.0
-    total = c.sum(-1)
-    if m == 1:
-        out[ok] = 1.0 / (1.0 + total)
-        return out
-    t = np.exp(np.arange(math.log(1e-13), math.log(50.0), step))      # [n_t]
-    weight = step * t * np.exp(-t)                                       # trapezoid in log t
-    vals = np.empty(len(yy))
-    for i in range(len(yy)):
-        ci = np.sort(c[i][c[i] > 0])[::-1]
-        tail = np.cumsum(ci[::-1])[::-1]                 # tail[j] = sum of ci[j:]
-        keep = int(np.searchsorted(-tail, -drop_tol))    # drop the smallest, summing < drop_tol
-        big, rest = ci[:min(exact_tokens, keep)], ci[min(exact_tokens, keep):keep]
-        pmf = np.zeros((len(t), m))
-        pmf[:, 0] = 1.0
-        if len(rest):                                    # Poisson part: P(N_rest = n), n < m
-            lam = -np.expm1(-np.outer(t, rest)).sum(1)
-            n = np.arange(m)
-            pmf = np.exp(-lam[:, None] + n * np.log(np.maximum(lam[:, None], 1e-300)) - _log_factorial(n))
-        for cx in big:                                   # exact Poisson-binomial recursion
-            b = -np.expm1(-t * cx)[:, None]
-            nxt = pmf * (1 - b)
-            nxt[:, 1:] += pmf[:, :-1] * b
-            pmf = nxt
-        vals[i] = float(weight @ pmf.sum(1))
-    out[ok] = np.clip(vals, 0.0, 1.0)
-    return out
-
-
-def _log_factorial(n: np.ndarray) -> np.ndarray:
-    from scipy.special import gammaln
-
-    return gammaln(n + 1.0)
-
-
-def _check_width(m) -> int:
-    if isinstance(m, bool) or int(m) != m or m < 1:
-        raise ValueError(f"number of drafted children must be a positive integer, got {m!r}")
-    return int(m)
+    return _checked("ersd", target_probs, draft_probs, tokens, m)
 
 
 def rsd_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndarray:
-    r"""RSD (Jeon et al. 2024): m drafts without replacement, recursive rejection; exact for m <= 2.
-
-    Round 1 rejects drafted x with probability mass :math:`(q_x - p_x)_+`; then
-    :math:`r_2 = (p-q)_+/(1-\beta_1)` and the second draft comes from q without x,
-    :math:`q_2 = q/(1 - q_x)` off x.  The last round's rejection-and-output mass is
-    :math:`(r_2(y) - q_2(y))_+`, so
-
-    .. math:: P(\text{both rejected} \wedge \text{out}=y) = \sum_x (q_x - p_x)_+
-              \Big(r_2(y) - \frac{q(y)}{1 - q_x}\Big)_+ ,
-
-    O(V) per position (y has :math:`p(y) > q(y)` whenever the term is non-zero, so
-    y differs from every rejected x). m = 1 is sd. For m >= 3 the sum runs over ordered
-    tuples of rejected tokens: ``ValueError``.
+    r"""RSD (Jeon et al. 2024), exact for m <= 2 (:func:`chansim.verify.rsd.rsd_path_weights`).
 
     >>> rsd_path_acceptance([[0.5, 0.5]], [[0.2, 0.8]], [0], 1).tolist()
     [0.4]
     >>> rsd_path_acceptance([[0.5, 0.3, 0.2]], [[0.2, 0.5, 0.3]], [0], 2).round(6).tolist()
     [0.617143]
     """
-    m = _check_width(m)
-    if m == 1:
-        return sd_path_acceptance(target_probs, draft_probs, tokens)
-    if m > 2:
-        raise ValueError(f"rsd path prediction is exact only for at most 2 drafts per node, got {m} "
-                         f"(use sd/specinfer/ersd for wider nodes)")
-    p, q, y, py = _path_inputs(target_probs, draft_probs, tokens)
-    rows = np.arange(len(y))
-    w = np.maximum(q - p, 0.0)                                  # [T, V] round-1 rejection mass per token
-    miss = w.sum(-1)                                            # [T] 1 - beta_1
-    qy = q[rows, y]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2y = np.where(miss > 0, np.maximum(py - qy, 0.0) / miss, 0.0)      # [T]
-        q2y = np.where(qy[:, None] > 0, qy[:, None] / np.maximum(1.0 - q, 1e-300), 0.0)   # [T, V]
-    reject_y = (w * np.maximum(r2y[:, None] - q2y, 0.0)).sum(-1)
-    return np.clip(1.0 - reject_y / py, 0.0, 1.0)
+    return _checked("rsd", target_probs, draft_probs, tokens, m)
 
 
 def spectr_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndarray:
     r"""SpecTr k-sequential selection with m i.i.d. drafts (Sun et al. 2023), conditioned on the output.
 
-    The output is an accepted draft with law :math:`\min(q, p/
-ho)\,c`, so
-    :math:`c_t = \min(q(y), p(y)/
-ho)\,c/p(y)`, :math:`c = (1-(1-\beta)^m)/\beta`, with the
+    The output is an accepted draft with law :math:`\min(q, p/\rho)\,c`, so
+    :math:`c_t = \min(q(y), p(y)/\rho)\,c/p(y)`, :math:`c = (1-(1-\beta)^m)/\beta`, with the
     smallest feasible ρ of :func:`chansim.verify.spectr.spectr_rho` (ρ = 1, c = 1 at m = 1: sd).
 
     >>> spectr_path_acceptance([[0.5, 0.5]], [[0.2, 0.8]], [0], 1).tolist()
     [0.4]
     """
-    from .verify.spectr import spectr_beta_c, spectr_rho
+    return _checked("spectr", target_probs, draft_probs, tokens, m)
 
-    m = _check_width(m)
+
+def _checked(method, target_probs, draft_probs, tokens, m):
     p, q, y, py = _path_inputs(target_probs, draft_probs, tokens)
-    rho = spectr_rho(p, q, m)
-    _, c = spectr_beta_c(p, q, m, rho)
-    rows = np.arange(len(y))
-    return np.clip(np.minimum(q[rows, y], py / rho) * c / py, 0.0, 1.0)
+    return get_method(method).path_acceptance(p, q, y, py, check_width(m))
 
 
-#: method -> function(p, q, y, m) giving c_t for a node with m drafted children.
-PATH_METHODS = {
-    "sd": lambda p, q, y, m: sd_path_acceptance(p, q, y) if m == 1 else _sd_width_error(m),
-    "specinfer": specinfer_path_acceptance,
-    "rsd": rsd_path_acceptance,
-    "spectr": spectr_path_acceptance,
-    "ersd": ersd_path_acceptance,
-}
-
-
-def _sd_width_error(m):
-    raise ValueError(f"sd drafts a chain (one child per node), got {m} children; use specinfer for trees")
+#: methods with prediction from a logged path (the registry's, variants included)
+PATH_METHODS = method_names(path=True)
 
 
 def path_acceptance(method: str, target_probs, draft_probs, tokens, widths: Sequence[int]) -> np.ndarray:
     """c[d, t]: conditional acceptance at position t for a node at depth d with ``widths[d]`` children."""
-    if method == "autoregressive":
+    known = method_names(path=True)
+    if method not in known:
+        raise ValueError(f"no path prediction for method {method!r}; available: {', '.join(known)}")
+    meth = get_method(method)
+    if meth.tree_family is None:
         return np.zeros((0, len(tokens)))
-    if method not in PATH_METHODS:
-        raise ValueError(f"no path prediction for method {method!r}; available: autoregressive, {', '.join(PATH_METHODS)}")
     widths = [int(w) for w in widths]
     if not widths or any(w < 1 for w in widths):
         raise ValueError(f"widths must be a non-empty list of positive integers, got {widths}")
-    if method == "spectr" and len(widths) > 1 and any(w > 1 for w in widths):
-        raise ValueError(f"spectr path prediction needs a chain (widths all 1) or a single batch depth, got "
-                         f"widths {widths}: on draft sequences the number of live drafts below depth 0 is random")
-    cache = {w: PATH_METHODS[method](target_probs, draft_probs, tokens, w) for w in set(widths)}
+    meth.check_widths(widths)
+    p, q, y, py = _path_inputs(target_probs, draft_probs, tokens)
+    cache = {w: meth.path_acceptance(p, q, y, py, w) for w in set(widths)}
     return np.stack([cache[w] for w in widths])
 
 
@@ -405,11 +301,8 @@ class PathPrediction(NamedTuple):
         """Bootstrap interval over sequences of total tokens / total expected calls."""
         if len(self.tokens) < 2:
             return self.tokens_per_call, self.tokens_per_call
-        rng = np.random.default_rng(seed)
-        idx = rng.integers(0, len(self.tokens), size=(resamples, len(self.tokens)))
-        ratios = self.tokens[idx].sum(1) / self.expected_calls[idx].sum(1)
-        lo, hi = np.quantile(ratios, [(1 - confidence) / 2, (1 + confidence) / 2])
-        return float(lo), float(hi)
+        lo, hi, _ = bootstrap_ratios(self.tokens, self.expected_calls, confidence, resamples, seed)
+        return lo, hi
 
 
 def predict_path(method: str, widths: Sequence[int], sequences) -> PathPrediction:

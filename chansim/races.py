@@ -25,9 +25,10 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy import integrate, stats
+from scipy import integrate
 
 from .distributions import check_pair, check_probs
+from .stats import wilson_interval
 
 __all__ = [
     "keyed_uniform",
@@ -487,14 +488,3 @@ def rank_distribution_mc(target_probs, draft_probs, trials: int = 200_000, seed:
     observed = max(1, int(np.count_nonzero(counts)))
     low, high = wilson_interval(counts, trials, 1 - (1 - confidence) / observed)
     return RankDistribution(counts[:vocab] / trials, counts[vocab] / trials, low[:vocab], high[:vocab], trials)
-
-
-def wilson_interval(successes, trials: int, confidence: float = 0.95):
-    """Wilson score interval for binomial proportions (vectorised)."""
-    z = stats.norm.ppf(0.5 + confidence / 2)
-    k = np.asarray(successes, dtype=float)
-    phat = k / trials
-    denom = 1 + z**2 / trials
-    centre = (phat + z**2 / (2 * trials)) / denom
-    half = z * np.sqrt(phat * (1 - phat) / trials + z**2 / (4 * trials**2)) / denom
-    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)

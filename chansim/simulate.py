@@ -40,9 +40,9 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from .sources import IIDSource, as_source, check_sources
+from .stats import no_spread_fraction, normal_quantile, ratio_standard_error, student_quantile
 from .trees import Tree
 from .verify import GeneratorNoise, NodeNoise, as_tree, get_method, speculative_step
 
@@ -278,14 +278,12 @@ def _estimate(hist, stream_tokens, stream_calls, model, confidence) -> Estimate:
     counts = np.arange(len(hist))
     n = int(hist.sum())
     mean = float((counts * hist).sum() / n)
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    z = normal_quantile(confidence)
     if model == "markov" and len(stream_calls) > 1:
         # ratio estimator over independent streams; its spread is estimated from s
         # streams, so the quantile is Student's t with s - 1 degrees of freedom
-        s = len(stream_calls)
-        dev = stream_tokens - mean * stream_calls
-        se = math.sqrt(s / (s - 1) * float((dev ** 2).sum())) / float(stream_calls.sum())
-        z = float(stats.t.ppf(0.5 + confidence / 2, s - 1))
+        se = ratio_standard_error(stream_tokens, stream_calls, mean)
+        z = student_quantile(confidence, len(stream_calls) - 1)
     else:
         var = float(((counts - mean) ** 2 * hist).sum() / max(1, n - 1))
         se = math.sqrt(var / n)
@@ -294,7 +292,7 @@ def _estimate(hist, stream_tokens, stream_calls, model, confidence) -> Estimate:
         # no call observed outside c, the fraction of calls that differ is at most
         # u = 1 - ((1 - confidence) / 2)^(1/n) (Clopper-Pearson for 0 events), and each
         # differs by at most c - 1 below or (max tokens - c) above.
-        u = 1.0 - ((1.0 - confidence) / 2.0) ** (1.0 / n)
+        u = no_spread_fraction(confidence, n)
         return Estimate(mean, mean - (mean - 1.0) * u, mean + (len(hist) - 1 - mean) * u, 0.0, confidence)
     return Estimate(mean, mean - z * se, mean + z * se, se, confidence)
 

@@ -34,6 +34,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from .distributions import check_probs
+from .trees import check_token_tree
 
 __all__ = ["DistributionSource", "IIDSource", "MarkovSource", "as_source", "check_sources"]
 
@@ -47,18 +48,6 @@ class DistributionSource(Protocol):
     def tree_probs(self, prefix, parents, tokens) -> np.ndarray:
         """Next-token distributions after the prefix (row 0) and after every node, ``[n_nodes, V]``."""
         ...
-
-
-def _check_tree_arrays(parents, tokens, vocab: int) -> tuple[np.ndarray, np.ndarray]:
-    parents = np.asarray(parents, dtype=np.int64)
-    tokens = np.asarray(tokens, dtype=np.int64)
-    if parents.ndim != 1 or parents.shape != tokens.shape or len(parents) == 0:
-        raise ValueError(f"parents and tokens must be equal-length non-empty 1-D arrays, "
-                         f"got shapes {parents.shape} and {tokens.shape}")
-    if len(tokens) > 1 and (tokens[1:].min() < 0 or tokens[1:].max() >= vocab):
-        raise ValueError(f"node tokens must lie in [0, {vocab}), got range "
-                         f"[{tokens[1:].min()}, {tokens[1:].max()}]")
-    return parents, tokens
 
 
 class IIDSource:
@@ -79,7 +68,7 @@ class IIDSource:
         self.vocab_size = int(probs.shape[0])
 
     def tree_probs(self, prefix, parents, tokens) -> np.ndarray:
-        parents, _ = _check_tree_arrays(parents, tokens, self.vocab_size)
+        parents, _ = check_token_tree(parents, tokens, self.vocab_size)
         return np.broadcast_to(self.probs, (len(parents), self.vocab_size))   # [n_nodes, V]
 
     def next_probs(self, last_tokens) -> np.ndarray:
@@ -122,7 +111,7 @@ class MarkovSource:
         self.vocab_size = int(vocab)
 
     def tree_probs(self, prefix, parents, tokens) -> np.ndarray:
-        parents, tokens = _check_tree_arrays(parents, tokens, self.vocab_size)
+        parents, tokens = check_token_tree(parents, tokens, self.vocab_size)
         prefix = np.asarray(prefix, dtype=np.int64).reshape(-1)
         last = np.empty(len(parents), dtype=np.int64)
         last[0] = prefix[-1] if prefix.size else -1

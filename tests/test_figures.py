@@ -120,7 +120,7 @@ def test_fig5_slope_matches_rank_entropy(tiny):
 
 def test_without_replacement_lp_matches_enumeration():
     from chansim.distributions import synthetic_pair
-    from chansim.figures.fig3_acceptance_vs_k import mincut_without_replacement
+    from chansim.theory import mincut_without_replacement
     from chansim.theory import optimal_acceptance_lp
 
     p, q = synthetic_pair("dirichlet", 6, 1.0, seed=4)

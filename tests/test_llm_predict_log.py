@@ -125,7 +125,7 @@ def test_cli_bound_log(tmp_path, capsys, markov_tables):
 
 
 def _rsd_node_by_enumeration(p, q):
-    """P(accept and output = y) for rsd with 2 drafts, by enumerating ordered draft pairs (ALGORITHMS.md)."""
+    """P(accept and output = y) for rsd with 2 drafts, by enumerating ordered draft pairs (docs/algorithms.md)."""
     V = len(p)
     out = np.zeros(V)
     for x1 in range(V):

@@ -2,7 +2,7 @@
 
 Every (method, tree) runs on the i.i.d. model and on a Markov model; the n-gram counts
 are compared with the exact n-gram probabilities (enumerated for V = 3..4) by a
-chi-square test.  Seeds are fixed and the threshold is p-value < 1e-7, so a correct
+chi-square test.  Seeds are fixed and the threshold is p-value < 1e-9 (``ALPHA``), so a correct
 implementation fails with probability < 1e-6 per run, while deliberately broken
 verifiers (below) give p-values far below it.
 """
@@ -13,7 +13,7 @@ from scipy import stats
 from chansim.simulate import generate, simulate
 from chansim.sources import MarkovSource
 from chansim.trees import from_parents
-from chansim.verify import RSD, SD, GeneratorNoise, speculative_generate
+from chansim.verify import RSD, SD, GeneratorNoise, Method, speculative_generate
 from chansim.verify.base import residual, sample_rows, take_rows
 
 ALPHA = 1e-9   # per p-value; a test combines a handful, so a correct run fails far below 1e-6
@@ -125,44 +125,29 @@ def test_reference_walk_markov_bigrams_follow_target(method, tree):
 
 
 # ----------------------------------------------------------------------------- broken methods
-class NoResidualSD(SD):
-    """Bug: on rejection samples from p instead of norm((p - q)+)."""
+class BrokenRounds(Method):
+    """One deliberately broken multi-round verifier, with the bug chosen by ``bug``.
 
-    def verify(self, p, q, drafts, noise):
-        batch, m = drafts.shape
-        u = noise.rng.random((batch, m + 1))
-        accepted = np.full(batch, -1, dtype=np.int64)
-        for j in range(m):
-            x = drafts[:, j]
-            ok = (accepted < 0) & (u[:, j] * take_rows(q, x) < take_rows(p, x))
-            accepted[ok] = j
-        token = sample_rows(p, u[:, m])
-        hit = accepted >= 0
-        token[hit] = drafts[hit, accepted[hit]]
-        return accepted, token
+    The correct rule (specinfer/rsd) accepts draft j w.p. min(1, r_j/q) and moves to
+    r_{j+1} = norm((r_j - q)+).  Bugs:
 
+    * ``"no-residual"`` — on rejection keeps sampling from p (r is never updated);
+    * ``"inverted-ratio"`` — accepts with min(1, q/r_j) instead of min(1, r_j/q);
+    * ``"unrenormalised"`` — with drafts without replacement, keeps proposing from q
+      (tried tokens not removed, no renormalisation).
 
-class InvertedRatioSD(SD):
-    """Bug: accepts with min(1, q/p) instead of min(1, p/q)."""
+    ``drafting`` is the method whose draft rule is reused (sd: one i.i.d. draft, rsd:
+    without replacement).
+    """
 
-    def verify(self, p, q, drafts, noise):
-        batch, m = drafts.shape
-        u = noise.rng.random((batch, m + 1))
-        accepted = np.full(batch, -1, dtype=np.int64)
-        r = p
-        for j in range(m):
-            x = drafts[:, j]
-            ok = (accepted < 0) & (u[:, j] * take_rows(r, x) < take_rows(q, x))
-            accepted[ok] = j
-            r = residual(r, q)
-        token = sample_rows(r, u[:, m])
-        hit = accepted >= 0
-        token[hit] = drafts[hit, accepted[hit]]
-        return accepted, token
+    BUGS = ("no-residual", "inverted-ratio", "unrenormalised")
 
+    def __init__(self, bug: str, drafting: Method):
+        assert bug in self.BUGS
+        self.bug, self.drafting, self.name = bug, drafting, f"broken-{bug}"
 
-class UnrenormalisedRSD(RSD):
-    """Bug: rsd that keeps proposing from q (tried tokens not removed, no renormalisation)."""
+    def draft(self, q, slots, noise):
+        return self.drafting.draft(q, slots, noise)
 
     def verify(self, p, q, drafts, noise):
         batch, m = drafts.shape
@@ -171,20 +156,26 @@ class UnrenormalisedRSD(RSD):
         r = p
         for j in range(m):
             x = drafts[:, j]
-            ok = (accepted < 0) & (x >= 0) & (u[:, j] * take_rows(q, x) < take_rows(r, x))
+            num, den = (q, r) if self.bug == "inverted-ratio" else (r, q)
+            ok = (accepted < 0) & (x >= 0) & (u[:, j] * take_rows(den, x) < take_rows(num, x))
             accepted[ok] = j
-            r = residual(r, q)
+            if self.bug != "no-residual":
+                r = residual(r, q)
         token = sample_rows(r, u[:, m])
         hit = accepted >= 0
         token[hit] = drafts[hit, accepted[hit]]
         return accepted, token
 
+    def __repr__(self):
+        return f"BrokenRounds({self.bug!r}, {self.drafting!r})"
 
-BROKEN = [(NoResidualSD(), "chain:2", "dense"), (InvertedRatioSD(), "chain:2", "dense"),
-          (UnrenormalisedRSD(), "batch:2", "zeros")]
+
+BROKEN = [(BrokenRounds("no-residual", SD()), "chain:2", "dense"),
+          (BrokenRounds("inverted-ratio", SD()), "chain:2", "dense"),
+          (BrokenRounds("unrenormalised", RSD()), "batch:2", "zeros")]
 
 
-@pytest.mark.parametrize("method,tree,pair", BROKEN, ids=[type(m).__name__ for m, _, _ in BROKEN])
+@pytest.mark.parametrize("method,tree,pair", BROKEN, ids=[m.bug for m, _, _ in BROKEN])
 def test_broken_verifiers_are_caught(method, tree, pair):
     p, q = IID_PAIRS[pair]
     assert min(iid_pvalues(method, tree, p, q, calls=40_000, seed=2024)) < ALPHA

@@ -38,7 +38,9 @@ def register(subparsers) -> None:
                         help="draft/target time ratio c: also report speed-up = tokens / (1 + c * draft depth)")
     parser.add_argument("--per-position", action="store_true", help="include every position's values (JSON)")
     parser.add_argument("--jobs", type=int, default=-1, help="parallel workers over positions (-1: all cores)")
-    parser.add_argument("--trials", type=int, default=1000, help="Monte Carlo samples of the rank law (large V)")
+    parser.add_argument("--trials", type=int, default=1000, help="Monte Carlo samples (rank law of --log predictions)")
+    parser.add_argument("--rank-tol", type=float, default=1e-4,
+                        help="guaranteed l1 error aimed at for the rank law when V > 64 (docs/theory.md §5)")
     parser.add_argument("--seed", type=int, default=0)
     add_confidence(parser, "intervals (Monte Carlo H(R) for large V; bootstrap for --log)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -84,9 +86,11 @@ def run(args) -> int:
         raise ValueError(f"--jobs must be a positive number of workers or -1 (all cores), got {args.jobs}")
     if getattr(args, "tree_spec", None):
         raise ValueError("--tree-spec applies to --log only; use --tree optimal|chain|batch for --p/--q")
+    if not (args.rank_tol > 0):
+        raise ValueError(f"--rank-tol must be > 0, got {args.rank_tol}")
     report = speedup_report(p, q, k=_parse_ks(args.k), methods=_methods(args.method), tree=args.tree,
                             cost=args.cost, per_position=args.per_position, trials=args.trials, seed=args.seed,
-                            n_jobs=args.jobs, confidence=args.confidence)
+                            n_jobs=args.jobs, confidence=args.confidence, rank_tol=args.rank_tol)
     if args.plot:
         _plot(report, args.plot)
     if args.json:
@@ -126,8 +130,9 @@ def _plot(report, path: str) -> None:
         pts = [(k, v) for k, v in zip(report.k, entry["tokens_per_call"]) if v is not None]
         if pts:
             ax.plot(*zip(*pts), marker="o", label=name + ("" if entry["exact"] else " (MC)"))
-    ax.plot(report.asymptote["k"], report.asymptote["value"], "k--", label="ln k / H(R) + C")
-    ax.plot(report.bound["k"], report.bound["value"], "k:", label="all-k bound")
+    asym = [float("nan") if v is None else v for v in report.asymptote["value"]]     # None: outside [1, k+1]
+    ax.plot(report.asymptote["k"], asym, "k--", label="ln k / H(R) + C")
+    ax.plot(report.bound["k"], report.bound["value"], "k:", label="all-k bound (guaranteed)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("drafted tokens k")
     ax.set_ylabel("tokens per target call")

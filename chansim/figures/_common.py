@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..stats import wilson_interval
+from ..verify.registry import METHODS, style
+
 #: confidence level of every plotted Monte Carlo interval
 CONFIDENCE = 0.99
 
-#: method name -> (label, colour, marker); one look for a method across all figures
+#: name -> (label, colour, marker); one look for a method across all figures: the
+#: registry's methods (their own style) and the figures' reference curves
 STYLE = {
-    "autoregressive": ("autoregressive", "0.4", "o"),
-    "sd": ("sd (single draft)", "#1f77b4", "o"),
-    "specinfer": ("specinfer", "#ff7f0e", "s"),
-    "rsd": ("rsd", "#2ca02c", "^"),
-    "spectr": ("spectr", "#9467bd", "D"),
-    "ersd": ("ersd (race)", "#d62728", "v"),
-    "ersd-topm": ("ersd, top-m children", "#e377c2", "P"),
+    **{name: style(name) for name in METHODS},
     "pfr": ("PFR list, i.i.d. candidates", "#17becf", "X"),
     "lp-iid": ("LP optimum, i.i.d. drafts", "k", None),
     "lp-without": ("LP optimum, drafts w/o replacement", "0.35", None),
@@ -57,7 +55,5 @@ def mc_errorbar(ax, x, mean, low, high, method: str | None = None, colour_=None,
 
 def wilson(successes, trials: int, confidence: float = CONFIDENCE):
     """Wilson interval (vectorised), as two lists."""
-    from ..races import wilson_interval
-
     lo, hi = wilson_interval(np.asarray(successes), int(trials), confidence)
     return np.atleast_1d(lo).tolist(), np.atleast_1d(hi).tolist()

@@ -14,6 +14,7 @@ import numpy as np
 from .. import trees
 from ..theory import best_sibling_closed_tree, specinfer_weights
 from ..distributions import synthetic_pair
+from .tree_drawing import tree_layout
 
 _PAIR_SEED = 2
 
@@ -64,7 +65,7 @@ def plot(data):
     span = max(heights) + 0.6
     for ax, pnl in zip(axes, panels):
         tree = trees.from_parents(pnl["parents"], pnl["ranks"])
-        x, y = trees.tree_layout(tree)
+        x, y = tree_layout(tree)
         for u in range(1, tree.n_nodes):
             par = int(tree.parents[u])
             ax.annotate("", xy=(x[u], y[u]), xytext=(x[par], y[par]),

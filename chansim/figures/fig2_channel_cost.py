@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import channel
 from ..distributions import kl_divergence, synthetic_pair
+from ..stats import normal_quantile
 from ._common import CONFIDENCE, FAMILY_KNOB, FAMILY_MARKERS, mc_errorbar, seed_for
 
 TITLE = "Channel simulation cost: bits to simulate p from q with the PFR vs D(p||q)"
@@ -45,8 +46,7 @@ def _pair_stats(family, knob, seed, trials, mc_seed):
 
 
 def _z():
-    from scipy import stats
-    return float(stats.norm.ppf(0.5 + CONFIDENCE / 2))
+    return normal_quantile(CONFIDENCE)
 
 
 def compute(settings, parallel) -> dict:

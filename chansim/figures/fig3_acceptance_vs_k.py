@@ -15,12 +15,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import integrate
 
 from .. import channel
 from ..distributions import kl_divergence, synthetic_pair, total_variation
 from ..simulate import simulate
-from ..theory import (optimal_acceptance_mincut, rank_law, rsd_weights, specinfer_weights, spectr_acceptance)
+from ..theory import (mincut_without_replacement, optimal_acceptance_mincut, rank_law, rsd_weights, specinfer_weights,
+                      spectr_acceptance)
 from ._common import CONFIDENCE, STYLE, label, mc_errorbar, seed_for, wilson
 
 TITLE = "Acceptance of one node vs the number of drafted tokens k"
@@ -31,47 +31,6 @@ DISTANCES = (0.4, 0.8, 1.0)
 MC_K = (1, 2, 3, 4, 6, 8, 10)
 SIM_METHODS = ("specinfer", "rsd", "spectr", "ersd")
 RSD_EXACT_HISTORIES = 100_000
-
-
-def mincut_without_replacement(target_probs, draft_probs) -> np.ndarray:
-    r"""Optimal node acceptance for m = 1..V drafts *without replacement* (the race's top m).
-
-    Min-cut form of the transport LP (:mod:`chansim.theory.lp`):
-    :math:`\min_B p(B^c) + 1 - P(S \cap B = \emptyset)`.  The first m race arrivals avoid
-    B iff at least m tokens of :math:`B^c` arrive before B's first arrival
-    :math:`T_B \sim \mathrm{Exp}(q(B))`; given :math:`T_B = t` they arrive independently
-    with probabilities :math:`1 - e^{-q_x t}`, so
-
-    .. math:: P(S\cap B=\emptyset) = \int_0^\infty q(B) e^{-q(B) t}\,
-              P(\mathrm{PoisBin}(\{1-e^{-q_x t}\}_{x\notin B}) \ge m)\,dt,
-
-    integrated for all :math:`2^V` sets and all m at once (``quad_vec``).  Agrees with
-    the enumeration in :func:`chansim.theory.optimal_acceptance_mincut` (checked in tests).
-    """
-    p, q = np.asarray(target_probs, float), np.asarray(draft_probs, float)
-    vocab = len(p)
-    masks = np.arange(1 << vocab)
-    member = (masks[:, None] >> np.arange(vocab)[None, :]) & 1                 # [2^V, V] x in B
-    q_b = member @ q                                                           # [2^V]
-    p_out = 1.0 - member @ p
-
-    def integrand(u):                                                          # u = q_B t, t = u / q_B
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(q_b > 0, u / q_b, np.inf)
-        before = np.where(member == 0, -np.expm1(-np.outer(t, q)), 0.0)        # [2^V, V] x not in B
-        before = np.nan_to_num(before, nan=1.0)
-        pmf = np.zeros((len(masks), vocab + 1))
-        pmf[:, 0] = 1.0
-        for x in range(vocab):                                                 # Poisson-binomial DP
-            b = before[:, x:x + 1]
-            pmf[:, 1:] = pmf[:, 1:] * (1 - b) + pmf[:, :-1] * b
-            pmf[:, :1] *= 1 - b
-        tail = np.cumsum(pmf[:, ::-1], axis=1)[:, ::-1]                        # tail[:, m] = P(N >= m)
-        return math.exp(-u) * tail[:, 1:]                                      # m = 1..V
-
-    avoid, _ = integrate.quad_vec(integrand, 0.0, np.inf, epsabs=1e-12, epsrel=1e-10, limit=400)
-    avoid[q_b == 0] = 1.0                                                      # B never drafted
-    return (p_out[:, None] + 1.0 - avoid).min(axis=0).clip(0.0, 1.0)
 
 
 def _exact_curves(p, q):

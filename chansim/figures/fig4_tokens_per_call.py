@@ -19,6 +19,7 @@ from ..theory import (all_k_bound, best_rank_set_tree, best_sibling_closed_tree,
                       spectr_sequences_tokens, top_products_curve)
 from ..theory.nodes import spectr_transition_matrix
 from ..trees import from_parents
+from ..verify.registry import METHODS as METHODS_BY_NAME, method_names
 from ._common import CONFIDENCE, STYLE, label, mc_errorbar, seed_for
 
 TITLE = "Tokens per target call vs drafted tokens k: sequence, batch and optimal tree"
@@ -26,9 +27,11 @@ TITLE = "Tokens per target call vs drafted tokens k: sequence, batch and optimal
 VOCAB = 16
 FAMILY, KNOB = "noisy", 1.0
 SHAPES = ("chain", "batch", "optimal")
-METHODS = {"chain": ("sd", "specinfer", "rsd", "spectr", "ersd"),
-           "batch": ("specinfer", "rsd", "spectr", "ersd"),
-           "optimal": ("sd", "specinfer", "rsd", "spectr", "ersd", "ersd-topm")}
+#: methods per shape, from the registry: every report method on its optimal tree; variants
+#: (ersd-topm) only there; a batch for the methods that branch
+METHODS = {"chain": method_names(theory=True, variants=False),
+           "batch": tuple(m for m in method_names(theory=True, variants=False) if not METHODS_BY_NAME[m].chains_only),
+           "optimal": method_names(theory=True)}
 #: exact spectr on optimal sequence sets costs O(k^3 V); beyond this it is left out
 SPECTR_OPT_KMAX = {"quick": 32, "full": 64}
 
@@ -95,8 +98,7 @@ def _tree_for(shape, method, k, law, weights):
 def _simulate(shape, method, k, p, q, tree, calls, seed):
     if isinstance(tree, dict):
         tree = from_parents(tree["parents"], tree["ranks"], name=tree["name"])
-    sim_method = "ersd" if method == "ersd-topm" else method
-    res = simulate(sim_method, tree, p, q, calls=calls, seed=seed, confidence=CONFIDENCE)
+    res = simulate(method, tree, p, q, calls=calls, seed=seed, confidence=CONFIDENCE)
     t = res.tokens_per_call
     low, high = t.ci_low, t.ci_high
     if t.std_error == 0:       # every call gave the same count: the normal interval collapses; use the rule of 3

@@ -17,6 +17,7 @@ from ..distributions import kl_divergence, synthetic_pair
 from ..races import rank_distribution_mc
 from ..simulate import simulate
 from ..theory import best_rank_set_tree, rank_law, top_products_curve
+from ..stats import normal_quantile
 from ._common import CONFIDENCE, FAMILY_KNOB, FAMILY_MARKERS, mc_errorbar, seed_for
 
 TITLE = "Rank law of the exponential race, H(R), and the slope of tokens per call vs ln k"
@@ -75,8 +76,7 @@ def _job(kind, args):
 
 
 def _z():
-    from scipy import stats
-    return float(stats.norm.ppf(0.5 + CONFIDENCE / 2))
+    return normal_quantile(CONFIDENCE)
 
 
 def compute(settings, parallel) -> dict:

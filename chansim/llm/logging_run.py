@@ -8,7 +8,7 @@ sampling with the shared keyed noise of :mod:`chansim.races`:
 with :math:`E = ` :func:`chansim.races.keyed_exponential`, :math:`p_t` the target's
 float64 ``softmax(logits / T)`` on ``prompt + y_{<t}`` and n the *absolute* position of
 :math:`y_t` in the sequence (0-based, prompt included). This is exactly the output
-rule of ERSD (ALGORITHMS.md): the target's token at every node is its own race winner
+rule of ERSD (docs/algorithms.md): the target's token at every node is its own race winner
 under the same keyed noise. Hence ERSD run on the same pair with the same seed, the
 same prompts and positions keyed the same way reproduces the logged continuation
 token for token, whatever its tree (up to floating-point near-ties between the

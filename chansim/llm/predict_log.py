@@ -39,11 +39,13 @@ import numpy as np
 
 from ..predict import predict_path
 from ..trees import Tree, parse_tree
+from ..verify.registry import method_names
 from .logs import LogRun, read_log
 
 __all__ = ["tree_widths", "predict_from_log", "log_theory", "log_report", "LOG_METHODS", "BOUNDARY_SHARE_LIMIT"]
 
-LOG_METHODS = ("autoregressive", "sd", "specinfer", "rsd", "spectr", "ersd")
+#: methods predictable from a log: the registry's methods with path prediction (variants left out)
+LOG_METHODS = method_names(path=True, variants=False)
 
 #: A prediction is flagged *boundary-limited* when the end of the sequences stops more
 #: calls than the tree's depth does (cut calls outnumber leaf calls,

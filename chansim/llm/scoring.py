@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from ..trees import check_token_tree
 from .network import KVStore, LayerView
 
 if TYPE_CHECKING:
@@ -35,40 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ["TreeScorer", "check_tree", "tree_depths"]
 
-
-def check_tree(parents, tokens, vocab_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Validate a flat draft tree and return ``(parents, tokens)`` as int64 arrays.
-
-    Parameters
-    ----------
-    parents, tokens : array_like of int, shape (n_nodes,)
-        ``parents[i] < i`` for ``i >= 1``; entry 0 (the root) is ignored.
-    vocab_size : int, optional
-        If given, drafted tokens must lie in ``[0, vocab_size)``.
-
-    Examples
-    --------
-    >>> check_tree([-1, 0, 1, 0], [-1, 5, 6, 7])[0].tolist()
-    [-1, 0, 1, 0]
-    """
-    parents = np.asarray(parents, dtype=np.int64).reshape(-1)
-    tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
-    if parents.shape != tokens.shape or parents.size == 0:
-        raise ValueError(f"parents and tokens must be non-empty and of equal length, "
-                         f"got {parents.size} and {tokens.size}")
-    idx = np.arange(parents.size)
-    bad = np.flatnonzero((parents[1:] < 0) | (parents[1:] >= idx[1:]))
-    if bad.size:
-        i = int(bad[0]) + 1
-        raise ValueError(f"tree node {i} has parent {int(parents[i])}; need 0 <= parent < {i}")
-    if vocab_size is not None:
-        bad = np.flatnonzero((tokens[1:] < 0) | (tokens[1:] >= vocab_size))
-        if bad.size:
-            i = int(bad[0]) + 1
-            raise ValueError(f"tree node {i} has token {int(tokens[i])} outside [0, {vocab_size})")
-    parents = parents.copy()
-    parents[0] = -1
-    return parents, tokens
+#: the one token-tree validation (:func:`chansim.trees.check_token_tree`), under its historical name
+check_tree = check_token_tree
 
 
 def tree_depths(parents) -> np.ndarray:

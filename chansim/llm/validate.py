@@ -8,7 +8,7 @@ For a log (:mod:`chansim.llm.logs`) and each (method, tree):
   the log's metadata), the same prompts and the same number of new tokens per prompt,
   seeded with the log's seed (so ``ersd`` regenerates the logged paths); estimate
   :math:`\hat R = \sum_i n_i / \sum_i c_i` (tokens and target calls of sequence i), with
-  the ratio-estimator interval of :func:`ratio_interval`.
+  the ratio-estimator interval of :func:`chansim.stats.ratio_interval`.
 
 Side by side (``hf_assisted=True``): transformers' own assisted generation with
 sampling on the same pair and prompts (:func:`hf_assisted_generate`), its tokens per
@@ -20,7 +20,6 @@ Rows are plain dicts (``method``, ``tree``, ``k``, ``predicted`` and ``measured`
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,8 @@ from typing import Sequence
 import numpy as np
 
 from ..logconfig import get_logger
+from ..stats import bootstrap_ratio_interval, ratio_interval
+from ..verify.registry import method_names
 
 _log = get_logger("validate")
 
@@ -36,116 +37,12 @@ __all__ = ["ratio_interval", "bootstrap_ratio_interval", "pair_from_log", "measu
            "hf_assisted_generate", "validate", "format_table", "results_document", "DEFAULT_METHODS",
            "DEFAULT_TREES"]
 
-DEFAULT_METHODS = ("sd", "specinfer", "rsd", "spectr", "ersd")
+#: methods validated by default: every drafting method with path prediction (variants left out)
+DEFAULT_METHODS = method_names(drafting=True, path=True, variants=False)
 DEFAULT_TREES = ("chain:1", "chain:2", "chain:4", "batch:2", "batch:4")
-#: methods that reduce to sd on a chain (one draft per node)
-_SD_ON_CHAINS = ("specinfer", "rsd", "spectr")
 
 
 # ----------------------------------------------------------------------------- statistics
-def ratio_interval(tokens, calls, confidence: float = 0.95, call_tokens=None, min_sequences: int = 4,
-                   max_call_tokens: int | None = None) -> dict:
-    r"""Ratio estimate :math:`\hat R = \sum n_i / \sum c_i` over s sequences, with an interval.
-
-    Two standard errors:
-
-    * over sequences (delta method; sequences are the independent units, positions
-      inside one share the text):
-      :math:`\widehat{\mathrm{se}}_{seq} = \sqrt{\tfrac{s}{s-1}\sum_i (n_i - \hat R c_i)^2}\,/\sum_i c_i`;
-    * over calls (the randomness of the method only, as if calls were i.i.d.):
-      :math:`\widehat{\mathrm{se}}_{call} = \mathrm{sd}(\text{tokens of a call}) / \sqrt{\sum_i c_i}`,
-      from ``call_tokens`` (tokens of every call).
-
-    Half-width :math:`\max(t_{s-1,(1+\gamma)/2}\,\widehat{\mathrm{se}}_{seq},\ z_{(1+\gamma)/2}\,
-    \widehat{\mathrm{se}}_{call})` when :math:`s \ge` ``min_sequences``; with fewer
-    sequences the sequence term is unreliable (and ``t`` huge) and only the call term is used.
-    If every call produced the same number c of tokens (no spread at all), the interval is
-    the one of :func:`chansim.simulate` for that case: with no call seen outside c, the
-    fraction of calls that differ is at most :math:`u = 1 - ((1-\gamma)/2)^{1/n}`
-    (Clopper-Pearson, n calls), each by at most c - 1 below or ``max_call_tokens`` - c above.
-
-    Parameters
-    ----------
-    tokens, calls : array_like, shape (s,)
-        Tokens produced and target calls made per sequence (calls > 0).
-    confidence : float
-        Two-sided level in (0, 1).
-    call_tokens : array_like, optional
-        Tokens produced by each call (any order), for the call-level term.
-    min_sequences : int
-        Fewest sequences for the sequence-level term.
-    max_call_tokens : int, optional
-        Most tokens one call can produce (tree depth + 1): the interval is clipped to
-        ``[1, max_call_tokens]``, and used in the no-spread case.
-
-    Returns
-    -------
-    dict
-        ``mean``, ``ci_low``, ``ci_high``, ``std_error`` (the one that set the width) and
-        ``interval`` (``"sequences"``, ``"calls"`` or ``"none"`` when nothing could be estimated).
-
-    Examples
-    --------
-    >>> r = ratio_interval([10, 12, 9, 11], [4, 5, 4, 5])
-    >>> round(r["mean"], 4), r["ci_low"] < r["mean"] < r["ci_high"], r["interval"]
-    (2.3333, True, 'sequences')
-    >>> r = ratio_interval([6, 6], [3, 3], call_tokens=[1, 3, 2, 2, 3, 1])
-    >>> r["interval"], round(r["ci_high"] - r["mean"], 3)
-    ('calls', 0.716)
-    """
-    from scipy import stats
-
-    n = np.asarray(tokens, dtype=float).reshape(-1)
-    c = np.asarray(calls, dtype=float).reshape(-1)
-    if n.size == 0 or n.shape != c.shape:
-        raise ValueError(f"tokens and calls must be non-empty and of equal length, got {n.size} and {c.size}")
-    if np.any(c <= 0) or np.any(n < 0) or not (np.all(np.isfinite(n)) and np.all(np.isfinite(c))):
-        raise ValueError("calls must be positive and tokens non-negative (finite)")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    s = n.size
-    mean = float(n.sum() / c.sum())
-    half, se, kind = 0.0, float("nan"), "none"
-    if s >= max(2, min_sequences):
-        se = math.sqrt(s / (s - 1) * float(((n - mean * c) ** 2).sum())) / float(c.sum())
-        half, kind = float(stats.t.ppf(0.5 + confidence / 2, s - 1)) * se, "sequences"
-    if call_tokens is not None:
-        ct = np.asarray(call_tokens, dtype=float).reshape(-1)
-        if ct.size >= 2:
-            se_call = float(ct.std(ddof=1)) / math.sqrt(float(c.sum()))
-            h = float(stats.norm.ppf(0.5 + confidence / 2)) * se_call
-            if h > half or kind == "none":
-                half, se, kind = h, se_call, "calls"
-            if half == 0.0 and max_call_tokens is not None and np.all(ct == ct[0]):
-                u = 1.0 - ((1.0 - confidence) / 2.0) ** (1.0 / ct.size)
-                return {"mean": mean, "ci_low": mean - (mean - 1.0) * u,
-                        "ci_high": mean + (max_call_tokens - mean) * u, "std_error": 0.0, "interval": "no-spread"}
-    lo, hi = mean - half, mean + half
-    if max_call_tokens is not None:                  # a call makes 1 .. max_call_tokens tokens
-        lo, hi = max(lo, min(1.0, mean)), min(hi, max(float(max_call_tokens), mean))
-    return {"mean": mean, "ci_low": lo, "ci_high": hi, "std_error": se, "interval": kind}
-
-
-def bootstrap_ratio_interval(tokens, calls, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> dict:
-    r"""Percentile bootstrap over sequences of :math:`\sum n_i / \sum c_i` (as the prediction's interval).
-
-    >>> r = bootstrap_ratio_interval([10, 12, 9, 11], [4, 5, 4, 5])
-    >>> r["ci_low"] <= r["mean"] <= r["ci_high"]
-    True
-    """
-    n = np.asarray(tokens, dtype=float).reshape(-1)
-    c = np.asarray(calls, dtype=float).reshape(-1)
-    point = ratio_interval(n, c, confidence, min_sequences=2)
-    if n.size < 2:
-        return point
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n.size, size=(resamples, n.size))                # [resamples, s]
-    ratios = n[idx].sum(1) / c[idx].sum(1)
-    lo, hi = np.quantile(ratios, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return {"mean": point["mean"], "ci_low": float(min(lo, point["mean"])), "ci_high": float(max(hi, point["mean"])),
-            "std_error": float(ratios.std(ddof=1)), "interval": "bootstrap"}
-
-
 def _intervals_overlap(a: dict, b: dict) -> bool:
     return a["ci_low"] <= b["ci_high"] and b["ci_low"] <= a["ci_high"]
 
@@ -521,13 +418,13 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
             except ValueError as err:
                 skipped.append({"method": method, "tree": tree.name, "reason": str(err)})
                 continue
-            if skip_chain_duplicates and m.name in _SD_ON_CHAINS and tree.max_depth == tree.size and "sd" in methods:
+            if skip_chain_duplicates and m.sd_on_chains and tree.max_depth == tree.size and "sd" in methods:
                 skipped.append({"method": method, "tree": tree.name,
                                 "reason": f"{m.name} on a chain is sd (one draft per node): same law, see the sd row"})
                 continue
             pred = _predict(run, m.name, tree, lengths, confidence)
             row = measure(pair, run.prompts, lengths, m.name, tree, temperature, seed, confidence,
-                          reference=run.tokens if m.name == "ersd" else None, progress=progress)
+                          reference=run.tokens if m.uses_race else None, progress=progress)
             row = {"method": row.pop("method"), "tree": row.pop("tree"), "k": row.pop("k"),
                    "predicted": pred if isinstance(pred, dict) else None, "measured": row.pop("measured"), **row}
             if isinstance(pred, dict):

@@ -1,7 +1,7 @@
 r"""The ERSD rank law :math:`a_r = P(R = r)` and the moments the theory needs.
 
 R is the rank, in the draft's exponential race, of the target's race winner
-(DESIGN.md).  The large-k relation and the all-k bound depend on R only through
+(docs/algorithms.md, "ersd").  The large-k relation and the all-k bound depend on R only through
 
 .. math::
     \mu = H(R) = E[-\ln a_R] \;\text{(nats)}, \qquad \mu_2 = E[(\ln a_R)^2],
@@ -42,6 +42,7 @@ from scipy import stats
 
 from ..distributions import check_pair
 from ..races import rank_distribution_exact, sample_ranks
+from .rankbound import bounded_rank_law, entropy_continuity_bound, rank_entropy_interval
 
 __all__ = ["RankLaw", "rank_law", "law_from_probs", "head_split"]
 
@@ -70,6 +71,14 @@ class RankLaw:
         Monte Carlo sample size (0 when exact).
     truncation : float
         The bound :math:`\delta` on P(R != R') from the head restriction (0 if none).
+    error : float
+        Guaranteed :math:`\ell_1` error of ``(probs, tail)`` (``"bounded"`` method,
+        docs/theory.md §5; 0 for exact laws, ``nan`` for Monte Carlo).
+    tail : float
+        P(R > len(probs)) (drafted beyond the computed ranks).
+    guaranteed : bool
+        True when ``entropy_ci`` is a rigorous interval (exact or ``"bounded"``), False
+        for the Monte Carlo interval.
     """
 
     probs: np.ndarray
@@ -81,6 +90,9 @@ class RankLaw:
     support: int
     trials: int = 0
     truncation: float = 0.0
+    error: float = 0.0
+    tail: float = 0.0
+    guaranteed: bool = True
 
     @property
     def alpha(self) -> float:
@@ -88,7 +100,14 @@ class RankLaw:
         return float(self.probs[0]) if len(self.probs) else 0.0
 
     def weights(self, m: int) -> np.ndarray:
-        """Per-slot weights :math:`a_1..a_m` (zero beyond the known ranks), shape ``(m,)``."""
+        """Per-slot weights :math:`a_1..a_m` (zero beyond the known ranks), shape ``(m,)``.
+
+        Raises ValueError when m exceeds the computed ranks of a truncated law
+        (``tail > 0``): ask :func:`rank_law` for ``max_rank >= m``.
+        """
+        if int(m) > len(self.probs) and self.tail > 0:
+            raise ValueError(f"rank law computed for {len(self.probs)} ranks (P(R > {len(self.probs)}) = "
+                             f"{self.tail:.2e}); call rank_law(..., max_rank={int(m)})")
         out = np.zeros(int(m))
         n = min(int(m), len(self.probs))
         out[:n] = self.probs[:n]
@@ -147,20 +166,30 @@ def _binary_entropy(d: float) -> float:
 
 def rank_law(target_probs, draft_probs, method: str = "auto", trials: int = 4000, seed: int = 0,
              exact_max_vocab: int = 64, eps: float = 1e-4, head_max: int = 2048,
-             confidence: float = 0.99) -> RankLaw:
-    r"""Rank law of one (p, q) pair: exact for ``V <= exact_max_vocab``, else Monte Carlo.
+             confidence: float = 0.99, max_rank: int = 64, tol: float = 1e-4) -> RankLaw:
+    r"""Rank law of one (p, q) pair: exact for ``V <= exact_max_vocab``, else with a guaranteed error.
+
+    ``"bounded"`` (the default above ``exact_max_vocab``,
+    :func:`chansim.theory.rankbound.bounded_rank_law`) returns :math:`a_1..a_K`,
+    K = ``max_rank``, with a guaranteed :math:`\ell_1` error ``law.error`` (aimed at
+    ``tol``), ``probs[0]`` = the exact :math:`\alpha_{ER}`, and a rigorous interval
+    ``entropy_ci`` for H(R) (docs/theory.md §5); ``entropy`` is its midpoint and
+    ``second_moment`` the head value plus the midpoint of the tail's bracket.
+    ``"mc"`` is the older Monte Carlo estimate on a head (kept for comparison).
 
     Parameters
     ----------
     target_probs, draft_probs : array_like, shape (V,)
-    method : {"auto", "exact", "mc"}
+    method : {"auto", "exact", "bounded", "mc"}
     trials : int
         Monte Carlo sample size (``"mc"``).
     eps, head_max : float, int
         Head restriction for Monte Carlo (module docstring); ``eps=0`` keeps every token
         with positive mass.
     confidence : float
-        Level of ``entropy_ci``.
+        Level of ``entropy_ci`` (``"mc"``).
+    max_rank, tol : int, float
+        ``"bounded"``: number of ranks computed and the error aimed at.
 
     Examples
     --------
@@ -173,14 +202,16 @@ def rank_law(target_probs, draft_probs, method: str = "auto", trials: int = 4000
         raise ValueError(f"rank_law takes one pair of 1-D vectors, got shape {p.shape}")
     vocab = p.shape[-1]
     if method == "auto":
-        method = "exact" if vocab <= exact_max_vocab else "mc"
+        method = "exact" if vocab <= exact_max_vocab else "bounded"
+    if method == "bounded":
+        return _bounded_law(p, q, max_rank, tol)
     if method == "exact":
         rd = rank_distribution_exact(p, q)
         total = rd.probs.sum()
         a = rd.probs * ((1 - rd.never) / total) if total > 0 else rd.probs   # remove quadrature drift
         return law_from_probs(a, rd.never)
     if method != "mc":
-        raise ValueError(f"method must be 'auto', 'exact' or 'mc', got {method!r}")
+        raise ValueError(f"method must be 'auto', 'exact', 'bounded' or 'mc', got {method!r}")
     if trials < 2:
         raise ValueError(f"trials must be >= 2, got {trials}")
     head, delta = head_split(p, q, eps, head_max)
@@ -196,8 +227,24 @@ def rank_law(target_probs, draft_probs, method: str = "auto", trials: int = 4000
     m2 = float((logf ** 2).mean())
     z = stats.norm.ppf(0.5 + confidence / 2)
     se = float(logf.std(ddof=1)) / math.sqrt(trials)
-    trunc = delta * math.log(vocab + 1) + _binary_entropy(min(delta, 0.5))
+    trunc = entropy_continuity_bound(delta, vocab + 1)                    # needs delta <= 1/2 (§5)
     ci = (max(0.0, h - z * se - (observed - 1) / (2 * trials) - trunc), h + z * se + trunc)
     a = freq[:n_head]
     never = float(freq[n_head])
-    return RankLaw(a, never, h, m2, ci, False, observed, trials, delta)
+    return RankLaw(a, never, h, m2, ci, False, observed, trials, delta, float("nan"), 0.0, False)
+
+
+def _bounded_law(p, q, max_rank: int, tol: float) -> RankLaw:
+    """:class:`RankLaw` from :func:`bounded_rank_law` (docs/theory.md §5)."""
+    vocab = p.shape[-1]
+    b = bounded_rank_law(p, q, max_rank=max_rank, tol=tol)
+    n_tail = vocab - len(b.head)
+    lo, hi = rank_entropy_interval(b.head, b.tail, b.never, b.error, b.mean_rank_bound, n_tail)
+    pos = b.head[b.head > 0]
+    m2_head = float((pos * np.log(pos) ** 2).sum()) + (b.never * math.log(b.never) ** 2 if b.never > 0 else 0.0)
+    # tail part of E[(ln a_R)^2]: in [0, tau ln^2(tau/n_tail)] (x ln^2 x is concave below 1/e^2)
+    tau = min(max(b.tail, 0.0), 1.0)
+    m2_tail = tau * math.log(tau / n_tail) ** 2 if tau > 0 and n_tail > 0 else 0.0
+    support = int(np.count_nonzero(b.head)) + (n_tail if b.tail > 0 else 0) + int(b.never > 0)
+    return RankLaw(b.head, b.never, 0.5 * (lo + hi), m2_head + 0.5 * m2_tail, (lo, hi), False, support,
+                   0, b.tail, b.error, b.tail, True)

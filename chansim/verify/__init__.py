@@ -9,15 +9,20 @@ specinfer        m children i.i.d. ~ q                       multi-round residua
 rsd              m children without replacement (race top-m) renormalised rounds
 spectr           i.i.d. sequences ~ q                        k-sequential, rho
 ersd             race ranks of q (any rank set)              target's race winner
+ersd-topm        race ranks 1..m of q (variant of ersd)      target's race winner
 ===============  ==========================================  =====================
+
+Each method's module holds everything about it (sampling rule, node weights for the
+theory, acceptance along a logged path, tree shapes, display style); the registry
+(:mod:`chansim.verify.registry`) lists it once.  docs/architecture.md: how to add one.
 
 :func:`speculative_step` is the one shared tree walk (one target call);
 :mod:`chansim.simulate` runs the same node rules vectorised over many calls.
 """
 from .autoregressive import Autoregressive
-from .base import Method, NodeNoise
-from .ersd import ERSD
-from .registry import METHODS, get_method
+from .base import Method, NodeNoise, SlotWeights
+from .ersd import ERSD, ERSDTopM
+from .registry import METHODS, get_method, method_names, style
 from .rsd import RSD
 from .sd import SD
 from .specinfer import SpecInfer
@@ -26,8 +31,8 @@ from .walk import (GenerationResult, GeneratorNoise, KeyedNoise, StepResult, as_
                    speculative_generate, speculative_step)
 
 __all__ = [
-    "Method", "NodeNoise", "METHODS", "get_method",
-    "Autoregressive", "SD", "SpecInfer", "RSD", "SpecTr", "ERSD", "spectr_rho",
+    "Method", "NodeNoise", "SlotWeights", "METHODS", "get_method", "method_names", "style",
+    "Autoregressive", "SD", "SpecInfer", "RSD", "SpecTr", "ERSD", "ERSDTopM", "spectr_rho",
     "KeyedNoise", "GeneratorNoise", "StepResult", "GenerationResult",
     "speculative_step", "speculative_generate", "as_tree",
 ]

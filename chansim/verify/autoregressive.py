@@ -15,7 +15,14 @@ class Autoregressive(Method):
     """
 
     name = "autoregressive"
+    label = "autoregressive"
+    colour = "0.4"
+    marker = "o"
     min_drafts = 0
+    has_path_prediction = True
+
+    def path_acceptance(self, p, q, y, py, m: int) -> np.ndarray:   # never called: no drafted depth
+        raise ValueError("autoregressive decoding drafts nothing")
 
     def draft(self, q, slots, noise: NodeNoise) -> np.ndarray:
         return np.empty((noise.batch, 0), dtype=np.int64)                 # [B, 0]

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels import residual
 from ..races import race_times
 
-__all__ = ["NodeNoise", "Method", "IIDDrafting", "sample_rows", "take_rows", "residual", "race_ranked_tokens"]
+__all__ = ["NodeNoise", "Method", "SlotWeights", "IIDDrafting", "sample_rows", "take_rows", "residual",
+           "race_ranked_tokens", "check_width"]
 
 
 @dataclass
@@ -49,17 +51,71 @@ class NodeNoise:
     race: np.ndarray | None = None
 
 
-class Method:
-    """Base class of the verification strategies (see the module docstring).
+@dataclass(frozen=True)
+class SlotWeights:
+    """Per-slot weights ``w`` shape ``(..., m)`` with an interval (equal to ``w`` when exact)."""
 
-    Class attributes describe what the shared walks must provide:
-    ``uses_race`` (per-position race noise), ``merges_duplicates`` (after accepting a
-    token, every candidate holding that token stays alive — SpecTr), ``verifies_chain``
-    (the rule sees the whole drafted chain — block verification), and the tree
-    shapes the method accepts (:meth:`check_tree`).
+    w: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    exact: bool
+    trials: int = 0
+
+    @classmethod
+    def exact_weights(cls, w) -> "SlotWeights":
+        """Exact weights (the interval is the point)."""
+        w = np.asarray(w, dtype=float)
+        return cls(w, w.copy(), w.copy(), True, 0)
+
+
+def check_width(m) -> int:
+    """The number of drafted children of a node, checked to be a positive integer."""
+    if isinstance(m, bool) or int(m) != m or m < 1:
+        raise ValueError(f"number of drafted children must be a positive integer, got {m!r}")
+    return int(m)
+
+
+class Method:
+    """Base class of the verification methods: everything chansim knows about one method.
+
+    A method's module (``chansim/verify/<name>.py``) is its one home; the registry
+    (:mod:`chansim.verify.registry`) lists it once and every layer looks it up there.
+
+    **Sampling** (used by :func:`~chansim.verify.speculative_step` and :mod:`chansim.simulate`):
+    :meth:`draft` and :meth:`verify` (module docstring).  Class attributes describe what
+    the shared walks must provide: ``uses_race`` (per-position race noise),
+    ``merges_duplicates`` (after accepting a token, every candidate holding that token
+    stays alive — SpecTr), ``verifies_chain`` (the rule sees the whole drafted chain —
+    block verification: ``verify_chain`` instead of :meth:`verify`), and the tree shapes
+    the method accepts (:meth:`check_tree`).
+
+    **Theory** (i.i.d. model, :mod:`chansim.theory`): ``tree_family`` names the optimal-tree
+    search that suits the method (``"chain"``, ``"sibling-closed"``, ``"rank-set"``,
+    ``"sequences"``; None: nothing drafted); :meth:`slot_weights` gives the exact (or
+    Monte Carlo) per-slot weights of one node, :meth:`node_acceptance` their sum, and
+    :meth:`tree_tokens` a closed form for E[tokens per call] where the method has one.
+
+    **Logged paths** (:mod:`chansim.predict`): :meth:`path_acceptance` gives the
+    acceptance of a node conditioned on the logged output token; :meth:`check_widths`
+    rejects tree shapes the prediction cannot handle.
+
+    **Display**: ``label``, ``colour``, ``marker`` (tables and figures); ``variant_of``
+    names the method a registered variant runs (e.g. ``ersd-topm``), and variants are
+    left out of the default method lists.
+
+    The theory and path methods take validated float arrays (p, q of equal shape, rows
+    summing to one); validation happens once, at the public functions that call them.
     """
 
     name = "method"
+    label = "method"
+    colour = "k"
+    marker = "o"
+    variant_of: str | None = None
+    tree_family: str | None = None
+    has_path_prediction = False
+    sd_on_chains = False    # on a chain (one draft per node) the rule is exactly sd's
+    trials_divisor = 1      # Monte Carlo node weights: a sample costs this many "trials" of the theory
     uses_race = False
     merges_duplicates = False
     min_drafts = 1          # autoregressive: 0 (and max 0)
@@ -88,6 +144,35 @@ class Method:
             raise ValueError(f"tree {tree.name} uses slots other than 1..m under some node; only ersd "
                              f"(race ranks) gives slots a meaning, not {self.name!r}")
 
+    # ------------------------------------------------------------------ theory (i.i.d. model)
+    def slot_weights(self, p, q, m: int, *, trials: int = 20_000, seed: int = 0, law=None) -> SlotWeights:
+        """Per-slot weights :math:`w_1..w_m` of a node with m drafted children (docs/theory.md §1).
+
+        ``trials``, ``seed``: Monte Carlo effort where the weights are not exact; ``law``:
+        the rank law of (p, q), passed by the theory to methods with ``uses_race``.
+        """
+        raise ValueError(f"method {self.name!r} has no per-slot node weights")
+
+    def node_acceptance(self, p, q, m: int, **opts) -> float:
+        """P(a node with m drafted children moves to one of them) = :math:`\\sum_j w_j`."""
+        return float(self.slot_weights(p, q, m, **opts).w.sum())
+
+    def tree_tokens(self, tree, p, q):
+        """Exact E[tokens per call] on ``tree`` by a method-specific closed form, or None (use slot weights)."""
+        return None
+
+    # ------------------------------------------------------------------ logged paths
+    def path_acceptance(self, p, q, y, py, m: int) -> np.ndarray:
+        """c_t = P(accept at a node with m children and output y_t) / p_t(y_t), shape ``[T]``.
+
+        ``p``, ``q`` ``[T, V]``, ``y`` ``[T]`` logged tokens, ``py = p[t, y_t] > 0``.
+        """
+        raise ValueError(f"no path prediction for method {self.name!r}")
+
+    def check_widths(self, widths) -> None:
+        """Raise ``ValueError`` when a depth-only tree shape (children per depth) does not suit path prediction."""
+
+    # ------------------------------------------------------------------ sampling
     def draft(self, q, slots, noise: NodeNoise) -> np.ndarray:   # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -143,18 +228,6 @@ def sample_rows(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
     for j in range(cols.shape[1]):
         idx[:, j] = np.count_nonzero(cdf <= cols[:, j:j + 1], axis=-1)
     return np.minimum(idx, vocab - 1).reshape(u.shape)
-
-
-def residual(r: np.ndarray, q: np.ndarray) -> np.ndarray:
-    r"""Residual :math:`\mathrm{norm}((r - q)_+)` along the last axis (rows with no mass keep r).
-
-    A row with :math:`(r - q)_+ = 0` means r = q, where the next draft is accepted with
-    probability one, so its residual is never sampled.
-    """
-    res = np.maximum(r - q, 0.0)                            # [R, V]
-    mass = res.sum(axis=-1, keepdims=True)                  # [R, 1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(mass > 0, res / np.where(mass > 0, mass, 1.0), r)
 
 
 def race_ranked_tokens(race: np.ndarray, q: np.ndarray, slots) -> np.ndarray:

@@ -10,24 +10,61 @@ plain race sampling of the target with the same noise, token for token.
 
 Rank law :math:`a_r = P(\text{rank of } y \text{ in the q-race} = r)`,
 :math:`\alpha_{ER} = a_1 = \sum_x 1/\sum_y \max(p_y/p_x, q_y/q_x)`
-(:func:`chansim.races.er_acceptance`).
+(:func:`chansim.races.er_acceptance`; docs/algorithms.md, docs/theory.md §0).
+
+``ersd-topm`` (:class:`ERSDTopM`) is the same rule restricted to sibling-closed trees
+(plain top-m drafting); the bound report compares the two.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from scipy.special import gammaln
 
+from ..kernels import poisson_binomial_add
 from ..races import race_times
-from .base import Method, NodeNoise, race_ranked_tokens
+from ..stats import wilson_interval
+from .base import Method, NodeNoise, SlotWeights, race_ranked_tokens
 
-__all__ = ["ERSD"]
+__all__ = ["ERSD", "ERSDTopM", "ersd_path_weights"]
 
 
 class ERSD(Method):
     """Exponential-race speculative decoding on any tree (slots = race ranks)."""
 
     name = "ersd"
+    label = "ersd (race)"
+    colour = "#d62728"
+    marker = "v"
     uses_race = True
     any_ranks = True
+    tree_family = "rank-set"
+    has_path_prediction = True
+
+    def slot_weights(self, p, q, m: int, *, law=None, confidence: float = 0.999, **_) -> SlotWeights:
+        r""":math:`w_r = a_r`, the rank law ``law`` of (p, q).
+
+        The theory computes ``law`` with :func:`chansim.theory.rank_law` (the rank law's one
+        entry point) and passes it for every method with ``uses_race``.  Monte Carlo laws
+        get simultaneous Wilson intervals (Bonferroni over the m slots), widened by the
+        law's head-truncation bound.
+        """
+        if law is None:
+            raise ValueError("ersd's node weights are its rank law: pass law=chansim.theory.rank_law(p, q)")
+        w = law.weights(m)
+        if law.exact:
+            return SlotWeights.exact_weights(w)
+        lo, hi = wilson_interval(w * law.trials, law.trials, 1 - (1 - confidence) / m)
+        return SlotWeights(w, np.clip(lo - law.truncation, 0, 1), np.clip(hi + law.truncation, 0, 1), False,
+                           law.trials)
+
+    def node_acceptance(self, p, q, m: int, *, law=None, **_) -> float:
+        """:math:`\\sum_{r\\le m} a_r` of the rank law ``law``."""
+        return float(self.slot_weights(p, q, m, law=law).w.sum())
+
+    def path_acceptance(self, p, q, y, py, m: int) -> np.ndarray:
+        return ersd_path_weights(p, q, y, py, m)
 
     def draft(self, q, slots, noise: NodeNoise) -> np.ndarray:
         if not len(slots):
@@ -41,3 +78,71 @@ class ERSD(Method):
             return np.full(len(token), -1, dtype=np.int64), token
         accepted = np.where(match.any(axis=1), match.argmax(axis=1), -1).astype(np.int64)
         return accepted, token
+
+
+class ERSDTopM(ERSD):
+    """ERSD restricted to sibling-closed trees: every node drafts the race's top m (ranks 1..m)."""
+
+    name = "ersd-topm"
+    label = "ersd, top-m children"
+    colour = "#e377c2"
+    marker = "P"
+    any_ranks = False
+    tree_family = "sibling-closed"
+    variant_of = "ersd"
+
+
+# ----------------------------------------------------------------------------- logged paths
+def ersd_path_weights(p, q, y, py, m: int, step: float = 0.25, exact_tokens: int = 64,
+                      drop_tol: float = 1e-12) -> np.ndarray:
+    r"""ERSD: P(the logged token's rank in the draft race is <= m | it won the target race).
+
+    Given that y wins the p-race at time t (t ~ Exp(1), independent of y), token x
+    arrives before y in the q-race independently with probability
+    :math:`\pi_x(t) = 1 - e^{-t c_x}`, :math:`c_x = (p_y q_x/q_y - p_x)_+`, so
+
+    .. math:: c = \int_0^\infty e^{-t}\, P\Big(\sum_x \mathrm{Bern}(\pi_x(t)) \le m-1\Big)\, dt ,
+
+    which is :math:`p_y / \sum_x \max(p_x, p_y q_x/q_y)` for m = 1 (closed form used).
+    For m > 1 the integral is a trapezoid rule in :math:`\log t` on
+    :math:`[10^{-13}, 50]` (step 0.25; exponentially convergent, checked against the
+    exact rank law to 1e-12), the ``exact_tokens`` largest :math:`c_x` enter an exact
+    Poisson-binomial recursion, the others a Poisson law with the same mean (Le Cam:
+    error <= :math:`4\sum_{\text{rest}} c_x^2`), and tokens whose :math:`c_x` sum to
+    less than ``drop_tol`` are dropped (error <= that sum).
+
+    Validated arrays: ``p``, ``q`` ``[T, V]``, ``y`` ``[T]``, ``py = p[t, y_t] > 0``
+    (:func:`chansim.predict.ersd_path_acceptance` is the checked entry point).
+    """
+    rows = np.arange(len(y))
+    qy = q[rows, y]
+    out = np.zeros(len(y))
+    ok = qy > 0                                        # q(y) = 0: y is never drafted
+    if not np.any(ok):
+        return out
+    p, q, py, qy, yy = p[ok], q[ok], py[ok], qy[ok], y[ok]
+    c = np.maximum((py / qy)[:, None] * q - p, 0.0)    # [T', V]
+    c[np.arange(len(yy)), yy] = 0.0
+    total = c.sum(-1)
+    if m == 1:
+        out[ok] = 1.0 / (1.0 + total)
+        return out
+    t = np.exp(np.arange(math.log(1e-13), math.log(50.0), step))      # [n_t]
+    weight = step * t * np.exp(-t)                                       # trapezoid in log t
+    vals = np.empty(len(yy))
+    for i in range(len(yy)):
+        ci = np.sort(c[i][c[i] > 0])[::-1]
+        tail = np.cumsum(ci[::-1])[::-1]                 # tail[j] = sum of ci[j:]
+        keep = int(np.searchsorted(-tail, -drop_tol))    # drop the smallest, summing < drop_tol
+        big, rest = ci[:min(exact_tokens, keep)], ci[min(exact_tokens, keep):keep]
+        pmf = np.zeros((len(t), m))
+        pmf[:, 0] = 1.0
+        if len(rest):                                    # Poisson part: P(N_rest = n), n < m
+            lam = -np.expm1(-np.outer(t, rest)).sum(1)
+            n = np.arange(m)
+            pmf = np.exp(-lam[:, None] + n * np.log(np.maximum(lam[:, None], 1e-300)) - gammaln(n + 1.0))
+        for cx in big:                                   # exact Poisson-binomial recursion
+            poisson_binomial_add(pmf, -np.expm1(-t * cx)[:, None])
+        vals[i] = float(weight @ pmf.sum(1))
+    out[ok] = np.clip(vals, 0.0, 1.0)
+    return out

@@ -1,29 +1,34 @@
-"""Method names → strategy classes."""
+"""The one registry of verification methods: names → method classes, and every list derived from it.
+
+Each method lives in one module, ``chansim/verify/<name>.py`` (sampling rule, node
+weights, path acceptance, tree shapes, display style; see :class:`~chansim.verify.base.Method`),
+and is listed once in :data:`METHODS`.  Every other layer asks this module:
+
+* :func:`get_method` — an instance by name (the CLI, the walks, the engine, the theory);
+* :func:`method_names` — filtered lists: the bound report's methods (``tree_family``),
+  path prediction (``has_path_prediction``), validation defaults (no variants);
+* :func:`style` — label, colour and marker of a method in tables and figures.
+
+How to add a method: docs/architecture.md.
+"""
 from __future__ import annotations
 
 from .autoregressive import Autoregressive
 from .base import Method
 from .block import Block
-from .ersd import ERSD
+from .ersd import ERSD, ERSDTopM
 from .multidraft import Multidraft
 from .rsd import RSD
 from .sd import SD
 from .specinfer import SpecInfer
 from .spectr import SpecTr
 
-__all__ = ["METHODS", "get_method"]
+__all__ = ["METHODS", "get_method", "method_names", "style"]
 
-#: every verification method by name
-METHODS: dict[str, type[Method]] = {
-    "autoregressive": Autoregressive,
-    "sd": SD,
-    "specinfer": SpecInfer,
-    "rsd": RSD,
-    "spectr": SpecTr,
-    "ersd": ERSD,
-    "block": Block,
-    "multidraft": Multidraft,
-}
+#: every verification method by name, in display order (variants after their method)
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
+    Autoregressive, SD, SpecInfer, RSD, SpecTr, ERSD, ERSDTopM, Block, Multidraft,
+)}
 
 
 def get_method(method, **options) -> Method:
@@ -34,7 +39,7 @@ def get_method(method, **options) -> Method:
     >>> get_method("beam")
     Traceback (most recent call last):
     ...
-    ValueError: unknown method 'beam'; choose from autoregressive, sd, specinfer, rsd, spectr, ersd, block, multidraft
+    ValueError: unknown method 'beam'; choose from autoregressive, sd, specinfer, rsd, spectr, ersd, ersd-topm, block, multidraft
     """
     if isinstance(method, Method):
         if options:
@@ -46,3 +51,47 @@ def get_method(method, **options) -> Method:
         return METHODS[method](**options)
     except TypeError as err:
         raise ValueError(f"bad options {sorted(options)} for method {method!r}: {err}") from None
+
+
+def method_names(*, drafting: bool | None = None, theory: bool | None = None, path: bool | None = None,
+                 variants: bool = True) -> tuple:
+    """Registered names in display order, filtered by what the methods provide.
+
+    Parameters
+    ----------
+    drafting : bool, optional
+        Only methods that draft (True) or that draft nothing (False).
+    theory : bool, optional
+        Only methods with a tree family for the bound report (True) or without (False).
+    path : bool, optional
+        Only methods with (True) or without (False) prediction from a logged path.
+    variants : bool
+        Include registered variants (``variant_of`` set, e.g. ``ersd-topm``).
+
+    >>> method_names(theory=True)
+    ('sd', 'specinfer', 'rsd', 'spectr', 'ersd', 'ersd-topm')
+    >>> method_names(path=True, variants=False)
+    ('autoregressive', 'sd', 'specinfer', 'rsd', 'spectr', 'ersd')
+    """
+    out = []
+    for name, cls in METHODS.items():
+        if drafting is not None and (cls.min_drafts > 0) != drafting:
+            continue
+        if theory is not None and (cls.tree_family is not None) != theory:
+            continue
+        if path is not None and cls.has_path_prediction != path:
+            continue
+        if not variants and cls.variant_of is not None:
+            continue
+        out.append(name)
+    return tuple(out)
+
+
+def style(name: str) -> tuple:
+    """``(label, colour, marker)`` of a registered method.
+
+    >>> style("sd")
+    ('sd (single draft)', '#1f77b4', 'o')
+    """
+    cls = METHODS[name] if name in METHODS else get_method(name)
+    return cls.label, cls.colour, cls.marker

@@ -9,21 +9,68 @@ with its own subtree).  With :math:`r_1 = p`, for j = 1..m:
     \qquad \text{else } r_{j+1} = \mathrm{norm}\big((r_j - q)_+\big);
 
 all rejected: output :math:`y \sim r_{m+1}`.  Node acceptance
-:math:`1 - \prod_j (1 - \beta_j)`, :math:`\beta_j = \sum_x \min(r_j(x), q(x))`.
+:math:`1 - \prod_j (1 - \beta_j)`, :math:`\beta_j = \sum_x \min(r_j(x), q(x))`
+(docs/algorithms.md; slot weights and path acceptance: docs/theory.md §1, §9).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .base import IIDDrafting, Method, NodeNoise, residual, sample_rows, take_rows
+from .base import IIDDrafting, Method, NodeNoise, SlotWeights, residual, sample_rows, take_rows
 
-__all__ = ["SpecInfer"]
+__all__ = ["SpecInfer", "residual_rounds"]
+
+
+def residual_rounds(p, q, m: int):
+    r"""The m residual rounds of a node with i.i.d. drafts: slot weights and the leftover output mass.
+
+    With :math:`r_1 = p`, :math:`\beta_j = \sum_x \min(r_j(x), q(x))` (round j accepts
+    with this probability whatever was drafted before) and
+    :math:`r_{j+1} = \mathrm{norm}((r_j - q)_+)` (the verifier's own :func:`residual`):
+
+    * ``w[..., j-1]`` :math:`= \beta_j \prod_{i<j}(1-\beta_i)`, shape ``(..., m)``;
+    * ``rest[..., x]`` :math:`= \prod_{j\le m}(1-\beta_j)\, r_{m+1}(x)` = P(all m rejected
+      and output x), shape ``(..., V)``.
+
+    Batched over leading axes; validated p, q.  Rounds stop once the node is (numerically)
+    never reached any more (:math:`\prod (1-\beta) \le 10^{-16}`).
+
+    >>> w, rest = residual_rounds(np.array([0.5, 0.5]), np.array([0.9, 0.1]), 2)
+    >>> np.round(w, 6).tolist(), np.round(rest, 6).tolist()   # beta_1 = 0.6, r_2 = (0, 1), beta_2 = 0.1
+    ([0.6, 0.04], [0.0, 0.36])
+    """
+    r = p.copy()
+    alive = np.ones(p.shape[:-1])
+    out = np.zeros(p.shape[:-1] + (m,))
+    for j in range(m):
+        beta = np.minimum(r, q).sum(-1)
+        out[..., j] = alive * beta
+        alive = alive * np.clip(1 - beta, 0, None)
+        if not np.any(alive > 1e-16):                       # later slots are (numerically) never reached
+            break
+        r = residual(r, q)                                  # norm((r - q)+), the verifier's own rule
+    return out, alive[..., None] * r
 
 
 class SpecInfer(IIDDrafting, Method):
     """Multi-round speculative sampling with i.i.d. drafts (see the module docstring)."""
 
     name = "specinfer"
+    label = "specinfer"
+    colour = "#ff7f0e"
+    marker = "s"
+    tree_family = "sibling-closed"
+    has_path_prediction = True
+    sd_on_chains = True
+
+    def slot_weights(self, p, q, m: int, **_) -> SlotWeights:
+        r""":math:`w_j = \beta_j\prod_{i<j}(1-\beta_i)` (:func:`residual_rounds`), exact."""
+        return SlotWeights.exact_weights(residual_rounds(p, q, m)[0])
+
+    def path_acceptance(self, p, q, y, py, m: int) -> np.ndarray:
+        r""":math:`c = 1 - \prod_{j\le m}(1-\beta_j)\, r_{m+1}(y)/p(y)` (the ``rest`` of :func:`residual_rounds`)."""
+        _, rest = residual_rounds(p, q, m)                                # [T, V]
+        return np.clip(1.0 - rest[np.arange(len(y)), y] / py, 0.0, 1.0)
 
     def verify(self, p, q, drafts, noise: NodeNoise):
         batch, m = drafts.shape
