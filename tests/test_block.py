@@ -196,3 +196,14 @@ def test_method_theory_hooks():
     tok, _, exact = meth.report_tokens(p, q, [8], "optimal")
     est, lo, hi = block_chain_tokens_mc(p, q, 8, trials=20_000, seed=5, confidence=1 - 1e-8)
     assert not exact and lo - 0.05 <= tok[0] <= hi + 0.05
+
+
+def test_bound_report_rows_come_from_the_method():
+    """``chansim bound`` (speedup_report) reads block's rows through the registry (Block.report_tokens)."""
+    from chansim.theory import speedup_report
+
+    rep = speedup_report(PAPER_P, PAPER_Q, k=[1, 2, 3], methods=["sd", "block"], tree="chain")
+    assert rep.methods["block"]["tokens_per_call"] == pytest.approx([block_chain_tokens(PAPER_P, PAPER_Q, g)
+                                                                     for g in (1, 2, 3)])
+    assert all(b >= s - 1e-12 for b, s in zip(rep.methods["block"]["tokens_per_call"],
+                                              rep.methods["sd"]["tokens_per_call"]))
