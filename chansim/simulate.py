@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .sources import IIDSource, as_source, check_sources
+from .race_sampling import RaceTable
+from .sources import IIDSource, MarkovSource, as_source, check_sources
 from .stats import no_spread_fraction, normal_quantile, ratio_standard_error, student_quantile
 from .trees import Tree
 from .verify import GeneratorNoise, NodeNoise, as_tree, get_method, speculative_step
@@ -150,19 +151,43 @@ class _Plan:
             self.chain_len = (self.chain_nodes >= 0).sum(axis=1)        # [C]
 
 
-def _visit(method, target, draft, ctx, slots, rng, vocab):
+#: largest (contexts x V) table the engine precomputes for the O(m log V) samplers (8 arrays: ~130 MiB)
+_MAX_TABLE_ELEMENTS = 2**21
+
+
+def _race_table(method, target, draft, vocab):
+    """``(RaceTable, rows_of_context)`` for methods with ``uses_table`` (None: full-V sampling).
+
+    i.i.d.: one row.  Markov: one row per context (V + 1 rows, the last = empty prefix),
+    when (V + 1) V <= ``_MAX_TABLE_ELEMENTS``.
+    """
+    if not getattr(method, "uses_table", False):
+        return None
+    if isinstance(target, IIDSource) and isinstance(draft, IIDSource):
+        return RaceTable(target.probs[None, :], draft.probs[None, :]), lambda ctx: np.zeros(len(ctx), dtype=np.int64)
+    if isinstance(target, MarkovSource) and isinstance(draft, MarkovSource) and (vocab + 1) * vocab <= _MAX_TABLE_ELEMENTS:
+        contexts = np.arange(vocab + 1)                                 # row V = empty prefix (context -1)
+        table = RaceTable(target.next_probs(contexts), draft.next_probs(contexts))
+        return table, lambda ctx: np.where(np.asarray(ctx) < 0, vocab, ctx).astype(np.int64)
+    return None
+
+
+def _visit(method, target, draft, ctx, slots, rng, vocab, table=None):
     """Draft the children of a batch of nodes and apply the node rule: (accepted, token, drafts)."""
     batch = len(ctx)
     p = target.next_probs(ctx)                                          # [B or 1, V]
     q = draft.next_probs(ctx)                                           # [B or 1, V]
-    race = rng.standard_exponential((batch, vocab)) if method.uses_race else None   # [B, V]
-    noise = NodeNoise(rng, batch, race)
+    if table is not None:                                               # exact O(m log V) samplers
+        noise = NodeNoise(rng, batch, None, table=table[0], table_rows=table[1](ctx))
+    else:
+        race = rng.standard_exponential((batch, vocab)) if method.uses_race else None   # [B, V]
+        noise = NodeNoise(rng, batch, race)
     drafts = method.draft(q, slots, noise) if len(slots) else np.empty((batch, 0), dtype=np.int64)
     accepted, token = method.verify(p, q, drafts, noise)
     return accepted, token, drafts
 
 
-def _batched_calls(method, plan: _Plan, target, draft, ctx, rng, vocab):
+def _batched_calls(method, plan: _Plan, target, draft, ctx, rng, vocab, table=None):
     """One target call for each of S trials; ctx ``[S]`` = last token (-1: empty prefix).
 
     Returns out ``[S, D+1]`` (tokens, -1 padded), n_tokens ``[S]``, reached ``[D+1]``,
@@ -196,7 +221,7 @@ def _batched_calls(method, plan: _Plan, target, draft, ctx, rng, vocab):
             if not idx.size:
                 continue
             slots = np.arange(1, key + 1) if method.merges_duplicates else plan.slots[key]
-            acc, tok, drafts = _visit(method, target, draft, ctx[idx], slots, rng, vocab)
+            acc, tok, drafts = _visit(method, target, draft, ctx[idx], slots, rng, vocab, table)
             out[idx, d] = tok
             n_tok[idx] += 1
             ctx[idx] = tok
@@ -300,7 +325,8 @@ def _estimate(hist, stream_tokens, stream_calls, model, confidence) -> Estimate:
 # ----------------------------------------------------------------------------- public
 def simulate(method, tree, target_probs, draft_probs, calls: int, seed: int = 0, *, streams: int | None = None,
              emit_tokens: bool = False, engine: str = "batched", confidence: float = 0.95,
-             max_batch_elements: int = 2**22, progress: bool = False, **method_options) -> SimulationResult:
+             max_batch_elements: int = 2**22, progress: bool = False, race_tables: bool = True,
+             **method_options) -> SimulationResult:
     r"""Simulate ``calls`` target calls of ``method`` on ``tree``; tokens per call with a CI.
 
     Parameters
@@ -324,6 +350,12 @@ def simulate(method, tree, target_probs, draft_probs, calls: int, seed: int = 0,
     engine : {"batched", "reference"}
     confidence : float
         Level of the normal confidence interval of tokens per call.
+    race_tables : bool
+        Batched engine, ``ersd`` and ``rsd``: sample races and residuals exactly in
+        O(m log V) per node from tables sorted once per context
+        (:class:`chansim.race_sampling.RaceTable`, docs/theory.md §2.4) instead of V
+        fresh draws per node; the i.i.d. batch then defaults to ``max_batch_elements // 64``.
+        ``False`` keeps the full-V samplers (same law, other random stream).
     **method_options
         Passed to the method (e.g. ``rho`` for spectr).
 
@@ -349,8 +381,10 @@ def simulate(method, tree, target_probs, draft_probs, calls: int, seed: int = 0,
         raise ValueError(f"engine must be 'batched' or 'reference', got {engine!r}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    table = _race_table(method, target, draft, vocab) if race_tables and engine == "batched" else None
     if streams is None:
-        streams = min(calls, 1024) if model == "markov" else max(16, max_batch_elements // vocab)
+        width = 64 if table is not None else vocab                      # per-trial elements of a node visit
+        streams = min(calls, 1024) if model == "markov" else max(16, max_batch_elements // width)
     streams = min(_positive_int(streams, "streams"), calls)
     rng = np.random.default_rng(seed)
     plan = _Plan(tree, method.merges_duplicates)
@@ -371,7 +405,7 @@ def simulate(method, tree, target_probs, draft_probs, calls: int, seed: int = 0,
         bar = _progress(rounds, progress, f"{method.name} {tree.name}")
         for r in range(rounds):
             active = np.flatnonzero(per_stream > r)
-            out, n_tok, rch, acc, ctx[active] = _batched_calls(method, plan, target, draft, ctx[active], rng, vocab)
+            out, n_tok, rch, acc, ctx[active] = _batched_calls(method, plan, target, draft, ctx[active], rng, vocab, table)
             hist += np.bincount(n_tok, minlength=depth_max + 2)
             reached += rch
             accepted += acc
@@ -442,13 +476,13 @@ def _progress(total, enabled, desc):
 
 
 def generate(method, tree, target_probs, draft_probs, streams: int, length: int, seed: int = 0,
-             **method_options) -> np.ndarray:
+             race_tables: bool = True, **method_options) -> np.ndarray:
     """``streams`` independent generations of ``length`` tokens each, batched; shape ``[streams, length]``.
 
     Every generation starts from the empty prefix and chains target calls until it has
     at least ``length`` tokens (the overshoot of the last call is cut, which leaves the
     law of the kept tokens unchanged).  With an exact method each row is distributed as
-    the target's own autoregressive sample.
+    the target's own autoregressive sample.  ``race_tables`` as in :func:`simulate`.
 
     >>> from chansim.sources import MarkovSource
     >>> src = MarkovSource([[0.5, 0.5], [0.1, 0.9]])
@@ -457,6 +491,7 @@ def generate(method, tree, target_probs, draft_probs, streams: int, length: int,
     """
     method, tree, target, draft, vocab, _ = _setup(method, tree, target_probs, draft_probs, method_options)
     streams, length = _positive_int(streams, "streams"), _positive_int(length, "length")
+    table = _race_table(method, target, draft, vocab) if race_tables else None
     rng = np.random.default_rng(seed)
     plan = _Plan(tree, method.merges_duplicates)
     buf = np.full((streams, length + tree.max_depth + 1), -1, dtype=np.int64)
@@ -466,7 +501,7 @@ def generate(method, tree, target_probs, draft_probs, streams: int, length: int,
         active = np.flatnonzero(filled < length)
         if not active.size:
             return buf[:, :length]
-        out, n_tok, _, _, ctx[active] = _batched_calls(method, plan, target, draft, ctx[active], rng, vocab)
+        out, n_tok, _, _, ctx[active] = _batched_calls(method, plan, target, draft, ctx[active], rng, vocab, table)
         cols = filled[active, None] + np.arange(out.shape[1])[None, :]  # [A, D+1]
         keep = out >= 0
         buf[np.broadcast_to(active[:, None], out.shape)[keep], cols[keep]] = out[keep]

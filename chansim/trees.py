@@ -123,6 +123,11 @@ def _validate(parents: np.ndarray, ranks: np.ndarray) -> None:
     if parents[0] != -1:
         raise ValueError(f"node 0 is the root and must have parent -1, got {parents[0]}")
     n = len(parents)
+    # vectorised pass (trees of 10^6 nodes); the loop below only runs to name a violation
+    par, rk = parents[1:], ranks[1:]
+    ordered = np.all((par >= 0) & (par < np.arange(1, n))) and np.all(rk >= 1)
+    if ordered and not np.any(np.diff(np.sort(par * (int(rk.max(initial=0)) + 1) + rk)) == 0):
+        return
     for i in range(1, n):
         par = parents[i]
         if not 0 <= par < n:

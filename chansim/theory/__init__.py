@@ -19,8 +19,8 @@ from .expectations import (METHODS, Expectation, expected_tokens, path_probabili
 from .lp import draft_set_law, mincut_without_replacement, optimal_acceptance_lp, optimal_acceptance_mincut
 from .nodes import (SlotWeights, node_acceptance, rsd_weights, sd_weights, specinfer_weights, spectr_acceptance,
                     spectr_rho, spectr_transition)
-from .optimal import (best_rank_set_tree, best_sibling_closed_tree, sibling_closed_values, top_products_curve, top_products_depths,
-                      top_products_sums, tree_shape)
+from .optimal import (best_rank_set_tree, best_sibling_closed_tree, sibling_closed_sums, sibling_closed_values,
+                      top_products_curve, top_products_depths, top_products_sums, top_products_table, tree_shape)
 from .ranklaw import RankLaw, law_from_probs, rank_law
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
     "METHODS", "Expectation", "tree_value", "path_probabilities", "sd_chain_tokens", "expected_tokens",
     "sequences_shape", "spectr_sequences_tokens",
     "draft_set_law", "mincut_without_replacement", "optimal_acceptance_lp", "optimal_acceptance_mincut",
-    "best_rank_set_tree", "best_sibling_closed_tree", "sibling_closed_values", "top_products_curve", "top_products_sums", "top_products_depths", "tree_shape",
+    "best_rank_set_tree", "best_sibling_closed_tree", "sibling_closed_sums", "sibling_closed_values", "top_products_curve", "top_products_sums", "top_products_depths", "top_products_table", "tree_shape",
     "renewal_constant", "large_k_relation", "all_k_bound", "naive_log_ratio", "outcome_entropy",
 ]
 from .report import BoundReport, speedup_report  # noqa: E402

@@ -37,7 +37,7 @@ from ..trees import Tree, batch as batch_tree, chain as chain_tree
 from ..verify.registry import get_method, method_names
 from ..verify.sd import sd_chain_tokens
 from ..verify.spectr import spectr_sequences_tokens, spectr_transition_matrix
-from .optimal import sibling_closed_values, top_products_depths, top_products_sums
+from .optimal import sibling_closed_sums, top_products_table
 from .bound_columns import bound_columns
 from .ranklaw import rank_law
 
@@ -177,24 +177,6 @@ def _check_ks(k) -> list:
     return out
 
 
-def _reconstruct_depth(dp, n):
-    """Depth of the DP-optimal sibling-closed tree with budget n."""
-    best = 0
-    stack = [(n, 0)]
-    while stack:
-        b, d = stack.pop()
-        if b == 0:
-            best = max(best, d)
-            continue
-        col = dp.G[1:, b]
-        j = int(np.flatnonzero(col >= col.max() - 1e-15)[0]) + 1
-        for slot in range(j, 0, -1):
-            s = int(dp.choice[slot, b])
-            stack.append((s, d + 1))
-            b -= 1 + s
-    return best
-
-
 def _weights(meth, p, q, kmax, law, seed):
     """Slot weights of a sibling-closed/rank-set method for the report (the law is reused for ersd)."""
     sw = meth.slot_weights(p, q, kmax, seed=seed, law=law if meth.uses_race else None)
@@ -214,8 +196,8 @@ def _sibling_closed_family(meth, p, q, ks, tree, ctx):
     kmax = max(ks)
     w, exact = _weights(meth, p, q, kmax, ctx["law"], ctx["seed"])
     if tree == "optimal":
-        dp = sibling_closed_values(w, kmax)
-        return [float(1 + dp.f[k]) for k in ks], [_reconstruct_depth(dp, k) for k in ks], exact
+        vals, deps = sibling_closed_sums(w, ks)
+        return [float(1 + v) for v in vals], [int(d) for d in deps], exact
     if tree == "chain":
         return [float(sd_chain_tokens(w[0], k)) for k in ks], list(ks), exact
     cw = np.cumsum(w)
@@ -228,8 +210,8 @@ def _rank_set_family(meth, p, q, ks, tree, ctx):
     # a guaranteed law with error <= 1e-4 counts as exact (docs/theory.md §5)
     exact = law.exact or (law.guaranteed and law.error <= 1e-4)
     if tree == "optimal":
-        return ([float(1 + v) for v in top_products_sums(law.probs, ks)],
-                [int(d) for d in top_products_depths(law.probs, ks)], exact)
+        vals, deps = top_products_table(law.probs, ks)
+        return [float(1 + v) for v in vals], [int(d) for d in deps], exact
     if tree == "chain":                     # the closed-form alpha_ER (§0), exact at any V
         return [float(sd_chain_tokens(ctx["alpha_er"], k)) for k in ks], list(ks), True
     cw = np.cumsum(law.weights(max(ks)))

@@ -19,7 +19,7 @@ a :class:`NodeNoise`; nothing here touches a global RNG.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -44,11 +44,23 @@ class NodeNoise:
         Exp(1) race noise of the node's absolute position, shared by the draft (which
         races q with it) and the target (which races p with it).  Only for methods with
         ``uses_race``.
+    table : chansim.race_sampling.RaceTable, optional
+        Precomputed sorted tables of the (p, q) rows: methods with ``uses_table`` then
+        sample their races / residuals exactly in O(m log V) per trial instead of
+        touching V entries (the synthetic Monte Carlo engine; ``race`` is None then).
+    table_rows : ndarray, shape (B,), optional
+        Row of ``table`` for each trial (its context).
+    state : dict
+        Scratch space a method's ``draft`` may fill for its ``verify`` at the same node
+        (e.g. the draft race's arrival times).
     """
 
     rng: np.random.Generator
     batch: int
     race: np.ndarray | None = None
+    table: object | None = None
+    table_rows: np.ndarray | None = None
+    state: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,7 @@ class Method:
     chains_only = False     # every node has at most one child (sd)
     sequences_only = False  # disjoint chains below the root (spectr)
     any_ranks = False       # children may hold any set of slots (generalised ersd)
+    uses_table = False      # has an exact O(m log V) path through NodeNoise.table
     #: the method decides on a whole drafted chain at once (block): the walks call
     #: ``verify_chain(p [γ+1, R, V], q [γ, R, V], drafts [B, γ], noise) -> (τ [B], token [B])``
     verifies_chain = False

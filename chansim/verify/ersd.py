@@ -14,6 +14,10 @@ Rank law :math:`a_r = P(\text{rank of } y \text{ in the q-race} = r)`,
 
 ``ersd-topm`` (:class:`ERSDTopM`) is the same rule restricted to sibling-closed trees
 (plain top-m drafting); the bound report compares the two.
+
+With a :class:`~chansim.race_sampling.RaceTable` in the node noise (the synthetic Monte
+Carlo engine) the same race is sampled exactly without V draws: the draft race's first
+max(slots) arrivals, then the target race's winner given them (docs/theory.md §2.4).
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ class ERSD(Method):
     marker = "v"
     uses_race = True
     any_ranks = True
+    uses_table = True
     tree_family = "rank-set"
     has_path_prediction = True
 
@@ -55,6 +60,8 @@ class ERSD(Method):
         w = law.weights(m)
         if law.exact:
             return SlotWeights.exact_weights(w)
+        if law.trials == 0:                 # a bounded law: each a_r within its guaranteed error (§5)
+            return SlotWeights(w, np.clip(w - law.error, 0, 1), np.clip(w + law.error, 0, 1), False, 0)
         lo, hi = wilson_interval(w * law.trials, law.trials, 1 - (1 - confidence) / m)
         return SlotWeights(w, np.clip(lo - law.truncation, 0, 1), np.clip(hi + law.truncation, 0, 1), False,
                            law.trials)
@@ -69,10 +76,20 @@ class ERSD(Method):
     def draft(self, q, slots, noise: NodeNoise) -> np.ndarray:
         if not len(slots):
             return np.empty((noise.batch, 0), dtype=np.int64)
+        if noise.race is None and noise.table is not None:                # exact O(m log V) race
+            slots = np.asarray(slots, dtype=np.int64)
+            pos, times = noise.table.arrivals(noise.table_rows, int(slots.max()), noise.rng)   # [B, M]
+            noise.state["arrivals"] = (pos, times)
+            return noise.table.tokens(noise.table_rows, pos[:, slots - 1])   # [B, m]
         return race_ranked_tokens(noise.race, q, slots)                   # [B, m]
 
     def verify(self, p, q, drafts, noise: NodeNoise):
-        token = np.argmin(race_times(noise.race, p), axis=-1)             # [B] target's race winner
+        if noise.race is None and noise.table is not None:
+            empty = (np.empty((noise.batch, 0), dtype=np.int64), np.empty((noise.batch, 0)))
+            pos, times = noise.state.get("arrivals", empty)
+            token, _ = noise.table.race_winner(noise.table_rows, pos, times, noise.rng)   # [B]
+        else:
+            token = np.argmin(race_times(noise.race, p), axis=-1)         # [B] target's race winner
         match = drafts == token[:, None]                                  # [B, m]
         if drafts.shape[1] == 0:
             return np.full(len(token), -1, dtype=np.int64), token

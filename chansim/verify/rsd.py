@@ -15,6 +15,10 @@ Theory: the slot weights depend on the tokens already tried, so they are an expe
 over ordered draft histories — :func:`rsd_weights_exact` enumerates them (small V),
 :func:`rsd_weights_mc` samples them with a Rao–Blackwellised integrand (docs/theory.md §1);
 the acceptance along a logged path is exact for m <= 2 (:func:`rsd_path_weights`).
+
+With a :class:`~chansim.race_sampling.RaceTable` in the node noise (the synthetic Monte
+Carlo engine) the rounds run on :math:`r_j \propto (p - \lambda_j q)_+` over the untried
+tokens, O(m log V) per row with no V-row renormalised (docs/theory.md §2.4).
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ class RSD(Method):
     trials_divisor = 10     # one history = m residual rounds over V
     #: rejection rounds before the exact fallback (sampling from the renormalised remainder)
     max_redraws = 16
+    uses_table = True
 
     def slot_weights(self, p, q, m: int, *, trials: int = 20_000, seed: int = 0, **_) -> SlotWeights:
         """Exact by enumeration when cheap, else Monte Carlo (:func:`rsd_weights`)."""
@@ -62,6 +67,9 @@ class RSD(Method):
         whose q has no mass left gets -1 (fewer than m children).
         """
         batch, m = noise.batch, len(slots)
+        if noise.table is not None:                                       # the q-race's first m arrivals
+            pos, _ = noise.table.arrivals(noise.table_rows, m, noise.rng)
+            return noise.table.tokens(noise.table_rows, pos)              # [B, m]
         drafts = np.full((batch, m), -1, dtype=np.int64)                  # [B, m]
         for j in range(m):
             pending = np.arange(batch)
@@ -86,6 +94,8 @@ class RSD(Method):
     def verify(self, p, q, drafts, noise: NodeNoise):
         batch, m = drafts.shape
         u = noise.rng.random((batch, m + 1))                              # [B, m + 1]
+        if noise.table is not None:
+            return noise.table.rsd_verify(noise.table_rows, drafts, u, noise.rng)
         accepted = np.full(batch, -1, dtype=np.int64)
         token = np.full(batch, -1, dtype=np.int64)
         # Only rows that rejected every draft so far are carried (act); r and q_j stay one
