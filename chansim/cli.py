@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
 
 from . import __version__
 from .logconfig import configure_logging
@@ -45,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Input warnings as one line ``chansim: warning: ...`` on stderr (no file/line noise)."""
+    print(f"chansim: warning: {message}", file=file or sys.stderr)
+
+
 def _add_verbosity(parser: argparse.ArgumentParser, default) -> None:
     """``--quiet``/``--verbose`` (diagnostics on stderr; see :mod:`chansim.logconfig`)."""
     group = parser.add_argument_group("output")
@@ -64,6 +71,12 @@ def _add_verbosity_everywhere(subparsers) -> None:
 
 
 def main(argv=None) -> int:
+    """Run the CLI; returns the exit status.
+
+    0: success; 2: bad input or options (one line ``chansim CMD: error: ...`` on stderr);
+    1: out of memory; 130: interrupted (Ctrl-C, one line). A closed output pipe
+    (``chansim ... | head``) ends quietly with status 0.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -73,11 +86,37 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as err:
         print(f"chansim {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except RecursionError:
+        print(f"chansim {args.command}: error: input nested too deeply", file=sys.stderr)
+        return 2
+    except MemoryError as err:
+        print(f"chansim {args.command}: error: out of memory ({err or 'allocation failed'}); "
+              "use smaller inputs or options", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"chansim {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return 0
+    finally:
+        warnings.showwarning = shown
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of stdout went away (``| head``): point stdout at devnull so the exit flush is silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (tests)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

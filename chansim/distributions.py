@@ -17,7 +17,10 @@ import numpy as np
 
 __all__ = [
     "PROB_ATOL",
+    "dtype_atol",
+    "as_real_array",
     "check_probs",
+    "check_rank_probs",
     "check_pair",
     "check_logits",
     "log_softmax",
@@ -41,6 +44,41 @@ __all__ = [
 PROB_ATOL = 1e-6
 
 
+#: unit roundoff of the storage dtypes a probability file may come in
+_UNIT_ROUNDOFF = {"float16": 2.0 ** -11, "bfloat16": 2.0 ** -8, "float32": 2.0 ** -24}
+_FLOAT16_SUBNORMAL_STEP = 2.0 ** -25          # absolute rounding error of a float16 value below 2**-14
+
+
+def dtype_atol(dtype, vocab: int) -> float:
+    r"""Tolerance on :math:`|\sum_x p_x - 1|` for probabilities stored in ``dtype`` over ``vocab`` tokens.
+
+    Float64 (and integer) data keep :data:`PROB_ATOL`. For a lower-precision storage
+    dtype of unit roundoff :math:`u`, a softmax computed in float32 or better and then
+    stored has mass error at most
+
+    .. math:: 2u + 4\sqrt{V}\,u_{32} \;(+\, V 2^{-25} \text{ for float16 subnormals}),
+
+    i.e. twice the storage rounding (:math:`|\sum_x \tilde p_x - \sum_x p_x| \le u \sum_x p_x`)
+    plus four times the typical :math:`\sqrt V` growth of a float32 normalising sum
+    (:math:`u_{32} = 2^{-24}`); never below :data:`PROB_ATOL`.
+
+    >>> dtype_atol("float64", 49152) == PROB_ATOL
+    True
+    >>> 1.2e-5 < dtype_atol("float32", 49152) < 1e-4     # a float32 softmax over 49k tokens passes
+    True
+    >>> round(dtype_atol("bfloat16", 8), 4)
+    0.0078
+    """
+    name = str(dtype).replace("torch.", "")
+    if name not in _UNIT_ROUNDOFF:
+        return PROB_ATOL
+    u32 = _UNIT_ROUNDOFF["float32"]
+    tol = 2 * min(_UNIT_ROUNDOFF[name], 1.0) + 4 * math.sqrt(max(int(vocab), 1)) * u32
+    if name == "float16":
+        tol += int(vocab) * _FLOAT16_SUBNORMAL_STEP
+    return max(PROB_ATOL, tol)
+
+
 def _log_factor(base: str) -> float:
     if base in ("nats", "e", None):
         return 1.0
@@ -52,6 +90,40 @@ def _log_factor(base: str) -> float:
 def _first_bad(mask: np.ndarray) -> tuple:
     """Index tuple of the first True entry of ``mask`` (for error messages)."""
     return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def as_real_array(values, name: str = "values") -> np.ndarray:
+    """``values`` as a float64 array, refusing anything that is not real numbers (never converting it).
+
+    Accepts lists, numpy arrays and torch tensors of any float/int dtype (bfloat16 included),
+    on any device, with or without ``requires_grad`` (detached; the caller's tensor is untouched).
+    Refuses complex, boolean, string and object data with a ``ValueError`` naming ``name``.
+
+    >>> as_real_array([1, 2.5]).tolist()
+    [1.0, 2.5]
+    >>> as_real_array([0.5, "0.5"], "p")
+    Traceback (most recent call last):
+    ...
+    ValueError: p must hold real numbers, got dtype <U32
+    """
+    if hasattr(values, "detach") and hasattr(values, "dtype") and type(values).__module__.startswith("torch"):
+        tensor = values.detach().to("cpu")
+        if tensor.is_complex():
+            raise ValueError(f"{name} has complex values; it must be real")
+        if tensor.is_floating_point() and str(tensor.dtype) not in ("torch.float16", "torch.float32", "torch.float64"):
+            tensor = tensor.float()                      # bfloat16 (and float8) -> float32 is exact
+        values = tensor.numpy()
+    if np.iscomplexobj(values):
+        raise ValueError(f"{name} has complex values; it must be real")
+    try:
+        raw = np.asarray(values)
+    except ValueError as err:                            # ragged nested lists
+        raise ValueError(f"{name} must be a regular array of real numbers: {err}") from None
+    if raw.dtype.kind == "b":
+        raise ValueError(f"{name} holds booleans, not numbers")
+    if raw.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must hold real numbers, got dtype {raw.dtype}")
+    return raw.astype(np.float64)
 
 
 def check_probs(probs, name: str = "probs", atol: float = PROB_ATOL) -> np.ndarray:
@@ -70,7 +142,7 @@ def check_probs(probs, name: str = "probs", atol: float = PROB_ATOL) -> np.ndarr
     """
     if np.iscomplexobj(probs):
         raise ValueError(f"{name} has complex values; probabilities must be real")
-    arr = np.asarray(probs, dtype=np.float64)
+    arr = as_real_array(probs, name)
     if arr.ndim == 0 or arr.shape[-1] == 0:
         raise ValueError(f"{name} must have a non-empty vocabulary axis (last axis), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -99,19 +171,47 @@ def check_pair(target_probs, draft_probs, atol: float = PROB_ATOL) -> tuple[np.n
     ...
     ValueError: vocabulary mismatch: target has shape (2,), draft has shape (3,)
     """
-    p = check_probs(target_probs, "target_probs", atol)
-    q = check_probs(draft_probs, "draft_probs", atol)
+    p = as_real_array(target_probs, "target_probs")
+    q = as_real_array(draft_probs, "draft_probs")
+    if p.shape != q.shape and p.ndim and q.ndim:        # shapes first: a cut vector is not "unnormalised"
+        kind = "vocabulary mismatch" if p.shape[-1] != q.shape[-1] else "shape mismatch"
+        raise ValueError(f"{kind}: target has shape {p.shape}, draft has shape {q.shape}")
+    p = check_probs(p, "target_probs", atol)
+    q = check_probs(q, "draft_probs", atol)
     if p.shape != q.shape:
         kind = "vocabulary mismatch" if p.shape[-1] != q.shape[-1] else "shape mismatch"
         raise ValueError(f"{kind}: target has shape {p.shape}, draft has shape {q.shape}")
     return p, q
 
 
+def check_rank_probs(rank_probs, name: str = "rank_probs", atol: float = PROB_ATOL) -> np.ndarray:
+    """Validate a 1-D law of ranks :math:`a_r` (may be sub-stochastic: mass left for "never").
+
+    Real, finite, non-negative, total at most ``1 + atol``; returns float64.
+
+    >>> check_rank_probs([-0.6, 1.6])
+    Traceback (most recent call last):
+    ...
+    ValueError: rank_probs has a negative probability -0.6 at index (0,)
+    """
+    a = as_real_array(rank_probs, name)
+    if a.ndim != 1 or a.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D vector, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or inf at index {_first_bad(~np.isfinite(a))}")
+    if np.any(a < 0):
+        bad = _first_bad(a < 0)
+        raise ValueError(f"{name} has a negative probability {a[bad]:.3g} at index {bad}")
+    if a.sum() > 1 + atol:
+        raise ValueError(f"{name} sums to {a.sum():.6g} > 1; it must be a probability law (sum <= 1)")
+    return a
+
+
 def check_logits(logits, name: str = "logits") -> np.ndarray:
     """Validate logits: non-empty last axis; finite or ``-inf`` (a masked token); never NaN/+inf."""
     if np.iscomplexobj(logits):
         raise ValueError(f"{name} has complex values; logits must be real")
-    arr = np.asarray(logits, dtype=np.float64)
+    arr = as_real_array(logits, name)
     if arr.ndim == 0 or arr.shape[-1] == 0:
         raise ValueError(f"{name} must have a non-empty vocabulary axis (last axis), got shape {arr.shape}")
     bad = np.isnan(arr) | (arr == np.inf)

@@ -60,10 +60,11 @@ class Estimate:
     ci_high: float
     std_error: float
     confidence: float
+    small_sample: bool = False       # fewer than SMALL_CALLS calls (or SMALL_SEQUENCES Markov streams)
 
     def to_dict(self) -> dict:
         return {"mean": self.mean, "ci_low": self.ci_low, "ci_high": self.ci_high,
-                "std_error": self.std_error, "confidence": self.confidence}
+                "std_error": self.std_error, "confidence": self.confidence, "small_sample": self.small_sample}
 
     def contains(self, value: float) -> bool:
         return self.ci_low <= value <= self.ci_high
@@ -299,8 +300,20 @@ def _setup(method, tree, target_probs, draft_probs, method_options):
     return method, tree, target, draft, vocab, model
 
 
+#: below these sizes an interval is flagged ``small_sample`` (normal/t intervals are then unreliable)
+SMALL_CALLS = 30
+SMALL_SEQUENCES = 4
+
+
+def _feasible(mean, low, high, max_tokens, se, confidence, small) -> Estimate:
+    """Clip an interval to what is possible: every call yields between 1 and ``max_tokens`` tokens."""
+    return Estimate(mean, max(1.0, low), min(float(max_tokens), high), se, confidence, small)
+
+
 def _estimate(hist, stream_tokens, stream_calls, model, confidence) -> Estimate:
     counts = np.arange(len(hist))
+    max_tokens = len(hist) - 1                               # depth + 1: the most one call can yield
+    small = bool(int(hist.sum()) < SMALL_CALLS or (model == "markov" and len(stream_calls) < SMALL_SEQUENCES))
     n = int(hist.sum())
     mean = float((counts * hist).sum() / n)
     z = normal_quantile(confidence)
@@ -318,8 +331,9 @@ def _estimate(hist, stream_tokens, stream_calls, model, confidence) -> Estimate:
         # u = 1 - ((1 - confidence) / 2)^(1/n) (Clopper-Pearson for 0 events), and each
         # differs by at most c - 1 below or (max tokens - c) above.
         u = no_spread_fraction(confidence, n)
-        return Estimate(mean, mean - (mean - 1.0) * u, mean + (len(hist) - 1 - mean) * u, 0.0, confidence)
-    return Estimate(mean, mean - z * se, mean + z * se, se, confidence)
+        return _feasible(mean, mean - (mean - 1.0) * u, mean + (max_tokens - mean) * u, max_tokens, 0.0, confidence,
+                         small)
+    return _feasible(mean, mean - z * se, mean + z * se, max_tokens, se, confidence, small)
 
 
 # ----------------------------------------------------------------------------- public

@@ -46,7 +46,8 @@ def test_python_dash_m_chansim():
 
 def test_quiet_and_verbose_anywhere(pair_files, capsys):
     d = pair_files
-    argv = ["bound", "--p", str(d / "p.npy"), "--q", str(d / "q.npy"), "--k", "1,2", "--plot", str(d / "b.png")]
+    argv = ["bound", "--p", str(d / "p.npy"), "--q", str(d / "q.npy"), "--k", "1,2", "--plot", str(d / "b.png"),
+            "--force"]                                           # the plot is rewritten below
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "chansim: plot written to" in err                     # diagnostics go to stderr through logging

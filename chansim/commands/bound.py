@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from . import SHAPE_RULE
 
@@ -25,6 +26,20 @@ def register(subparsers) -> None:
                              "and the large-k relation and all-k bound evaluated on the log")
     parser.add_argument("--tree-spec", action="append", default=None, metavar="SPEC",
                         help="with --log: extra trees whose shape depends only on depth (branch:4,2,1; repeatable)")
+    parser.add_argument("--top-n", default=None, metavar="N[,N...]",
+                        help="with a full --log: truncate it to the top-N of p and q and print the guaranteed "
+                             "intervals next to the full-log values (docs/log-format.md)")
+    parser.add_argument("--temperatures", default=None, metavar="T[,T...]",
+                        help="with a T = 1 --log: predict tokens per call at these target temperatures (0 = greedy; "
+                             "i.i.d. model at each logged context; chansim/llm/temperature.py)")
+    parser.add_argument("--draft-temperatures", default=None, metavar="T[,T...]",
+                        help="with --temperatures: the draft's temperature for each (default: the same)")
+    parser.add_argument("--top-k", type=int, default=0, help="with --temperatures: target top-k (0 = off)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="with --temperatures: target top-p (1 = off)")
+    parser.add_argument("--draft-top-k", type=int, default=0, help="with --temperatures: draft top-k (0 = off)")
+    parser.add_argument("--draft-top-p", type=float, default=1.0, help="with --temperatures: draft top-p (1 = off)")
+    parser.add_argument("--positions", type=int, default=None,
+                        help="with --temperatures: use only the first N logged positions (speed)")
     parser.add_argument("--markov", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--logits", action="store_true", help="files hold logits (softmax at --temperature)")
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature for --logits")
@@ -44,15 +59,22 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     add_confidence(parser, "intervals (Monte Carlo H(R) for large V; bootstrap for --log)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--plot", default=None, metavar="OUT.png", help="plot tokens per call vs k with the bounds")
+    parser.add_argument("--plot", default=None, metavar="OUT.png",
+                        help="plot tokens per call vs k with the bounds (.png, .pdf or .svg; never over an input)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
+    parser.add_argument("--atol", type=float, default=None,
+                        help="tolerance on |sum(p) - 1| (default: follows the files' dtype, 1e-6 for float64)")
     parser.set_defaults(func=run)
 
 
+_PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
 def _parse_ks(text: str) -> list:
-    try:
-        ks = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"--k must be comma-separated positive integers, got {text!r}") from None
+    items = [v.strip() for v in text.split(",")]
+    if any(not v.isdigit() for v in items):          # also refuses empty items: "1,,4", "1,", " "
+        raise ValueError(f"--k must be comma-separated positive integers, got {text!r}")
+    ks = [int(v) for v in items]
     if not ks or any(k < 1 for k in ks):
         raise ValueError(f"--k must be comma-separated positive integers, got {text!r}")
     return ks
@@ -77,7 +99,12 @@ def run(args) -> int:
     from ..io import load_pair
     from ..theory.report import speedup_report
 
-    p, q = load_pair(args.p, args.q, logits=args.logits, temperature=args.temperature)
+    from ..outputs import check_output
+
+    if args.plot:
+        args.plot = str(check_output(args.plot, inputs=[args.p, args.q], force=args.force, what="--plot",
+                                     suffixes=_PLOT_SUFFIXES))
+    p, q = load_pair(args.p, args.q, logits=args.logits, temperature=args.temperature, atol=args.atol)
     if p.ndim > 2:
         raise ValueError(f"--p/--q must hold one pair (V,) or a batch (positions, V), got shape {p.shape}")
     if args.trials < 2:
@@ -106,16 +133,64 @@ def run(args) -> int:
 
 def _run_log(args) -> int:
     from ..llm.predict_log import format_log_report, log_report
+    from ..llm.truncated import format_truncated_report, is_truncated_log, truncated_report
+
+    if getattr(args, "temperatures", None):
+        return _run_temperatures(args)
+    if getattr(args, "top_n", None):
+        from ..llm.logs import read_log
+        from ..llm.truncated import format_truncation_widths, truncation_widths
+
+        rows = truncation_widths(read_log(args.log), [int(v) for v in args.top_n.split(",") if v.strip()],
+                                 methods=_methods(args.method) or ("sd", "specinfer"))
+        print(json.dumps(rows, indent=1) if args.json else format_truncation_widths(rows))
+        return 0
+    if is_truncated_log(args.log):                       # top-n log: guaranteed intervals (docs/log-format.md)
+        trees = {"optimal": ("chain", "batch"), "chain": ("chain",), "batch": ("batch",)}[args.tree]
+        rep = truncated_report(args.log, k=_parse_ks(args.k), methods=_methods(args.method), trees=trees)
+        print(json.dumps(rep, indent=2) if args.json else format_truncated_report(rep))
+        return 0
 
     if args.trials < 2:
         raise ValueError(f"--trials must be >= 2, got {args.trials}")
-    if args.logits or args.cost is not None or args.per_position or args.plot:
+    if args.logits or args.cost is not None or args.per_position or (args.plot and not args.temperatures):
         raise ValueError("--logits, --cost, --per-position and --plot do not apply to --log")
     trees = {"optimal": ("chain", "batch"), "chain": ("chain",), "batch": ("batch",)}[args.tree]
     report = log_report(args.log, methods=_methods(args.method), k=_parse_ks(args.k), trees=trees,
                         extra_trees=[s.strip() for v in (args.tree_spec or []) for s in [v] if s.strip()],
                         trials=args.trials, seed=args.seed, confidence=args.confidence)
     print(json.dumps(report, indent=2) if args.json else format_log_report(report))
+    return 0
+
+
+def _run_temperatures(args) -> int:
+    import numpy as np
+
+    from ..llm.logs import read_log
+    from ..llm.temperature import format_sweep, plot_sweep, temperature_sweep
+
+    def floats(text, name):
+        try:
+            return [float(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"{name} must be comma-separated numbers, got {text!r}") from None
+
+    run = read_log(args.log)
+    if run.metadata.get("temperature") not in (None, 1, 1.0):
+        raise ValueError(f"--temperatures needs a log made at T = 1 (this one: T = {run.metadata['temperature']})")
+    n = run.n_positions if args.positions is None else min(int(args.positions), run.n_positions)
+    trees = {"optimal": ("chain", "batch"), "chain": ("chain",), "batch": ("batch",)}[args.tree]
+    specs = [f"{kind}:{k}" for kind in trees for k in _parse_ks(args.k) if f"{kind}:{k}" != "batch:1"]
+    rows = temperature_sweep(np.asarray(run.target_log_probs[:n]), np.asarray(run.draft_log_probs[:n]),
+                             floats(args.temperatures, "--temperatures"),
+                             None if args.draft_temperatures is None else floats(args.draft_temperatures,
+                                                                                  "--draft-temperatures"),
+                             methods=_methods(args.method) or ("sd", "specinfer", "ersd"), trees=specs,
+                             target_top_k=args.top_k, target_top_p=args.top_p, draft_top_k=args.draft_top_k,
+                             draft_top_p=args.draft_top_p, trials=args.trials, seed=args.seed)
+    if args.plot:
+        plot_sweep(rows, args.plot)
+    print(json.dumps(rows, indent=1) if args.json else format_sweep(rows))
     return 0
 
 
@@ -139,5 +214,8 @@ def _plot(report, path: str) -> None:
     ax.set_title(f"tree = {report.tree}, {report.positions} position(s), V = {report.vocab}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from ..outputs import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix[1:].lower())
     plt.close(fig)

@@ -34,10 +34,9 @@ def run(args) -> int:
     p, q = load_pair(args.p, args.q, logits=args.logits, temperature=args.temperature)
     if p.ndim != 1:
         raise ValueError(f"chansim channel takes one pair of 1-D vectors, got shape {p.shape}")
-    try:
-        ks = [int(k) for k in args.ks.split(",")]
-    except ValueError:
-        raise ValueError(f"--ks must be comma-separated integers, got {args.ks!r}") from None
+    if any(not k.strip().isdigit() for k in args.ks.split(",")):
+        raise ValueError(f"--ks must be comma-separated positive integers, got {args.ks!r}")
+    ks = [int(k) for k in args.ks.split(",")]
     if args.trials < 0:
         raise ValueError(f"--trials must be >= 0, got {args.trials}")
     s = channel_summary(p, q, ks=ks, trials=args.trials, seed=args.seed, confidence=args.confidence)

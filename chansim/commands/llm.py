@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-SUBCOMMANDS = ("llm_log", "llm_validate")
+SUBCOMMANDS = ("llm_log", "llm_validate", "llm_import")
 
 
 def register(sub) -> None:

@@ -35,7 +35,8 @@ def register(subparsers) -> None:
     parser.add_argument("--draft", default=None, help="draft model (default: layer-skipping view of the target)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
-    parser.add_argument("--out", required=True, help="output .npz file")
+    parser.add_argument("--out", required=True, help="output .npz file (never over an input; existing: --force)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -92,6 +93,12 @@ def run(args) -> int:
         raise ValueError(f"--prompt-tokens must be >= 1, got {args.prompt_tokens}")
     if not args.temperature > 0:
         raise ValueError(f"--temperature must be > 0, got {args.temperature}")
+    from ..outputs import check_output
+
+    check_output(args.out, inputs=[args.prompt_file, args.target, args.draft], force=args.force, what="--out",
+                 suffixes=(".npz",), make_parents=True)
+    if args.prompt_file and not Path(args.prompt_file).is_file():      # before the (slow) model load
+        raise FileNotFoundError(f"prompt file {args.prompt_file} does not exist")
     t0 = time.perf_counter()
     pair = load_pair(args.target, args.draft, skip_layers=_skip(args.skip_layers), device=args.device,
                      dtype=args.dtype)

@@ -44,8 +44,13 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default=None,
                         help="results file (JSON); default: none, nothing is written ('-' also means none). "
                              "Figure 6 reads figures/data/llm_validation.json")
+    parser.add_argument("--force", action="store_true", help="overwrite existing --out / --plot files")
     parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                         help="start no further setting after this many seconds (for lent machines)")
+    parser.add_argument("--cost", default=None, choices=["auto"],
+                        help="auto: measure draft-forward and target tree-call costs on the pair, also run "
+                             "autoregressive decoding, and report predicted vs measured wall-clock speed-up "
+                             "(chansim/llm/wallclock.py)")
     parser.set_defaults(func=run)
 
 
@@ -105,6 +110,14 @@ def run(args) -> int:
         as_tree(t)
     if not 0 < args.confidence < 1:
         raise ValueError(f"--confidence must be in (0, 1), got {args.confidence}")
+    from ..outputs import check_output
+
+    if args.out and args.out != "-":
+        check_output(args.out, inputs=[args.log], force=args.force, what="--out", suffixes=(".json",),
+                     make_parents=True)
+    if args.plot:
+        check_output(args.plot, inputs=[args.log], force=args.force, what="--plot", suffixes=(".png", ".pdf", ".svg"),
+                     make_parents=True)
     log = read_log(Path(args.log))
     if args.threads:
         import torch
@@ -116,11 +129,18 @@ def run(args) -> int:
     result = _jsonable(validate(log, pair, methods, trees, new_tokens=args.new_tokens, seed=args.seed,
                                 confidence=args.confidence, hf_assisted=args.hf_assisted,
                                 time_budget=args.time_budget, progress=not getattr(args, "quiet", False)))
+    wall = None
+    if args.cost == "auto":
+        from ..llm.wallclock import measure_costs, wallclock_rows
+
+        costs = measure_costs(pair, log.prompts[0], [t for t in trees if t != "chain:0"])
+        wall = {"costs": costs, "rows": _jsonable(wallclock_rows(result, costs, args.confidence))}
+        result["wallclock"] = wall
     doc = results_document(result)
     if args.out and args.out != "-":
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+        from ..outputs import write_text_atomic
+
+        out = write_text_atomic(args.out, json.dumps(doc, indent=1, allow_nan=False) + "\n")
         get_logger("validate").info("[validate] wrote %d rows to %s", len(doc["rows"]), out)
     if args.plot:
         _plot(doc, args.plot)
@@ -128,6 +148,10 @@ def run(args) -> int:
         print(json.dumps(result["rows"] + result["hf_assisted"], indent=1, allow_nan=False))
     else:
         print(format_table(result))
+    if wall is not None and not args.json:
+        from ..llm.wallclock import format_wallclock
+
+        print(format_wallclock(wall["rows"], wall["costs"]))
     return 0
 
 
@@ -142,6 +166,8 @@ def _plot(doc: dict, path: str) -> None:
     if not doc["rows"]:
         raise ValueError("nothing to plot: no row has a prediction from the log")
     fig = plot({"rows": doc["rows"]})
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
+    from ..outputs import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=150, format=Path(path).suffix[1:].lower())
     plt.close(fig)

@@ -38,7 +38,12 @@ def register(subparsers) -> None:
     add_confidence(parser, "normal confidence interval of tokens per call")
     parser.add_argument("--rho", type=float, default=None, help="spectr only: fixed rho (default: smallest feasible)")
     parser.add_argument("--emit-tokens", default=None, metavar="OUT.npy",
-                        help="write the concatenated output tokens of all calls (1-D int64 array)")
+                        help="write the concatenated output tokens of all calls (1-D int64 array) to this .npy "
+                             "file (never over an input; an existing file only with --force)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite an existing --emit-tokens file and run past the size guard")
+    parser.add_argument("--atol", type=float, default=None,
+                        help="tolerance on |sum(p) - 1| (default: follows the files' dtype, 1e-6 for float64)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.set_defaults(func=run)
 
@@ -51,7 +56,13 @@ def run(args) -> int:
     from ..simulate import simulate
     from ..sources import MarkovSource
 
-    p, q = load_pair(args.p, args.q, logits=args.logits, temperature=args.temperature)
+    from ..outputs import atomic_path, check_output
+    from ..guards import check_simulation_size
+
+    if args.emit_tokens:
+        args.emit_tokens = str(check_output(args.emit_tokens, inputs=[args.p, args.q], force=args.force,
+                                            what="--emit-tokens", suffixes=(".npy",)))
+    p, q = load_pair(args.p, args.q, logits=args.logits, temperature=args.temperature, atol=args.atol)
     markov = bool(getattr(args, "markov", False))
     if markov and (p.ndim != 2 or p.shape[0] != p.shape[1]):
         raise ValueError(f"--markov needs square Markov transition matrices [V, V] in --p/--q, got shape {p.shape}")
@@ -71,13 +82,15 @@ def run(args) -> int:
     options = {} if args.rho is None else {"rho": args.rho}
     if options and args.method != "spectr":
         raise ValueError("--rho applies to --method spectr only")
+    check_simulation_size(args.tree, p.vocab_size if hasattr(p, "vocab_size") else p.shape[-1], args.calls,
+                          args.streams, force=args.force, markov=hasattr(p, "vocab_size"),
+                          emit_tokens=bool(args.emit_tokens))
     result = simulate(args.method, args.tree, p, q, calls=args.calls, seed=args.seed, streams=args.streams,
                       emit_tokens=bool(args.emit_tokens), engine=args.engine, confidence=args.confidence,
                       **options)
     if args.emit_tokens:
-        if not str(args.emit_tokens).endswith(".npy"):
-            args.emit_tokens = f"{args.emit_tokens}.npy"          # what np.save writes
-        np.save(args.emit_tokens, result.tokens)
+        with atomic_path(args.emit_tokens) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, result.tokens)                          # a handle: exactly this name, nothing appended
     if args.json:
         out = result.to_dict()
         if args.emit_tokens:
@@ -91,6 +104,9 @@ def run(args) -> int:
     print(f"  calls {result.calls}  seed {result.seed}  engine {result.engine}  ({result.seconds:.2f} s)")
     print(f"  tokens per call {tpc.mean:.4f}  [{tpc.ci_low:.4f}, {tpc.ci_high:.4f}] "
           f"({100 * tpc.confidence:g}% normal CI)")
+    if tpc.small_sample:
+        print(f"  warning: small sample ({result.calls} calls, {result.streams} stream(s)); the interval is "
+              "unreliable below 30 calls (Markov: 4 streams)")
     if result.acceptance_per_depth:
         print("  acceptance per depth: " + "  ".join(
             "-" if math.isnan(a) else f"{a:.4f}" for a in result.acceptance_per_depth))

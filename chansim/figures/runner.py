@@ -11,6 +11,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from ..outputs import atomic_path, write_text_atomic
+
 #: figure name -> module under chansim.figures, in the order they are drawn
 FIGURES = {
     "fig1_trees": "fig1_trees",
@@ -20,6 +22,12 @@ FIGURES = {
     "fig5_rank_bits": "fig5_rank_bits",
     "fig6_real_models": "fig6_real_models",
 }
+
+
+#: written last by :func:`run_figures`, after every figure of the set: its absence marks an incomplete set
+MANIFEST = "manifest.json"
+#: files of one figure, in the order they are written (the caption last)
+FIGURE_FILES = ("json", "png", "pdf", "txt")
 
 
 @dataclass(frozen=True)
@@ -144,13 +152,14 @@ def run_figure(name: str, settings: Settings, out: Path) -> dict | None:
         return None
     record = {"figure": name, "title": module.TITLE, "settings": _jsonable(asdict(settings)), "data": _jsonable(data)}
     path = out / f"{name}.json"
-    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
     loaded = json.loads(path.read_text())["data"]       # plots read the file, not memory
     fig = module.plot(loaded)
     for ext in ("png", "pdf"):
-        fig.savefig(out / f"{name}.{ext}", dpi=130, bbox_inches="tight", metadata=_fixed_metadata(ext))
+        with atomic_path(out / f"{name}.{ext}") as tmp:
+            fig.savefig(tmp, format=ext, dpi=130, bbox_inches="tight", metadata=_fixed_metadata(ext))
     plt.close(fig)
-    (out / f"{name}.txt").write_text(f"{module.TITLE}\n{loaded['caption']}\n")
+    write_text_atomic(out / f"{name}.txt", f"{module.TITLE}\n{loaded['caption']}\n")   # caption last: figure done
     record["seconds"] = time.perf_counter() - start
     return record
 
@@ -161,7 +170,14 @@ def _fixed_metadata(ext: str) -> dict:
 
 
 def run_figures(names: Iterable[str] | None = None, settings: Settings | None = None, out="figures") -> dict:
-    """Run several figures (all by default); returns ``{name: record or None}``."""
+    """Run several figures (all by default); returns ``{name: record or None}``.
+
+    Every file is written atomically (temporary file, then rename); each figure's caption
+    ``.txt`` comes after its data and plots, and the set's :data:`MANIFEST` (figures written
+    and skipped) after every figure -- it is removed first, so an interrupted run leaves a
+    folder without a manifest. Files of a figure set are regenerated in place; inputs
+    (``data/``) are never written.
+    """
     settings = settings or Settings()
     if settings.data_dir is None:
         settings = replace(settings, data_dir=str(Path(out) / "data"))
@@ -169,8 +185,18 @@ def run_figures(names: Iterable[str] | None = None, settings: Settings | None = 
     unknown = [n for n in names if n not in FIGURES]
     if unknown:
         raise ValueError(f"unknown figure(s) {unknown}; choose from {list(FIGURES)}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the figure set")
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / MANIFEST
+    manifest.unlink(missing_ok=True)    # an interrupted run leaves no manifest: visibly incomplete
     results = {}
     with _backend(settings):            # one dask client / worker pool for every figure
         for name in names:
-            results[name] = run_figure(name, settings, Path(out))
+            results[name] = run_figure(name, settings, out)
+    written = {n: [f"{n}.{e}" for e in FIGURE_FILES] for n, r in results.items() if r is not None}
+    write_text_atomic(manifest, json.dumps({"complete": True, "mode": settings.mode, "figures": written,
+                                            "skipped": [n for n, r in results.items() if r is None]},
+                                           indent=1, sort_keys=True) + "\n")
     return results

@@ -219,7 +219,9 @@ def write_log(path, *, prompts: Sequence[Sequence[int]], tokens: Sequence[Sequen
         "draft_log_probs": d16,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:                        # exact name, no ".npz" appended
+    from ..outputs import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:   # exact name, no ".npz" appended; whole or nothing
         (np.savez_compressed if compress else np.savez)(f, **arrays)
     return path
 
@@ -372,6 +374,85 @@ def read_log(path) -> LogRun:
     return _validate(path, arr)
 
 
+def _narrow_lossless(a: np.ndarray) -> np.ndarray:
+    """``a`` in the narrowest of float16 / float32 that holds every value exactly (a lossless upcast is undone)."""
+    if a.dtype.kind != "f":
+        return a
+    for narrow in (np.float16, np.float32):
+        if a.dtype.itemsize <= np.dtype(narrow).itemsize:
+            return a
+        step = max(1, (1 << 22) // max(1, a.shape[1]))
+        with np.errstate(over="ignore"):
+            exact = all(np.array_equal(a[lo:lo + step].astype(narrow).astype(a.dtype), a[lo:lo + step], equal_nan=True)
+                        for lo in range(0, a.shape[0], step))
+        if exact:
+            return a.astype(narrow)
+    return a
+
+
+def _mass_tolerance(lp64: np.ndarray, dtype) -> np.ndarray:
+    """Per-row mass tolerance for log-probs stored in ``dtype`` (float16 rule of the module docstring, scaled to the
+    dtype's unit roundoff; 1e-6 for float64)."""
+    if dtype == np.float16:
+        return float16_mass_tolerance(lp64)
+    if dtype == np.float32:
+        return float16_mass_tolerance(lp64) * (2.0 ** -24 / _U16) + 1e-7
+    return np.full(lp64.shape[0], 1e-6)
+
+
+#: rows of a keyed-race log checked at load (spread evenly; capped so that V x rows stays ~2M noise draws)
+_RACE_CHECK_ELEMENTS = 1 << 21
+
+
+def _check_race(path, meta, tl, dl, tokens, toff, poff) -> None:
+    r"""Refuse a keyed-race log whose tokens are not the race winners of its target log-probs.
+
+    Logs written by :func:`chansim.llm.logging_run.log_run` record the race seed: the token at
+    absolute position n is :math:`\arg\min_x E(\text{seed}, n, x)/p(x)`. For a sample of rows the
+    winner is re-derived from the *stored* target log-probs. Rounding moves each arrival time by a
+    factor of at most :math:`e^{u|\ell_x|}` (:math:`u` the storage unit roundoff), so a logged token
+    that is not the stored winner must arrive within :math:`e^{2u(|\ell_y| + |\ell_w|)}` of it; a
+    later arrival cannot come from rounding and means the target log-probs do not belong to these
+    tokens (swapped with the draft's, or from another run).
+    """
+    sampling = str(meta.get("sampling", ""))
+    if "seed" not in meta or not sampling.startswith("keyed race"):
+        return                                       # not a keyed-race log: nothing to re-derive
+    from ..races import keyed_exponential
+
+    seed = int(meta["seed"])
+    n_rows = tokens.size
+    count = int(min(n_rows, max(16, _RACE_CHECK_ELEMENTS // max(1, tl.shape[1]))))
+    rows = np.unique(np.linspace(0, n_rows - 1, count).astype(np.int64))
+    seq = np.searchsorted(toff, rows, side="right") - 1                  # sequence of each row
+    position = (poff[seq + 1] - poff[seq]) + (rows - toff[seq])          # absolute position (race key)
+    u = {np.dtype(np.float16): _U16, np.dtype(np.float32): 2.0 ** -24}.get(tl.dtype, 2.0 ** -52)
+    vocab = np.arange(tl.shape[1])
+
+    def late(log_probs):
+        lp = log_probs[rows].astype(np.float64)                          # [n, V]
+        noise = keyed_exponential(seed, position[:, None], vocab)        # [n, V]
+        with np.errstate(divide="ignore", over="ignore"):
+            log_time = np.log(noise) - lp                                # log arrival time
+        win = np.argmin(log_time, axis=1)
+        idx = np.arange(rows.size)
+        gap = log_time[idx, tokens[rows]] - log_time[idx, win]           # >= 0
+        slack = 2 * u * (np.abs(lp[idx, tokens[rows]]) + np.abs(lp[idx, win])) + 1e-12
+        return np.flatnonzero(gap > slack)
+
+    bad = late(tl)
+    if bad.size == 0:
+        return
+    r = int(rows[bad[0]])
+    why = (f"{bad.size} of {rows.size} checked positions (first: row {r}, sequence {int(seq[bad[0]])}) log a token "
+           f"that is not the keyed-race winner of target_log_probs under the logged seed {seed}, beyond what "
+           f"rounding explains")
+    if late(dl).size == 0:
+        _fail(path, f"{why}; draft_log_probs reproduce every checked token, so target_log_probs and "
+                    f"draft_log_probs look swapped")
+    _fail(path, f"{why}; the target log-probs do not belong to these tokens (mismatched log, seed or prompts)")
+
+
 def _scalar(path, arr, key, kind):
     a = arr[key]
     if a.shape != () or a.dtype.kind not in kind:
@@ -436,6 +517,7 @@ def _validate(path, arr) -> LogRun:
         bad = np.flatnonzero((ids < 0) | (ids >= vocab))
         if bad.size:
             _fail(path, f"{name}[{int(bad[0])}] = {int(ids[bad[0]])} is outside the vocabulary [0, {vocab})")
+    tl, dl = _narrow_lossless(tl), _narrow_lossless(dl)
     norm_err = {}
     for side, a in (("target", tl), ("draft", dl)):
         bad = np.isnan(a) | np.isposinf(a)
@@ -451,12 +533,12 @@ def _validate(path, arr) -> LogRun:
         for lo in range(0, a.shape[0], step):
             lp = a[lo:lo + step].astype(np.float64)          # [rows, V]
             mass[lo:lo + step] = np.exp(lp).sum(-1)
-            tol[lo:lo + step] = float16_mass_tolerance(lp) if a.dtype == np.float16 else 1e-6
+            tol[lo:lo + step] = _mass_tolerance(lp, a.dtype)
         err = np.abs(mass - 1.0)
         bad = np.flatnonzero(err > tol)
         if bad.size:
             r = int(bad[0])
-            _fail(path, f"{side} log-probs at position {r} have total mass {mass[r]:.6g}; float16 rounding "
+            _fail(path, f"{side} log-probs at position {r} have total mass {mass[r]:.6g}; {a.dtype} rounding "
                         f"explains at most ±{tol[r]:.3g}, so they are not log-probabilities")
         norm_err[side] = float(err.max()) if err.size else 0.0
     rows = np.arange(tokens.size)
@@ -465,6 +547,7 @@ def _validate(path, arr) -> LogRun:
         t = int(dead[0])
         _fail(path, f"the logged token {int(tokens[t])} at position {t} has target log-prob -inf "
                     f"(the target could not have sampled it)")
+    _check_race(path, meta, tl, dl, tokens, toff, poff)
     for a in (tl, dl):
         a.setflags(write=False)
     prompts = [prompt_ids[poff[i]:poff[i + 1]].tolist() for i in range(poff.size - 1)]

@@ -7,7 +7,10 @@ layer skipping). Draft and target share every weight; the draft is only a
 :class:`~chansim.llm.network.LayerView` over fewer layers.
 
 Nothing here downloads: ``HF_HUB_OFFLINE=1`` is set (unless already set) and
-``local_files_only=True`` is passed to every ``from_pretrained``.
+``local_files_only=True`` is passed to every ``from_pretrained``. Nothing here runs code
+from a model directory: ``trust_remote_code=False`` always, and weights are read from
+GGUF or safetensors only (``use_safetensors=True``; a directory holding only
+pickle-based weights such as ``pytorch_model.bin`` is refused before anything is loaded).
 """
 from __future__ import annotations
 
@@ -128,6 +131,29 @@ def _split_model_path(path) -> tuple[str, str | None]:
     return str(path), None  # maybe a hub id present in the local HF cache
 
 
+#: weight files that are pickles (loading one can execute arbitrary code): never loaded
+_PICKLE_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _check_safe_weights(where: str) -> None:
+    """A local model directory must hold safetensors weights; pickle-based ones (``pytorch_model.bin``) are refused.
+
+    Hub ids (no local directory) are resolved from the cache by transformers with
+    ``use_safetensors=True``, which refuses pickle-based weights as well.
+    """
+    d = Path(where)
+    if not d.is_dir():
+        return
+    if any(d.glob("*.safetensors")):
+        return
+    pickled = sorted(f.name for f in d.iterdir() if f.suffix in _PICKLE_WEIGHTS)
+    if pickled:
+        raise ValueError(f"model directory {d} holds only pickle-based weights ({', '.join(pickled[:3])}); chansim "
+                         "loads safetensors or GGUF weights only, because unpickling can execute code -- convert "
+                         "them to .safetensors")
+    raise ValueError(f"model directory {d} holds no .safetensors weights (nor is it a .gguf file)")
+
+
 def load_model(path=None, *, device: str = "cpu", dtype="float32"):
     """Load a causal LM and its tokenizer, offline, cached per process.
 
@@ -157,9 +183,12 @@ def load_model(path=None, *, device: str = "cpu", dtype="float32"):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    kw = dict(local_files_only=True)
+    kw = dict(local_files_only=True, trust_remote_code=False)       # never run code shipped with a model
     if gguf is not None:
         kw["gguf_file"] = gguf
+    else:
+        _check_safe_weights(where)
+    model_kw = dict(kw) if gguf is not None else dict(kw, use_safetensors=True)   # no pickle-based weights
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     was_enabled = hf_logging.is_progress_bar_enabled()
@@ -167,7 +196,7 @@ def load_model(path=None, *, device: str = "cpu", dtype="float32"):
     try:
         try:
             tokenizer = AutoTokenizer.from_pretrained(where, **kw)
-            model = AutoModelForCausalLM.from_pretrained(where, dtype=tdtype, **kw)
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=tdtype, **model_kw)
         except OSError as err:
             raise FileNotFoundError(f"could not load model {path!s} offline: {err}") from err
     finally:

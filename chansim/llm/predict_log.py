@@ -81,6 +81,10 @@ def _as_run(log) -> LogRun:
     return log if isinstance(log, LogRun) else read_log(Path(log))
 
 
+#: a bootstrap over fewer sequences than this gives near-zero-width intervals: flagged ``small_sample``
+SMALL_SEQUENCES = 4
+
+
 def predict_from_log(log, method: str, tree_spec, confidence: float = 0.95, resamples: int = 2000,
                      seed: int = 0) -> dict:
     """Predicted tokens per target call of ``method`` on ``tree_spec`` for the logged paths.
@@ -99,7 +103,8 @@ def predict_from_log(log, method: str, tree_spec, confidence: float = 0.95, resa
     Returns
     -------
     dict
-        ``mean``, ``ci_low``, ``ci_high`` (tokens per call), and ``method``, ``tree``,
+        ``mean``, ``ci_low``, ``ci_high`` (tokens per call, clipped to [1, depth + 1]),
+        ``small_sample`` (fewer than 4 sequences), and ``method``, ``tree``,
         ``k`` (drafted tokens), ``widths``, ``expected_calls``, ``tokens``;
         ``boundary_share`` (share of the tokens produced by calls cut short by the end of
         their sequence), ``end_stop_share`` (of the calls not stopped by a rejection, the
@@ -117,8 +122,10 @@ def predict_from_log(log, method: str, tree_spec, confidence: float = 0.95, resa
     pred = predict_path(method, widths, run.sequences())
     lo, hi = pred.interval(confidence, resamples, seed)
     k = int(sum(np.cumprod(widths))) if widths else 0
+    depth = len(widths)                                  # feasible range: 1 .. depth + 1 tokens per call
     return {"method": method, "tree": str(tree_spec) if widths else "chain:0", "k": k, "widths": widths,
-            "mean": pred.tokens_per_call, "ci_low": lo, "ci_high": hi,
+            "mean": pred.tokens_per_call, "ci_low": max(1.0, float(lo)), "ci_high": min(float(depth + 1), float(hi)),
+            "small_sample": run.n_sequences < SMALL_SEQUENCES,
             "expected_calls": float(pred.expected_calls.sum()), "tokens": int(pred.tokens.sum()),
             "boundary_share": pred.boundary_share, "end_stop_share": pred.end_stop_share,
             "boundary_limited": bool(pred.end_stop_share > 0.5 and pred.boundary_share > BOUNDARY_SHARE_LIMIT)}
@@ -257,6 +264,9 @@ def format_log_report(report: dict) -> str:
                      "the value reflects the sequence length, not k (log longer sequences; docs/theory.md §9)")
     for r in report["skipped"]:
         lines.append(f"  {r['method']:<11}{r['tree']:<14}   n/a: {r['reason']}")
+    if report["sequences"] < SMALL_SEQUENCES:
+        lines.append(f"  warning: small sample ({report['sequences']} sequence(s) < {SMALL_SEQUENCES}): the bootstrap "
+                     "intervals above are unreliable (near zero width)")
     th = report["theory"]
     lines += ["",
               f"rank entropy: mean over positions H̄ = {th['mean_entropy_nats']:.4f} nats "

@@ -43,6 +43,21 @@ DEFAULT_TREES = ("chain:1", "chain:2", "chain:4", "batch:2", "batch:4")
 
 
 # ----------------------------------------------------------------------------- statistics
+#: below these sizes a row is flagged ``small_sample`` (its intervals, and so "overlap", are unreliable)
+SMALL_SEQUENCES, SMALL_CALLS = 4, 30
+
+
+def _feasible_row(row: dict, max_tokens: int, n_sequences: int) -> None:
+    """Clip a row's intervals to the feasible range [1, depth + 1] tokens per call and flag small samples."""
+    for key in ("predicted", "measured"):
+        iv = row.get(key)
+        if isinstance(iv, dict) and "ci_low" in iv:
+            iv["ci_low"] = max(1.0, float(iv["ci_low"]))
+            iv["ci_high"] = min(float(max_tokens), float(iv["ci_high"]))
+    calls = row.get("target_calls")
+    row["small_sample"] = bool(n_sequences < SMALL_SEQUENCES or (calls is not None and calls < SMALL_CALLS))
+
+
 def _intervals_overlap(a: dict, b: dict) -> bool:
     return a["ci_low"] <= b["ci_high"] and b["ci_low"] <= a["ci_high"]
 
@@ -172,6 +187,7 @@ def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], meth
         "acceptance_per_depth": [a / r if r else None for a, r in zip(accepted, reached)],
         "reached_per_depth": reached, "accepted_per_depth": accepted,
         "sequence_tokens": tokens.tolist(), "sequence_calls": calls.tolist(), "tokens_histogram": hist.tolist(),
+        "sequence_wall_seconds": [r.wall_seconds for r in runs],
     }
     if reference is not None:
         out["log_path_matches"] = int(sum(np.array_equal(r.tokens, np.asarray(ref)[:r.new_tokens])
@@ -427,6 +443,7 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
                           reference=run.tokens if m.uses_race else None, progress=progress)
             row = {"method": row.pop("method"), "tree": row.pop("tree"), "k": row.pop("k"),
                    "predicted": pred if isinstance(pred, dict) else None, "measured": row.pop("measured"), **row}
+            _feasible_row(row, tree.max_depth + 1, len(run.prompts))
             if isinstance(pred, dict):
                 row["ratio"] = row["measured"]["mean"] / pred["mean"]
                 row["overlap"] = _intervals_overlap(pred, row["measured"])
@@ -463,6 +480,7 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
         "prompts": len(run.prompts), "positions": int(sum(lengths)), "new_tokens": lengths[0] if len(set(lengths)) == 1
         else None, "confidence": confidence, "log": str(getattr(run, "path", "")),
         "overlap": sum(bool(r.get("overlap")) for r in with_pred), "compared": len(with_pred),
+        "small_sample": sum(bool(r.get("small_sample")) for r in rows),
         "worst_ratio": None if worst is None else worst["ratio"],
         "worst_setting": None if worst is None else f"{worst['method']} {worst['tree']}",
     }
@@ -508,6 +526,9 @@ def format_table(result: dict) -> str:
     if result.get("compared"):
         lines.append(f"{result['overlap']}/{result['compared']} predicted and measured intervals overlap; "
                      f"worst ratio measured/predicted {result['worst_ratio']:.3f} ({result['worst_setting']}).")
+    if result.get("small_sample"):
+        lines.append(f"warning: {result['small_sample']} row(s) from a small sample (< {SMALL_SEQUENCES} sequences or "
+                     f"< {SMALL_CALLS} target calls): their intervals, and whether they overlap, are unreliable.")
     lines.append(f"pair: {result['target']} / draft {result['draft']}; T={result['temperature']}, "
                  f"seed {result['seed']}, {result['prompts']} prompts, {result['positions']} positions, "
                  f"device {result['device']}.")

@@ -33,7 +33,15 @@ from .ranklaw import RankLaw
 __all__ = ["renewal_constant", "large_k_relation", "all_k_bound", "outcome_entropy", "naive_log_ratio"]
 
 
+def _check_law(law) -> RankLaw:
+    if not isinstance(law, RankLaw):
+        raise ValueError(f"expected a RankLaw (chansim.theory.ranklaw.rank_law(p, q) or law_from_probs(rank_probs)), got "
+                         f"{type(law).__name__}")
+    return law
+
+
 def _mu(law: RankLaw) -> float:
+    _check_law(law)
     if law.entropy <= 0:
         raise ValueError("H(R) = 0 (the draft always proposes the target's token): tokens per call = k + 1, no log law")
     return float(law.entropy)
@@ -59,7 +67,7 @@ def large_k_relation(k, law: RankLaw) -> np.ndarray:
     k = np.asarray(k, dtype=float)
     if np.any(k < 1):
         raise ValueError("the large-k relation needs k >= 1")
-    if law.never > 0:
+    if _check_law(law).never > 0:
         return np.full(k.shape, 1.0 / law.never)
     mu = _mu(law)
     return np.log(k) / mu + renewal_constant(law)

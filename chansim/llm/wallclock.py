@@ -1,0 +1,187 @@
+r"""Wall-clock speed-up: predicted from tokens per call and measured forward costs, and measured end to end.
+
+Cost model of one speculative call on a tree with depth D and :math:`n_d` nodes at depth d
+(:math:`n_0 = 1`, the root):
+
+.. math:: \tau_{\text{call}} = \sum_{d=0}^{D-1} c_q(n_d) + c_p(\text{tree}),
+
+where :math:`c_q(n)` is the time of one draft forward feeding n new tokens (the draft
+expands level d by scoring its n_d nodes in one forward; the leaf level is never scored) and
+:math:`c_p(\text{tree})` the time of one target forward verifying the whole tree (the
+correction token plus every node, one tree-attention pass). Autoregressive decoding costs
+:math:`c_p(1)` per token, so
+
+.. math:: S_{\text{wall}} = \frac{\text{tokens per call}\cdot c_p(1)}{\tau_{\text{call}}}
+
+(docs/theory.md's ``--cost`` model with measured costs instead of a ratio).  The costs are
+measured on the pair (:func:`measure_costs`, ``--cost auto``) with the KV caches of
+:class:`~chansim.llm.scoring.TreeScorer` at a realistic context length; the interval of the
+prediction combines the tokens-per-call interval with the inter-quartile range of the
+repeated cost measurements.  The model leaves out the verification logic's own time (Python,
+sampling), which the measured wall-clock includes: their gap is reported.
+"""
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["level_sizes", "measure_costs", "predict_wall_speedup", "wallclock_rows", "format_wallclock"]
+
+
+def level_sizes(tree_spec) -> list[int]:
+    """Nodes at depths 0..D-1 that the draft scores (root = 1), for any tree.
+
+    >>> level_sizes("chain:3"), level_sizes("batch:4"), level_sizes("branch:2,2")
+    ([1, 1, 1], [1], [1, 2])
+    """
+    from ..verify import as_tree
+
+    tree = as_tree(tree_spec)
+    depth = np.asarray(tree.depth)
+    return [int((depth == d).sum()) for d in range(int(tree.max_depth))]
+
+
+def _timed(fn, repeats: int) -> np.ndarray:
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return np.asarray(out)
+
+
+def measure_costs(pair, prompt: Sequence[int], trees: Sequence[str], repeats: int = 7, context: int = 64,
+                  seed: int = 0) -> dict:
+    """Seconds of draft forwards of n tokens and of target tree verifications, measured on ``pair``.
+
+    A prefix of ``context`` tokens (the prompt, extended with random ids) is cached; each
+    repeat feeds fresh random tokens (so nothing is a cache hit): the draft ``n`` new nodes
+    under the prefix, the target a new last token plus the tree's nodes. One warm-up call
+    precedes each measurement.
+
+    Returns
+    -------
+    dict
+        ``draft`` ``{n: [seconds per repeat]}``, ``target`` ``{tree: [...]}`` (``"chain:0"``: the
+        autoregressive 1-token call), ``context``, ``repeats``.
+    """
+    import torch
+
+    from ..verify import as_tree
+    from .scoring import TreeScorer
+
+    rng = np.random.default_rng(seed)
+    V = pair.vocab_size
+    prefix = [int(t) for t in prompt][:context]
+    prefix += rng.integers(0, V, size=max(0, context - len(prefix))).tolist()
+    out = {"draft": {}, "target": {}, "context": len(prefix), "repeats": int(repeats)}
+    sizes = sorted({n for t in trees for n in level_sizes(t)} | {1})
+    with torch.no_grad():
+        draft = TreeScorer(pair.draft)
+        draft.next_log_probs(prefix[:-1])
+        for n in sizes:
+            def draft_call(n=n):
+                toks = rng.integers(0, V, size=n)
+                draft.tree_log_probs(prefix[:-1], [-1] + [0] * n, [-1] + toks.tolist())
+            draft_call()
+            out["draft"][n] = _timed(draft_call, repeats).tolist()
+        target = TreeScorer(pair.target)
+        target.next_log_probs(prefix[:-1])
+        for spec in ["chain:0"] + [t for t in trees if t != "chain:0"]:
+            tree = as_tree(spec)
+            parents = np.asarray(tree.parents).tolist()
+
+            def target_call(parents=parents):
+                last = int(rng.integers(0, V))
+                toks = [-1] + rng.integers(0, V, size=len(parents) - 1).tolist()
+                target.tree_log_probs(prefix[:-1] + [last], parents, toks)
+            target_call()
+            out["target"][spec] = _timed(target_call, repeats).tolist()
+    return out
+
+
+def _quartiles(x) -> tuple[float, float, float]:
+    a = np.asarray(x, dtype=float)
+    lo, med, hi = np.quantile(a, [0.25, 0.5, 0.75])
+    return float(lo), float(med), float(hi)
+
+
+def predict_wall_speedup(tokens_per_call: dict, tree_spec: str, costs: dict) -> dict:
+    """Predicted wall-clock speed-up over autoregressive decoding (module docstring), with an interval.
+
+    ``tokens_per_call``: ``{mean, ci_low, ci_high}``; ``costs``: :func:`measure_costs`.
+    Returns ``{mean, ci_low, ci_high, seconds_per_call, autoregressive_seconds}``.
+    """
+    sizes = level_sizes(tree_spec)
+    if tree_spec not in costs["target"]:
+        raise ValueError(f"no measured target cost for tree {tree_spec}")
+    draft = [_quartiles(costs["draft"][n] if n in costs["draft"] else costs["draft"][str(n)]) for n in sizes]
+    tgt = _quartiles(costs["target"][tree_spec])
+    ar = _quartiles(costs["target"]["chain:0"])
+    call = [sum(d[i] for d in draft) + tgt[i] for i in range(3)]
+    return {"mean": tokens_per_call["mean"] * ar[1] / call[1],
+            "ci_low": tokens_per_call["ci_low"] * ar[0] / call[2],
+            "ci_high": tokens_per_call["ci_high"] * ar[2] / call[0],
+            "seconds_per_call": call[1], "autoregressive_seconds": ar[1]}
+
+
+def _seconds_per_token(row: dict, confidence: float) -> dict:
+    from .validate import ratio_interval
+
+    wall = row.get("sequence_wall_seconds")
+    if not wall:
+        s = row["wall_seconds"] / row["tokens"]
+        return {"mean": s, "ci_low": s, "ci_high": s}
+    return ratio_interval(wall, row["sequence_tokens"], confidence)
+
+
+def wallclock_rows(result: dict, costs: dict, confidence: float = 0.95) -> list[dict]:
+    """Predicted and measured wall-clock speed-up of every row of a validation with an autoregressive row.
+
+    Measured: :math:`(W_{AR}/N_{AR}) / (W/N)` from total wall seconds W and tokens N; its
+    interval combines the seconds-per-token ratio intervals of both runs
+    (:func:`chansim.llm.validate.ratio_interval` over sequences), ends over ends.
+    """
+    ar = next((r for r in result["rows"] if r["method"] == "autoregressive"), None)
+    if ar is None:
+        raise ValueError("wall-clock speed-up needs the autoregressive row (run validate with autoregressive)")
+    base = _seconds_per_token(ar, confidence)
+    out = []
+    for r in list(result["rows"]) + list(result.get("hf_assisted", [])):
+        if r["method"] == "autoregressive":
+            continue
+        spt = _seconds_per_token(r, confidence)
+        meas = {"mean": base["mean"] / spt["mean"], "ci_low": base["ci_low"] / spt["ci_high"],
+                "ci_high": base["ci_high"] / spt["ci_low"]}
+        pred = None
+        if r.get("predicted") is not None and r["tree"] in costs["target"]:
+            pred = predict_wall_speedup(r["predicted"], r["tree"], costs)
+        out.append({"method": r["method"], "tree": r["tree"], "k": r["k"],
+                    "tokens_per_call": r["measured"]["mean"], "predicted": pred, "measured": meas,
+                    "wall_seconds": r["wall_seconds"]})
+    return out
+
+
+def format_wallclock(rows: list[dict], costs: dict) -> str:
+    """Table of :func:`wallclock_rows` plus the measured costs."""
+    ar = _quartiles(costs["target"]["chain:0"])[1]
+    lines = [f"measured costs (median of {costs['repeats']}, context {costs['context']} tokens): target 1-token call "
+             f"{1e3 * ar:.2f} ms; " + ", ".join(f"draft {n}-token forward {1e3 * _quartiles(v)[1]:.2f} ms"
+                                                 for n, v in sorted(costs['draft'].items(), key=lambda kv: int(kv[0])))
+             + "; " + ", ".join(f"target {t} {1e3 * _quartiles(v)[1]:.2f} ms" for t, v in costs["target"].items()
+                                 if t != "chain:0"),
+             f"{'method':<12}{'tree':<10}{'k':>3}  {'tokens/call':>11}  {'predicted wall speed-up':<26}"
+             f"{'measured wall speed-up':<26}"]
+
+    def iv(x):
+        return f"{x['mean']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}]" if x else "-"
+
+    for r in rows:
+        lines.append(f"{r['method']:<12}{r['tree']:<10}{r['k']:>3}  {r['tokens_per_call']:>11.3f}  "
+                     f"{iv(r['predicted']):<26}{iv(r['measured']):<26}")
+    lines.append("(speed-up over autoregressive decoding of the same pair; predicted = tokens/call x c_p(1) / "
+                 "(draft forwards + target tree call), costs measured on the pair; measured includes chansim's "
+                 "verification overhead)")
+    return "\n".join(lines)
