@@ -276,7 +276,8 @@ def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps, confi
     res = {}
     for name in methods:
         meth = get_method(name)
-        tok, depth, exact = FAMILIES[meth.tree_family](meth, p, q, ks, tree, ctx)
+        rule = FAMILIES.get(meth.tree_family)                # else the method's own rule (block, multidraft)
+        tok, depth, exact = rule(meth, p, q, ks, tree, ctx) if rule else meth.report_tokens(p, q, ks, tree, ctx)
         res[name] = {"tokens_per_call": tok, "depth": depth, "exact": exact}
     out["methods"] = res
     return out
