@@ -132,3 +132,14 @@ def test_all_k_bounds_never_below_optimum_on_log(tmp_path):
     # a deliberately wrong "bound" (ln(k+1)/H, no ln V term: not a bound, docs/theory.md §4) is caught
     naive = np.log(KS + 1) / law.entropy
     assert np.any(naive < opt)
+
+
+def test_dask_backend_gives_identical_numbers(tmp_path):
+    pytest.importorskip("dask.distributed")
+    run = _log(tmp_path / "v70.npz", 70, 9, seed=2)
+    ref = position_laws(run.sequences(), jobs=1)
+    got = position_laws(run.sequences(), jobs=2, backend="dask")          # in-process dask client
+    assert len(got) == len(ref)
+    for a, b in zip(ref, got):
+        np.testing.assert_array_equal(a["probs"], b["probs"])
+        assert a["entropy_ci"] == b["entropy_ci"] and a["error"] == b["error"] and a["tail"] == b["tail"]
