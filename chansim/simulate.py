@@ -194,6 +194,8 @@ def _batched_calls(method, plan: _Plan, target, draft, ctx, rng, vocab, table=No
     Returns out ``[S, D+1]`` (tokens, -1 padded), n_tokens ``[S]``, reached ``[D+1]``,
     accepted ``[D+1]`` and the new last tokens ``[S]``.
     """
+    if method.verifies_chain:
+        return _chain_calls(method, plan, target, draft, ctx, rng)
     n = len(ctx)
     depth_max = plan.max_depth
     out = np.full((n, depth_max + 1), -1, dtype=np.int64)              # [S, D+1]
@@ -237,6 +239,29 @@ def _batched_calls(method, plan: _Plan, target, draft, ctx, rng, vocab, table=No
             else:
                 node[idx[moved]] = plan.children[key][acc[moved]]
     return out, n_tok, reached, accepted, ctx
+
+
+def _chain_calls(method, plan: _Plan, target, draft, ctx, rng):
+    """:func:`_batched_calls` for a whole-chain verifier (block): draft the chain, verify it at once."""
+    n, gamma = len(ctx), plan.max_depth
+    noise = NodeNoise(rng, n, None)
+    last = np.array(ctx, dtype=np.int64)
+    drafts = np.empty((n, gamma), dtype=np.int64)                      # [S, γ]
+    p_rows, q_rows = [], []
+    for d in range(gamma):
+        p_rows.append(target.next_probs(last))                          # [S or 1, V]
+        q_rows.append(draft.next_probs(last))
+        drafts[:, d] = last = method.draft(q_rows[-1], plan.slots[plan.depth_nodes[d][0]], noise)[:, 0]
+    p_rows.append(target.next_probs(last))
+    tau, token = method.verify_chain(np.stack(p_rows), np.stack(q_rows), drafts, noise)
+    out = np.full((n, gamma + 1), -1, dtype=np.int64)                  # [S, γ+1]
+    out[:, :gamma] = np.where(np.arange(gamma)[None, :] < tau[:, None], drafts, -1)
+    out[np.arange(n), tau] = token
+    depths = np.arange(gamma + 1)
+    reached = (tau[:, None] >= depths[None, :]).sum(axis=0)            # calls that verified depth d
+    reached[gamma] = 0
+    accepted = (tau[:, None] > depths[None, :]).sum(axis=0)
+    return out, tau + 1, reached, accepted, token
 
 
 def _reference_call(method, tree, target, draft, last, rng):

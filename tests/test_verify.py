@@ -13,7 +13,7 @@ from chansim.verify.base import race_ranked_tokens, residual, sample_rows
 TREES = {  # a tree each method accepts
     "autoregressive": chain(0), "sd": chain(3), "specinfer": branching([2, 2]),
     "rsd": branching([2, 2]), "spectr": sequences(3, 2), "ersd": branching([2, 2]),
-    "ersd-topm": branching([2, 2]),
+    "ersd-topm": branching([2, 2]), "block": chain(3), "multidraft": branching([2, 2]),
 }
 
 

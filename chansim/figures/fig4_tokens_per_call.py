@@ -18,6 +18,7 @@ from ..theory import (all_k_bound, best_rank_set_tree, best_sibling_closed_tree,
                       rsd_weights, sd_chain_tokens, sibling_closed_values, specinfer_weights, spectr_acceptance,
                       spectr_sequences_tokens, top_products_curve)
 from ..theory.nodes import spectr_transition_matrix
+from ..theory.report import FAMILIES
 from ..trees import from_parents
 from ..verify.registry import METHODS as METHODS_BY_NAME, method_names
 from ._common import CONFIDENCE, STYLE, label, mc_errorbar, seed_for
@@ -29,9 +30,12 @@ FAMILY, KNOB = "noisy", 1.0
 SHAPES = ("chain", "batch", "optimal")
 #: methods per shape, from the registry: every report method on its optimal tree; variants
 #: (ersd-topm) only there; a batch for the methods that branch
-METHODS = {"chain": method_names(theory=True, variants=False),
-           "batch": tuple(m for m in method_names(theory=True, variants=False) if not METHODS_BY_NAME[m].chains_only),
-           "optimal": method_names(theory=True)}
+#: (block and multidraft bring their own report rule, not one of report.FAMILIES; their curves are not drawn yet)
+_DRAWN = tuple(m for m in method_names(theory=True) if METHODS_BY_NAME[m].tree_family in FAMILIES)
+METHODS = {"chain": tuple(m for m in method_names(theory=True, variants=False) if m in _DRAWN),
+           "batch": tuple(m for m in method_names(theory=True, variants=False)
+                          if m in _DRAWN and not METHODS_BY_NAME[m].chains_only),
+           "optimal": _DRAWN}
 #: exact spectr on optimal sequence sets costs O(k^3 V); beyond this it is left out
 SPECTR_OPT_KMAX = {"quick": 32, "full": 64}
 

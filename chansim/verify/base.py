@@ -97,7 +97,9 @@ class Method:
     :meth:`draft` and :meth:`verify` (module docstring).  Class attributes describe what
     the shared walks must provide: ``uses_race`` (per-position race noise),
     ``merges_duplicates`` (after accepting a token, every candidate holding that token
-    stays alive — SpecTr), and the tree shapes the method accepts (:meth:`check_tree`).
+    stays alive — SpecTr), ``verifies_chain`` (the rule sees the whole drafted chain —
+    block verification: ``verify_chain`` instead of :meth:`verify`), and the tree shapes
+    the method accepts (:meth:`check_tree`).
 
     **Theory** (i.i.d. model, :mod:`chansim.theory`): ``tree_family`` names the optimal-tree
     search that suits the method (``"chain"``, ``"sibling-closed"``, ``"rank-set"``,
@@ -133,6 +135,9 @@ class Method:
     sequences_only = False  # disjoint chains below the root (spectr)
     any_ranks = False       # children may hold any set of slots (generalised ersd)
     uses_table = False      # has an exact O(m log V) path through NodeNoise.table
+    #: the method decides on a whole drafted chain at once (block): the walks call
+    #: ``verify_chain(p [γ+1, R, V], q [γ, R, V], drafts [B, γ], noise) -> (τ [B], token [B])``
+    verifies_chain = False
 
     def check_tree(self, tree) -> None:
         """Raise ``ValueError`` when ``tree`` does not suit this method."""

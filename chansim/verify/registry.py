@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from .autoregressive import Autoregressive
 from .base import Method
+from .block import Block
 from .ersd import ERSD, ERSDTopM
+from .multidraft import Multidraft
 from .rsd import RSD
 from .sd import SD
 from .specinfer import SpecInfer
@@ -25,7 +27,7 @@ __all__ = ["METHODS", "get_method", "method_names", "style"]
 
 #: every verification method by name, in display order (variants after their method)
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
-    Autoregressive, SD, SpecInfer, RSD, SpecTr, ERSD, ERSDTopM,
+    Autoregressive, SD, SpecInfer, RSD, SpecTr, ERSD, ERSDTopM, Block, Multidraft,
 )}
 
 
@@ -37,7 +39,7 @@ def get_method(method, **options) -> Method:
     >>> get_method("beam")
     Traceback (most recent call last):
     ...
-    ValueError: unknown method 'beam'; choose from autoregressive, sd, specinfer, rsd, spectr, ersd, ersd-topm
+    ValueError: unknown method 'beam'; choose from autoregressive, sd, specinfer, rsd, spectr, ersd, ersd-topm, block, multidraft
     """
     if isinstance(method, Method):
         if options:

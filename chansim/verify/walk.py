@@ -217,6 +217,8 @@ def speculative_step(method, tree, prefix, target_source, draft_source, randomne
     idx, sub_parents = _subtree(parents, valid)
     p_all = np.zeros((n, vocab))                               # [n_nodes, V]
     p_all[idx] = _rows(target_source, prefix, sub_parents, tokens[idx], vocab, "target")
+    if method.verifies_chain:
+        return _verify_chain(method, tree, tokens, p_all, q_all, node_noise(0), position)
     # ---- walk down
     frontier = np.array([0])
     out, path, events = [], [], []
@@ -234,6 +236,21 @@ def speculative_step(method, tree, prefix, target_source, draft_source, randomne
         path.append(int(cands[acc]))
         frontier = cands[drafts == tok] if method.merges_duplicates else cands[acc:acc + 1]
     return StepResult(np.array(out, dtype=np.int64), np.array(path, dtype=np.int64),
+                      np.array(events, dtype=bool), tokens, position)
+
+
+def _verify_chain(method, tree, tokens, p_all, q_all, noise, position) -> StepResult:
+    """The walk of a whole-chain verifier (block): one joint decision on the drafted chain."""
+    nodes = [0]
+    while len(tree.children[nodes[-1]]):
+        nodes.append(int(tree.children[nodes[-1]][0]))
+    nodes = np.array(nodes)                                    # chain root .. leaf
+    drafted = tokens[nodes[1:]]                                # [γ]
+    tau, tok = method.verify_chain(p_all[nodes][:, None, :], q_all[nodes[:-1]][:, None, :],
+                                   drafted[None, :], noise)
+    tau = int(tau[0])
+    events = [True] * tau + ([False] if tau < len(drafted) else [])
+    return StepResult(np.append(drafted[:tau], int(tok[0])).astype(np.int64), nodes[1:tau + 1].astype(np.int64),
                       np.array(events, dtype=bool), tokens, position)
 
 

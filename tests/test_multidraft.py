@@ -1,0 +1,180 @@
+"""Optimal multi-draft verifier (chansim.verify.multidraft): exactness, LP optimality, theory = simulation.
+
+Chi-square batteries and thresholds are those of tests/test_verify_exactness.py.
+"""
+import numpy as np
+import pytest
+
+from chansim.predict import expected_calls
+from chansim.simulate import simulate
+from chansim.sources import MarkovSource
+from chansim.theory.lp import optimal_acceptance_iid, optimal_acceptance_lp, optimal_acceptance_mincut
+from chansim.trees import from_parents
+from chansim.theory.nodes import specinfer_weights, spectr_acceptance
+from chansim.verify import GeneratorNoise, speculative_generate
+from chansim.verify.base import sample_rows, take_rows
+from chansim.verify.multidraft import (Multidraft, multidraft_acceptance, multidraft_path_acceptance,
+                                       multidraft_plan, multidraft_tree_tokens, multidraft_weights)
+from test_verify_exactness import (ALPHA, IID_PAIRS, _markov_pair, _rolled_markov, chisquare_pvalue, iid_pvalues,
+                                   markov_pvalues, ngram_counts)
+
+TREES = ["batch:2", "batch:3", "branch:2,2"]
+
+
+@pytest.mark.parametrize("pair", list(IID_PAIRS))
+@pytest.mark.parametrize("tree", TREES)
+def test_iid_ngrams_follow_target(tree, pair):
+    p, q = IID_PAIRS[pair]
+    pv3, pv2 = iid_pvalues("multidraft", tree, p, q, calls=40_000, seed=2024)
+    assert pv3 > ALPHA and pv2 > ALPHA, (pv3, pv2)
+
+
+@pytest.mark.parametrize("model", ["dirichlet", "rolled-zeros"])
+@pytest.mark.parametrize("tree", TREES)
+def test_markov_ngrams_follow_target(tree, model):
+    target, draft = _markov_pair() if model == "dirichlet" else _rolled_markov(*IID_PAIRS["zeros"])
+    assert min(markov_pvalues("multidraft", tree, target, draft, streams=40_000, seed=99)) > ALPHA
+
+
+def test_reference_walk_markov_bigrams_follow_target():
+    target, draft = _markov_pair(vocab=3, seed=3)
+    rng = np.random.default_rng(5)
+    seqs = np.array([speculative_generate("multidraft", "branch:2,2", target, draft, 2, GeneratorNoise(rng)).tokens
+                     for _ in range(1500)])
+    assert chisquare_pvalue(ngram_counts(seqs, 3), target.initial[:, None] * target.transition) > ALPHA
+
+
+class DraftRatioMultidraft(Multidraft):
+    """Bug: step 2 tests min(1, p/q) as if the selected draft were ~ q (it is ~ r)."""
+
+    def verify(self, p, q, drafts, noise):
+        batch, m = drafts.shape
+        if m == 0:
+            return super().verify(p, q, drafts, noise)
+        u = noise.rng.random((batch, 3))
+        plan = multidraft_plan(p[0], q[0], m)
+        y = sample_rows(plan.rows(drafts), u[:, 0])
+        ok = u[:, 1] * take_rows(q, y) < take_rows(p, y)
+        token = y.copy()
+        if not ok.all():
+            token[~ok] = sample_rows(np.maximum(p - q, 0.0), u[~ok, 2])
+        accepted = np.where(ok, np.argmax(drafts == y[:, None], axis=1), -1)
+        return accepted, token
+
+
+def test_broken_multidraft_is_caught():
+    p, q = IID_PAIRS["dense"]
+    assert min(iid_pvalues(DraftRatioMultidraft(), "batch:2", p, q, calls=40_000, seed=2024)) < ALPHA
+
+
+# ----------------------------------------------------------------------------- optimality
+def _random_pairs(count, seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        vocab = int(rng.integers(2, 7))
+        conc = rng.choice([0.3, 1.0, 3.0])
+        p, q = rng.dirichlet(np.full(vocab, conc)), rng.dirichlet(np.full(vocab, conc))
+        if rng.random() < 0.2:
+            p[rng.integers(vocab)] = 0.0
+            p /= p.sum()
+        if rng.random() < 0.2:
+            q[rng.integers(vocab)] = 0.0
+            q /= q.sum()
+        yield p, q, int(rng.integers(1, 5))
+
+
+def test_node_acceptance_equals_lp_optimum():
+    """120 random pairs, m = 1..4: acceptance = LP optimum = min-cut, >= specinfer and spectr."""
+    gaps = []
+    for p, q, m in _random_pairs(120, 21):
+        acc = multidraft_acceptance(p, q, m)
+        gaps.append(abs(acc - optimal_acceptance_lp(p, q, m)))
+        assert acc == pytest.approx(optimal_acceptance_mincut(p, q, m), abs=1e-7)
+        assert acc == pytest.approx(optimal_acceptance_iid(p, q, m), abs=1e-7)
+        assert acc >= specinfer_weights(p, q, m).sum() - 1e-9
+        assert acc >= spectr_acceptance(p, q, m) - 1e-7
+        assert multidraft_weights(p, q, m).sum() == pytest.approx(acc, abs=1e-12)
+    assert max(gaps) < 1e-9, max(gaps)
+
+
+def test_theory_matches_simulation():
+    """Exact tree values inside 1 - 1e-8 intervals (12 cases)."""
+    for idx, (p, q, _) in enumerate(_random_pairs(4, 5)):
+        for tree in ("batch:3", "branch:2,2", "branch:3,1"):
+            res = simulate("multidraft", tree, p, q, calls=6000, seed=idx, confidence=1 - 1e-8)
+            assert res.tokens_per_call.contains(multidraft_tree_tokens(p, q, tree)), (idx, tree, res.tokens_per_call)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="draft sets"):
+        multidraft_plan(np.full(40, 1 / 40), np.full(40, 1 / 40), 4)
+    with pytest.raises(ValueError, match="slots"):
+        simulate("multidraft", from_parents([-1, 0], ranks=[0, 2], name="slot2"), [0.5, 0.5], [0.5, 0.5], calls=10)
+
+
+# ----------------------------------------------------------------------------- logged path
+def test_predicted_calls_match_generation(markov_tables):
+    """Tower rule: E[actual calls - predicted calls | path] = 0 over generated paths."""
+    target, draft = markov_tables(4, 3)
+    target_src, draft_src = MarkovSource(target), MarkovSource(draft)
+    length, runs, widths = 60, 150, [2, 1]
+    diffs = []
+    for run in range(runs):
+        result = speculative_generate("multidraft", "branch:2,1", target_src, draft_src, length,
+                                      GeneratorNoise(np.random.default_rng(run)), prefix=[0])
+        y = result.tokens
+        prev = np.concatenate([[0], y[:-1]])
+        accept = np.stack([multidraft_path_acceptance(target[prev], draft[prev], y, w) for w in widths])
+        diffs.append(len(result.steps) - expected_calls(accept)[0])
+    diffs = np.asarray(diffs)
+    se = diffs.std(ddof=1) / np.sqrt(runs)
+    assert abs(diffs.mean()) < 5.5 * se, (diffs.mean(), se)
+
+
+def test_cli_simulate_multidraft(tmp_path, capsys):
+    """``chansim simulate --method multidraft`` runs through the registry."""
+    import json
+
+    from chansim.cli import main
+
+    p, q = IID_PAIRS["dense"]
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "q.npy", q)
+    rc = main(["simulate", "--method", "multidraft", "--p", str(tmp_path / "p.npy"), "--q", str(tmp_path / "q.npy"),
+               "--tree", "batch:3", "--calls", "20000", "--seed", "3", "--json"])
+    tpc = json.loads(capsys.readouterr().out)["tokens_per_call"]
+    assert rc == 0 and abs(tpc["mean"] - (1 + multidraft_acceptance(p, q, 3))) < 6 * tpc["std_error"]
+
+
+def test_larger_vocabulary_attains_the_sorted_optimum():
+    """V = 16 (beyond the 2^V enumeration): the plan still attains α* of the O(V log V) formula."""
+    rng = np.random.default_rng(4)
+    for m in (2, 3):
+        p, q = rng.dirichlet(np.full(16, 0.7)), rng.dirichlet(np.full(16, 0.7))
+        assert multidraft_acceptance(p, q, m) == pytest.approx(optimal_acceptance_iid(p, q, m), abs=1e-9)
+    res = simulate("multidraft", "batch:3", p, q, calls=6000, seed=1, confidence=1 - 1e-8)
+    assert res.tokens_per_call.contains(multidraft_tree_tokens(p, q, "batch:3"))
+
+
+def test_method_theory_hooks():
+    """What the registry's theory layer asks the class: node acceptance, tree tokens, report rows, path."""
+    meth = Multidraft()
+    p, q = IID_PAIRS["dense"]
+    assert meth.node_acceptance(p, q, 3) == pytest.approx(multidraft_acceptance(p, q, 3), abs=1e-12)
+    assert meth.tree_tokens(from_parents([-1, 0, 0], name="b2"), p, q) == pytest.approx(1 + multidraft_acceptance(p, q, 2))
+    tok, _, exact = meth.report_tokens(p, q, [1, 3], "batch")
+    assert exact and tok == pytest.approx([1 + np.minimum(p, q).sum(), 1 + multidraft_acceptance(p, q, 3)])
+    y = np.array([0, 2])
+    pp, qq = np.stack([p, p]), np.stack([q, q])
+    assert np.allclose(meth.path_acceptance(pp, qq, y, pp[[0, 1], y], 2), multidraft_path_acceptance(pp, qq, y, 2))
+
+
+def test_bound_report_rows_come_from_the_method():
+    """``chansim bound --tree batch`` reads multidraft's rows through the registry: 1 + α*(k), >= specinfer."""
+    from chansim.theory import speedup_report
+
+    p, q = IID_PAIRS["dense"]
+    rep = speedup_report(p, q, k=[1, 2, 3], methods=["specinfer", "multidraft"], tree="batch")
+    tok = rep.methods["multidraft"]["tokens_per_call"]
+    assert tok == pytest.approx([1 + multidraft_acceptance(p, q, k) for k in (1, 2, 3)], abs=1e-9)
+    assert all(a >= b - 1e-12 for a, b in zip(tok, rep.methods["specinfer"]["tokens_per_call"]))
