@@ -69,9 +69,9 @@ def method_names(*, drafting: bool | None = None, theory: bool | None = None, pa
         Include registered variants (``variant_of`` set, e.g. ``ersd-topm``).
 
     >>> method_names(theory=True)
-    ('sd', 'specinfer', 'rsd', 'spectr', 'ersd', 'ersd-topm')
+    ('sd', 'specinfer', 'rsd', 'spectr', 'ersd', 'ersd-topm', 'block', 'multidraft')
     >>> method_names(path=True, variants=False)
-    ('autoregressive', 'sd', 'specinfer', 'rsd', 'spectr', 'ersd')
+    ('autoregressive', 'sd', 'specinfer', 'rsd', 'spectr', 'ersd', 'block')
     """
     out = []
     for name, cls in METHODS.items():
