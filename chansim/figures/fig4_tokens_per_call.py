@@ -89,8 +89,8 @@ def compute(settings, parallel) -> dict:
         for mi, method in enumerate(_methods(shape)):
             cur = curves[shape].get(method)
             for ki, k in enumerate(mc_ks):
-                if cur is None or k not in cur["k"]:
-                    continue
+                if cur is None or k not in cur["k"] or (shape == "batch" and k > VOCAB):
+                    continue        # batches of more drafts than tokens: drawn, not simulated (rsd: minutes)
                 tree = report_tree(method, p, q, k, shape, law=law, seed=report_seed)
                 if tree is None:
                     continue
@@ -124,7 +124,8 @@ def compute(settings, parallel) -> dict:
         "tree=chain/batch/optimal; the optimal tree of each method by its family rule"
         + (f"; optimal tree searched for {caps}" if caps else "") + "); dotted: not exact (Monte Carlo slot or "
         f"block weights): {', '.join(inexact) or 'none'}. Curves equal to sd's are drawn once. "
-        f"Markers: {calls} simulated target calls per point (chansim.simulate) on the report's trees, "
+        f"Markers: {calls} simulated target calls per point (chansim.simulate) on the report's trees "
+        f"(batches up to k = V = {VOCAB}), "
         f"{int(CONFIDENCE * 100)}% intervals of the simulation; {sum(checks)}/{len(checks)} contain the exact "
         f"value; widest half-interval {max_half:.3f} tokens"
         + (f"; not simulated (sampler limit): {', '.join(sorted({pt['method'] + ' ' + pt['shape'] for pt in skipped}))}"
