@@ -9,6 +9,7 @@ error.  Ratios come from this one run.
 
     python benchmarks/bench_ranklaw.py                    # V = 49,152, tol 1e-5 and 1e-6
     python benchmarks/bench_ranklaw.py --vocab 262144 --tol 1e-5
+    python benchmarks/bench_ranklaw.py --tol 1e-6 --narrow 16,0     # narrow first pass on / off
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tol", default="1e-5,1e-6")
     parser.add_argument("--mc-trials", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--narrow", default="16",
+                        help="comma-separated widths of the narrow first pass to time (0 = off), e.g. 16,0")
     args = parser.parse_args(argv)
 
     from chansim.races import sample_ranks
@@ -45,16 +48,16 @@ def main(argv=None) -> int:
     sample_ranks(p, q, args.mc_trials, np.random.default_rng(0), dtype=np.float32, validate=False)
     mc_rate = args.mc_trials / (time.perf_counter() - t0)
     print(f"Monte Carlo (float32 sample_ranks): {mc_rate:.0f} samples/s")
-    for tol in (float(t) for t in args.tol.split(",")):
+    for tol, narrow in ((float(t), int(n)) for t in args.tol.split(",") for n in args.narrow.split(",")):
         t0 = time.perf_counter()
-        b = bounded_rank_law(p, q, max_rank=args.max_rank, tol=tol)
+        b = bounded_rank_law(p, q, max_rank=args.max_rank, tol=tol, narrow=narrow)
         sec = time.perf_counter() - t0
         lo, hi = rank_entropy_interval(b.head, b.tail, b.never, b.error, b.mean_rank_bound, args.vocab - len(b.head))
         a1 = b.head[0]
         need = 9 * a1 * (1 - a1) / b.error ** 2                   # 3 sigma = guaranteed error on a_1 alone
-        print(f"tol {tol:g}: {sec:.2f} s, guaranteed l1 error {b.error:.2e}, H(R) in [{lo:.5f}, {hi:.5f}] "
+        print(f"tol {tol:g}, narrow {narrow}: {sec:.2f} s, guaranteed l1 error {b.error:.2e}, H(R) in [{lo:.5f}, {hi:.5f}] "
               f"(width {hi - lo:.1e}), bins {b.parts['bins']} of {b.parts['n_winners']} winners, "
-              f"rows {b.parts['rows']}, heavy {b.parts['heavy']}")
+              f"rows {b.parts['rows']} ({b.parts['wide_rows']} at full width), heavy {b.parts['heavy']}")
         print(f"   Monte Carlo at equal error on a_1 only: {need:.2e} samples = {need / mc_rate:.2e} s "
               f"(ratio {need / mc_rate / sec:.1e}x)")
     return 0

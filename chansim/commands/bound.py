@@ -55,6 +55,9 @@ def register(subparsers) -> None:
                         help="draft/target time ratio c: also report speed-up = tokens / (1 + c * draft depth)")
     parser.add_argument("--per-position", action="store_true", help="include every position's values (JSON)")
     parser.add_argument("--jobs", type=int, default=-1, help="parallel workers over positions (-1: all cores)")
+    parser.add_argument("--backend", default=None,
+                        help="--log: joblib backend for the per-position rank laws, e.g. 'dask' (as chansim figures)")
+    parser.add_argument("--scheduler", default=None, help="--log: dask.distributed scheduler address for --backend dask")
     parser.add_argument("--trials", type=int, default=1000, help="Monte Carlo samples (rank law of --log predictions)")
     parser.add_argument("--rank-tol", type=float, default=1e-4,
                         help="guaranteed l1 error aimed at for the rank law when V > 64 (docs/theory.md §5)")
@@ -95,6 +98,8 @@ def run(args) -> int:
         return _run_log(args)
     if args.p is None or args.q is None:
         raise ValueError("--p and --q are required (or --log RUN.npz)")
+    if args.backend or args.scheduler:
+        raise ValueError("--backend and --scheduler apply to --log only")
     if args.markov:
         raise ValueError("bound reads 2-D --p/--q as positions (one distribution per row); Markov transition "
                          "matrices (--markov) are for 'chansim simulate'")
@@ -160,7 +165,8 @@ def _run_log(args) -> int:
     trees = {"optimal": ("chain", "batch"), "chain": ("chain",), "batch": ("batch",)}[args.tree]
     report = log_report(args.log, methods=_methods(args.method), k=_parse_ks(args.k), trees=trees,
                         extra_trees=[s.strip() for v in (args.tree_spec or []) for s in [v] if s.strip()],
-                        trials=args.trials, seed=args.seed, confidence=args.confidence)
+                        trials=args.trials, seed=args.seed, confidence=args.confidence, rank_tol=args.rank_tol,
+                        jobs=args.jobs, backend=args.backend, scheduler=args.scheduler)
     print(json.dumps(report, indent=2) if args.json else format_log_report(report))
     return 0
 

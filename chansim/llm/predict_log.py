@@ -9,11 +9,14 @@ estimate is total logged tokens / total expected calls, with a bootstrap interva
 over sequences.
 
 Relation and bound (``log_theory``): per position t, the ERSD rank law
-:math:`a^{(t)}` of :math:`(p_t, q_t)` (:func:`chansim.theory.rank_law`: exact for small
-V, Monte Carlo on a head for large V), and from it
+:math:`a^{(t)}` of :math:`(p_t, q_t)` (:func:`chansim.llm.log_ranklaw.position_laws`, the
+same law as ``chansim bound``: exact for small V, else a_1..a_K, P(R > K) and a
+rigorous H(R) interval with a guaranteed l1 error, docs/theory.md §5), and from it
 
 * :math:`\bar H = \frac1N\sum_t H(R_t)` and :math:`\bar\mu_2 = \frac1N\sum_t E[(\ln a^{(t)}_{R_t})^2]`;
-* the **all-k bound** :math:`(\ln(k+1) + \ln V)/\bar H`: for any ERSD tree of k nodes,
+* the **all-k bound** :math:`\min(k+1, (\ln(k+1) + \ln V)/\bar H_{low})`, with
+  :math:`\bar H_{low}` the mean of the lower ends of the rigorous H(R) intervals (a
+  lower bound on :math:`\bar H`, so the bound stays guaranteed): for any ERSD tree of k nodes,
   per call :math:`E\sum_{t \in \text{call}} H(a^{(t)}) \le \ln((k+1)V - k)` (an
   inequality: the per-position laws are conditioned on the tokens as well as the
   ranks; proof in docs/theory.md §9); summing over calls,
@@ -27,8 +30,11 @@ V, Monte Carlo on a head for large V), and from it
   rate of a tree that ranks nodes by their per-position path probability (an oracle
   that knows each position's rank law); it is reported with the rank law of the
   *pooled* position, :math:`\bar a = \frac1N\sum_t a^{(t)}` (what a fixed tree sees
-  when positions are treated as independent draws from the log): relation and bound
-  with :math:`H(\bar a) \ge \bar H` (not a guaranteed bound for consecutive positions).
+  when positions are treated as independent draws from the log; its tail mass
+  P(R > K) is kept, :func:`chansim.llm.log_ranklaw.pooled_law`): relation and the
+  guaranteed bound of ``chansim bound`` (:func:`chansim.theory.bound_columns.guaranteed_bound`)
+  on :math:`\bar a` (a bound for i.i.d. positions drawn from the log, not for consecutive
+  positions).
 """
 from __future__ import annotations
 
@@ -131,75 +137,83 @@ def predict_from_log(log, method: str, tree_spec, confidence: float = 0.95, resa
             "boundary_limited": bool(pred.end_stop_share > 0.5 and pred.boundary_share > BOUNDARY_SHARE_LIMIT)}
 
 
-def log_theory(log, k: Sequence[int], trials: int = 1000, seed: int = 0) -> dict:
-    """Large-k relation and all-k bound evaluated on a log (module docstring says exactly what).
+def log_theory(log, k: Sequence[int], trials: int = 1000, seed: int = 0, rank_tol: float = 1e-4,
+               max_rank: int = 64, jobs: int = 1, backend: str | None = None,
+               scheduler: str | None = None) -> dict:
+    r"""Large-k relation and all-k bound evaluated on a log (module docstring says exactly what).
+
+    Per-position rank laws come from :func:`chansim.llm.log_ranklaw.position_laws` (the
+    same guaranteed law as ``chansim bound``, docs/theory.md §5; ``rank_tol`` is its l1
+    error target, ``max_rank`` the ranks computed); ``jobs``/``backend``/``scheduler``
+    spread the positions over joblib workers or a dask cluster without changing a number.
 
     Returns
     -------
     dict
-        ``k``; ``mean_entropy_nats`` (H̄) with ``mean_entropy_ci`` (mean of the per-position
-        interval ends); ``mean_second_moment``; ``bound`` and ``relation`` (lists over k,
-        from H̄); ``pooled_entropy_nats`` (H(ā)), ``pooled_alpha_er`` (ā_1),
-        ``pooled_relation``, ``pooled_bound``; ``support`` (V); ``positions``,
-        ``exact`` (all rank laws exact), ``trials``.
+        ``k``; ``mean_entropy_nats`` (H̄, mean of the per-position midpoints) with
+        ``mean_entropy_ci`` = ``rank_entropy_interval`` (means of the rigorous per-position
+        interval ends); ``rank_law_error`` (largest per-position guaranteed l1 error);
+        ``mean_second_moment``; ``bound`` (:math:`\min(k+1, (\ln(k+1) + \ln V)/\bar H_{low})`,
+        guaranteed: it uses the lower end of the H̄ interval), ``bound_paper`` (the same at
+        the point H̄) and ``relation`` (lists over k); ``pooled_entropy_nats`` (H(ā)),
+        ``pooled_entropy_interval``, ``pooled_rank_law_error``, ``pooled_tail`` (P(R > K)
+        under ā, kept, never renormalised away), ``pooled_alpha_er`` (ā_1),
+        ``pooled_relation``, ``pooled_bound`` (:func:`chansim.theory.bound_columns.guaranteed_bound`
+        on ā); ``support`` (V); ``positions``, ``exact`` (all rank laws exact), ``trials``.
     """
-    from ..theory import rank_law
-    from ..theory.ranklaw import law_from_probs
+    from ..theory import large_k_relation
+    from ..theory.bound_columns import guaranteed_bound
+    from .log_ranklaw import pooled_law, position_laws
 
     run = _as_run(log)
     ks = np.asarray(list(k), dtype=float)
     if ks.size == 0 or np.any(ks < 1):
         raise ValueError(f"k must be a non-empty list of integers >= 1, got {list(k)}")
-    ent, m2, lo, hi, never = [], [], [], [], []
-    pooled = np.zeros(0)
-    exact = True
-    j = 0
-    for p, q, _ in run.sequences():
-        for t in range(len(p)):
-            law = rank_law(p[t], q[t], trials=trials, seed=seed + j)
-            j += 1
-            ent.append(law.entropy)
-            m2.append(law.second_moment)
-            lo.append(law.entropy_ci[0])
-            hi.append(law.entropy_ci[1])
-            never.append(law.never)
-            exact &= law.exact
-            a = np.asarray(law.probs, dtype=float)
-            if a.size > pooled.size:
-                pooled = np.pad(pooled, (0, a.size - pooled.size))
-            pooled[:a.size] += a
-    n = len(ent)
-    hbar, m2bar = float(np.mean(ent)), float(np.mean(m2))
+    laws = position_laws(run.sequences(), trials=trials, seed=seed, max_rank=max(int(max_rank), 1), tol=rank_tol,
+                         jobs=jobs, backend=backend, scheduler=scheduler)
+    n = len(laws)
+    exact = all(d["exact"] for d in laws)
+    hbar = float(np.mean([d["entropy"] for d in laws]))
+    m2bar = float(np.mean([d["second_moment"] for d in laws]))
+    ci = [float(np.mean([d["entropy_ci"][j] for d in laws])) for j in (0, 1)]
     support = run.vocab_size                     # V_R <= V at every position (docs/theory.md §4)
-    out = {"k": [int(v) for v in ks], "positions": n, "exact": bool(exact), "trials": 0 if exact else trials,
-           "mean_entropy_nats": hbar, "mean_entropy_ci": [float(np.mean(lo)), float(np.mean(hi))],
-           "mean_second_moment": m2bar, "support": support}
+    out = {"k": [int(v) for v in ks], "positions": n, "exact": bool(exact), "trials": 0,
+           "mean_entropy_nats": hbar, "mean_entropy_ci": ci, "rank_entropy_interval": ci,
+           "rank_law_error": float(max(d["error"] for d in laws)),
+           "rank_entropy_guaranteed": all(d["guaranteed"] for d in laws),
+           "mean_second_moment": m2bar, "support": support,
+           "bound_basis": "lower end of the rank-entropy interval"}
     if hbar > 0:
         const = np.log(hbar) / hbar + m2bar / (2 * hbar * hbar)
         out["relation"] = (np.log(ks) / hbar + const).tolist()
-        out["bound"] = ((np.log(ks + 1) + np.log(support)) / hbar).tolist()
+        out["bound_paper"] = ((np.log(ks + 1) + np.log(support)) / hbar).tolist()
     else:
-        out["relation"] = out["bound"] = [float("inf")] * ks.size
-    pooled /= n
-    pooled_never = float(np.mean(never))
-    total = pooled.sum() + pooled_never
-    law = law_from_probs(pooled / total, pooled_never / total)
+        out["relation"] = out["bound_paper"] = [float("inf")] * ks.size
+    h_low = ci[0]
+    paper_low = (np.log(ks + 1) + np.log(support)) / h_low if h_low > 0 else np.full(ks.size, np.inf)
+    out["bound"] = np.minimum(ks + 1, paper_low).tolist()
+    law = pooled_law(laws, support)
     out["pooled_entropy_nats"] = law.entropy
+    out["pooled_entropy_interval"] = [float(v) for v in law.entropy_ci]
+    out["pooled_rank_law_error"] = float(law.error)
+    out["pooled_tail"] = float(law.tail)
+    out["pooled_never"] = float(law.never)
     out["pooled_alpha_er"] = law.alpha
     if law.entropy > 0:
-        from ..theory import all_k_bound, large_k_relation
-
         out["pooled_relation"] = large_k_relation(ks, law).tolist()
         # the pooled law mixes positions: "never" and rank V may both occur, so V + 1 values then
-        pooled_support = support + (1 if pooled_never > 0 else 0)
-        out["pooled_bound"] = all_k_bound(ks, law, support=pooled_support).tolist()
+        pooled_support = support + (1 if law.never > 0 else 0)
+        out["pooled_bound"] = guaranteed_bound([int(v) for v in ks], law, pooled_support)
     return out
 
 
 def log_report(log, methods: Sequence[str] | None = None, k: Sequence[int] = (1, 2, 4, 8),
                trees: Sequence[str] = ("chain", "batch"), extra_trees: Sequence[str] = (),
-               trials: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
+               trials: int = 1000, seed: int = 0, confidence: float = 0.95, rank_tol: float = 1e-4,
+               jobs: int = 1, backend: str | None = None, scheduler: str | None = None) -> dict:
     """Everything ``chansim bound --log`` prints: statistics, predictions per method/tree/k, relation, bound.
+
+    ``rank_tol``, ``jobs``, ``backend``, ``scheduler``: passed to :func:`log_theory`.
 
     Combinations a method cannot predict (sd on batch:k>1, rsd with more than 2
     children per node, spectr on branching trees) are listed under ``skipped`` with the
@@ -239,7 +253,8 @@ def log_report(log, methods: Sequence[str] | None = None, k: Sequence[int] = (1,
                        for key, v in stats.items()},
         "normalisation_error": run.normalisation_error,
         "predictions": rows, "skipped": skipped, "confidence": confidence,
-        "theory": log_theory(run, k, trials=trials, seed=seed),
+        "theory": log_theory(run, k, trials=trials, seed=seed, rank_tol=rank_tol, jobs=jobs, backend=backend,
+                             scheduler=scheduler),
     }
 
 
@@ -268,16 +283,19 @@ def format_log_report(report: dict) -> str:
         lines.append(f"  warning: small sample ({report['sequences']} sequence(s) < {SMALL_SEQUENCES}): the bootstrap "
                      "intervals above are unreliable (near zero width)")
     th = report["theory"]
+    pooled_ci = th.get("pooled_entropy_interval", [th["pooled_entropy_nats"]] * 2)
     lines += ["",
               f"rank entropy: mean over positions H̄ = {th['mean_entropy_nats']:.4f} nats "
               f"[{th['mean_entropy_ci'][0]:.4f}, {th['mean_entropy_ci'][1]:.4f}]"
-              f"{'' if th['exact'] else ' (Monte Carlo, %d trials/position)' % th['trials']}; "
-              f"pooled position H(ā) = {th['pooled_entropy_nats']:.4f}",
+              f"{' (exact)' if th['exact'] else ' (guaranteed, l1 error <= %.1e per position)' % th['rank_law_error']}; "
+              f"pooled position H(ā) in [{pooled_ci[0]:.4f}, {pooled_ci[1]:.4f}]"
+              f"{'' if th['exact'] else ', P(R > K) = %.2e kept' % th.get('pooled_tail', 0.0)}",
               f"  {'k':>5}{'relation ln k/H̄ + C':>22}{'all-k bound':>14}{'pooled relation':>18}{'pooled bound':>15}"]
     for i, kk in enumerate(th["k"]):
         lines.append(f"  {kk:>5}{th['relation'][i]:>22.4f}{th['bound'][i]:>14.4f}"
                      f"{th.get('pooled_relation', [float('nan')] * len(th['k']))[i]:>18.4f}"
                      f"{th.get('pooled_bound', [float('nan')] * len(th['k']))[i]:>15.4f}")
-    lines.append("  (bound: (ln(k+1) + ln V) / H̄ on E[tokens]/E[calls], any k-node ERSD tree; relation: large-k "
-                 "renewal estimate; see docs/theory.md §9)")
+    lines.append("  (bound: min(k+1, (ln(k+1) + ln V) / H̄_low) on E[tokens]/E[calls], any k-node ERSD tree, H̄_low = "
+                 "lower end of the H̄ interval (guaranteed); pooled bound: as `chansim bound` on ā; relation: "
+                 "large-k renewal estimate; see docs/theory.md §9, §10)")
     return "\n".join(lines)

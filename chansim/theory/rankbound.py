@@ -27,6 +27,14 @@ Ingredients (each proven in docs/theory.md §5):
    :math:`\int_{T}^\infty e^{-t} P(N(t) = j)\,dt \le e^{-T} P(N(T) < K)` for j < K; T_y is
    picked from probe evaluations.
 
+6. **Narrow first pass**: every quadrature row is first run truncated at K' = ``narrow``
+   < K (the last state absorbs :math:`N \ge K'`); a row whose absorbed mass
+   :math:`P(N(t) \ge K')` is at most a threshold keeps its values for j < K' and puts the
+   absorbed mass on "N >= K", which moves the computed vector by at most twice that
+   mass in :math:`\ell_1`; the sum :math:`2\sum w_{row} P(N \ge K')` over such rows is
+   charged to ``error`` (part ``narrow``, at most ``tol/12``); the other rows are rerun at
+   width K.
+
 Entropy :math:`H(R)` is then bracketed rigorously (:func:`rank_entropy_interval`).
 Everything is vectorised over (winner, node) rows; the work is
 :math:`O(\text{rows} \cdot (\text{heavy} + K))` plus :math:`O(W \cdot S)` for the shortlist.
@@ -201,6 +209,38 @@ def _run_dp(t_rows, win_rows, heavy_c, light, k: int) -> np.ndarray:
     return state
 
 
+def _accumulate_rows(head, t_rows, y_rows, weight, heavy_c, light, k: int, narrow: int, threshold: float):
+    """Add the weighted truncated pmfs of all rows to ``head`` (shape (k+1,)); narrow pass first.
+
+    Returns ``(head, narrow_err, wide_rows)``; ``wide_rows`` = rows run at width k; ``narrow_err`` = 2 * sum of weight * P(N >= narrow) over
+    the rows kept from the narrow pass (module docstring, 6.).  ``weight >= 0``.
+    """
+    step = max(1, (1 << 15) // (k + 1))                               # blocks of ~256 KiB stay in cache
+    narrow_err = 0.0
+    if not 0 < narrow < k:
+        for s in range(0, len(t_rows), step):
+            sl = slice(s, s + step)
+            head += weight[sl] @ _run_dp(t_rows[sl], y_rows[sl], heavy_c, light, k)
+        return head, narrow_err, len(t_rows)
+    wide = []
+    nstep = max(1, (1 << 15) // (narrow + 1))
+    for s in range(0, len(t_rows), nstep):
+        sl = slice(s, s + nstep)
+        st = _run_dp(t_rows[sl], y_rows[sl], heavy_c, light, narrow)   # [rows, narrow+1]
+        ok = st[:, narrow] <= threshold
+        w_ok = weight[sl][ok]
+        head[:narrow] += w_ok @ st[ok, :narrow]
+        moved = float(w_ok @ st[ok, narrow])
+        head[k] += moved
+        narrow_err += 2 * moved
+        wide.append(np.flatnonzero(~ok) + s)
+    rerun = np.concatenate(wide) if wide else np.zeros(0, dtype=int)
+    for s in range(0, len(rerun), step):
+        idx = rerun[s:s + step]
+        head += weight[idx] @ _run_dp(t_rows[idx], y_rows[idx], heavy_c, light, k)
+    return head, narrow_err, len(rerun)
+
+
 def _quadrature_plan(c_total, c_light, c_heavy_sum, c_max, t_end, share: float, k: int):
     """Per winner: panel width h and Gauss points n with the Bernstein-ellipse error bound.
 
@@ -232,7 +272,8 @@ def _quadrature_plan(c_total, c_light, c_heavy_sum, c_max, t_end, share: float, 
 
 
 def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float = 1e-7, heavy: int = 24,
-                     heavy_max: int = 192, shortlist: int = 2048, winners_max: int = 1 << 20, chunk: int = 512) -> BoundedRankLaw:
+                     heavy_max: int = 192, shortlist: int = 2048, winners_max: int = 1 << 20, chunk: int = 512,
+                     narrow: int = 16) -> BoundedRankLaw:
     r"""Rank law :math:`a_1..a_K` with a guaranteed :math:`\ell_1` error (module docstring).
 
     Parameters
@@ -255,6 +296,9 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
         Most winners examined (largest p first).
     chunk : int
         Winners per vectorised block.
+    narrow : int
+        Width K' of the first, cheap recursion (module docstring, 6.); 0 or ``>= max_rank``
+        runs every row at full width.
 
     Examples
     --------
@@ -361,15 +405,23 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     bw = np.flatnonzero(busy)
     t_end = np.full(n_win, t_max)
     if len(bw):
-        rows_w = np.repeat(bw, len(probe_t))
-        rows_t = np.tile(probe_t, len(bw))
-        st = _run_dp(rows_t, rows_w, heavy_c, light, k)
-        below = (1 - st[:, k]).reshape(len(bw), len(probe_t))               # P(N(T) < K)
-        ok = 2 * np.exp(-probe_t)[None, :] * np.clip(below, 0, 1) + 1e-300 <= share
-        first = np.where(ok.any(1), ok.argmax(1), len(probe_t) - 1)
+        # 2 e^{-T} P(N(T) < K) decreases in T, so the first probe that fits is found by
+        # bisection (any probe is valid: the error charged is the one at the chosen T)
+        first = np.full(len(bw), len(probe_t) - 1)                         # [busy] probe index
+        below = 1 - _run_dp(np.full(len(bw), probe_t[-1]), bw, heavy_c, light, k)[:, k]   # P(N(T) < K)
+        lo_idx = np.full(len(bw), -1)
+        while True:
+            act = np.flatnonzero(first - lo_idx > 1)
+            if not len(act):
+                break
+            mid = (lo_idx[act] + first[act]) // 2
+            b = 1 - _run_dp(probe_t[mid], bw[act], heavy_c, light, k)[:, k]
+            ok = 2 * np.exp(-probe_t[mid]) * np.clip(b, 0, 1) + 1e-300 <= share
+            first[act[ok]], below[act[ok]] = mid[ok], b[ok]
+            lo_idx[act[~ok]] = mid[~ok]
         t_end[bw] = probe_t[first]
         t_tail_err = np.zeros(n_win)
-        t_tail_err[bw] = 2 * np.exp(-t_end[bw]) * np.clip(below[np.arange(len(bw)), first] + 1e-15, 0, 1)
+        t_tail_err[bw] = 2 * np.exp(-t_end[bw]) * np.clip(below + 1e-15, 0, 1)
     else:
         t_tail_err = np.zeros(n_win)
     # --- quadrature plan and rows
@@ -377,6 +429,7 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     head = np.zeros(k + 1)
     head[0] += float(pw[~busy].sum())
     rows_total = 0
+    narrow_err, wide_rows = 0.0, 0
     if len(bw):
         t_list, w_list, y_list = [], [], []
         for n in np.unique(n_pts[bw]):
@@ -393,10 +446,8 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
         t_rows, w_rows, y_rows = np.concatenate(t_list), np.concatenate(w_list), np.concatenate(y_list)
         rows_total = len(t_rows)
         weight = pw[y_rows] * w_rows * np.exp(-t_rows)
-        step = max(1, (1 << 15) // (k + 1))                           # blocks of ~256 KiB stay in cache
-        for s in range(0, rows_total, step):
-            sl = slice(s, s + step)
-            head += weight[sl] @ _run_dp(t_rows[sl], y_rows[sl], heavy_c, light, k)
+        head, narrow_err, wide_rows = _accumulate_rows(head, t_rows, y_rows, weight, heavy_c, light, k, narrow,
+                                            share / (4 * max(float(weight.sum()), 1e-300)))
         head[k] += float((pw[bw] * np.exp(-t_end[bw])).sum())              # t > T_y: all mass to "N >= K"
     # panels were narrowed (h <= plan), which only shrinks the ellipse bound: quad_err stays valid
     alpha = float(np.where(p > 0, p / (1.0 + np.where(np.isfinite(rates), rates, np.inf)), 0.0).sum())
@@ -405,9 +456,10 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
              "light": float(2 * (pw * light_err).sum()),                  # l1 = 2 TV
              "quadrature": float((pw[bw] * quad_err[bw]).sum()) if len(bw) else 0.0,
              "t_tail": float((pw * t_tail_err).sum()),
+             "narrow": narrow_err,
              "rounding": float(1e-13 * (1 + rows_total * 1e-6))}
     error = float(sum(parts.values()))
-    parts.update(n_winners=int(n_all_winners), bins=int(n_win), rows=int(rows_total), heavy=n_heavy, shortlist=s_n)
+    parts.update(n_winners=int(n_all_winners), bins=int(n_win), rows=int(rows_total), wide_rows=int(wide_rows), heavy=n_heavy, shortlist=s_n)
     a = head[:k].copy()
     a[0] = alpha                                                           # exact alpha_ER (closed form, §0)
     tail = float(head[k]) if k < vocab else 0.0

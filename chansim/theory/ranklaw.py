@@ -79,6 +79,9 @@ class RankLaw:
     guaranteed : bool
         True when ``entropy_ci`` is a rigorous interval (exact or ``"bounded"``), False
         for the Monte Carlo interval.
+    mean_rank_bound : float
+        ``"bounded"``: upper bound on :math:`E[R\,1\{\text{drafted}\}]`
+        (:attr:`chansim.theory.rankbound.BoundedRankLaw.mean_rank_bound`); ``nan`` otherwise.
     """
 
     probs: np.ndarray
@@ -93,6 +96,7 @@ class RankLaw:
     error: float = 0.0
     tail: float = 0.0
     guaranteed: bool = True
+    mean_rank_bound: float = float("nan")
 
     @property
     def alpha(self) -> float:
@@ -247,4 +251,4 @@ def _bounded_law(p, q, max_rank: int, tol: float) -> RankLaw:
     m2_tail = tau * math.log(tau / n_tail) ** 2 if tau > 0 and n_tail > 0 else 0.0
     support = int(np.count_nonzero(b.head)) + (n_tail if b.tail > 0 else 0) + int(b.never > 0)
     return RankLaw(b.head, b.never, 0.5 * (lo + hi), m2_head + 0.5 * m2_tail, (lo, hi), False, support,
-                   0, b.tail, b.error, b.tail, True)
+                   0, b.tail, b.error, b.tail, True, float(b.mean_rank_bound))

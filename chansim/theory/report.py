@@ -122,8 +122,12 @@ class BoundReport:
         if s.get("pfr_log2_index_bits") is not None:
             lines.append(f"  PFR E[log2 K] = {s['pfr_log2_index_bits']:.4f} bits   H(R) = {s['rank_entropy_bits']:.4f} bits")
         names = list(self.methods)
-        width = max(10, *(len(n) + 2 for n in names))
-        head = f"  {'k':>8}" + "".join(f"{n:>{width}}" for n in names) + f"{'asymptote':>12}{'bound':>10}"
+        shown = [v for n in names for v in self.methods[n]["tokens_per_call"] if v is not None]
+        shown += [v for v in list(self.asymptote["value"]) + list(self.bound["value"]) if v is not None]
+        widest = max((len(f"{v:.4f}") for v in shown), default=6) + 3      # value, flag and two spaces
+        width = max(10, widest, *(len(n) + 2 for n in names))
+        wa, wb = max(12, widest), max(10, widest)
+        head = f"  {'k':>8}" + "".join(f"{n:>{width}}" for n in names) + f"{'asymptote':>{wa}}{'bound':>{wb}}"
         lines += ["", "  tokens per target call (* = not exact to 1e-4: Monte Carlo or rank-law error)", head]
         for i, k in enumerate(self.k):
             row = f"  {k:>8}"
@@ -132,7 +136,7 @@ class BoundReport:
                 flag = "" if self.methods[n]["exact"] else "*"
                 row += f"{'-' if v is None else f'{v:.4f}{flag}':>{width}}"
             av = self.asymptote["value"][i]
-            row += f"{'-' if av is None else f'{av:.4f}':>12}{self.bound['value'][i]:>10.4f}"
+            row += f"{'-' if av is None else f'{av:.4f}':>{wa}}{self.bound['value'][i]:>{wb}.4f}"
             lines.append(row)
         if self.cost is not None:
             lines += ["", f"  wall-clock speed-up, cost model tokens / (1 + c*depth), c = {self.cost:g}",
