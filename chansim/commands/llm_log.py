@@ -26,7 +26,11 @@ def register(subparsers) -> None:
     parser.add_argument("--prompt-tokens", type=int, default=64,
                         help="tokens per prompt (pydoc prompts are cut to it; file prompts longer than it too)")
     parser.add_argument("--new-tokens", type=int, required=True, help="tokens sampled per prompt")
-    parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (> 0)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="target softmax temperature (> 0)")
+    parser.add_argument("--draft-temperature", type=float, default=None,
+                        help="draft softmax temperature (> 0; default: --temperature). Greedy, top-k and top-p "
+                             "are not logged (a log holds full-support rows): log at T = 1 and use "
+                             "'bound --log --temperatures' or 'llm validate --temperature/--top-k/...'")
     parser.add_argument("--seed", type=int, default=0, help="key of the race noise")
     parser.add_argument("--skip-layers", default=None,
                         help="draft = target minus these decoder layers, comma-separated (default 15; with "
@@ -92,7 +96,9 @@ def run(args) -> int:
     if args.prompt_tokens < 1:
         raise ValueError(f"--prompt-tokens must be >= 1, got {args.prompt_tokens}")
     if not args.temperature > 0:
-        raise ValueError(f"--temperature must be > 0, got {args.temperature}")
+        raise ValueError(f"--temperature must be > 0 (greedy and top-k/top-p: see --help), got {args.temperature}")
+    if args.draft_temperature is not None and not args.draft_temperature > 0:
+        raise ValueError(f"--draft-temperature must be > 0, got {args.draft_temperature}")
     from ..outputs import check_output
 
     check_output(args.out, inputs=[args.prompt_file, args.target, args.draft], force=args.force, what="--out",
@@ -111,7 +117,7 @@ def run(args) -> int:
                   "prompt_tokens": args.prompt_tokens, "python": sys.version.split()[0]}
     t1 = time.perf_counter()
     result = log_run(pair, prompts, args.new_tokens, args.temperature, args.seed,
-                     progress=not args.no_progress, prompt_source=source)
+                     progress=not args.no_progress, prompt_source=source, draft_temperature=args.draft_temperature)
     t2 = time.perf_counter()
     result["metadata"]["cli_args"] = {k: v for k, v in vars(args).items() if k != "func"}
     result["metadata"]["seconds"] = {"load": round(t1 - t0, 3), "sample_and_score": round(t2 - t1, 3)}

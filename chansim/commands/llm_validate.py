@@ -51,6 +51,19 @@ def register(subparsers) -> None:
                         help="auto: measure draft-forward and target tree-call costs on the pair, also run "
                              "autoregressive decoding, and report predicted vs measured wall-clock speed-up "
                              "(chansim/llm/wallclock.py)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="generate with this target temperature (0 = greedy; default: the log's); laws other "
+                             "than the log's are predicted with the i.i.d. model per logged context")
+    parser.add_argument("--draft-temperature", type=float, default=None,
+                        help="draft temperature (default: the log's draft temperature)")
+    parser.add_argument("--top-k", type=int, default=0, help="target top-k (0 = off)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="target top-p (1 = off)")
+    parser.add_argument("--draft-top-k", type=int, default=0, help="draft top-k (0 = off)")
+    parser.add_argument("--draft-top-p", type=float, default=1.0, help="draft top-p (1 = off)")
+    parser.add_argument("--predict-from", default=None, metavar="LOG.npz[,LOG.npz]",
+                        help="also predict from these logs (any logged temperature, e.g. a T = 1 log) at this log's "
+                             "temperature with the i.i.d. model per logged context, with intervals, and print them "
+                             "beside the measured values (chansim/llm/temperature_check.py)")
     parser.set_defaults(func=run)
 
 
@@ -119,6 +132,10 @@ def run(args) -> int:
         check_output(args.plot, inputs=[args.log], force=args.force, what="--plot", suffixes=(".png", ".pdf", ".svg"),
                      make_parents=True)
     log = read_log(Path(args.log))
+    target_settings, draft_settings = _settings(args, log.metadata)
+    for path in (p.strip() for p in (args.predict_from or "").split(",") if p.strip()):
+        if not Path(path).is_file():                      # before the (slow) model load and generation
+            raise FileNotFoundError(f"--predict-from log {path} does not exist")
     if args.threads:
         import torch
 
@@ -128,7 +145,8 @@ def run(args) -> int:
                          dtype=args.dtype)
     result = _jsonable(validate(log, pair, methods, trees, new_tokens=args.new_tokens, seed=args.seed,
                                 confidence=args.confidence, hf_assisted=args.hf_assisted,
-                                time_budget=args.time_budget, progress=not getattr(args, "quiet", False)))
+                                time_budget=args.time_budget, progress=not getattr(args, "quiet", False),
+                                target_settings=target_settings, draft_settings=draft_settings))
     wall = None
     if args.cost == "auto":
         from ..llm.wallclock import measure_costs, wallclock_rows
@@ -136,6 +154,8 @@ def run(args) -> int:
         costs = measure_costs(pair, log.prompts[0], [t for t in trees if t != "chain:0"])
         wall = {"costs": costs, "rows": _jsonable(wallclock_rows(result, costs, args.confidence))}
         result["wallclock"] = wall
+    iid = _iid_predictions(args, log, result, methods, trees, target_settings, draft_settings) \
+        if args.predict_from else None
     doc = results_document(result)
     if args.out and args.out != "-":
         from ..outputs import write_text_atomic
@@ -152,7 +172,51 @@ def run(args) -> int:
         from ..llm.wallclock import format_wallclock
 
         print(format_wallclock(wall["rows"], wall["costs"]))
+    if iid is not None and not args.json:
+        from ..llm.temperature_check import format_comparison
+
+        print(format_comparison(iid["rows"], iid["labels"]))
     return 0
+
+
+def _settings(args, meta: dict):
+    """SamplingSettings of target and draft from the flags (None: as logged)."""
+    from ..llm.temperature import SamplingSettings
+
+    t_log = float(meta.get("temperature", 1.0))
+    d_log = float(meta.get("draft_temperature", t_log))
+    target = draft = None
+    if args.temperature is not None or args.top_k or args.top_p < 1:
+        target = SamplingSettings(t_log if args.temperature is None else args.temperature, args.top_k, args.top_p)
+    if args.draft_temperature is not None or args.draft_top_k or args.draft_top_p < 1 or target is not None:
+        d_t = args.draft_temperature
+        if d_t is None:          # follow the target's temperature when only that was changed
+            d_t = d_log if args.temperature is None else args.temperature
+        draft = SamplingSettings(d_t, args.draft_top_k, args.draft_top_p)
+    return target, draft
+
+
+def _iid_predictions(args, log, result, methods, trees, target_settings, draft_settings) -> dict:
+    """i.i.d.-model predictions at the validated settings from this log and each --predict-from log."""
+    from ..llm.logs import read_log
+    from ..llm.temperature import SamplingSettings
+
+    t_log = float(log.metadata.get("temperature", 1.0))
+    t = target_settings or SamplingSettings(t_log)
+    d = draft_settings or SamplingSettings(float(log.metadata.get("draft_temperature", t_log)))
+    from ..llm.temperature_check import compare_with_validation, iid_prediction
+
+    logs = {"this log": log}
+    for path in (p.strip() for p in args.predict_from.split(",") if p.strip()):
+        other = read_log(Path(path))
+        logs[f"{Path(path).name} (T={other.metadata.get('temperature', 1.0):g})"] = other
+    preds = {label: iid_prediction(run_, t.temperature, d.temperature, methods=methods, trees=trees,
+                                   target_top_k=t.top_k, target_top_p=t.top_p, draft_top_k=d.top_k,
+                                   draft_top_p=d.top_p, new_tokens=args.new_tokens, confidence=args.confidence)
+             for label, run_ in logs.items()}
+    out = {"labels": list(preds), "rows": _jsonable(compare_with_validation(result, preds))}
+    result["iid_predictions"] = out
+    return out
 
 
 def _plot(doc: dict, path: str) -> None:

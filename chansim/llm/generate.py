@@ -66,11 +66,14 @@ class ModelSource:
         conversion copies to the CPU, which synchronises a GPU).
     """
 
-    def __init__(self, network, temperature: float = 1.0, leaf_depth: int | None = None) -> None:
+    def __init__(self, network, temperature: float = 1.0, leaf_depth: int | None = None, settings=None) -> None:
+        if settings is not None:                         # SamplingSettings: temperature (0 = greedy), top-k, top-p
+            temperature = 1.0
         if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
         self.scorer = network if isinstance(network, TreeScorer) else TreeScorer(network)
         self.temperature = float(temperature)
+        self.settings = settings
         self.leaf_depth = None if leaf_depth is None else int(leaf_depth)
         self.calls = 0
         self.seconds = 0.0
@@ -102,7 +105,7 @@ class ModelSource:
         start = time.perf_counter()
         log_probs = self.scorer.tree_log_probs(prefix, sub_parents, tokens[idx], self.temperature)
         self.seconds += time.perf_counter() - start
-        out[idx] = np.exp(log_probs)
+        out[idx] = np.exp(log_probs) if self.settings is None else self.settings.apply(log_probs)
         return out
 
     def reset(self) -> None:
@@ -110,7 +113,8 @@ class ModelSource:
         self.scorer.reset()
 
     def __repr__(self) -> str:
-        return f"ModelSource(T={self.temperature}, forwards={self.n_forward})"
+        law = f"T={self.temperature}" if self.settings is None else self.settings.label()
+        return f"ModelSource({law}, forwards={self.n_forward})"
 
 
 @dataclass
@@ -171,7 +175,7 @@ def _check_prompt(prompt_ids, vocab: int) -> list[int]:
 
 
 def generate_real(pair, method, tree, prompt_ids, new_tokens: int, temperature: float = 1.0, seed: int = 0,
-                  **method_options) -> RealGeneration:
+                  target_settings=None, draft_settings=None, **method_options) -> RealGeneration:
     """Generate ``new_tokens`` tokens after ``prompt_ids`` with ``method`` on a real model pair.
 
     Parameters
@@ -190,6 +194,11 @@ def generate_real(pair, method, tree, prompt_ids, new_tokens: int, temperature: 
         Sampling temperature of both models.
     seed : int
         Seed of :class:`~chansim.verify.KeyedNoise`.
+    target_settings, draft_settings : SamplingSettings, optional
+        Separate samplers (:class:`chansim.llm.temperature.SamplingSettings`: temperature,
+        0 = greedy, top-k, top-p) of target and draft, applied to the T = 1 log-probs; each
+        given one replaces ``temperature`` for its model.  The methods then sample the
+        target's *processed* law exactly (greedy target: its argmax path).
     **method_options
         Passed to :func:`chansim.verify.get_method` (e.g. ``rho`` for spectr).
 
@@ -204,8 +213,8 @@ def generate_real(pair, method, tree, prompt_ids, new_tokens: int, temperature: 
     method_obj.check_tree(tree)
     if isinstance(new_tokens, bool) or int(new_tokens) != new_tokens or new_tokens < 1:
         raise ValueError(f"new_tokens must be a positive integer, got {new_tokens!r}")
-    target = ModelSource(pair.target, temperature)
-    draft = ModelSource(pair.draft, temperature, leaf_depth=tree.max_depth)
+    target = ModelSource(pair.target, temperature, settings=target_settings)
+    draft = ModelSource(pair.draft, temperature, leaf_depth=tree.max_depth, settings=draft_settings)
     prompt = _check_prompt(prompt_ids, target.vocab_size)
     start = time.perf_counter()
     result = speculative_generate(method_obj, tree, target, draft, int(new_tokens), KeyedNoise(seed), prefix=prompt)
@@ -219,7 +228,8 @@ def generate_real(pair, method, tree, prompt_ids, new_tokens: int, temperature: 
             accepted[d] += bool(ok)
         hist[step.n_tokens] += 1
     return RealGeneration(
-        method=method_obj.name, tree=tree.name, k=tree.size, seed=int(seed), temperature=float(temperature),
+        method=method_obj.name, tree=tree.name, k=tree.size, seed=int(seed),
+        temperature=float(temperature if target_settings is None else target_settings.temperature),
         prompt_length=len(prompt), new_tokens=int(new_tokens), tokens=result.tokens,
         target_calls=len(result.steps), target_forwards=target.n_forward, draft_forwards=draft.n_forward,
         draft_calls=draft.calls, target_seconds=target.seconds, draft_seconds=draft.seconds, wall_seconds=wall,

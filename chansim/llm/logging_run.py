@@ -68,7 +68,8 @@ def stored_race_mismatches(run, seed: int | None = None) -> list[tuple[int, int]
 
 
 def log_run(pair, prompts: Sequence[Sequence[int]], new_tokens: int, temperature: float, seed: int,
-            progress: bool = True, prompt_source: dict | None = None) -> dict:
+            progress: bool = True, prompt_source: dict | None = None,
+            draft_temperature: float | None = None) -> dict:
     """Sample continuations from ``pair.target`` by keyed races and record target/draft log-probs.
 
     Parameters
@@ -79,13 +80,16 @@ def log_run(pair, prompts: Sequence[Sequence[int]], new_tokens: int, temperature
     new_tokens : int
         Tokens sampled per prompt (``>= 1``).
     temperature : float
-        Softmax temperature of both networks (``> 0``).
+        Softmax temperature of the target (and of the draft unless ``draft_temperature``; ``> 0``).
     seed : int
         Key of the race noise (module docstring).
     progress : bool
         Show a progress bar on stderr.
     prompt_source : dict, optional
         Stored under ``metadata["prompts"]`` (e.g. pydoc topic keys, or a file and its hash).
+    draft_temperature : float, optional
+        The draft's own softmax temperature (``> 0``; default ``temperature``); stored as
+        ``metadata["draft_temperature"]``, and ``chansim llm validate`` generates with it.
 
     Returns
     -------
@@ -100,6 +104,9 @@ def log_run(pair, prompts: Sequence[Sequence[int]], new_tokens: int, temperature
         raise ValueError(f"new_tokens must be a positive integer, got {new_tokens!r}")
     if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    draft_temperature = temperature if draft_temperature is None else draft_temperature
+    if not (isinstance(draft_temperature, (int, float)) and np.isfinite(draft_temperature) and draft_temperature > 0):
+        raise ValueError(f"draft_temperature must be a finite number > 0, got {draft_temperature!r}")
     prompts = [[int(t) for t in p] for p in prompts]
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("need at least one prompt, each with at least one token")
@@ -114,7 +121,7 @@ def log_run(pair, prompts: Sequence[Sequence[int]], new_tokens: int, temperature
             for _ in range(new_tokens):
                 lp = target.next_log_probs(seq, temperature)            # [V] float64
                 t_rows.append(lp)
-                d_rows.append(draft.next_log_probs(seq, temperature))
+                d_rows.append(draft.next_log_probs(seq, draft_temperature))
                 seq.append(race_sample(lp, seed, len(seq)))
                 bar.update(1)
             tokens.append(np.array(seq[len(prompt):], dtype=np.int64))
@@ -127,6 +134,7 @@ def log_run(pair, prompts: Sequence[Sequence[int]], new_tokens: int, temperature
     meta = dict(pair.metadata)
     meta.update({
         "temperature": float(temperature),
+        "draft_temperature": float(draft_temperature),
         "seed": int(seed),
         "new_tokens": new_tokens,
         "sampling": "keyed race on the target: token at absolute position n = argmin_x "

@@ -134,7 +134,8 @@ def _setting_bar(label: str, total: int, enabled: bool):
 
 
 def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], method: str, tree,
-            temperature: float, seed: int, confidence: float = 0.95, reference=None, progress: bool = False) -> dict:
+            temperature: float, seed: int, confidence: float = 0.95, reference=None, progress: bool = False,
+            target_settings=None, draft_settings=None) -> dict:
     """Run ``method`` on ``tree`` for every prompt and aggregate (see the module docstring).
 
     Parameters
@@ -154,6 +155,8 @@ def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], meth
         them is reported (``ersd`` with the log's seed must reproduce them).
     progress : bool
         Draw a progress bar over the prompts of this setting on stderr (tqdm).
+    target_settings, draft_settings : SamplingSettings, optional
+        Separate samplers (replace ``temperature``), as in :func:`~chansim.llm.generate.generate_real`.
 
     Returns
     -------
@@ -168,7 +171,8 @@ def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], meth
     bar = _setting_bar(f"{method} {tree.name}", len(prompts), progress)
     runs = []
     for p, n in zip(prompts, lengths):
-        runs.append(generate_real(pair, method, tree, p, n, temperature, seed))
+        runs.append(generate_real(pair, method, tree, p, n, temperature, seed, target_settings=target_settings,
+                                  draft_settings=draft_settings))
         bar.update(1)
     bar.close()
     tokens = np.array([r.new_tokens for r in runs])
@@ -362,10 +366,31 @@ def _predict(run, method: str, tree, lengths, confidence: float):
         return str(err)
 
 
+def _relative(settings, log_temperature: float):
+    """Settings acting on the log's rows (stored at ``log_temperature``) that give ``settings``' law."""
+    from .temperature import SamplingSettings
+
+    return SamplingSettings(settings.temperature / log_temperature, settings.top_k, settings.top_p)
+
+
+def _predict_iid(run, method: str, tree: str, lengths, confidence: float, t_set, d_set):
+    """i.i.d.-model prediction (rate aggregation) when the generation's laws differ from the log's."""
+    from .temperature_check import iid_prediction
+
+    try:
+        rows = iid_prediction(run, t_set.temperature, d_set.temperature, methods=[method], trees=[tree],
+                              target_top_k=t_set.top_k, target_top_p=t_set.top_p, draft_top_k=d_set.top_k,
+                              draft_top_p=d_set.top_p, new_tokens=min(lengths), confidence=confidence,
+                              log_temperature=1.0)
+    except ValueError as err:
+        return str(err)
+    return rows[0]["rate"] if rows else f"{method} does not run on {tree}"
+
+
 def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequence[str] = DEFAULT_TREES, *,
              new_tokens: int | None = None, seed: int | None = None, confidence: float = 0.95,
              hf_assisted: bool = False, skip_chain_duplicates: bool = True, time_budget: float | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, target_settings=None, draft_settings=None) -> dict:
     """Predicted vs measured tokens per call for every (method, tree) that suits the method.
 
     Parameters
@@ -395,6 +420,12 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
     progress : bool
         One line per setting on stderr.
 
+    target_settings, draft_settings : SamplingSettings, optional
+        Generate with these separate samplers (temperature, 0 = greedy, top-k, top-p) instead
+        of the log's temperature.  When they give other laws than the log's, the exact path
+        prediction does not apply; ``predicted`` is then the i.i.d. model per logged context
+        (``rate`` of :func:`chansim.llm.temperature_check.iid_prediction`) and the row says so
+        in ``prediction``.
     Returns
     -------
     dict
@@ -405,6 +436,15 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
 
     meta = run.metadata
     temperature = float(meta.get("temperature", 1.0))
+    from .temperature import SamplingSettings
+
+    same = SamplingSettings(1.0)                            # the law the log holds (rows already at its T)
+    draft_temperature = float(meta.get("draft_temperature", temperature))
+    if draft_settings is None and draft_temperature != temperature:   # a log with its own draft temperature
+        draft_settings = SamplingSettings(draft_temperature)
+    t_set = None if target_settings is None else _relative(target_settings, temperature)
+    d_set = None if draft_settings is None else _relative(draft_settings, draft_temperature)
+    path_valid = t_set in (None, same) and d_set in (None, same)
     seed = int(meta.get("seed", 0) if seed is None else seed)
     logged = [len(t) for t in run.tokens]
     if new_tokens is None:
@@ -438,9 +478,14 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
                 skipped.append({"method": method, "tree": tree.name,
                                 "reason": f"{m.name} on a chain is sd (one draft per node): same law, see the sd row"})
                 continue
-            pred = _predict(run, m.name, tree, lengths, confidence)
+            if path_valid:
+                pred = _predict(run, m.name, tree, lengths, confidence)
+            else:
+                pred = _predict_iid(run, m.name, tree.name, lengths, confidence, t_set or same, d_set or same)
             row = measure(pair, run.prompts, lengths, m.name, tree, temperature, seed, confidence,
-                          reference=run.tokens if m.uses_race else None, progress=progress)
+                          reference=run.tokens if m.uses_race and path_valid else None, progress=progress,
+                          target_settings=target_settings, draft_settings=draft_settings)
+            row["prediction"] = "exact path" if path_valid else "i.i.d. per logged context (rate)"
             row = {"method": row.pop("method"), "tree": row.pop("tree"), "k": row.pop("k"),
                    "predicted": pred if isinstance(pred, dict) else None, "measured": row.pop("measured"), **row}
             _feasible_row(row, tree.max_depth + 1, len(run.prompts))
@@ -477,6 +522,8 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
         "target": Path(str((pm.get("target") or {}).get("path", "?"))).name,
         "draft": _describe_draft(pm),
         "device": str(pair.device), "dtype": str(pm.get("dtype", "")), "temperature": temperature, "seed": seed,
+        "target_sampling": None if target_settings is None else target_settings.label(),
+        "draft_sampling": None if draft_settings is None else draft_settings.label(),
         "prompts": len(run.prompts), "positions": int(sum(lengths)), "new_tokens": lengths[0] if len(set(lengths)) == 1
         else None, "confidence": confidence, "log": str(getattr(run, "path", "")),
         "overlap": sum(bool(r.get("overlap")) for r in with_pred), "compared": len(with_pred),
