@@ -60,6 +60,8 @@ __all__ = [
     "PathPrediction",
     "predict_path",
     "PATH_METHODS",
+    "expected_calls_from_lengths",
+    "call_endings_from_lengths",
 ]
 
 
@@ -245,6 +247,62 @@ def call_endings(accept: np.ndarray) -> CallEndings:
     return CallEndings(float(rejected), float(leaf), float(cut), float(cut_tokens))
 
 
+def expected_calls_from_lengths(lengths: np.ndarray) -> np.ndarray:
+    r"""Expected target calls to produce positions t..T-1, from the law of a call's length.
+
+    For methods whose nodes do not accept independently along the path (block
+    verification decides on the whole chain), the method gives
+    ``lengths[t, j]`` = :math:`P_t(j)`, the probability that a call starting at t yields j
+    tokens given the path (shape ``(T, D + 2)``, column 0 unused, positions past the end
+    counted as accepted).  Same recursion as :func:`expected_calls`:
+    :math:`f(t) = 1 + \sum_j P_t(j)\, f(\min(t + j, T))`, ``f[T] = 0``.
+
+    >>> expected_calls_from_lengths(np.array([[0, 0.5, 0.5]] * 4)).tolist()
+    [2.875, 2.25, 1.5, 1.0, 0.0]
+    """
+    lengths = np.asarray(lengths, dtype=float)
+    length, cols = lengths.shape
+    f = np.zeros(length + 1)
+    for t in range(length - 1, -1, -1):
+        ahead = np.minimum(t + np.arange(1, cols), length)
+        f[t] = 1.0 + float(lengths[t, 1:] @ f[ahead])
+    return f
+
+
+def call_endings_from_lengths(lengths: np.ndarray) -> CallEndings:
+    r""":func:`call_endings` from the law of a call's length ``lengths[t, j]`` (``(T, D + 2)``).
+
+    With r = T - t tokens left, a call from t of length j is cut when r < D and j > r
+    (it was still accepting at the end of the path, with depth to spare), a leaf call
+    when j = D + 1 otherwise, and a rejection when j <= D and j <= r — the same
+    classification as :func:`call_endings` makes node by node.
+
+    >>> call_endings_from_lengths(np.array([[0, 0, 0, 0, 1.0]] * 2))   # depth 3, all accepted, T = 2
+    CallEndings(rejected=0.0, leaf=0.0, cut=1.0, cut_tokens=2.0)
+    """
+    lengths = np.asarray(lengths, dtype=float)
+    length, cols = lengths.shape
+    depth = cols - 2
+    start = np.zeros(length + cols)
+    start[0] = 1.0
+    rejected = leaf = cut = cut_tokens = 0.0
+    js = np.arange(1, cols)
+    for t in range(length):
+        if start[t] == 0.0:
+            continue
+        probs = start[t] * lengths[t, 1:]                        # [D + 1] by length j
+        left = length - t
+        if left < depth:
+            beyond = probs[js > left].sum()
+            cut += beyond
+            cut_tokens += beyond * left
+            probs = np.where(js > left, 0.0, probs)
+        leaf += probs[-1]
+        rejected += probs[:-1].sum()
+        np.add.at(start, t + js, probs)
+    return CallEndings(float(rejected), float(leaf), float(cut), float(cut_tokens))
+
+
 def boundary_tokens(accept: np.ndarray) -> float:
     """Expected path tokens produced by calls the end of the path cuts short (:func:`call_endings`).
 
@@ -309,14 +367,27 @@ def predict_path(method: str, widths: Sequence[int], sequences) -> PathPredictio
     """Predict tokens per call for logged sequences ``[(target_probs [T,V], draft_probs [T,V], tokens [T]), ...]``.
 
     ``widths`` gives the children per depth (``[1]*gamma`` for a chain of gamma, ``[m]``
-    for a batch); ``method="autoregressive"`` ignores it.
+    for a batch); ``method="autoregressive"`` ignores it.  A method whose nodes do not
+    accept independently along the path (block) gives the law of a call's length per
+    sequence (``Method.path_call_lengths``), turned into calls by
+    :func:`expected_calls_from_lengths` and :func:`call_endings_from_lengths`; every other
+    method gives per-depth acceptances (:func:`path_acceptance`).
     """
     lengths, calls, ends = [], [], []
+    meth = get_method(method) if method in method_names(path=True) else None
     for target_probs, draft_probs, tokens in sequences:
-        accept = path_acceptance(method, target_probs, draft_probs, tokens, widths)
+        law = None
+        if meth is not None and meth.tree_family is not None:
+            meth.check_widths([int(w) for w in widths])
+            law = meth.path_call_lengths(*_path_inputs(target_probs, draft_probs, tokens), [int(w) for w in widths])
+        if law is not None:                 # the method's own law of a call's length (block)
+            calls.append(expected_calls_from_lengths(law)[0])
+            ends.append(call_endings_from_lengths(law))
+        else:
+            accept = path_acceptance(method, target_probs, draft_probs, tokens, widths)
+            calls.append(expected_calls(accept)[0])
+            ends.append(call_endings(accept))
         lengths.append(len(tokens))
-        calls.append(expected_calls(accept)[0])
-        ends.append(call_endings(accept))
     if not lengths:
         raise ValueError("no logged sequences to predict from")
     ends = np.asarray(ends, float).reshape(-1, 4)                       # [n_seq, (rejected, leaf, cut, cut_tokens)]

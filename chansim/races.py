@@ -28,6 +28,7 @@ import numpy as np
 from scipy import integrate
 
 from .distributions import check_pair, check_probs
+from .kernels import poisson_binomial_add
 from .stats import wilson_interval
 
 __all__ = [
@@ -411,9 +412,7 @@ def rank_distribution_exact(target_probs, draft_probs, epsabs: float = 1e-14) ->
         pmf = np.zeros((len(winners), vocab))
         pmf[:, 0] = 1.0
         for x in range(vocab):                                     # Poisson-binomial DP over x
-            b = before[:, x:x + 1]
-            pmf[:, 1:] = pmf[:, 1:] * (1 - b) + pmf[:, :-1] * b
-            pmf[:, :1] = pmf[:, :1] * (1 - b)
+            poisson_binomial_add(pmf, before[:, x:x + 1])
         return math.exp(-t) * (p[winners, None] * pmf).sum(0)
 
     a, _ = integrate.quad_vec(integrand, 0.0, np.inf, epsabs=epsabs, epsrel=1e-12, limit=400)

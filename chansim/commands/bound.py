@@ -9,6 +9,7 @@ from . import SHAPE_RULE
 
 
 def register(subparsers) -> None:
+    from ..verify.registry import method_names
     from . import add_confidence
 
     parser = subparsers.add_parser(
@@ -45,8 +46,9 @@ def register(subparsers) -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature for --logits")
     parser.add_argument("--k", default="1,2,4,8,16,32,64", help="budgets of drafted tokens, comma-separated")
     parser.add_argument("--method", action="append", default=None,
-                        help="method(s) to report (repeat or comma-separate): sd, specinfer, rsd, spectr, ersd, "
-                             "ersd-topm; default: all that are fast for this vocabulary")
+                        help=f"method(s) to report (repeat or comma-separate): {', '.join(method_names(theory=True))}; "
+                             "default: all that are fast for this vocabulary; with --log: "
+                             f"{', '.join(method_names(path=True, variants=False))}")
     parser.add_argument("--tree", default="optimal", choices=["optimal", "chain", "batch"],
                         help="draft tree for every method (optimal: best tree per method and k)")
     parser.add_argument("--cost", type=float, default=None,

@@ -45,7 +45,7 @@ import numpy as np
 
 from ..predict import predict_path
 from ..trees import Tree, parse_tree
-from ..verify.registry import method_names
+from ..verify.registry import get_method, method_names
 from .logs import LogRun, read_log
 
 __all__ = ["tree_widths", "predict_from_log", "log_theory", "log_report", "LOG_METHODS", "BOUNDARY_SHARE_LIMIT"]
@@ -220,7 +220,7 @@ def log_report(log, methods: Sequence[str] | None = None, k: Sequence[int] = (1,
     reason instead of failing the whole report.
     """
     run = _as_run(log)
-    methods = list(methods) if methods else ["sd", "specinfer", "rsd", "spectr", "ersd"]
+    methods = list(methods) if methods else list(method_names(drafting=True, path=True, variants=False))
     bad = [m for m in methods if m not in LOG_METHODS]
     if bad:
         raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(LOG_METHODS)}")
@@ -238,8 +238,8 @@ def log_report(log, methods: Sequence[str] | None = None, k: Sequence[int] = (1,
     rows, skipped = [], []
     for method in methods:
         for spec in (["chain:0"] if method == "autoregressive" else unique):
-            if method == "sd" and any(w > 1 for w in tree_widths(spec)):
-                continue                                 # sd is a chain method: silently not applicable
+            if get_method(method).chains_only and any(w > 1 for w in tree_widths(spec)):
+                continue                                 # a chain method (sd, block): silently not applicable
             try:
                 rows.append(predict_from_log(run, method, spec, confidence=confidence, seed=seed))
             except ValueError as err:

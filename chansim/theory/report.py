@@ -227,9 +227,9 @@ def _sequences_family(meth, p, q, ks, tree, ctx):
     kmax = max(ks)
     if tree == "chain":
         return [float(sd_chain_tokens(ctx["beta"], k)) for k in ks], list(ks), True
+    if tree == "batch":                     # one node of k drafts: 1 + its acceptance, O(V log V) per k
+        return [1.0 + meth.node_acceptance(p, q, k) for k in ks], [1] * len(ks), True
     trans = spectr_transition_matrix(p, q, kmax)
-    if tree == "batch":
-        return [spectr_sequences_tokens(p, q, k, 1, transition=trans) for k in ks], [1] * len(ks), True
     tok, depth = [], []
     for k in ks:
         best, bd = best_sequences(p, q, k, trans)

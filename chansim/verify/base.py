@@ -182,6 +182,16 @@ class Method:
         """
         raise ValueError(f"no path prediction for method {self.name!r}")
 
+    def path_call_lengths(self, p, q, y, py, widths):
+        """P(a call from t yields j tokens | the logged path), ``[T, D + 2]``, or None.
+
+        For methods whose nodes do not accept independently along the path (block decides
+        on the whole chain); None (the default): :mod:`chansim.predict` uses
+        :meth:`path_acceptance` per depth.  Arguments as :meth:`path_acceptance`, with the
+        children per depth ``widths`` (checked by :meth:`check_widths`).
+        """
+        return None
+
     def check_widths(self, widths) -> None:
         """Raise ``ValueError`` when a depth-only tree shape (children per depth) does not suit path prediction."""
 

@@ -70,6 +70,8 @@ class Block(IIDDrafting, Method):
     tree_family = "block-chain"
     chains_only = True
     verifies_chain = True
+    #: a logged path gives the law of a call's length (:meth:`path_call_lengths`), not per-node acceptances
+    has_path_prediction = True
 
     # ------------------------------------------------------------------ theory (i.i.d. model)
     def node_acceptance(self, p, q, m: int, **opts) -> float:
@@ -142,6 +144,19 @@ class Block(IIDDrafting, Method):
 
     #: one node seen alone (γ = 1 from its root) is sd's node rule: accept w.p. min(1, p/q)
     verify = SpecInfer.verify
+
+    # ------------------------------------------------------------------ logged paths
+    def check_widths(self, widths) -> None:
+        if any(w != 1 for w in widths):
+            raise ValueError(f"block verifies a chain (one child per node), got widths {list(widths)}")
+
+    def path_acceptance(self, p, q, y, py, m: int) -> np.ndarray:
+        raise ValueError("block verification does not accept node by node along a path: its prediction is the "
+                         "law of a call's length (chansim.predict.predict_path, Block.path_call_lengths)")
+
+    def path_call_lengths(self, p, q, y, py, widths):
+        """:func:`block_call_lengths` on validated arrays, γ = ``len(widths)``."""
+        return _call_lengths(q, y, py, len(widths))
 
 
 def _pick(rows, depth, batch_rows):
@@ -259,7 +274,11 @@ def block_call_lengths(target_probs, draft_probs, tokens, gamma: int) -> np.ndar
     p, q, y, py = _path_inputs(target_probs, draft_probs, tokens)
     if isinstance(gamma, bool) or int(gamma) != gamma or gamma < 1:
         raise ValueError(f"gamma must be a positive integer, got {gamma!r}")
-    gamma = int(gamma)
+    return _call_lengths(q, y, py, int(gamma))
+
+
+def _call_lengths(q, y, py, gamma: int) -> np.ndarray:
+    """:func:`block_call_lengths` on validated arrays ``q [T, V]``, ``y [T]``, ``py [T]``."""
     length = len(y)
     a = np.ones(length + gamma + 1)
     a[:length] = q[np.arange(length), y] / py                             # [T + γ + 1]
@@ -280,16 +299,13 @@ def block_call_lengths(target_probs, draft_probs, tokens, gamma: int) -> np.ndar
 def block_path_calls(target_probs, draft_probs, tokens, gamma: int) -> float:
     r"""Expected target calls of block verification (``chain:γ``) to produce the logged path.
 
-    Backward recursion :math:`f(t) = 1 + \sum_j P_t(j)\, f(\min(t + j, T))`, f(T) = 0,
-    with :math:`P_t(j)` from :func:`block_call_lengths`.
+    Backward recursion :math:`f(t) = 1 + \sum_j P_t(j)\, f(\min(t + j, T))`, f(T) = 0
+    (:func:`chansim.predict.expected_calls_from_lengths`), with :math:`P_t(j)` from
+    :func:`block_call_lengths`.
 
     >>> block_path_calls([[0.5, 0.5]] * 4, [[0.5, 0.5]] * 4, [0, 1, 0, 1], 1)   # q = p: 2 tokens a call
     2.0
     """
-    probs = block_call_lengths(target_probs, draft_probs, tokens, gamma)   # [T, γ+2]
-    length = probs.shape[0]
-    f = np.zeros(length + 1)
-    for t in range(length - 1, -1, -1):
-        ahead = np.minimum(t + np.arange(probs.shape[1]), length)
-        f[t] = 1.0 + float(probs[t, 1:] @ f[ahead[1:]])
-    return float(f[0])
+    from ..predict import expected_calls_from_lengths
+
+    return float(expected_calls_from_lengths(block_call_lengths(target_probs, draft_probs, tokens, gamma))[0])

@@ -71,7 +71,7 @@ def method_names(*, drafting: bool | None = None, theory: bool | None = None, pa
     >>> method_names(theory=True)
     ('sd', 'specinfer', 'rsd', 'spectr', 'ersd', 'ersd-topm', 'block', 'multidraft')
     >>> method_names(path=True, variants=False)
-    ('autoregressive', 'sd', 'specinfer', 'rsd', 'spectr', 'ersd')
+    ('autoregressive', 'sd', 'specinfer', 'rsd', 'spectr', 'ersd', 'block')
     """
     out = []
     for name, cls in METHODS.items():
