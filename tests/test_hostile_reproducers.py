@@ -278,6 +278,21 @@ def test_simulate_size_guard(pq, capsys, tree, calls, what):
     assert what in line and "--force" in line
 
 
+def test_bound_k_1000000000_refused_before_allocating(pq, capsys):
+    """``chansim bound --k 1000000000`` once ran 150 s into 15 GB before a MemoryError."""
+    assert main(["bound", "--p", str(pq[0]), "--q", str(pq[1]), "--k", "1000000000"]) == 2
+    line = _err_line(capsys)
+    assert "guarded budget" in line and "GiB" in line and "--force" in line
+
+
+@pytest.mark.parametrize("k", ["2000", "20000"])
+def test_bound_large_k_small_vocab_finishes(pq, capsys, k):
+    """``--k 2000`` took over 60 s and ``--k 20000`` 3.7 GB (V = 8): now the O(k) optimal-tree search."""
+    assert main(["bound", "--p", str(pq[0]), "--q", str(pq[1]), "--k", k, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["methods"]["ersd"]["tokens_per_call"][0] <= int(k) + 1
+
+
 def test_float16_log_upcast_to_float64_accepted(tmp_path):
     path = _race_log(tmp_path / "run.npz")
     arrays = dict(np.load(path))

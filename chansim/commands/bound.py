@@ -66,7 +66,7 @@ def register(subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--plot", default=None, metavar="OUT.png",
                         help="plot tokens per call vs k with the bounds (.png, .pdf or .svg; never over an input)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --plot file; allow k above 10^7 (the O(k) memory guard)")
     parser.add_argument("--atol", type=float, default=None,
                         help="tolerance on |sum(p) - 1| (default: follows the files' dtype, 1e-6 for float64)")
     parser.set_defaults(func=run)
@@ -104,7 +104,7 @@ def run(args) -> int:
         raise ValueError("bound reads 2-D --p/--q as positions (one distribution per row); Markov transition "
                          "matrices (--markov) are for 'chansim simulate'")
     from ..io import load_pair
-    from ..theory.report import speedup_report
+    from ..theory.report import MAX_K, speedup_report
 
     from ..outputs import check_output
 
@@ -124,7 +124,8 @@ def run(args) -> int:
         raise ValueError(f"--rank-tol must be > 0, got {args.rank_tol}")
     report = speedup_report(p, q, k=_parse_ks(args.k), methods=_methods(args.method), tree=args.tree,
                             cost=args.cost, per_position=args.per_position, trials=args.trials, seed=args.seed,
-                            n_jobs=args.jobs, confidence=args.confidence, rank_tol=args.rank_tol)
+                            n_jobs=args.jobs, confidence=args.confidence, rank_tol=args.rank_tol,
+                            max_k=None if args.force else MAX_K)
     if args.plot:
         _plot(report, args.plot)
     if args.json:

@@ -169,7 +169,12 @@ def _as_pairs(target, draft, logits, temperature):
     return p, q
 
 
-def _check_ks(k) -> list:
+#: the largest budget evaluated without ``max_k=None`` (CLI ``--force``): optimal trees need
+#: O(k) time and memory, about 2.4 KB per group of path products in the worst case
+MAX_K = 10**7
+
+
+def _check_ks(k, max_k=MAX_K) -> list:
     ks = [k] if np.isscalar(k) else list(k)
     if not ks:
         raise ValueError("k list is empty")
@@ -178,6 +183,10 @@ def _check_ks(k) -> list:
         if isinstance(v, bool) or int(v) != v or v < 1:
             raise ValueError(f"k values must be positive integers, got {v!r}")
         out.append(int(v))
+    if max_k is not None and max(out) > max_k:
+        raise ValueError(f"k = {max(out)} is above the guarded budget {max_k:.0e}: the optimal-tree values need "
+                         f"O(k) time and up to ~{max(out) * 2.4e3 / 2**30:.0f} GiB of memory in the worst case; "
+                         "pass --force (max_k=None) to try anyway")
     return out
 
 
@@ -306,7 +315,7 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
                    per_position: bool = False, logits: bool = False, temperature: float = 1.0,
                    trials: int = 1000, seed: int = 0, exact_max_vocab: int = 64, eps: float = 1e-4,
                    pfr: bool | None = None, n_jobs: int = 1, confidence: float = 0.95,
-                   rank_tol: float = 1e-4) -> BoundReport:
+                   rank_tol: float = 1e-4, max_k: int | None = MAX_K) -> BoundReport:
     r"""Theoretical tokens per call, large-k relation and all-k bound for given distributions.
 
     Parameters
@@ -334,6 +343,9 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
         Positions are processed in parallel with joblib when ``n_jobs != 1`` (-1: all cores).
     confidence : float
         Level of the Monte Carlo interval of H(R) (large V).
+    max_k : int or None
+        Budgets above ``max_k`` (default :data:`MAX_K` = 10^7) are refused before any work;
+        ``None`` lifts the guard.
 
     Returns
     -------
@@ -348,7 +360,7 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
     ['alpha_er', 'alpha_sd', 'asymptote', 'asymptote_within_1pct_from_k', 'bound']
     """
     p, q = _as_pairs(target, draft, logits, temperature)
-    ks = _check_ks(k)
+    ks = _check_ks(k, max_k)
     if tree not in _TREES:
         raise ValueError(f"tree must be one of {', '.join(_TREES)}, got {tree!r}")
     if cost is not None and not (math.isfinite(cost) and cost >= 0):
