@@ -113,7 +113,8 @@ def test_markov_ngrams_follow_target(method, tree, model):
 
 
 @pytest.mark.parametrize("method,tree", [("sd", "chain:2"), ("specinfer", "branch:2,2"), ("rsd", "batch:2"),
-                                         ("spectr", "seq:2x2"), ("ersd", "branch:2,2")])
+                                         ("spectr", "seq:2x2"), ("ersd", "branch:2,2"), ("block", "chain:3"),
+                                         ("multidraft", "branch:2,2")])
 def test_reference_walk_markov_bigrams_follow_target(method, tree):
     """The one-call-at-a-time shared walk (general sources) is exact too."""
     target, draft = _markov_pair(vocab=3, seed=3)
