@@ -241,7 +241,31 @@ def _standard_metadata(n_seq: int, n_pos: int, vocab: int, given: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- reading
-class LogRun:
+class LoggedSequences:
+    """What every log holds along its sampled paths: prompts, tokens and their position offsets.
+
+    ``path`` (or None for a log built in memory), ``metadata``, ``prompts`` (list of list
+    of int), ``tokens`` (list of int64 arrays, shape (T_i,)) and ``offsets`` (int64,
+    shape (n_sequences + 1,): sequence i occupies positions ``offsets[i]:offsets[i+1]``).
+    """
+
+    def __init__(self, path, metadata, prompts, tokens, offsets):
+        self.path = Path(path) if path is not None else None
+        self.metadata = metadata
+        self.prompts = prompts
+        self.tokens = tokens
+        self.offsets = offsets
+
+    @property
+    def n_sequences(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def n_positions(self) -> int:
+        return int(self.offsets[-1])
+
+
+class LogRun(LoggedSequences):
     """A validated log in memory (see the module docstring; create with :func:`read_log`).
 
     Attributes
@@ -262,11 +286,7 @@ class LogRun:
     """
 
     def __init__(self, path, metadata, prompts, tokens, offsets, target_lp, draft_lp, norm_err):
-        self.path = Path(path)
-        self.metadata = metadata
-        self.prompts = prompts
-        self.tokens = tokens
-        self.offsets = offsets
+        super().__init__(path, metadata, prompts, tokens, offsets)
         self.target_log_probs = target_lp
         self.draft_log_probs = draft_lp
         self.normalisation_error = norm_err
@@ -274,14 +294,6 @@ class LogRun:
     @property
     def vocab_size(self) -> int:
         return int(self.target_log_probs.shape[1])
-
-    @property
-    def n_sequences(self) -> int:
-        return len(self.tokens)
-
-    @property
-    def n_positions(self) -> int:
-        return int(self.offsets[-1])
 
     def positions(self, i: int) -> np.ndarray:
         """Absolute positions (race-noise keys) of continuation ``i``: ``len(prompt) + arange(T_i)``."""

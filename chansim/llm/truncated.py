@@ -39,7 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .logs import LogError, _offsets, _standard_metadata
+from .logs import LogError, LoggedSequences, _offsets, _standard_metadata
 
 __all__ = ["TOPN_FORMAT", "TruncatedLog", "write_truncated_log", "read_truncated_log", "truncate_log",
            "is_truncated_log", "acceptance_bounds", "sd_path_acceptance_bounds", "specinfer_path_acceptance_bounds",
@@ -50,7 +50,7 @@ TOPN_FORMAT = "chansim-llm-topn-log"
 _MASS_TOL = 1e-3          # head masses above 1 + this are rejected (float32 log-probs from servers)
 
 
-class TruncatedLog:
+class TruncatedLog(LoggedSequences):
     """Heads of p and q along logged paths (module docstring); build with :func:`read_truncated_log`.
 
     Attributes
@@ -64,20 +64,8 @@ class TruncatedLog:
     """
 
     def __init__(self, path, metadata, prompts, tokens, offsets, heads):
-        self.path = Path(path) if path is not None else None
-        self.metadata = metadata
-        self.prompts = prompts
-        self.tokens = tokens
-        self.offsets = offsets
+        super().__init__(path, metadata, prompts, tokens, offsets)
         self.heads = heads
-
-    @property
-    def n_sequences(self) -> int:
-        return len(self.tokens)
-
-    @property
-    def n_positions(self) -> int:
-        return int(self.offsets[-1])
 
     @property
     def vocab_size(self):
