@@ -12,7 +12,7 @@ Ingredients (each proven in docs/theory.md §5):
    :math:`\rho = q/p`: only tokens with a larger ratio than y can precede it.
 2. **Winners** y are taken by decreasing :math:`p_y` until the rest has mass
    ``<= tol/4`` (or ``winners_max`` is hit); the rest is charged to ``error``.
-3. **Heavy/light split** per winner: the ``heavy`` competitors with the largest
+3. **Heavy/light split** per winner: the :math:`h_y` competitors with the largest
    :math:`c_x` enter an exact Poisson-binomial recursion truncated at K (the last state
    absorbs :math:`N \ge K`); the others are replaced by one Poisson variable of rate
    :math:`t C^L_y`, :math:`C^L_y = C_y - \sum_{heavy} c_x` (:math:`C_y` exact from
@@ -48,6 +48,7 @@ import numpy as np
 from scipy import special
 
 from ..races import competitor_rates
+from .rank_heavy import HeavySets, choose_heavy_sets, run_recursion
 
 __all__ = ["BoundedRankLaw", "bounded_rank_law", "rank_entropy_interval", "entropy_continuity_bound"]
 
@@ -181,35 +182,12 @@ def _gauss_legendre(n: int):
     return x, w
 
 
-def _poisson_truncated(lam, k: int) -> np.ndarray:
-    """Rows of P(Pois(lam) = j), j < k, and P(Pois >= k) in the last column, shape (rows, k+1)."""
-    lam = np.asarray(lam, dtype=float)[:, None]
-    j = np.arange(k)[None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logpmf = np.where(lam > 0, j * np.log(np.where(lam > 0, lam, 1.0)) - lam - special.gammaln(j + 1),
-                          np.where(j == 0, 0.0, -np.inf))
-    out = np.empty((lam.shape[0], k + 1))
-    out[:, :k] = np.exp(logpmf)
-    out[:, k] = special.pdtrc(k - 1, lam[:, 0]) if k > 0 else 1.0
-    return out
-
-
-def _run_dp(t_rows, win_rows, heavy_c, light, k: int) -> np.ndarray:
+def _run_dp(t_rows, win_rows, heavy: HeavySets, k: int) -> np.ndarray:
     """Truncated pmf of N at (winner, t) rows, shape (rows, k+1); last column = P(N >= k)."""
-    state = _poisson_truncated(t_rows * light[win_rows], k)          # [rows, k+1]
-    c_rows = heavy_c[win_rows]                                         # [rows, heavy]
-    moved = np.empty((len(t_rows), k))
-    for i in range(heavy_c.shape[1]):
-        pi = -np.expm1(-t_rows * c_rows[:, i])                         # [rows]
-        if not np.any(pi > 0):
-            continue
-        np.multiply(state[:, :k], pi[:, None], out=moved)               # [rows, k]
-        state[:, :k] -= moved
-        state[:, 1:] += moved
-    return state
+    return run_recursion(t_rows, win_rows, heavy, k)
 
 
-def _accumulate_rows(head, t_rows, y_rows, weight, heavy_c, light, k: int, narrow: int, threshold: float):
+def _accumulate_rows(head, t_rows, y_rows, weight, heavy: HeavySets, k: int, narrow: int, threshold: float):
     """Add the weighted truncated pmfs of all rows to ``head`` (shape (k+1,)); narrow pass first.
 
     Returns ``(head, narrow_err, wide_rows)``; ``wide_rows`` = rows run at width k; ``narrow_err`` = 2 * sum of weight * P(N >= narrow) over
@@ -220,13 +198,13 @@ def _accumulate_rows(head, t_rows, y_rows, weight, heavy_c, light, k: int, narro
     if not 0 < narrow < k:
         for s in range(0, len(t_rows), step):
             sl = slice(s, s + step)
-            head += weight[sl] @ _run_dp(t_rows[sl], y_rows[sl], heavy_c, light, k)
+            head += weight[sl] @ _run_dp(t_rows[sl], y_rows[sl], heavy, k)
         return head, narrow_err, len(t_rows)
     wide = []
     nstep = max(1, (1 << 15) // (narrow + 1))
     for s in range(0, len(t_rows), nstep):
         sl = slice(s, s + nstep)
-        st = _run_dp(t_rows[sl], y_rows[sl], heavy_c, light, narrow)   # [rows, narrow+1]
+        st = _run_dp(t_rows[sl], y_rows[sl], heavy, narrow)   # [rows, narrow+1]
         ok = st[:, narrow] <= threshold
         w_ok = weight[sl][ok]
         head[:narrow] += w_ok @ st[ok, :narrow]
@@ -237,7 +215,7 @@ def _accumulate_rows(head, t_rows, y_rows, weight, heavy_c, light, k: int, narro
     rerun = np.concatenate(wide) if wide else np.zeros(0, dtype=int)
     for s in range(0, len(rerun), step):
         idx = rerun[s:s + step]
-        head += weight[idx] @ _run_dp(t_rows[idx], y_rows[idx], heavy_c, light, k)
+        head += weight[idx] @ _run_dp(t_rows[idx], y_rows[idx], heavy, k)
     return head, narrow_err, len(rerun)
 
 
@@ -272,8 +250,8 @@ def _quadrature_plan(c_total, c_light, c_heavy_sum, c_max, t_end, share: float, 
 
 
 def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float = 1e-7, heavy: int = 24,
-                     heavy_max: int = 192, shortlist: int = 2048, winners_max: int = 1 << 20, chunk: int = 512,
-                     narrow: int = 16) -> BoundedRankLaw:
+                     heavy_max: int = 1 << 15, shortlist: int = 2048, winners_max: int = 1 << 20, chunk: int = 512,
+                     narrow: int = 16, full_max: int = 64) -> BoundedRankLaw:
     r"""Rank law :math:`a_1..a_K` with a guaranteed :math:`\ell_1` error (module docstring).
 
     Parameters
@@ -286,9 +264,10 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
         Error budget aimed at; the returned ``error`` is what is guaranteed (it exceeds
         ``tol`` when ``winners_max`` or ``heavy`` is too small for the pair).
     heavy, heavy_max : int
-        Competitors per winner kept exactly in the Poisson-binomial recursion: the
-        smallest of heavy, 2 heavy, 4 heavy, ... (at most ``heavy_max``) whose light-part
-        error (module docstring, 3.) is ``<= tol/4``.
+        Competitors per winner kept exactly in the Poisson-binomial recursion: each winner
+        gets its own count from the ladder heavy, 2 heavy, 4 heavy, ... (at most
+        ``heavy_max``), chosen so that the light-part error (module docstring, 3.) totals
+        ``<= tol/6`` at the least recursion work (:mod:`chansim.theory.rank_heavy`).
     shortlist : int
         Competitor candidates (largest q) examined per winner; the others only enter
         through :math:`C_y` and a bound on their squared rates.
@@ -299,6 +278,9 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     narrow : int
         Width K' of the first, cheap recursion (module docstring, 6.); 0 or ``>= max_rank``
         runs every row at full width.
+    full_max : int
+        Most winners given a full-vocabulary pass when the shortlist's heavy sets cannot
+        meet the light-part budget.
 
     Examples
     --------
@@ -367,38 +349,13 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     winners, pw, rho_w, c_tot = winners[ref_pos], bin_mass, rho_w[ref_pos], c_tot[ref_pos]
     n_all_winners, n_win = n_win, len(ref_pos)
 
-    # heavy count: smallest on the ladder whose light-part error is <= tol/4
-    ladder = sorted({min(int(h), s_n) for h in (heavy, 2 * heavy, 4 * heavy, 8 * heavy, 16 * heavy, heavy_max)
-                     if h <= max(heavy, heavy_max)})
-    light_by_h = np.zeros(len(ladder))
-    for s in range(0, n_win, chunk):
-        sl = slice(s, min(n_win, s + chunk))
-        c, c_out = rate_block(sl)
-        cs = -np.sort(-c, axis=1)                                          # [chunk, S] descending
-        sq_tail = np.cumsum((cs * cs)[:, ::-1], axis=1)[:, ::-1]           # sum of squares from index i on
-        csum = np.cumsum(cs, axis=1)
-        out_sq = c_out * outside_qmax / rho_w[sl]
-        for j, h_ in enumerate(ladder):
-            lt = np.maximum(c_tot[sl] - (csum[:, h_ - 1] if h_ > 0 else 0.0), 0.0)
-            sq = (sq_tail[:, h_] if h_ < s_n else 0.0) + out_sq
-            light_by_h[j] += float((pw[sl] * np.minimum(sq, lt / (1 + lt))).sum())
-    fits = np.flatnonzero(2 * light_by_h <= share)                        # l1 = 2 TV
-    n_heavy = ladder[int(fits[0])] if len(fits) else ladder[-1]
-    heavy_c = np.zeros((n_win, n_heavy))
-    light = np.zeros(n_win)
-    light_err = np.zeros(n_win)
-    for s in range(0, n_win, chunk):
-        sl = slice(s, min(n_win, s + chunk))
-        c, c_out = rate_block(sl)
-        top = np.argpartition(-c, n_heavy - 1, axis=1)[:, :n_heavy] if n_heavy < s_n else np.broadcast_to(np.arange(s_n), c.shape)
-        hc = np.take_along_axis(c, top, 1)
-        heavy_c[sl] = hc
-        light[sl] = np.maximum(c_tot[sl] - hc.sum(1), 0.0)
-        sq = (c * c).sum(1) - (hc * hc).sum(1) + c_out * outside_qmax / rho_w[sl]
-        light_err[sl] = np.minimum(np.maximum(sq, 0.0), light[sl] / (1 + light[sl]))
+    # heavy sets per winner (rank_heavy): light-part l1 cost <= share where reachable
+    heavy_sets = choose_heavy_sets(p, q, winners, pw, rho_w, c_tot, short, outside_qmax, share, heavy, heavy_max,
+                                   chunk, full_max)
+    light, light_err = heavy_sets.light, heavy_sets.light_err
     # winners with C_y = 0 (largest ratio): N = 0 surely
     busy = c_tot > 0
-    c_max = heavy_c.max(1) if n_heavy else np.zeros(n_win)
+    c_max = heavy_sets.c_max
     # --- probes: choose T_y with 2 e^{-T} P(N(T) < K) <= share
     t_max = math.log(2 / share)
     probe_t = t_max * 2.0 ** -np.arange(10)[::-1]                          # [P] ascending
@@ -408,14 +365,14 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
         # 2 e^{-T} P(N(T) < K) decreases in T, so the first probe that fits is found by
         # bisection (any probe is valid: the error charged is the one at the chosen T)
         first = np.full(len(bw), len(probe_t) - 1)                         # [busy] probe index
-        below = 1 - _run_dp(np.full(len(bw), probe_t[-1]), bw, heavy_c, light, k)[:, k]   # P(N(T) < K)
+        below = 1 - _run_dp(np.full(len(bw), probe_t[-1]), bw, heavy_sets, k)[:, k]   # P(N(T) < K)
         lo_idx = np.full(len(bw), -1)
         while True:
             act = np.flatnonzero(first - lo_idx > 1)
             if not len(act):
                 break
             mid = (lo_idx[act] + first[act]) // 2
-            b = 1 - _run_dp(probe_t[mid], bw[act], heavy_c, light, k)[:, k]
+            b = 1 - _run_dp(probe_t[mid], bw[act], heavy_sets, k)[:, k]
             ok = 2 * np.exp(-probe_t[mid]) * np.clip(b, 0, 1) + 1e-300 <= share
             first[act[ok]], below[act[ok]] = mid[ok], b[ok]
             lo_idx[act[~ok]] = mid[~ok]
@@ -446,7 +403,7 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
         t_rows, w_rows, y_rows = np.concatenate(t_list), np.concatenate(w_list), np.concatenate(y_list)
         rows_total = len(t_rows)
         weight = pw[y_rows] * w_rows * np.exp(-t_rows)
-        head, narrow_err, wide_rows = _accumulate_rows(head, t_rows, y_rows, weight, heavy_c, light, k, narrow,
+        head, narrow_err, wide_rows = _accumulate_rows(head, t_rows, y_rows, weight, heavy_sets, k, narrow,
                                             share / (4 * max(float(weight.sum()), 1e-300)))
         head[k] += float((pw[bw] * np.exp(-t_end[bw])).sum())              # t > T_y: all mass to "N >= K"
     # panels were narrowed (h <= plan), which only shrinks the ellipse bound: quad_err stays valid
@@ -459,7 +416,8 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
              "narrow": narrow_err,
              "rounding": float(1e-13 * (1 + rows_total * 1e-6))}
     error = float(sum(parts.values()))
-    parts.update(n_winners=int(n_all_winners), bins=int(n_win), rows=int(rows_total), wide_rows=int(wide_rows), heavy=n_heavy, shortlist=s_n)
+    parts.update(n_winners=int(n_all_winners), bins=int(n_win), rows=int(rows_total), wide_rows=int(wide_rows), heavy=int(heavy_sets.counts.max(initial=0)),
+                 heavy_mean=float(heavy_sets.counts.mean()) if n_win else 0.0, full_pass=heavy_sets.full, shortlist=s_n)
     a = head[:k].copy()
     a[0] = alpha                                                           # exact alpha_ER (closed form, §0)
     tail = float(head[k]) if k < vocab else 0.0
