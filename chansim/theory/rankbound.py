@@ -49,10 +49,10 @@ from scipy import special
 
 from ..races import competitor_rates
 from .rank_heavy import HeavySets, choose_heavy_sets, run_recursion
+from .rank_quadrature import graded_panels
 
 __all__ = ["BoundedRankLaw", "bounded_rank_law", "rank_entropy_interval", "entropy_continuity_bound"]
 
-_E1 = math.e - 1.0
 
 
 @dataclass(frozen=True)
@@ -219,36 +219,6 @@ def _accumulate_rows(head, t_rows, y_rows, weight, heavy: HeavySets, k: int, nar
     return head, narrow_err, len(rerun)
 
 
-def _quadrature_plan(c_total, c_light, c_heavy_sum, c_max, t_end, share: float, k: int):
-    """Per winner: panel width h and Gauss points n with the Bernstein-ellipse error bound.
-
-    Returns (h, n, err) arrays; err is the guaranteed l1 quadrature error per winner.
-    """
-    best = None
-    for varrho in (2.0, math.e, 4.0, 8.0):
-        c0 = (64.0 / 15.0) / (varrho ** 2 - 1)
-        for x0 in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0):
-            rho = x0 / (1.0 + 2 * _E1 * c_total)
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                kappa = np.where(c_max > 0, np.expm1(rho * c_max) / np.where(c_max > 0, c_max, 1.0), rho)
-            log_m = rho + 2 * rho * c_light + 2 * c_heavy_sum * kappa              # ln sup |P_j(t)| e^{-Re t}
-            h = 4 * rho / (varrho - 1 / varrho)
-            h = np.minimum(h, t_end)
-            geo = (h / 2) / -np.expm1(-h)                                          # sum_i (h/2) e^{-a_i}
-            need = log_m + np.log(c0 * geo * (k + 1)) - math.log(share)
-            n = np.maximum(2, np.ceil(need / (2 * math.log(varrho)))).astype(int)
-            panels = np.ceil(t_end / h)
-            cost = panels * n
-            err = (k + 1) * c0 * geo * np.exp(log_m) * varrho ** (-2.0 * n)
-            if best is None:
-                best = [h, n, err, cost]
-            else:
-                better = cost < best[3]
-                for j, v in enumerate((h, n, err, cost)):
-                    best[j] = np.where(better, v, best[j])
-    return best[0], best[1].astype(int), best[2]
-
-
 def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float = 1e-7, heavy: int = 24,
                      heavy_max: int = 1 << 15, shortlist: int = 2048, winners_max: int = 1 << 20, chunk: int = 512,
                      narrow: int = 16, full_max: int = 64) -> BoundedRankLaw:
@@ -355,7 +325,6 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     light, light_err = heavy_sets.light, heavy_sets.light_err
     # winners with C_y = 0 (largest ratio): N = 0 surely
     busy = c_tot > 0
-    c_max = heavy_sets.c_max
     # --- probes: choose T_y with 2 e^{-T} P(N(T) < K) <= share
     t_max = math.log(2 / share)
     probe_t = t_max * 2.0 ** -np.arange(10)[::-1]                          # [P] ascending
@@ -381,37 +350,33 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
         t_tail_err[bw] = 2 * np.exp(-t_end[bw]) * np.clip(below + 1e-15, 0, 1)
     else:
         t_tail_err = np.zeros(n_win)
-    # --- quadrature plan and rows
-    h, n_pts, quad_err = _quadrature_plan(c_tot, light, c_tot - light, c_max, t_end, share, k)
+    # --- graded quadrature panels (rank_quadrature) and rows
     head = np.zeros(k + 1)
     head[0] += float(pw[~busy].sum())
     rows_total = 0
     narrow_err, wide_rows = 0.0, 0
+    quad_err = np.zeros(n_win)
     if len(bw):
+        (pan_y, pan_a, pan_h, pan_n), quad_err[bw] = graded_panels(heavy_sets, bw, t_end[bw], share, k)
         t_list, w_list, y_list = [], [], []
-        for n in np.unique(n_pts[bw]):
+        for n in np.unique(pan_n):
             xg, wg = _gauss_legendre(n)
-            sel = bw[n_pts[bw] == n]
-            panels = np.ceil(t_end[sel] / h[sel]).astype(int)
-            wid = t_end[sel] / panels                                      # equal panels covering [0, T_y]
-            yy = np.repeat(sel, panels)
-            start = np.concatenate([np.arange(m) for m in panels]) * np.repeat(wid, panels)
-            half = np.repeat(wid, panels) / 2
-            t_list.append((start[:, None] + half[:, None] * (1 + xg[None, :])).ravel())
+            sel = np.flatnonzero(pan_n == n)
+            half = pan_h[sel] / 2                                          # [panels]
+            t_list.append((pan_a[sel, None] + half[:, None] * (1 + xg[None, :])).ravel())
             w_list.append((half[:, None] * wg[None, :]).ravel())
-            y_list.append(np.repeat(yy, n))
+            y_list.append(np.repeat(pan_y[sel], n))
         t_rows, w_rows, y_rows = np.concatenate(t_list), np.concatenate(w_list), np.concatenate(y_list)
         rows_total = len(t_rows)
         weight = pw[y_rows] * w_rows * np.exp(-t_rows)
         head, narrow_err, wide_rows = _accumulate_rows(head, t_rows, y_rows, weight, heavy_sets, k, narrow,
                                             share / (4 * max(float(weight.sum()), 1e-300)))
         head[k] += float((pw[bw] * np.exp(-t_end[bw])).sum())              # t > T_y: all mass to "N >= K"
-    # panels were narrowed (h <= plan), which only shrinks the ellipse bound: quad_err stays valid
     alpha = float(np.where(p > 0, p / (1.0 + np.where(np.isfinite(rates), rates, np.inf)), 0.0).sum())
     parts = {"winners": dropped,
              "binning": binning_err,
              "light": float(2 * (pw * light_err).sum()),                  # l1 = 2 TV
-             "quadrature": float((pw[bw] * quad_err[bw]).sum()) if len(bw) else 0.0,
+             "quadrature": float((pw * quad_err).sum()),
              "t_tail": float((pw * t_tail_err).sum()),
              "narrow": narrow_err,
              "rounding": float(1e-13 * (1 + rows_total * 1e-6))}
