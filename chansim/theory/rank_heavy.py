@@ -51,6 +51,9 @@ class HeavySets:
         :math:`C^L_y` (rate of the Poisson that replaces the others).
     light_err : ndarray, shape (W,)
         :math:`e_y(h_y)` (total variation, per unit mass).
+    light_sq : ndarray, shape (W,)
+        Upper bound on :math:`\sum_{x\ \mathrm{light}} c_x^2` (the TV at time t is at most
+        :math:`\min(t^2 \cdot \text{light\_sq}/2,\ 1 - e^{-t C^L})`).
     counts : ndarray, shape (W,)
         :math:`h_y`.
     full : int
@@ -62,6 +65,7 @@ class HeavySets:
     mats: list
     light: np.ndarray
     light_err: np.ndarray
+    light_sq: np.ndarray
     counts: np.ndarray
     full: int
 
@@ -72,7 +76,7 @@ class HeavySets:
         n = heavy_c.shape[0]
         err = np.zeros(n) if light_err is None else np.asarray(light_err, dtype=float)
         return cls(np.zeros(n, dtype=int), np.arange(n), [heavy_c], np.asarray(light, dtype=float), err,
-                   np.full(n, heavy_c.shape[1]), 0)
+                   np.full(n, np.inf), np.full(n, heavy_c.shape[1]), 0)
 
     @property
     def c_max(self) -> np.ndarray:
@@ -143,16 +147,20 @@ def _ladder(heavy: int, top: int) -> list:
 
 
 def _errors(cs, c_tot, out_sq, levels):
-    """e(h) for each level, rates ``cs`` sorted decreasingly per row, shape (rows, len(levels))."""
+    """e(h) and the light sum-of-squares bound for each level, rates ``cs`` sorted decreasingly per row.
+
+    Returns two arrays of shape (rows, len(levels)).
+    """
     n, s = cs.shape
     sq_tail = np.concatenate([np.cumsum((cs * cs)[:, ::-1], axis=1)[:, ::-1], np.zeros((n, 1))], axis=1)
     csum = np.concatenate([np.zeros((n, 1)), np.cumsum(cs, axis=1)], axis=1)   # [rows, S+1]
-    out = np.empty((n, len(levels)))
+    out, sq = np.empty((n, len(levels))), np.empty((n, len(levels)))
     for j, h in enumerate(levels):
         h = min(h, s)
         lt = np.maximum(c_tot - csum[:, h], 0.0)
-        out[:, j] = np.minimum(np.maximum(sq_tail[:, h] + out_sq, 0.0), lt / (1 + lt))
-    return out
+        sq[:, j] = np.maximum(sq_tail[:, h] + out_sq, 0.0)
+        out[:, j] = np.minimum(sq[:, j], lt / (1 + lt))
+    return out, sq
 
 
 def _lagrange_pick(err, mass, levels, budget: float) -> np.ndarray:
@@ -210,13 +218,13 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
         c_out = np.maximum(c_tot[sl] - c.sum(1), 0.0)
         return -np.sort(-c, axis=1), c_out * outside_qmax / rho_w[sl]
 
-    err_base = np.empty((n_win, len(base)))
+    err_base, sq_base = np.empty((n_win, len(base))), np.empty((n_win, len(base)))
     for s in range(0, n_win, chunk):
         sl = slice(s, min(n_win, s + chunk))
         cs, out_sq = short_rates(sl)
-        err_base[sl] = _errors(cs, c_tot[sl], out_sq, base)
+        err_base[sl], sq_base[sl] = _errors(cs, c_tot[sl], out_sq, base)
     # full-vocabulary pass for the winners that the shortlist cannot bring under the budget
-    levels, err = base, err_base
+    levels, err, sq = base, err_base, sq_base
     full_rates = {}
     top_full = min(int(heavy_max), vocab - 1)
     w_top = 2 * mass * err_base[:, -1]
@@ -226,16 +234,17 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
         n_full = min(int(np.searchsorted(-rest, -budget / 2)) + 1, int(full_max), n_win)
         levels = _ladder(heavy, top_full)
         err = np.repeat(err_base[:, -1:], len(levels), axis=1)            # beyond the shortlist: no gain
+        sq = np.repeat(sq_base[:, -1:], len(levels), axis=1)
         for j, h in enumerate(levels):                                     # base levels keep their own errors
             if h in base:
-                err[:, j] = err_base[:, base.index(h)]
+                err[:, j], sq[:, j] = err_base[:, base.index(h)], sq_base[:, base.index(h)]
         for y in order[:n_full]:
             c = np.maximum(q / rho_w[y] - p, 0.0)                         # [V]
             c[winners[y]] = 0.0
             cs = -np.sort(-c)[None, :top_full + 1]
             tail_sq = float((c * c).sum()) - float((cs * cs).sum())       # beyond the kept prefix
-            e = _errors(cs, np.array([c_tot[y]]), np.array([max(tail_sq, 0.0)]), levels)[0]
-            err[y] = e                                                     # <= the shortlist's bound
+            e, e_sq = _errors(cs, np.array([c_tot[y]]), np.array([max(tail_sq, 0.0)]), levels)
+            err[y], sq[y] = e[0], e_sq[0]                                  # <= the shortlist's bounds
             full_rates[int(y)] = cs[0]
     pick = _lagrange_pick(2 * err, mass, levels, budget)
     counts = np.array([levels[i] for i in pick], dtype=int)
@@ -260,5 +269,5 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
         mat = mat[:, :live[-1] + 1] if len(live) else mat[:, :0]         # trailing zero columns do nothing
         mats.append(np.ascontiguousarray(mat))
         light[members] = np.maximum(c_tot[members] - mat.sum(1), 0.0)
-    light_err = err[np.arange(n_win), pick]
-    return HeavySets(group, local, mats, light, light_err, counts, len(full_rates))
+    light_err, light_sq = err[np.arange(n_win), pick], sq[np.arange(n_win), pick]
+    return HeavySets(group, local, mats, light, light_err, light_sq, counts, len(full_rates))

@@ -342,12 +342,17 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
                 break
             mid = (lo_idx[act] + first[act]) // 2
             b = 1 - _run_dp(probe_t[mid], bw[act], heavy_sets, k)[:, k]
-            ok = 2 * np.exp(-probe_t[mid]) * np.clip(b, 0, 1) + 1e-300 <= share
+            tv = np.minimum(probe_t[mid] ** 2 * heavy_sets.light_sq[bw[act]] / 2,
+                            -np.expm1(-probe_t[mid] * light[bw[act]]))
+            ok = 2 * np.exp(-probe_t[mid]) * np.clip(b + tv, 0, 1) + 1e-300 <= share
             first[act[ok]], below[act[ok]] = mid[ok], b[ok]
             lo_idx[act[~ok]] = mid[~ok]
         t_end[bw] = probe_t[first]
         t_tail_err = np.zeros(n_win)
-        t_tail_err[bw] = 2 * np.exp(-t_end[bw]) * np.clip(below + 1e-15, 0, 1)
+        # below was computed with the light part Poissonised: add its TV at T (module docstring, 3.)
+        t_bw = t_end[bw]
+        light_tv = np.minimum(t_bw ** 2 * heavy_sets.light_sq[bw] / 2, -np.expm1(-t_bw * light[bw]))
+        t_tail_err[bw] = 2 * np.exp(-t_bw) * np.clip(below + light_tv + 1e-15, 0, 1)
     else:
         t_tail_err = np.zeros(n_win)
     # --- graded quadrature panels (rank_quadrature) and rows
