@@ -159,22 +159,39 @@ def _greedy_bins(by_rho, pw, m_up, m_lo, limit: float):
     r"""Cut winners (sorted by ratio) into bins whose replacement error stays <= ``limit``.
 
     Returns (starts, per-bin errors, total); a bin's error is
-    :math:`\sum_y 2 p_y (m^{up}_{ref} - m^{lo}_y)`, ref = its first (lowest-ratio) winner.
+    :math:`\sum_y 2 p_y (m^{up}_{ref} - m^{lo}_y)_+`, ref = its first (lowest-ratio) winner.
+    Each bin is grown by galloping search on prefix sums of the unclamped cost (monotone
+    while :math:`m^{lo}_y \le m^{up}_{ref}`); the error charged is then recomputed with the
+    clamp, so a cut made on the unclamped sums is still charged exactly.
     """
-    starts, errs = [0], []
-    ref_m = m_up[by_rho[0]] if len(by_rho) else 0.0
-    acc = 0.0
-    for i in range(1, len(by_rho)):
-        y = by_rho[i]
-        cost = 2 * pw[y] * max(ref_m - m_lo[y], 0.0)
-        if acc + cost > limit:
-            starts.append(i)
-            errs.append(acc)
-            ref_m, acc = m_up[y], 0.0
-        else:
-            acc += cost
-    errs.append(acc)
-    return np.asarray(starts, dtype=int), np.asarray(errs), float(sum(errs))
+    n = len(by_rho)
+    if n == 0:
+        return np.zeros(1, dtype=int), np.zeros(1), 0.0
+    w, mlo, mup = pw[by_rho], m_lo[by_rho], m_up[by_rho]
+    cp = np.concatenate([[0.0], np.cumsum(w)])                             # [n+1]
+    cpm = np.concatenate([[0.0], np.cumsum(w * mlo)])
+
+    def cost(s, j):                                                        # winners s+1..j-1 against ref s
+        return 2 * (mup[s] * (cp[j] - cp[s + 1]) - (cpm[j] - cpm[s + 1]))
+
+    starts, s = [], 0
+    while s < n:
+        starts.append(s)
+        lo, step = s + 1, 1                                                # cost(s, lo) = 0 fits
+        while lo + step <= n and cost(s, lo + step) <= limit:
+            lo += step
+            step *= 2
+        hi = min(lo + step, n + 1)                                         # first j known (or assumed) not to fit
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if cost(s, mid) <= limit else (lo, mid)
+        s = lo
+    starts = np.asarray(starts, dtype=int)
+    ref_m = np.repeat(mup[starts], np.diff(np.append(starts, n)))        # [n] the ref of each winner's bin
+    each = 2 * w * np.maximum(ref_m - mlo, 0.0)
+    each[starts] = 0.0                                                     # a ref stands for itself
+    errs = np.add.reduceat(each, starts)
+    return starts, errs, float(errs.sum())
 
 
 def _gauss_legendre(n: int):
