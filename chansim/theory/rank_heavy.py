@@ -37,7 +37,7 @@ _BLOCK = 1 << 21
 
 @dataclass(frozen=True)
 class HeavySets:
-    """Heavy competitor rates per winner, grouped by count.
+    r"""Heavy competitor rates per winner, grouped by count.
 
     Attributes
     ----------
