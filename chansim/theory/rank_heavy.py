@@ -210,19 +210,36 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
     top_short = min(int(heavy_max), s_n)
     base = _ladder(heavy, top_short)
 
-    def short_rates(sl):
+    def short_rates(sl, top=None):
+        """Shortlist rates of winners ``sl``, the ``top`` largest sorted decreasingly (all if None)."""
         c = np.maximum(qs[None, :] / rho_w[sl, None] - ps[None, :], 0.0)    # [chunk, S]
         own = pos_in_short[winners[sl]]
         has = own >= 0
         c[np.flatnonzero(has), own[has]] = 0.0
         c_out = np.maximum(c_tot[sl] - c.sum(1), 0.0)
-        return -np.sort(-c, axis=1), c_out * outside_qmax / rho_w[sl]
+        if top is not None and top < s_n:
+            kept = np.partition(c, s_n - top, axis=1)[:, s_n - top:]       # [chunk, top], O(S)
+            return -np.sort(-kept, axis=1), c_out * outside_qmax / rho_w[sl], (c * c).sum(1)
+        return -np.sort(-c, axis=1), c_out * outside_qmax / rho_w[sl], (c * c).sum(1)
 
-    err_base, sq_base = np.empty((n_win, len(base))), np.empty((n_win, len(base)))
+    # first level for everyone from a partition (O(S)); the sorted ladder only where it can matter
+    h0 = base[0]
+    err0, sq0 = np.empty(n_win), np.empty(n_win)
     for s in range(0, n_win, chunk):
         sl = slice(s, min(n_win, s + chunk))
-        cs, out_sq = short_rates(sl)
-        err_base[sl], sq_base[sl] = _errors(cs, c_tot[sl], out_sq, base)
+        top, out_sq, all_sq = short_rates(sl, h0)
+        sq0[sl] = np.maximum(all_sq - (top * top).sum(1) + out_sq, 0.0)
+        lt = np.maximum(c_tot[sl] - top.sum(1), 0.0)
+        err0[sl] = np.minimum(sq0[sl], lt / (1 + lt))
+    err_base = np.repeat(err0[:, None], len(base), axis=1)                # valid (not sharp) at every level
+    sq_base = np.repeat(sq0[:, None], len(base), axis=1)
+    if float((2 * mass * err0).sum()) > budget and len(base) > 1:
+        # winners above budget / (2 W) each: the others together stay under budget / 2
+        cand = np.flatnonzero(2 * mass * err0 > budget / (2 * n_win))
+        for s in range(0, len(cand), chunk):
+            idx = cand[s:s + chunk]
+            cs, out_sq, _ = short_rates(idx)
+            err_base[idx], sq_base[idx] = _errors(cs, c_tot[idx], out_sq, base)
     # full-vocabulary pass for the winners that the shortlist cannot bring under the budget
     levels, err, sq = base, err_base, sq_base
     full_rates = {}
@@ -259,7 +276,7 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
         short_members = [i for i, y in enumerate(members) if int(y) not in full_rates]
         for s in range(0, len(short_members), chunk):
             rows = np.asarray(short_members[s:s + chunk], dtype=int)
-            cs, _ = short_rates(members[rows])
+            cs, _, _ = short_rates(members[rows], int(h))
             mat[rows, :min(int(h), s_n)] = cs[:, :min(int(h), s_n)]
         for i, y in enumerate(members):
             if int(y) in full_rates:
