@@ -253,3 +253,15 @@ def test_full_vocabulary_pass_contains_exact_law():
         dev = np.abs(ex.probs[:8] - b.head).sum() + abs(ex.probs[8:].sum() - b.tail)
         assert b.parts["full_pass"] > 0
         assert dev <= b.error <= 1e-7
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(), reason="no CUDA device"))])
+def test_torch_recursion_matches_numpy(device):
+    """The torch path of the recursion (device='cpu' / 'cuda') gives the numpy law to rounding."""
+    pytest.importorskip("torch")
+    p, q = _hard_pair(1024)
+    ref = bounded_rank_law(p, q, max_rank=8, tol=1e-3)
+    got = bounded_rank_law(p, q, max_rank=8, tol=1e-3, device=device)
+    assert np.abs(ref.head - got.head).max() < 1e-12 and abs(ref.tail - got.tail) < 1e-12
+    assert ref.error == pytest.approx(got.error, rel=1e-9, abs=1e-15)

@@ -110,14 +110,54 @@ def _absorb(state, pi_cols, k: int) -> None:
         state[:, 1:] += moved
 
 
-def run_recursion(t_rows, win_rows, heavy: HeavySets, k: int) -> np.ndarray:
+def _absorb_torch(state, pi_cols, k: int) -> None:
+    """:func:`_absorb` on torch tensors (any device), in place."""
+    import torch
+
+    moved = state.new_empty((state.shape[0], k))
+    for pi in pi_cols:
+        torch.mul(state[:, :k], pi[:, None], out=moved)                     # [rows, k]
+        state[:, :k] -= moved
+        state[:, 1:] += moved
+
+
+def _run_torch(state_np, t_rows, win_rows, heavy: HeavySets, k: int, device) -> np.ndarray:
+    """The heavy recursion of :func:`run_recursion` in float64 torch on ``device`` (e.g. ``"cuda"``)."""
+    import torch
+
+    state = torch.as_tensor(state_np, dtype=torch.float64, device=device)
+    t = torch.as_tensor(t_rows, dtype=torch.float64, device=device)
+    g_rows = heavy.group[win_rows]
+    for g, mat in enumerate(heavy.mats):
+        h = mat.shape[1]
+        if h == 0:
+            continue
+        sel = np.flatnonzero(g_rows == g) if len(heavy.mats) > 1 else np.arange(len(t_rows))
+        block = max(1, _BLOCK // h)
+        for s in range(0, len(sel), block):
+            idx = sel[s:s + block]
+            c_cols = torch.as_tensor(mat[heavy.local[win_rows[idx]]].T, device=device)   # [h, rows]
+            idx_t = torch.as_tensor(idx, device=device)
+            pi_cols = -torch.expm1(-c_cols * t[idx_t][None, :])                          # [h, rows]
+            pi_cols = pi_cols[pi_cols.amax(1) > 0]
+            st = state[idx_t]
+            _absorb_torch(st, pi_cols, k)
+            state[idx_t] = st
+    return state.cpu().numpy()
+
+
+def run_recursion(t_rows, win_rows, heavy: HeavySets, k: int, device=None) -> np.ndarray:
     """Truncated pmf of N at (winner, t) rows, shape (rows, k+1); last column = P(N >= k).
 
     N = heavy Bernoulli(1 - e^{-t c_x}) counts + Poisson(t C^L) (docs/theory.md §5 (d)).
+    ``device`` (``None``: numpy): a torch device (``"cpu"``, ``"cuda"``) for the heavy
+    recursion, the same float64 arithmetic on tensors.
     """
     t_rows = np.asarray(t_rows, dtype=float)
     win_rows = np.asarray(win_rows)
     state = poisson_truncated(t_rows * heavy.light[win_rows], k)           # [rows, k+1]
+    if device is not None:
+        return _run_torch(state, t_rows, win_rows, heavy, k, device)
     g_rows = heavy.group[win_rows]
     for g, mat in enumerate(heavy.mats):
         h = mat.shape[1]

@@ -199,12 +199,13 @@ def _gauss_legendre(n: int):
     return x, w
 
 
-def _run_dp(t_rows, win_rows, heavy: HeavySets, k: int) -> np.ndarray:
+def _run_dp(t_rows, win_rows, heavy: HeavySets, k: int, device=None) -> np.ndarray:
     """Truncated pmf of N at (winner, t) rows, shape (rows, k+1); last column = P(N >= k)."""
-    return run_recursion(t_rows, win_rows, heavy, k)
+    return run_recursion(t_rows, win_rows, heavy, k, device)
 
 
-def _accumulate_rows(head, t_rows, y_rows, weight, heavy: HeavySets, k: int, narrow: int, threshold: float):
+def _accumulate_rows(head, t_rows, y_rows, weight, heavy: HeavySets, k: int, narrow: int, threshold: float,
+                     device=None):
     """Add the weighted truncated pmfs of all rows to ``head`` (shape (k+1,)); narrow pass first.
 
     Returns ``(head, narrow_err, wide_rows)``; ``wide_rows`` = rows run at width k; ``narrow_err`` = 2 * sum of weight * P(N >= narrow) over
@@ -215,13 +216,13 @@ def _accumulate_rows(head, t_rows, y_rows, weight, heavy: HeavySets, k: int, nar
     if not 0 < narrow < k:
         for s in range(0, len(t_rows), step):
             sl = slice(s, s + step)
-            head += weight[sl] @ _run_dp(t_rows[sl], y_rows[sl], heavy, k)
+            head += weight[sl] @ _run_dp(t_rows[sl], y_rows[sl], heavy, k, device)
         return head, narrow_err, len(t_rows)
     wide = []
     nstep = max(1, (1 << 15) // (narrow + 1))
     for s in range(0, len(t_rows), nstep):
         sl = slice(s, s + nstep)
-        st = _run_dp(t_rows[sl], y_rows[sl], heavy, narrow)   # [rows, narrow+1]
+        st = _run_dp(t_rows[sl], y_rows[sl], heavy, narrow, device)   # [rows, narrow+1]
         ok = st[:, narrow] <= threshold
         w_ok = weight[sl][ok]
         head[:narrow] += w_ok @ st[ok, :narrow]
@@ -232,13 +233,13 @@ def _accumulate_rows(head, t_rows, y_rows, weight, heavy: HeavySets, k: int, nar
     rerun = np.concatenate(wide) if wide else np.zeros(0, dtype=int)
     for s in range(0, len(rerun), step):
         idx = rerun[s:s + step]
-        head += weight[idx] @ _run_dp(t_rows[idx], y_rows[idx], heavy, k)
+        head += weight[idx] @ _run_dp(t_rows[idx], y_rows[idx], heavy, k, device)
     return head, narrow_err, len(rerun)
 
 
 def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float = 1e-7, heavy: int = 24,
                      heavy_max: int = 1 << 15, shortlist: int = 2048, winners_max: int = 1 << 20, chunk: int = 512,
-                     narrow: int = 16, full_max: int = 64) -> BoundedRankLaw:
+                     narrow: int = 16, full_max: int = 64, device=None) -> BoundedRankLaw:
     r"""Rank law :math:`a_1..a_K` with a guaranteed :math:`\ell_1` error (module docstring).
 
     Parameters
@@ -268,6 +269,9 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     full_max : int
         Most winners given a full-vocabulary pass when the shortlist's heavy sets cannot
         meet the light-part budget.
+    device : str, optional
+        A torch device (``"cpu"``, ``"cuda"``) for the Poisson-binomial recursion, the
+        dominant cost; ``None`` (default) runs it in numpy.  Same float64 arithmetic.
 
     Examples
     --------
@@ -351,14 +355,14 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
         # 2 e^{-T} P(N(T) < K) decreases in T, so the first probe that fits is found by
         # bisection (any probe is valid: the error charged is the one at the chosen T)
         first = np.full(len(bw), len(probe_t) - 1)                         # [busy] probe index
-        below = 1 - _run_dp(np.full(len(bw), probe_t[-1]), bw, heavy_sets, k)[:, k]   # P(N(T) < K)
+        below = 1 - _run_dp(np.full(len(bw), probe_t[-1]), bw, heavy_sets, k, device)[:, k]   # P(N(T) < K)
         lo_idx = np.full(len(bw), -1)
         while True:
             act = np.flatnonzero(first - lo_idx > 1)
             if not len(act):
                 break
             mid = (lo_idx[act] + first[act]) // 2
-            b = 1 - _run_dp(probe_t[mid], bw[act], heavy_sets, k)[:, k]
+            b = 1 - _run_dp(probe_t[mid], bw[act], heavy_sets, k, device)[:, k]
             tv = np.minimum(probe_t[mid] ** 2 * heavy_sets.light_sq[bw[act]] / 2,
                             -np.expm1(-probe_t[mid] * light[bw[act]]))
             ok = 2 * np.exp(-probe_t[mid]) * np.clip(b + tv, 0, 1) + 1e-300 <= share
@@ -392,7 +396,7 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
         rows_total = len(t_rows)
         weight = pw[y_rows] * w_rows * np.exp(-t_rows)
         head, narrow_err, wide_rows = _accumulate_rows(head, t_rows, y_rows, weight, heavy_sets, k, narrow,
-                                            share / (4 * max(float(weight.sum()), 1e-300)))
+                                                       share / (4 * max(float(weight.sum()), 1e-300)), device)
         head[k] += float((pw[bw] * np.exp(-t_end[bw])).sum())              # t > T_y: all mass to "N >= K"
     alpha = float(np.where(p > 0, p / (1.0 + np.where(np.isfinite(rates), rates, np.inf)), 0.0).sum())
     parts = {"winners": dropped,
