@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..distributions import check_pair
+from ..stats import normal_quantile
 from .base import IIDDrafting, Method, NodeNoise, sample_rows, take_rows
 from .specinfer import SpecInfer
 
@@ -235,7 +236,6 @@ def block_chain_tokens_mc(target_probs, draft_probs, gamma: int, trials: int = 2
     >>> lo <= 20 / 9 <= hi
     True
     """
-    from scipy import stats
 
     p, q = check_pair(target_probs, draft_probs)
     if p.ndim != 1:
@@ -246,7 +246,7 @@ def block_chain_tokens_mc(target_probs, draft_probs, gamma: int, trials: int = 2
         raise ValueError(f"trials must be an integer >= 2, got {trials!r}")
     sums = _mc_mean_weights(p, q, gamma, trials, seed)[1]                               # [N]
     mean, se = float(sums.mean()), float(sums.std(ddof=1) / np.sqrt(len(sums)))
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    z = normal_quantile(confidence)
     return 1.0 + mean, 1.0 + mean - z * se, 1.0 + mean + z * se
 
 
