@@ -40,6 +40,7 @@ from typing import Sequence
 import numpy as np
 
 from .logs import LogError, LoggedSequences, _offsets, _standard_metadata
+from ..verify.registry import METHODS, method_names
 
 __all__ = ["TOPN_FORMAT", "TruncatedLog", "write_truncated_log", "read_truncated_log", "truncate_log",
            "is_truncated_log", "acceptance_bounds", "sd_path_acceptance_bounds", "specinfer_path_acceptance_bounds",
@@ -360,9 +361,8 @@ def expected_calls_interval(accept_lo: np.ndarray, accept_hi: np.ndarray) -> tup
     return float(f_min[0]), float(f_max[0])
 
 
-#: methods with a guaranteed interval, and on which trees
-INTERVAL_METHODS = {"sd": "chains", "specinfer": "any depth-only tree", "rsd": "chains (= sd)",
-                    "spectr": "chains (= sd)"}
+#: methods with a guaranteed interval, and on which trees ("chains" or "depth-only"), from the registry
+INTERVAL_METHODS = {name: cls.truncated_intervals for name, cls in METHODS.items() if cls.truncated_intervals}
 
 
 def predict_interval(log: TruncatedLog, method: str, tree_spec) -> dict:
@@ -385,7 +385,7 @@ def predict_interval(log: TruncatedLog, method: str, tree_spec) -> dict:
     if method not in INTERVAL_METHODS:
         raise ValueError(f"no guaranteed interval for {method!r} from top-n heads: its acceptance depends on the "
                          f"whole tail through races (methods with intervals: {', '.join(INTERVAL_METHODS)})")
-    if method != "specinfer" and any(w > 1 for w in widths):
+    if INTERVAL_METHODS[method] == "chains" and any(w > 1 for w in widths):
         raise ValueError(f"{method} on {tree_spec} has no guaranteed interval from top-n heads (only on chains, "
                          f"where it is sd)")
     bounds = {w: specinfer_path_acceptance_bounds(log, w) for w in set(widths)}
@@ -415,7 +415,7 @@ def truncated_report(log, k: Sequence[int] = (1, 2, 4, 8), methods: Sequence[str
     if not isinstance(log, TruncatedLog):
         log = read_truncated_log(log)
     b_lo, b_hi = acceptance_bounds(log)
-    methods = list(methods) if methods else ["sd", "specinfer", "rsd", "spectr", "ersd"]
+    methods = list(methods) if methods else list(method_names(drafting=True, path=True, variants=False))
     specs = []
     for kind in trees:
         specs += [f"{kind}:{int(v)}" for v in k if f"{kind}:{int(v)}" not in ("batch:1",)]

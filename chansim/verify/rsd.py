@@ -43,6 +43,7 @@ class RSD(Method):
     tree_family = "sibling-closed"
     has_path_prediction = True
     sd_on_chains = True
+    truncated_intervals = "chains"        # where it is sd
     trials_divisor = 10     # one history = m residual rounds over V
     #: rejection rounds before the exact fallback (sampling from the renormalised remainder)
     max_redraws = 16

@@ -180,6 +180,7 @@ class SpecTr(IIDDrafting, Method):
     tree_family = "sequences"
     has_path_prediction = True
     sd_on_chains = True
+    truncated_intervals = "chains"        # where it is sd
 
     def node_acceptance(self, p, q, m: int, **_) -> float:
         return spectr_acceptance(p, q, m)
