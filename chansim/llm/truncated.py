@@ -40,7 +40,7 @@ from typing import Sequence
 import numpy as np
 
 from .logs import LogError, LoggedSequences, _offsets, _standard_metadata
-from ..verify.registry import METHODS, method_names
+from ..verify.registry import METHODS, get_method, method_names
 
 __all__ = ["TOPN_FORMAT", "TruncatedLog", "write_truncated_log", "read_truncated_log", "truncate_log",
            "is_truncated_log", "acceptance_bounds", "sd_path_acceptance_bounds", "specinfer_path_acceptance_bounds",
@@ -422,7 +422,7 @@ def truncated_report(log, k: Sequence[int] = (1, 2, 4, 8), methods: Sequence[str
     rows, skipped = [], []
     for method in methods:
         for spec in specs:
-            if method == "sd" and spec.startswith("batch:"):
+            if get_method(method).chains_only and spec.startswith("batch:"):
                 continue
             try:
                 rows.append(predict_interval(log, method, spec))
@@ -448,7 +448,7 @@ def format_truncated_report(rep: dict) -> str:
         lines.append(f"  {r['method']:<10}{r['tree']:<10}{r['k']:>4}   [{r['low']:.4f}, {r['high']:.4f}]")
     shown = set()
     for r in rep["skipped"]:
-        tree = "any" if r["method"] == "ersd" else r["tree"]
+        tree = r["tree"] if r["method"] in INTERVAL_METHODS else "any"
         if (r["method"], tree) not in shown:
             shown.add((r["method"], tree))
             lines.append(f"  {r['method']:<10}{tree:<10}      n/a: {r['reason']}")
@@ -468,7 +468,7 @@ def truncation_widths(run, top_n: Sequence[int], methods: Sequence[str] = ("sd",
 
     full_beta = float(run.pair_statistics()["sd_acceptance"].mean())
     full = {(m, t): predict_from_log(run, m, t)["mean"] for m in methods for t in trees
-            if not (m == "sd" and t.startswith("batch"))}
+            if not (get_method(m).chains_only and t.startswith("batch"))}
     return [row for draft_token in (True, False) for row in _widths(run, top_n, full, draft_token, full_beta)]
 
 
