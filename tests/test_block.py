@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from chansim.predict import _path_inputs
+from chansim.paths import check_path_inputs as _path_inputs
 from chansim.simulate import simulate
 from chansim.sources import MarkovSource
 from chansim.theory.expectations import sd_chain_tokens
