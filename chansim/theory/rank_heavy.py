@@ -203,30 +203,56 @@ def _errors(cs, c_tot, out_sq, levels):
     return out, sq
 
 
-def _lagrange_pick(err, mass, levels, budget: float) -> np.ndarray:
-    """Level index per winner minimising sum h subject to sum mass * err <= budget (if possible)."""
+def _lagrange_pick(err, mass, levels, budget: float, max_cost: float = np.inf) -> np.ndarray:
+    """Level index per winner minimising sum h subject to sum mass * err <= budget (if possible).
+
+    The total count sum h is capped at ``max_cost`` (a work and memory bound): where the
+    budget needs more, the cheapest-error choice within the cap is taken (its error is
+    charged, so the guarantee then exceeds the budget).
+    """
     cost = np.asarray(levels, dtype=float)[None, :]
     weighted = mass[:, None] * err                                        # [W, L]
-    best = np.argmin(weighted, axis=1)                                     # smallest error (first = cheapest)
-    if float(weighted[np.arange(len(mass)), best].sum()) > budget:
-        return best
+    rows = np.arange(len(mass))
+
+    def pick_at(log_lam):
+        return np.argmin(cost + weighted / 10.0 ** log_lam, axis=1)
+
+    def total_cost(pick):
+        return float(cost[0, pick].sum())
+
     cheap = np.zeros(len(mass), dtype=int)
-    if float(weighted[:, 0].sum()) <= budget:
+    if float(weighted[:, 0].sum()) <= budget or total_cost(cheap) >= max_cost:
         return cheap
-    lo, hi = -80.0, 80.0                                                   # log10 lambda: lo feasible, hi not
-    pick = best
+    best = np.argmin(weighted, axis=1)                                     # smallest error (first = cheapest)
+    if float(weighted[rows, best].sum()) <= budget:
+        lo, hi = -80.0, 80.0                                               # log10 lambda: lo feasible, hi not
+        pick = best
+        for _ in range(70):
+            mid = 0.5 * (lo + hi)
+            cand = pick_at(mid)
+            if float(weighted[rows, cand].sum()) <= budget:
+                lo, pick = mid, cand
+            else:
+                hi = mid
+        if total_cost(pick) <= max_cost:
+            return pick
+    elif total_cost(best) <= max_cost:
+        return best
+    lo, hi = -80.0, 80.0                                                   # lo over the cap, hi within it
+    pick = cheap
     for _ in range(70):
         mid = 0.5 * (lo + hi)
-        cand = np.argmin(cost + weighted / 10.0 ** mid, axis=1)
-        if float(weighted[np.arange(len(mass)), cand].sum()) <= budget:
-            lo, pick = mid, cand
+        cand = pick_at(mid)
+        if total_cost(cand) <= max_cost:
+            hi, pick = mid, cand
         else:
-            hi = mid
+            lo = mid
     return pick
 
 
 def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: float, budget: float,
-                      heavy: int, heavy_max: int, chunk: int, full_max: int = 64) -> HeavySets:
+                      heavy: int, heavy_max: int, chunk: int, full_max: int = 64,
+                      heavy_work: int = 1 << 18) -> HeavySets:
     """Heavy sets per winner with ``sum 2 mass_y e_y(h_y) <= budget`` where reachable (module docstring).
 
     Parameters
@@ -241,6 +267,9 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
         :math:`\\sum_{x \\notin S} c_x^2 \\le (\\max_{x\\notin S} q_x/\\rho_y) \\sum_{x\\notin S} c_x`.
     budget : float
         Target for the light part's :math:`\\ell_1` cost.
+    heavy_work : int
+        Cap on :math:`\\sum_y h_y` (work and memory of the recursion); where the budget
+        needs more, the error charged exceeds it.
     """
     vocab = len(p)
     n_win, s_n = len(winners), len(short)
@@ -303,7 +332,7 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
             e, e_sq = _errors(cs, np.array([c_tot[y]]), np.array([max(tail_sq, 0.0)]), levels)
             err[y], sq[y] = e[0], e_sq[0]                                  # <= the shortlist's bounds
             full_rates[int(y)] = cs[0]
-    pick = _lagrange_pick(2 * err, mass, levels, budget)
+    pick = _lagrange_pick(2 * err, mass, levels, budget, heavy_work)
     counts = np.array([levels[i] for i in pick], dtype=int)
     # groups of equal count; rows sorted decreasingly
     group = np.empty(n_win, dtype=int)

@@ -239,7 +239,8 @@ def _accumulate_rows(head, t_rows, y_rows, weight, heavy: HeavySets, k: int, nar
 
 def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float = 1e-7, heavy: int = 24,
                      heavy_max: int = 1 << 15, shortlist: int = 2048, winners_max: int = 1 << 20, chunk: int = 512,
-                     narrow: int = 16, full_max: int = 64, device=None) -> BoundedRankLaw:
+                     narrow: int = 16, full_max: int = 64, heavy_work: int = 384,
+                     device=None) -> BoundedRankLaw:
     r"""Rank law :math:`a_1..a_K` with a guaranteed :math:`\ell_1` error (module docstring).
 
     Parameters
@@ -269,6 +270,10 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     full_max : int
         Most winners given a full-vocabulary pass when the shortlist's heavy sets cannot
         meet the light-part budget.
+    heavy_work : int
+        Cap on the mean heavy count per (binned) winner, i.e. on the work and memory of
+        the recursion (twice the old fixed count of 192); a pair that needs more gets
+        ``error > tol`` (reported, never hidden).
     device : str, optional
         A torch device (``"cpu"``, ``"cuda"``) for the Poisson-binomial recursion, the
         dominant cost; ``None`` (default) runs it in numpy.  Same float64 arithmetic.
@@ -342,7 +347,7 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
 
     # heavy sets per winner (rank_heavy): light-part l1 cost <= share where reachable
     heavy_sets = choose_heavy_sets(p, q, winners, pw, rho_w, c_tot, short, outside_qmax, share, heavy, heavy_max,
-                                   chunk, full_max)
+                                   chunk, full_max, heavy_work * max(n_win, 1))
     light, light_err = heavy_sets.light, heavy_sets.light_err
     # winners with C_y = 0 (largest ratio): N = 0 surely
     busy = c_tot > 0
