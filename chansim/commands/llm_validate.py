@@ -131,6 +131,9 @@ def run(args) -> int:
     if args.plot:
         check_output(args.plot, inputs=[args.log], force=args.force, what="--plot", suffixes=(".png", ".pdf", ".svg"),
                      make_parents=True)
+    if args.cost == "auto":               # the wall-clock speed-up is over autoregressive decoding: run it too
+        methods = methods if "autoregressive" in methods else ["autoregressive"] + methods
+        trees = trees if "chain:0" in trees else ["chain:0"] + trees
     log = read_log(Path(args.log))
     target_settings, draft_settings = _settings(args, log.metadata)
     for path in (p.strip() for p in (args.predict_from or "").split(",") if p.strip()):
