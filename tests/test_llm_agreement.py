@@ -125,3 +125,42 @@ def test_row_z_and_pooling():
                             {"run": "g", "method": "sd", "z": -1.0}])
     assert pooled["groups"] == {"g ersd": (2.0, 2), "g sd": (-1.0, 1)}
     assert pooled["stouffer"]["z"] == pytest.approx(1 / 2 ** 0.5)
+
+
+def test_position_z_survives_noise_shared_across_sequences():
+    """Race paths of many sequences keyed by one seed share the noise at each position: position_z stays N(0, 1)."""
+    res = path_law_check(_run("race", n_seq=60, length=40, vocab=4, law_seed=5))
+    assert abs(res["z_position"]) < Z_MAX and abs(res["z"]) < Z_MAX
+    assert path_law_check(_run("draft"))["z_position"] > 6
+
+
+class _StingySD:
+    """Broken sd: after an acceptance, rejects anyway with probability 0.2 (and samples the target)."""
+
+    def __new__(cls):
+        from chansim.verify.sd import SD
+
+        class Stingy(SD):
+            name = "sd"
+
+            def verify(self, p, q, drafts, noise):
+                acc, tok = super().verify(p, q, drafts, noise)
+                flip = (acc >= 0) & (noise.rng.random(acc.shape) < 0.2)
+                resample = np.array([noise.rng.choice(p.shape[1], p=row / row.sum()) for row in p])
+                return np.where(flip, -1, acc), np.where(flip, resample, tok)
+
+        return Stingy()
+
+
+def test_sd_acceptance_check_on_markov_sources(markov_tables):
+    from chansim.llm.agreement import sd_acceptance_check
+    from chansim.sources import MarkovSource
+
+    target, draft = markov_tables(8, 2)
+    prompts, lengths = [[i % 8] for i in range(30)], [40] * 30
+    for depth in (1, 3):
+        res = sd_acceptance_check(MarkovSource(target), MarkovSource(draft), prompts, lengths, depth, seed=depth)
+        assert res["events"] > 500 and abs(res["z"]) < Z_MAX, res
+    broken = sd_acceptance_check(MarkovSource(target), MarkovSource(draft), prompts, lengths, 1, seed=1,
+                                 method=_StingySD())
+    assert broken["z"] < -6

@@ -44,7 +44,30 @@ from scipy import stats as _st
 from ..stats import normal_quantile
 
 __all__ = ["row_z", "row_z_table", "sign_test", "stouffer", "pool_by_group", "path_law_check",
-           "ersd_ranks", "ersd_noise_check", "realised_calls"]
+           "ersd_ranks", "ersd_noise_check", "realised_calls", "position_z", "sd_acceptance_check"]
+
+
+def position_z(excess: Sequence[np.ndarray], positions: Sequence[np.ndarray]) -> float:
+    r"""Self-normalised z of a sum of per-token excesses grouped by absolute position.
+
+    With one seed for every sequence the keyed noise :math:`E(\text{seed}, n, x)` is shared by all
+    sequences at absolute position n, so their excesses at n are dependent; the per-position sums
+    :math:`D_n` are still martingale differences, so :math:`z = \sum_n D_n / \sqrt{\sum_n D_n^2}`
+    is N(0, 1) for many positions whatever the dependence inside a position.
+
+    >>> round(position_z([np.array([1.0, -1.0])], [np.array([0, 1])]), 6)
+    0.0
+    """
+    ex = np.concatenate([np.asarray(e, dtype=float) for e in excess])
+    pos = np.concatenate([np.asarray(n, dtype=np.int64) for n in positions])
+    _, inv = np.unique(pos, return_inverse=True)
+    sums = np.bincount(inv, weights=ex)                                   # [distinct positions]
+    ss = float((sums ** 2).sum())
+    return float(sums.sum() / math.sqrt(ss)) if ss > 0 else 0.0
+
+
+def _positions(run, i: int, length: int) -> np.ndarray:
+    return len(run.prompts[i]) + np.arange(length, dtype=np.int64)
 
 
 def _se(interval: dict, confidence: float) -> float:
@@ -125,11 +148,14 @@ def path_law_check(run) -> dict:
     r"""Do the logged tokens follow the target?  :math:`\sum_t (c_t - \beta_t)` against its null spread.
 
     Returns ``positions``, ``mean_c`` (path acceptance of one sd draft along the logged tokens),
-    ``mean_beta`` (:math:`\overline{\sum\min(p_t,q_t)}` over the same contexts), ``z`` and its
-    two-sided ``p_value``; per sequence ``sequence_excess`` = :math:`\sum_t (c_t - \beta_t)`.
+    ``mean_beta`` (:math:`\overline{\sum\min(p_t,q_t)}` over the same contexts), ``z`` (sequences
+    independent) and its two-sided ``p_value``, ``z_position`` / ``p_value_position``
+    (:func:`position_z`: valid when the sequences share keyed noise), and per sequence
+    ``sequence_excess`` = :math:`\sum_t (c_t - \beta_t)`.
     """
-    diffs, variances, cs, betas, per_seq = [], [], [], [], []
-    for p, q, y in run.sequences():                      # p, q: [T, V]; y: [T]
+    diffs, variances, cs, betas, per_seq, where = [], [], [], [], [], []
+    for i, (p, q, y) in enumerate(run.sequences()):      # p, q: [T, V]; y: [T]
+        where.append(_positions(run, i, len(y)))
         rows = np.arange(len(y))
         ratio = np.minimum(1.0, np.divide(q, p, out=np.ones_like(p), where=p > 0))   # c(y) for every y, [T, V]
         beta = np.minimum(p, q).sum(-1)                                              # [T]
@@ -142,9 +168,11 @@ def path_law_check(run) -> dict:
         per_seq.append(float((c - beta).sum()))
     d, v = np.concatenate(diffs), np.concatenate(variances)
     z = float(d.sum() / math.sqrt(v.sum())) if v.sum() > 0 else 0.0
+    zp = position_z(diffs, where)
     return {"positions": int(d.size), "mean_c": float(np.concatenate(cs).mean()),
             "mean_beta": float(np.concatenate(betas).mean()), "z": z,
-            "p_value": float(2 * _st.norm.sf(abs(z))), "sequence_excess": per_seq}
+            "p_value": float(2 * _st.norm.sf(abs(z))), "z_position": zp,
+            "p_value_position": float(2 * _st.norm.sf(abs(zp))), "sequence_excess": per_seq}
 
 
 def ersd_ranks(run, seed: int | None = None) -> list[np.ndarray]:
@@ -195,7 +223,8 @@ def ersd_noise_check(run, widths: Sequence[int], seed: int | None = None, confid
 
     ``widths``: drafts per depth (``[1] * K`` for ``chain:K``, ``[m]`` for ``batch:m``).
     Returns ``accepted`` (:math:`\sum_t A_t` at each distinct width), ``expected``
-    (:math:`\sum_t c^{ER}_t`), ``z`` (module docstring), ``p_value``; ``realised_calls`` per
+    (:math:`\sum_t c^{ER}_t`), ``z`` (module docstring), ``p_value``, ``z_position``
+    (:func:`position_z`, for sequences sharing the keyed noise); ``realised_calls`` per
     sequence (what ``llm validate`` measures for ``ersd`` on that tree with the log's seed) and
     ``expected_calls`` per sequence (the prediction's :math:`E[\text{calls} \mid \text{path}]`).
     """
@@ -208,18 +237,74 @@ def ersd_noise_check(run, widths: Sequence[int], seed: int | None = None, confid
     acc = {w: 0.0 for w in set(widths)}
     exp = {w: 0.0 for w in set(widths)}
     var = {w: 0.0 for w in set(widths)}
-    real, expect = [], []
-    for (p, q, y), rank in zip(run.sequences(), ranks):
+    real, expect, excess, where = [], [], {w: [] for w in set(widths)}, []
+    for i, ((p, q, y), rank) in enumerate(zip(run.sequences(), ranks)):
+        where.append(_positions(run, i, len(y)))
         c = {w: ersd_path_acceptance(p, q, y, w) for w in set(widths)}           # [T] per width
         a = {w: rank <= w for w in set(widths)}
         for w in set(widths):
             acc[w] += float(a[w].sum())
             exp[w] += float(c[w].sum())
             var[w] += float((c[w] * (1 - c[w])).sum())
+            excess[w].append(a[w] - c[w])
         real.append(realised_calls([a[w] for w in widths], len(widths)))
         expect.append(float(expected_calls(np.stack([c[w] for w in widths]))[0]))
     z = {w: (acc[w] - exp[w]) / math.sqrt(var[w]) if var[w] > 0 else 0.0 for w in acc}
     return {"widths": widths, "accepted": acc, "expected": exp, "z": z,
             "p_value": {w: float(2 * _st.norm.sf(abs(v))) for w, v in z.items()},
+            "z_position": {w: position_z(excess[w], where) for w in excess},
             "realised_calls": real, "expected_calls": expect,
             "tokens": [int(len(t)) for t in run.tokens]}
+
+
+class _Recorder:
+    """A source wrapper that keeps the rows of its latest ``tree_probs`` call."""
+
+    def __init__(self, source):
+        self.source = source
+        self.vocab_size = source.vocab_size
+        self.last = None
+
+    def tree_probs(self, prefix, parents, tokens):
+        self.last = np.asarray(self.source.tree_probs(prefix, parents, tokens))
+        return self.last
+
+
+def sd_acceptance_check(target_source, draft_source, prompts: Sequence[Sequence[int]], lengths: Sequence[int],
+                        depth: int, seed: int = 0, method: str = "sd") -> dict:
+    r"""Does ``sd`` accept at the rate :math:`\beta = \sum_x \min(p, q)` at the contexts it visits?
+
+    Runs ``method`` (a chain method that is sd on chains) on ``chain:depth`` step by step
+    (:func:`chansim.verify.speculative_step`) with :class:`~chansim.verify.GeneratorNoise` seeded
+    ``seed + i`` for prompt i (so prompts are independent), and at every verified node d of a
+    call compares the event "accepted" with :math:`\beta_d = \sum_x \min(p_d, q_d)(x)` of the
+    rows the sources returned for that node.  Given the call's past, the event is
+    Bernoulli(:math:`\beta_d`), so :math:`z = \sum(\text{event} - \beta) / \sqrt{\sum\beta(1-\beta)}`
+    is N(0, 1) for many events.  No log is involved: this checks the generation side alone.
+
+    Returns ``events``, ``accepted``, ``expected``, ``z``, ``p_value``, ``calls``, ``tokens``,
+    ``mean_beta`` and ``tokens_per_call``.
+    """
+    from ..verify import GeneratorNoise, as_tree, speculative_step
+
+    tree = as_tree(f"chain:{int(depth)}")
+    target, draft = _Recorder(target_source), _Recorder(draft_source)
+    ev, betas, calls, tokens = [], [], 0, 0
+    for i, (prompt, n) in enumerate(zip(prompts, lengths)):
+        noise = GeneratorNoise(np.random.default_rng(int(seed) + i))
+        text, start = [int(t) for t in prompt], len(prompt)
+        while len(text) - start < int(n):
+            step = speculative_step(method, tree, text, target, draft, noise)
+            p, q = target.last, draft.last                    # rows of nodes 0..depth (chain order)
+            for d, event in enumerate(step.events):
+                ev.append(bool(event))
+                betas.append(float(np.minimum(p[d], q[d]).sum()))
+            calls += 1
+            text.extend(step.tokens.tolist())
+        tokens += int(n)
+    e, b = np.asarray(ev, dtype=float), np.asarray(betas)
+    var = float((b * (1 - b)).sum())
+    z = float((e.sum() - b.sum()) / math.sqrt(var)) if var > 0 else 0.0
+    return {"events": int(e.size), "accepted": int(e.sum()), "expected": float(b.sum()), "z": z,
+            "p_value": float(2 * _st.norm.sf(abs(z))), "calls": calls, "tokens": tokens,
+            "mean_beta": float(b.mean()) if b.size else float("nan"), "tokens_per_call": tokens / max(calls, 1)}
