@@ -178,16 +178,18 @@ def path_law_check(run) -> dict:
 def ersd_ranks(run, seed: int | None = None) -> list[np.ndarray]:
     """Rank of each logged token in the draft's keyed race at its absolute position (1 = the draft's winner).
 
-    Uses the noise :math:`E(\\text{seed}, n, x)` of :func:`chansim.races.keyed_exponential` at the
-    absolute position n of the token (the log's ``seed`` by default), as ERSD's draft does.
+    Uses the noise :math:`E(k_i, n, x)` of :func:`chansim.races.keyed_exponential` at the absolute
+    position n of the token, with the log's key :math:`k_i` of sequence i
+    (:func:`chansim.llm.noise_keys.race_keys`; ``seed`` overrides the logged seed), as ERSD's draft does.
     """
     from ..races import keyed_exponential, race_times
+    from .noise_keys import race_keys
 
-    seed = int(run.metadata.get("seed", 0) if seed is None else seed)
+    keys = race_keys(run.metadata, len(run.prompts), seed)
     out = []
     for i, (p, q, y) in enumerate(run.sequences()):
         pos = len(run.prompts[i]) + np.arange(len(y), dtype=np.int64)
-        noise = keyed_exponential(seed, pos[:, None], np.arange(q.shape[1]))      # [T, V]
+        noise = keyed_exponential(keys[i], pos[:, None], np.arange(q.shape[1]))   # [T, V]
         times = race_times(noise, q)                                              # [T, V]
         ty = times[np.arange(len(y)), y]
         out.append((times < ty[:, None]).sum(-1) + 1)                             # [T]

@@ -137,7 +137,7 @@ def _setting_bar(label: str, total: int, enabled: bool):
 
 def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], method: str, tree,
             temperature: float, seed: int, confidence: float = 0.95, reference=None, progress: bool = False,
-            target_settings=None, draft_settings=None) -> dict:
+            target_settings=None, draft_settings=None, race_keys: Sequence[int] | None = None) -> dict:
     """Run ``method`` on ``tree`` for every prompt and aggregate (see the module docstring).
 
     Parameters
@@ -150,7 +150,11 @@ def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], meth
         As in :func:`~chansim.llm.generate.generate_real`.
     temperature : float
     seed : int
-        Key of :class:`~chansim.verify.KeyedNoise` (the same for every prompt, like the log).
+        Prompt i draws its uniforms from ``default_rng([seed, i])``
+        (:func:`chansim.llm.noise_keys.sequence_rng`: prompts are independent units).
+    race_keys : list of int, optional
+        Race-noise key of each prompt (:func:`chansim.llm.noise_keys.race_keys` of the log, so
+        ``ersd`` regenerates the logged paths); default ``seed`` for every prompt.
     confidence : float
     reference : list of arrays, optional
         Logged continuations; the number of sequences whose generated continuation equals
@@ -171,10 +175,15 @@ def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], meth
 
     tree = as_tree(tree)
     bar = _setting_bar(f"{method} {tree.name}", len(prompts), progress)
+    from .noise_keys import sequence_rng
+
+    keys = [int(seed)] * len(prompts) if race_keys is None else [int(k) for k in race_keys]
+    if len(keys) != len(prompts):
+        raise ValueError(f"need one race key per prompt (got {len(keys)} keys, {len(prompts)} prompts)")
     runs = []
-    for p, n in zip(prompts, lengths):
-        runs.append(generate_real(pair, method, tree, p, n, temperature, seed, target_settings=target_settings,
-                                  draft_settings=draft_settings))
+    for i, (p, n) in enumerate(zip(prompts, lengths)):
+        runs.append(generate_real(pair, method, tree, p, n, temperature, keys[i], target_settings=target_settings,
+                                  draft_settings=draft_settings, rng=sequence_rng(seed, i)))
         bar.update(1)
     bar.close()
     tokens = np.array([r.new_tokens for r in runs])
@@ -302,6 +311,9 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
     d_set = None if draft_settings is None else _relative(draft_settings, draft_temperature)
     path_valid = t_set in (None, same) and d_set in (None, same)
     seed = int(meta.get("seed", 0) if seed is None else seed)
+    from .noise_keys import race_keys
+
+    keys = race_keys(meta, len(run.prompts), seed)          # the log's keying rule (per sequence, or one seed)
     logged = [len(t) for t in run.tokens]
     if new_tokens is None:
         lengths = logged
@@ -340,7 +352,7 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
                 pred = _predict_iid(run, m.name, tree.name, lengths, confidence, t_set or same, d_set or same)
             row = measure(pair, run.prompts, lengths, m.name, tree, temperature, seed, confidence,
                           reference=run.tokens if m.uses_race and path_valid else None, progress=progress,
-                          target_settings=target_settings, draft_settings=draft_settings)
+                          target_settings=target_settings, draft_settings=draft_settings, race_keys=keys)
             row["prediction"] = "exact path" if path_valid else "i.i.d. per logged context (rate)"
             row = {"method": row.pop("method"), "tree": row.pop("tree"), "k": row.pop("k"),
                    "predicted": pred if isinstance(pred, dict) else None, "measured": row.pop("measured"), **row}
