@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..distributions import check_pair
+from ..paths import check_path_inputs
+from ..trees import as_tree
 from ..transport import optimal_acceptance_iid, optimal_transport_plan
 from .base import IIDDrafting, Method, NodeNoise, sample_rows
 
@@ -222,8 +224,6 @@ def multidraft_tree_tokens(target_probs, draft_probs, tree) -> float:
     >>> round(multidraft_tree_tokens([0.5, 0.5], [0.9, 0.1], batch(2)), 6)
     1.69
     """
-    from .walk import as_tree
-
     tree = as_tree(tree)
     Multidraft().check_tree(tree)
     p, q = check_pair(target_probs, draft_probs)
@@ -250,8 +250,6 @@ def multidraft_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.
     >>> multidraft_path_acceptance([[0.5, 0.5]], [[0.9, 0.1]], [1], 2).round(6).tolist()
     [0.38]
     """
-    from ..predict import _path_inputs
-
-    p, q, y, py = _path_inputs(target_probs, draft_probs, tokens)
+    p, q, y, py = check_path_inputs(target_probs, draft_probs, tokens)
     ry = np.array([multidraft_plan(p[t], q[t], m).selected[y[t]] for t in range(len(y))])
     return np.minimum(1.0, ry / py)
