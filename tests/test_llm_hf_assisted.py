@@ -53,17 +53,10 @@ def test_format_hf_speedups():
 
 
 @pytest.fixture(scope="module")
-def pair_and_prompts():
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    from chansim.llm import models
+def pair_and_prompts(default_pair):
     from chansim.llm.measure import pydoc_prompts
 
-    try:
-        pair = models.load_default_pair()
-    except FileNotFoundError as err:
-        pytest.skip(str(err))
-    return pair, pydoc_prompts(pair.tokenizer, 3, 16)
+    return default_pair, pydoc_prompts(default_pair.tokenizer, 3, 16)
 
 
 @pytest.mark.llm
