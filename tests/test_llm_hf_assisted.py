@@ -95,3 +95,26 @@ def test_side_by_side_bad_input(pair_and_prompts):
         HFGenerator(pair, 0.0)
     with pytest.raises(RuntimeError, match="inside"):
         HFGenerator(pair, 1.0).run(prompts[0], 2, 0)
+
+
+@pytest.mark.llm
+def test_cli_validate_cost_auto_prints_wall_clock_with_hf_beside(default_pair, tmp_path, capsys):
+    """`llm validate --cost auto --hf-assisted` adds the autoregressive row and prints both speed-up tables."""
+    import json
+
+    from conftest import make_real_log
+
+    from chansim.cli import main
+
+    run = make_real_log(default_pair, tmp_path / "w.npz", prompts=2, new_tokens=6, temperature=1.0, seed=0,
+                        prompt_tokens=16)
+    out = tmp_path / "w.json"
+    assert main(["--quiet", "llm", "validate", "--log", str(run.path), "--methods", "sd", "--trees", "chain:1",
+                 "--cost", "auto", "--hf-assisted", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "predicted wall speed-up" in text and "wall speed-up over generate" in text
+    doc = json.loads(out.read_text())
+    assert doc["hf_generate"]["method"] == "hf-generate"
+    rows = {(r["method"], r["baseline"]) for r in doc["wallclock"]["rows"]}
+    assert rows == {("sd", "chansim autoregressive"), ("hf-assisted", "transformers generate")}
+    assert any(r["method"] == "autoregressive" for r in doc["rows"])     # --cost auto ran it

@@ -1,5 +1,4 @@
 """Independent noise per sequence: keys, the load-time race check, and why (interval calibration)."""
-import json
 
 import numpy as np
 import pytest
