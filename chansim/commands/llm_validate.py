@@ -38,7 +38,9 @@ def register(subparsers) -> None:
     parser.add_argument("--skip-layers", default=None, help="override the draft's skipped layers (comma-separated)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--hf-assisted", action="store_true",
-                        help="also run transformers' assisted generation (do_sample=True) for every chain:K")
+                        help="also run transformers' assisted generation (do_sample=True) for every chain:K and its "
+                             "plain generate, interleaved per prompt: tokens per call and wall-clock speed-up "
+                             "(chansim/llm/hf_assisted.py)")
     parser.add_argument("--json", action="store_true", help="print the list of rows as JSON instead of a table")
     parser.add_argument("--plot", default=None, metavar="OUT.png", help="plot predicted vs measured (figure 6 style)")
     parser.add_argument("--out", default=None,
