@@ -6,7 +6,7 @@ Predicted side: logs sampled by keyed races with one key for every sequence (noi
 each absolute position) or a key per sequence, predicted with chansim.predict.predict_path.
 For each, over 150 seeds: the spread of the estimate against the standard error it reports.
 
-Usage: python experiments/shared_randomness.py   (about 2 minutes on one core)
+Usage: python experiments/shared_randomness.py   (under a minute on one core)
 """
 import numpy as np
 
