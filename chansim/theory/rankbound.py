@@ -271,9 +271,10 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
         Most winners given a full-vocabulary pass when the shortlist's heavy sets cannot
         meet the light-part budget.
     heavy_work : int
-        Cap on the mean heavy count per (binned) winner, i.e. on the work and memory of
-        the recursion (twice the old fixed count of 192); a pair that needs more gets
-        ``error > tol`` (reported, never hidden).
+        Cap on the heavy counts summed over winners: ``heavy_work`` per (binned) winner
+        (twice the old fixed count of 192) but at least 2^20 in all, i.e. on the work and
+        memory of the recursion; a pair that needs more gets ``error > tol`` (reported,
+        never hidden).
     device : str, optional
         A torch device (``"cpu"``, ``"cuda"``) for the Poisson-binomial recursion, the
         dominant cost; ``None`` (default) runs it in numpy.  Same float64 arithmetic.
@@ -347,7 +348,7 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
 
     # heavy sets per winner (rank_heavy): light-part l1 cost <= share where reachable
     heavy_sets = choose_heavy_sets(p, q, winners, pw, rho_w, c_tot, short, outside_qmax, share, heavy, heavy_max,
-                                   chunk, full_max, heavy_work * max(n_win, 1))
+                                   chunk, full_max, max(heavy_work * n_win, 1 << 20))
     light, light_err = heavy_sets.light, heavy_sets.light_err
     # winners with C_y = 0 (largest ratio): N = 0 surely
     busy = c_tot > 0
