@@ -45,7 +45,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 
 from ..races import competitor_rates
 from .rank_heavy import HeavySets, choose_heavy_sets, run_recursion
