@@ -39,3 +39,19 @@ def test_report_tree_errors():
     with pytest.raises(ValueError, match="shape"):
         report_tree("sd", p, q, 2, "star")
     assert report_tree("block", p, q, 2, "batch") is None and get_method("block").chains_only
+
+
+def test_optimal_rank_set_tree_at_real_vocab_uses_the_bounded_law(monkeypatch):
+    """Above V = 64 the report tree takes the guaranteed-error law, never the O(V^3) exact kernel."""
+    import chansim.theory.ranklaw as ranklaw
+    from chansim.distributions import noisy_target_pair
+
+    def refuse(*_, **__):
+        raise AssertionError("exact rank-law kernel called at V = 1000")
+
+    monkeypatch.setattr(ranklaw, "rank_distribution_exact", refuse)
+    p, q = noisy_target_pair(1000, 1.0, seed=0)
+    tree = report_tree("ersd", p, q, 4, "optimal")
+    assert tree.size == 4
+    topm = report_tree("ersd-topm", p, q, 4, "optimal")
+    assert topm.size == 4

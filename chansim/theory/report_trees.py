@@ -73,11 +73,11 @@ def report_tree(method: str, p, q, k: int, shape: str, *, law=None, seed: int = 
         return f"chain:{k}"
     if family == "sibling-closed":
         if law is None and meth.uses_race:
-            law = rank_law(p, q, method="exact")
+            law = rank_law(p, q, max_rank=max(k, 64))                # exact for small V, guaranteed error above
         weights = meth.slot_weights(p, q, k, seed=seed, law=law if meth.uses_race else None).w
         return best_sibling_closed_tree(weights, k, name=method)
     if family == "rank-set":
-        law = rank_law(p, q, method="exact") if law is None else law
+        law = rank_law(p, q, max_rank=max(k, 64)) if law is None else law
         return best_rank_set_tree(law.probs, k)
     if family == "sequences":
         _, length = best_sequences(p, q, k)
