@@ -13,8 +13,9 @@ from chansim.trees import from_parents
 from chansim.theory.nodes import specinfer_weights, spectr_acceptance
 from chansim.verify import GeneratorNoise, speculative_generate
 from chansim.verify.base import sample_rows, take_rows
-from chansim.verify.multidraft import (Multidraft, multidraft_acceptance, multidraft_path_acceptance,
-                                       multidraft_plan, multidraft_tree_tokens, multidraft_weights)
+from chansim.verify.multidraft import (Multidraft, first_holder_law, multidraft_acceptance,
+                                       multidraft_path_acceptance, multidraft_plan, multidraft_tree_tokens,
+                                       multidraft_weights, selection_law)
 from test_verify_exactness import ALPHA, IID_PAIRS, _markov_pair, _rolled_markov, iid_pvalues, markov_pvalues
 
 TREES = ["batch:2", "batch:3", "branch:2,2"]
@@ -43,20 +44,40 @@ class DraftRatioMultidraft(Multidraft):
         batch, m = drafts.shape
         if m == 0:
             return super().verify(p, q, drafts, noise)
-        u = noise.rng.random((batch, 3))
+        u = noise.rng.random((batch, 2 * m + 2))
         plan = multidraft_plan(p[0], q[0], m)
-        y = sample_rows(plan.rows(drafts), u[:, 0])
-        ok = u[:, 1] * take_rows(q, y) < take_rows(p, y)
+        y = plan.select(drafts, u[:, 2:m + 2], u[:, m + 2:])
+        ok = u[:, 0] * take_rows(q, y) < take_rows(p, y)
         token = y.copy()
         if not ok.all():
-            token[~ok] = sample_rows(np.maximum(p - q, 0.0), u[~ok, 2])
+            token[~ok] = sample_rows(np.maximum(p - q, 0.0), u[~ok, 1])
         accepted = np.where(ok, np.argmax(drafts == y[:, None], axis=1), -1)
         return accepted, token
 
 
-def test_broken_multidraft_is_caught():
+class LowestPointMultidraft(Multidraft):
+    """Bug: selects the draft with the *lowest* priority point, but corrects with the law of the highest."""
+
+    def verify(self, p, q, drafts, noise):
+        batch, m = drafts.shape
+        if m == 0:
+            return super().verify(p, q, drafts, noise)
+        u = noise.rng.random((batch, 2 * m + 2))
+        plan = multidraft_plan(p[0], q[0], m)
+        low = np.argmin(plan.points(drafts, u[:, 2:m + 2], u[:, m + 2:]), axis=1)
+        y = drafts[np.arange(batch), low]
+        ok = u[:, 0] * plan.selected[y] < p[0, y]
+        token = y.copy()
+        if not ok.all():
+            token[~ok] = sample_rows(np.maximum(p - plan.selected, 0.0), u[~ok, 1])
+        accepted = np.where(ok, np.argmax(drafts == y[:, None], axis=1), -1)
+        return accepted, token
+
+
+@pytest.mark.parametrize("broken", [DraftRatioMultidraft, LowestPointMultidraft])
+def test_broken_multidraft_is_caught(broken):
     p, q = IID_PAIRS["dense"]
-    assert min(iid_pvalues(DraftRatioMultidraft(), "batch:2", p, q, calls=40_000, seed=2024)) < ALPHA
+    assert min(iid_pvalues(broken(), "batch:2", p, q, calls=40_000, seed=2024)) < ALPHA
 
 
 # ----------------------------------------------------------------------------- optimality
@@ -98,8 +119,10 @@ def test_theory_matches_simulation():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match="draft sets"):
-        multidraft_plan(np.full(40, 1 / 40), np.full(40, 1 / 40), 4)
+    with pytest.raises(ValueError, match="m must be a positive integer"):
+        multidraft_plan([0.5, 0.5], [0.5, 0.5], 0)
+    with pytest.raises(ValueError, match="1-D"):
+        selection_law([[0.5, 0.5]], [[0.5, 0.5]], 2)
     with pytest.raises(ValueError, match="slots"):
         simulate("multidraft", from_parents([-1, 0], ranks=[0, 2], name="slot2"), [0.5, 0.5], [0.5, 0.5], calls=10)
 

@@ -126,6 +126,8 @@ class Method:
     variant_of: str | None = None
     tree_family: str | None = None
     has_path_prediction = False
+    #: run by ``chansim llm validate`` when no method is named (False: a costly sampler at real V)
+    validated_by_default = True
     sd_on_chains = False    # on a chain (one draft per node) the rule is exactly sd's
     trials_divisor = 1      # Monte Carlo node weights: a sample costs this many "trials" of the theory
     uses_race = False
