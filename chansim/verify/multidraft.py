@@ -35,6 +35,7 @@ which is r_y up to rounding; the sd step uses exactly this sum.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -150,11 +151,11 @@ def _curtain(sizes, targets, bottom: float, top: float, m: int):
     pw = float(m)
     expm1, log1p = math.expm1, math.log1p
 
-    def measure(b, a):
-        """b^m - a^m, accurate when a is close to b."""
-        if b - a > 1e-3 * b:
-            return b ** pw - a ** pw
-        return -(b ** pw) * expm1(pw * log1p((a - b) / b)) if b > 0.0 else 0.0
+    def measure(b, a, e=pw):
+        """b^e - a^e, accurate when a is close to b."""
+        if a < 0.5 * b:                                            # no cancellation
+            return b ** e - a ** e
+        return -(b ** e) * expm1(e * log1p((a - b) / b)) if b > 0.0 else 0.0
 
     def window(i, x, need):
         """(measure, last fragment, end) of the window of free length ``need`` from x in fragment i."""
@@ -175,14 +176,58 @@ def _curtain(sizes, targets, bottom: float, top: float, m: int):
 
     for k in range(len(sizes) - 1, 0, -1):
         need, target = float(sizes[k]), float(targets[k])
-        i = min(gap, len(lo) - 1)
-        while i > 0 and window(i, lo[i], need)[0] > target:       # bracket: W(i, lo_i) <= target < W(i+1, lo_i+1)
-            i -= 1
-        while i + 1 < len(lo) and window(i + 1, lo[i + 1], need)[0] <= target:
-            i += 1
+        if m > 1 and need > 0.0:                                   # where the density m u^(m-1) equals target/need
+            u_star = (target / (need * pw)) ** (1.0 / (pw - 1.0))
+            i = min(max(bisect.bisect_right(lo, u_star) - 1, 0), len(lo) - 1)
+        else:
+            u_star = lo[0]
+            i = min(gap, len(lo) - 1)
+        # bracket: the last i with W(i, lo_i) <= target (W increases with i), by galloping then bisection
+        low, high = i, i                                           # W(low) <= target < W(high + 1) sought
+        step = 1
+        while low > 0 and window(low, lo[low], need)[0] > target:
+            high = low - 1
+            low = max(low - step, 0)
+            step *= 2
+        step = 1
+        while high + 1 < len(lo) and window(high + 1, lo[high + 1], need)[0] <= target:
+            low = high + 1
+            high = min(high + step, len(lo) - 1)
+            step *= 2
+        while low < high:                                          # W(low) <= target, answer in [low, high]
+            mid = (low + high + 1) // 2
+            if window(mid, lo[mid], need)[0] <= target:
+                low = mid
+            else:
+                high = mid - 1
+        i = low
         a, b = lo[i], hi[i]
-        x = max(a, b - need)                                       # windows from below x stay inside fragment i
-        val, j, end = window(i, x, need)
+        # free length and measure of the fragments above i, cumulated until they hold the window
+        cum_len, cum_mu, t, tot_len, tot_mu = [], [], i + 1, 0.0, 0.0
+        while t < len(lo) and tot_len < need:
+            tot_len += hi[t] - lo[t]
+            tot_mu += measure(hi[t], lo[t])
+            cum_len.append(tot_len)
+            cum_mu.append(tot_mu)
+            t += 1
+
+        def window_i(x):
+            """(measure, last fragment, end) of the window from x in fragment i, O(log span)."""
+            rest = need - (b_i - x)
+            if rest <= 0.0:
+                return measure(x + need, x), i, x + need
+            k = bisect.bisect_left(cum_len, rest)
+            if k == len(cum_len):
+                return math.inf, len(lo) - 1, hi[-1]
+            below_len, below_mu = (cum_len[k - 1], cum_mu[k - 1]) if k else (0.0, 0.0)
+            end = lo[i + 1 + k] + (rest - below_len)
+            return measure(b_i, x) + below_mu + measure(end, lo[i + 1 + k]), i + 1 + k, end
+
+        b_i = b
+        x = u_star - 0.5 * need
+        if not a < x < b - need:
+            x = max(a, b - need)                                   # windows from below x stay inside fragment i
+        val, j, end = window_i(x)
         if val > target:
             b = x
         else:
@@ -190,21 +235,23 @@ def _curtain(sizes, targets, bottom: float, top: float, m: int):
         for _ in range(200):
             if val == target or b - a <= 4e-16 * b:
                 break
-            if math.isfinite(val) and abs(val - target) <= 1e-15 * target:
+            if math.isfinite(val) and abs(val - target) <= 1e-13 * target:
                 break
-            slope = pw * (end ** (pw - 1.0) - x ** (pw - 1.0)) if math.isfinite(val) else 0.0
+            slope = pw * measure(end, x, pw - 1.0) if math.isfinite(val) else 0.0
             x_new = x - (val - target) / slope if slope > 0.0 else 0.5 * (a + b)
+            if slope > 0.0 and abs(x_new - x) <= 2e-16 * x:        # Newton step below one ulp: converged
+                break
             if not a < x_new < b:
                 x_new = 0.5 * (a + b)
             x = x_new
-            val, j, end = window(i, x, need)
+            val, j, end = window_i(x)
             if val > target:
                 b = x
             else:
                 a = x
         if not math.isfinite(val):                                 # only by rounding at the very top
             x = a
-            val, j, end = window(i, x, need)
+            val, j, end = window_i(x)
         # the window: [x, hi_i], whole fragments i+1..j-1, [lo_j, end]
         if j == i:
             cells.append((k, x, end))
