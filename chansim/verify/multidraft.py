@@ -390,7 +390,7 @@ class Multidraft(IIDDrafting, Method):
     tree_family = "multidraft"
     #: c_t = min(1, r_t(y_t)/p_t(y_t)) with r the closed-form selection law (any V)
     has_path_prediction = True
-    #: the selection plan costs seconds per node at V = 49,152 (one Python pass over the
+    #: the selection plan costs about a second per node at V = 49,152 (one Python pass over the
     #: tokens), so ``llm validate`` runs it only when asked (``--methods multidraft``)
     validated_by_default = False
 
@@ -482,17 +482,12 @@ def first_holder_law(plan: MultidraftPlan) -> np.ndarray:
     vocab = len(plan.start) - 1
     length = plan.cell_hi - plan.cell_lo                                       # [C]
     tok = np.repeat(np.arange(vocab), np.diff(plan.start))                     # [C]
-    before = np.zeros(len(length))                                             # own length below the cell
+    before = np.zeros(len(length))                                             # y's own length below the cell
     if len(length):
-        cum = np.cumsum(length)
-        first = plan.start[tok]
-        # cells of a token sorted by position: their own cumulative length below each
-        order = np.lexsort((plan.cell_lo, tok))
+        order = np.lexsort((plan.cell_lo, tok))                                # by token, then position
         cum_sorted = np.cumsum(length[order])
-        group_start = np.searchsorted(tok[order], tok[order], side="left")
-        below_sorted = cum_sorted - length[order] - np.concatenate([[0.0], cum_sorted])[group_start]
-        before[order] = below_sorted
-        del cum, first
+        group_start = np.searchsorted(tok[order], tok[order], side="left")     # first cell of the token
+        before[order] = cum_sorted - length[order] - np.concatenate([[0.0], cum_sorted])[group_start]
     beta = np.maximum(plan.cell_lo - before, 0.0)                              # [C]
     out = np.zeros((vocab, m))
     for j in range(1, m + 1):
