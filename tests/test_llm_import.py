@@ -181,18 +181,13 @@ def _records_from_log(run, side, n):
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("transformers")
+def generated(default_pair, tmp_path_factory):
+    import torch
     from transformers import GenerationConfig
 
     from chansim.llm.measure import pydoc_prompts
-    from chansim.llm.models import load_default_pair
 
-    try:
-        pair = load_default_pair()
-    except FileNotFoundError as err:
-        pytest.skip(str(err))
+    pair = default_pair
     model = pair.target.model
     prompts = pydoc_prompts(pair.tokenizer, 2, 12)
     torch.manual_seed(0)

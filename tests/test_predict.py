@@ -112,6 +112,7 @@ def test_predict_path_chain_iid_limit():
     c = sd_path_acceptance(P, Q, y)
     assert 1.0 < pred.tokens_per_call < 4.0
     beta = np.minimum(p, q).sum()
+    assert abs(c.mean() - beta) < 5.5 * c.std() / np.sqrt(len(c))    # E_y[min(1, q_y/p_y)] = sum min(p, q)
     iid = (1 - beta**4) / (1 - beta)
     assert abs(pred.tokens_per_call - iid) / iid < 0.03
     lo, hi = pred.interval()

@@ -13,6 +13,7 @@ from scipy import stats
 
 from chansim import races as R
 from chansim.races import wilson_interval
+from chansim.theory import rank_law
 
 ALPHA = 1e-7
 R6 = np.array([0.05, 0.1, 0.0, 0.2, 0.3, 0.35])
@@ -228,11 +229,11 @@ def test_rank_distribution_exact_vs_monte_carlo():
     rng = np.random.default_rng(21)
     for conc in (0.3, 1.0):
         p, q = rng.dirichlet(np.full(8, conc)), rng.dirichlet(np.full(8, conc))
-        exact = R.rank_distribution(p, q, method="exact")
+        exact = R.rank_distribution_exact(p, q)
         assert exact.exact and exact.never == 0.0
         assert exact.probs.sum() == pytest.approx(1.0, abs=1e-9)
         assert exact.probs[0] == pytest.approx(float(R.er_acceptance(p, q)), abs=1e-9)
-        mc = R.rank_distribution(p, q, method="mc", trials=200_000, seed=3, confidence=1 - ALPHA)
+        mc = R.rank_distribution_mc(p, q, trials=200_000, seed=3, confidence=1 - ALPHA)
         assert not mc.exact and mc.trials == 200_000
         assert np.all(mc.ci_low <= exact.probs + 1e-12) and np.all(exact.probs <= mc.ci_high + 1e-12)
 
@@ -246,6 +247,6 @@ def test_rank_distribution_never_mass_when_q_zero():
     assert exact.probs[0] == pytest.approx(float(R.er_acceptance(p, q)), abs=1e-9)
     mc = R.rank_distribution_mc(p, q, trials=100_000, seed=1)
     assert abs(mc.never - 0.3) < 5.33 * np.sqrt(0.21 / 100_000)            # 1e-7 two-sided
-    assert R.rank_distribution(p, p).probs[0] == pytest.approx(1.0, abs=1e-9)
-    with pytest.raises(ValueError, match="method must be"):
-        R.rank_distribution(p, q, method="magic")
+    assert R.rank_distribution_exact(p, p).probs[0] == pytest.approx(1.0, abs=1e-9)
+    with pytest.raises(ValueError, match="method must be"):          # the one entry point names its methods
+        rank_law(p, q, method="magic")

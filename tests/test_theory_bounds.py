@@ -3,7 +3,6 @@ import math
 
 import numpy as np
 import pytest
-import sympy as sp
 
 from chansim.distributions import synthetic_pair
 from chansim.races import er_acceptance

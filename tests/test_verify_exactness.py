@@ -26,6 +26,8 @@ CASES = [
     ("spectr", "batch:3"), ("spectr", "seq:3x2"), ("spectr", "seq:2x3"),
     ("ersd", "chain:3"), ("ersd", "batch:3"), ("ersd", "branch:2,2"),
     ("ersd", from_parents([-1, 0, 0, 1, 2], ranks=[0, 2, 3, 1, 2], name="ranks{2,3}")),
+    ("block", "chain:1"), ("block", "chain:2"), ("block", "chain:3"),
+    ("multidraft", "batch:2"), ("multidraft", "batch:3"), ("multidraft", "branch:2,2"),
 ]
 IDS = [f"{m}-{t if isinstance(t, str) else t.name}" for m, t in CASES]
 

@@ -9,7 +9,6 @@ tokens.  The data are the parent/slot arrays of the trees.
 """
 from __future__ import annotations
 
-import numpy as np
 
 from .. import trees
 from ..theory import best_sibling_closed_tree, specinfer_weights

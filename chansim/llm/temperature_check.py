@@ -84,9 +84,8 @@ def iid_prediction(run, temperature: float, draft_temperature: float | None = No
         ``mean`` and ``rate`` (each ``{"mean", "ci_low", "ci_high"}``), ``exact``, ``positions``,
         ``sequences``.
     """
-    from scipy import stats as sps
 
-    from ..stats import ratio_interval
+    from ..stats import ratio_interval, student_quantile
     from ..theory.expectations import expected_tokens
     from ..verify import as_tree
 
@@ -107,7 +106,7 @@ def iid_prediction(run, temperature: float, draft_temperature: float | None = No
     q = q_set.apply(np.asarray(run.draft_log_probs[idx]))            # [N, V]
     seq_of = np.repeat(np.arange(len(rows_of)), [len(r) for r in rows_of])   # [N]
     n_seq = len(rows_of)
-    tcrit = float(sps.t.ppf((1 + confidence) / 2, max(n_seq - 1, 1)))
+    tcrit = student_quantile(confidence, max(n_seq - 1, 1))
     out = []
     for method in methods:
         for spec in trees:

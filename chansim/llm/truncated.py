@@ -40,6 +40,7 @@ from typing import Sequence
 import numpy as np
 
 from .logs import LogError, LoggedSequences, _offsets, _standard_metadata
+from ..verify.registry import METHODS, get_method, method_names
 
 __all__ = ["TOPN_FORMAT", "TruncatedLog", "write_truncated_log", "read_truncated_log", "truncate_log",
            "is_truncated_log", "acceptance_bounds", "sd_path_acceptance_bounds", "specinfer_path_acceptance_bounds",
@@ -360,9 +361,8 @@ def expected_calls_interval(accept_lo: np.ndarray, accept_hi: np.ndarray) -> tup
     return float(f_min[0]), float(f_max[0])
 
 
-#: methods with a guaranteed interval, and on which trees
-INTERVAL_METHODS = {"sd": "chains", "specinfer": "any depth-only tree", "rsd": "chains (= sd)",
-                    "spectr": "chains (= sd)"}
+#: methods with a guaranteed interval, and on which trees ("chains" or "depth-only"), from the registry
+INTERVAL_METHODS = {name: cls.truncated_intervals for name, cls in METHODS.items() if cls.truncated_intervals}
 
 
 def predict_interval(log: TruncatedLog, method: str, tree_spec) -> dict:
@@ -385,7 +385,7 @@ def predict_interval(log: TruncatedLog, method: str, tree_spec) -> dict:
     if method not in INTERVAL_METHODS:
         raise ValueError(f"no guaranteed interval for {method!r} from top-n heads: its acceptance depends on the "
                          f"whole tail through races (methods with intervals: {', '.join(INTERVAL_METHODS)})")
-    if method != "specinfer" and any(w > 1 for w in widths):
+    if INTERVAL_METHODS[method] == "chains" and any(w > 1 for w in widths):
         raise ValueError(f"{method} on {tree_spec} has no guaranteed interval from top-n heads (only on chains, "
                          f"where it is sd)")
     bounds = {w: specinfer_path_acceptance_bounds(log, w) for w in set(widths)}
@@ -415,14 +415,14 @@ def truncated_report(log, k: Sequence[int] = (1, 2, 4, 8), methods: Sequence[str
     if not isinstance(log, TruncatedLog):
         log = read_truncated_log(log)
     b_lo, b_hi = acceptance_bounds(log)
-    methods = list(methods) if methods else ["sd", "specinfer", "rsd", "spectr", "ersd"]
+    methods = list(methods) if methods else list(method_names(drafting=True, path=True, variants=False))
     specs = []
     for kind in trees:
         specs += [f"{kind}:{int(v)}" for v in k if f"{kind}:{int(v)}" not in ("batch:1",)]
     rows, skipped = [], []
     for method in methods:
         for spec in specs:
-            if method == "sd" and spec.startswith("batch:"):
+            if get_method(method).chains_only and spec.startswith("batch:"):
                 continue
             try:
                 rows.append(predict_interval(log, method, spec))
@@ -448,7 +448,7 @@ def format_truncated_report(rep: dict) -> str:
         lines.append(f"  {r['method']:<10}{r['tree']:<10}{r['k']:>4}   [{r['low']:.4f}, {r['high']:.4f}]")
     shown = set()
     for r in rep["skipped"]:
-        tree = "any" if r["method"] == "ersd" else r["tree"]
+        tree = r["tree"] if r["method"] in INTERVAL_METHODS else "any"
         if (r["method"], tree) not in shown:
             shown.add((r["method"], tree))
             lines.append(f"  {r['method']:<10}{tree:<10}      n/a: {r['reason']}")
@@ -468,7 +468,7 @@ def truncation_widths(run, top_n: Sequence[int], methods: Sequence[str] = ("sd",
 
     full_beta = float(run.pair_statistics()["sd_acceptance"].mean())
     full = {(m, t): predict_from_log(run, m, t)["mean"] for m in methods for t in trees
-            if not (m == "sd" and t.startswith("batch"))}
+            if not (get_method(m).chains_only and t.startswith("batch"))}
     return [row for draft_token in (True, False) for row in _widths(run, top_n, full, draft_token, full_beta)]
 
 

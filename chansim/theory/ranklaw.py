@@ -38,9 +38,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from ..distributions import check_pair
+from ..stats import normal_quantile
 from ..races import rank_distribution_exact, sample_ranks
 from .rankbound import bounded_rank_law, entropy_continuity_bound, rank_entropy_interval
 
@@ -229,7 +229,7 @@ def rank_law(target_probs, draft_probs, method: str = "auto", trials: int = 4000
     h_plug = float(-logf.mean())
     h = h_plug + (observed - 1) / (2 * trials)                     # Miller–Madow
     m2 = float((logf ** 2).mean())
-    z = stats.norm.ppf(0.5 + confidence / 2)
+    z = normal_quantile(confidence)
     se = float(logf.std(ddof=1)) / math.sqrt(trials)
     trunc = entropy_continuity_bound(delta, vocab + 1)                    # needs delta <= 1/2 (§5)
     ci = (max(0.0, h - z * se - (observed - 1) / (2 * trials) - trunc), h + z * se + trunc)

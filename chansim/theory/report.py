@@ -33,7 +33,6 @@ import numpy as np
 
 from .. import races
 from ..distributions import check_pair, kl_divergence, softmax, total_variation
-from ..trees import Tree, batch as batch_tree, chain as chain_tree
 from ..verify.registry import get_method, method_names
 from ..verify.sd import sd_chain_tokens
 from ..verify.spectr import spectr_sequences_tokens, spectr_transition_matrix

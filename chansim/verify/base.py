@@ -109,7 +109,8 @@ class Method:
 
     **Logged paths** (:mod:`chansim.predict`): :meth:`path_acceptance` gives the
     acceptance of a node conditioned on the logged output token; :meth:`check_widths`
-    rejects tree shapes the prediction cannot handle.
+    rejects tree shapes the prediction cannot handle; ``truncated_intervals`` says on which
+    trees a log holding only the top-n of p and q still gives a guaranteed interval.
 
     **Display**: ``label``, ``colour``, ``marker`` (tables and figures); ``variant_of``
     names the method a registered variant runs (e.g. ``ersd-topm``), and variants are
@@ -129,6 +130,9 @@ class Method:
     #: run by ``chansim llm validate`` when no method is named (False: a costly sampler at real V)
     validated_by_default = True
     sd_on_chains = False    # on a chain (one draft per node) the rule is exactly sd's
+    #: trees with a guaranteed tokens-per-call interval from top-n heads (chansim.llm.truncated):
+    #: "chains", "depth-only" (any tree whose width depends only on depth) or None
+    truncated_intervals: str | None = None
     trials_divisor = 1      # Monte Carlo node weights: a sample costs this many "trials" of the theory
     uses_race = False
     merges_duplicates = False

@@ -35,6 +35,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..distributions import check_pair
+from ..paths import check_path_inputs, expected_calls_from_lengths
+from ..stats import normal_quantile
 from .base import IIDDrafting, Method, NodeNoise, sample_rows, take_rows
 from .specinfer import SpecInfer
 
@@ -235,7 +237,6 @@ def block_chain_tokens_mc(target_probs, draft_probs, gamma: int, trials: int = 2
     >>> lo <= 20 / 9 <= hi
     True
     """
-    from scipy import stats
 
     p, q = check_pair(target_probs, draft_probs)
     if p.ndim != 1:
@@ -246,7 +247,7 @@ def block_chain_tokens_mc(target_probs, draft_probs, gamma: int, trials: int = 2
         raise ValueError(f"trials must be an integer >= 2, got {trials!r}")
     sums = _mc_mean_weights(p, q, gamma, trials, seed)[1]                               # [N]
     mean, se = float(sums.mean()), float(sums.std(ddof=1) / np.sqrt(len(sums)))
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    z = normal_quantile(confidence)
     return 1.0 + mean, 1.0 + mean - z * se, 1.0 + mean + z * se
 
 
@@ -269,9 +270,7 @@ def block_call_lengths(target_probs, draft_probs, tokens, gamma: int) -> np.ndar
     >>> block_call_lengths([[0.5, 0.5]] * 2, [[0.25, 0.75]] * 2, [0, 0], 1)[0].round(6).tolist()
     [0.0, 0.5, 0.5]
     """
-    from ..predict import _path_inputs
-
-    p, q, y, py = _path_inputs(target_probs, draft_probs, tokens)
+    p, q, y, py = check_path_inputs(target_probs, draft_probs, tokens)
     if isinstance(gamma, bool) or int(gamma) != gamma or gamma < 1:
         raise ValueError(f"gamma must be a positive integer, got {gamma!r}")
     return _call_lengths(q, y, py, int(gamma))
@@ -306,6 +305,4 @@ def block_path_calls(target_probs, draft_probs, tokens, gamma: int) -> float:
     >>> block_path_calls([[0.5, 0.5]] * 4, [[0.5, 0.5]] * 4, [0, 1, 0, 1], 1)   # q = p: 2 tokens a call
     2.0
     """
-    from ..predict import expected_calls_from_lengths
-
     return float(expected_calls_from_lengths(block_call_lengths(target_probs, draft_probs, tokens, gamma))[0])

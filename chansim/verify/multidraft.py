@@ -42,6 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..distributions import check_pair
+from ..paths import check_path_inputs
+from ..trees import as_tree
 from ..transport import optimal_acceptance_iid
 from .base import IIDDrafting, Method, NodeNoise, sample_rows
 
@@ -528,8 +530,6 @@ def multidraft_tree_tokens(target_probs, draft_probs, tree) -> float:
     >>> round(multidraft_tree_tokens([0.5, 0.5], [0.9, 0.1], batch(2)), 6)
     1.69
     """
-    from .walk import as_tree
-
     tree = as_tree(tree)
     Multidraft().check_tree(tree)
     p, q = check_pair(target_probs, draft_probs)
@@ -557,7 +557,5 @@ def multidraft_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.
     >>> multidraft_path_acceptance([[0.5, 0.5]], [[0.9, 0.1]], [1], 2).round(6).tolist()
     [0.38]
     """
-    from ..predict import _path_inputs
-
-    p, q, y, py = _path_inputs(target_probs, draft_probs, tokens)
+    p, q, y, py = check_path_inputs(target_probs, draft_probs, tokens)
     return Multidraft().path_acceptance(p, q, y, py, m)

@@ -25,9 +25,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 from ..distributions import check_pair
+from ..stats import normal_quantile
 from .base import Method, NodeNoise, SlotWeights, check_width, residual, sample_rows, take_rows
 
 __all__ = ["RSD", "rsd_weights", "rsd_weights_exact", "rsd_weights_mc", "rsd_path_weights"]
@@ -43,6 +43,7 @@ class RSD(Method):
     tree_family = "sibling-closed"
     has_path_prediction = True
     sd_on_chains = True
+    truncated_intervals = "chains"        # where it is sd
     trials_divisor = 10     # one history = m residual rounds over V
     #: rejection rounds before the exact fallback (sampling from the renormalised remainder)
     max_redraws = 16
@@ -226,7 +227,7 @@ def rsd_weights_mc(target_probs, draft_probs, m: int, trials: int = 20_000, seed
             qj[rows, x] = 0.0
     mean = s1 / trials
     var = np.clip(s2 / trials - mean ** 2, 0, None) * trials / max(trials - 1, 1)
-    z = stats.norm.ppf(1 - (1 - confidence) / (2 * m))
+    z = normal_quantile(1 - (1 - confidence) / m)                # Bonferroni over the m slots
     half = z * np.sqrt(var / trials)
     return SlotWeights(mean, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), False, trials)
 

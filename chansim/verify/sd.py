@@ -44,6 +44,7 @@ class SD(SpecInfer):
     chains_only = True
     tree_family = "chain"
     sd_on_chains = False    # it *is* sd
+    truncated_intervals = "chains"
 
     def slot_weights(self, p, q, m: int = 1, **_) -> SlotWeights:
         r"""``sd`` slot weight :math:`w_1 = \beta = \sum_x \min(p_x, q_x)`, shape ``(..., 1)``."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import comb
 
+from ..trees import Tree
 from .base import IIDDrafting, Method, NodeNoise, check_width, sample_rows, take_rows
 
 __all__ = ["SpecTr", "spectr_rho", "spectr_beta_c", "spectr_acceptance", "spectr_transition",
@@ -179,6 +180,7 @@ class SpecTr(IIDDrafting, Method):
     tree_family = "sequences"
     has_path_prediction = True
     sd_on_chains = True
+    truncated_intervals = "chains"        # where it is sd
 
     def node_acceptance(self, p, q, m: int, **_) -> float:
         return spectr_acceptance(p, q, m)

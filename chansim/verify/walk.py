@@ -28,7 +28,7 @@ import numpy as np
 
 from ..races import keyed_exponential
 from ..sources import check_sources
-from ..trees import Tree, parse_tree
+from ..trees import as_tree
 from .base import NodeNoise
 from .registry import get_method
 
@@ -126,15 +126,6 @@ class GenerationResult:
     @property
     def tokens_per_call(self) -> float:
         return sum(s.n_tokens for s in self.steps) / max(1, len(self.steps))
-
-
-def as_tree(tree) -> Tree:
-    """A :class:`~chansim.trees.Tree` from a tree or a spec string (``chain:4``, ...)."""
-    if isinstance(tree, Tree):
-        return tree
-    if isinstance(tree, str):
-        return parse_tree(tree)
-    raise ValueError(f"tree must be a chansim.trees.Tree or a spec such as 'chain:4', got {tree!r}")
 
 
 def _subtree(parents: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
