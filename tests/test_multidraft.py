@@ -269,3 +269,16 @@ def test_sampler_law_matches_monte_carlo():
     keep = plan.selected * n > 5
     expected = plan.selected[keep] * n
     assert chisquare(counts[keep], expected * counts[keep].sum() / expected.sum()).pvalue > ALPHA
+
+
+def test_token_below_float_resolution_never_wins():
+    """q_y ~ 1e-17 at the top of the axis: empty cell, selection law 0, never selected over a real draft."""
+    p = np.array([0.01, 0.5, 0.49])
+    q = np.array([1e-17, 0.5, 0.5])
+    q /= q.sum()
+    plan = multidraft_plan(p, q, 3)
+    assert plan.start[1] == plan.start[0] and plan.selected[0] == 0.0
+    drafts = np.array([[0, 1, 2], [0, 0, 2]])
+    rng = np.random.default_rng(0)
+    assert set(plan.select(drafts, rng.random((2, 3)), rng.random((2, 3))).tolist()) <= {1, 2}
+    assert abs(np.minimum(p, plan.selected).sum() - optimal_acceptance_iid(p, q, 3)) < 1e-15

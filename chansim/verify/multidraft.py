@@ -312,8 +312,12 @@ class MultidraftPlan:
         """Priority points of ``drafts`` ``[B, m]`` from two uniforms each → ``[B, m]``."""
         first, stop = self.start[drafts], self.start[drafts + 1]                  # [B, m]
         target = self.cum_len[first] + u_cell * (self.cum_len[stop] - self.cum_len[first])
-        cell = np.clip(np.searchsorted(self.cum_len, target, side="right") - 1, first, stop - 1)
-        return self.cell_lo[cell] + u_pos * (self.cell_hi[cell] - self.cell_lo[cell])
+        cell = np.clip(np.searchsorted(self.cum_len, target, side="right") - 1, first, np.maximum(stop - 1, first))
+        cell = np.minimum(cell, len(self.cell_lo) - 1)
+        point = self.cell_lo[cell] + u_pos * (self.cell_hi[cell] - self.cell_lo[cell])
+        # a token whose cells vanished in floating point (q_y below the resolution of its place
+        # on the axis, e.g. q_y ~ 1e-17 next to 1) has selection law 0: it never wins
+        return np.where(stop > first, point, -1.0)
 
     def select(self, drafts: np.ndarray, u_cell: np.ndarray, u_pos: np.ndarray) -> np.ndarray:
         """The selected token Y of each row of ``drafts`` ``[B, m]`` → ``[B]`` (highest point wins)."""
