@@ -17,7 +17,6 @@ import argparse
 import json
 import time
 
-import numpy as np
 
 from chansim.distributions import noisy_target_pair
 from chansim.simulate import simulate

@@ -148,6 +148,8 @@ class RaceTable:
         with :meth:`tokens`) and arrival times, earliest first; ``-1`` / ``inf`` once q's
         support is used up.  Arrival j is drawn :math:`\propto q` over the tokens not yet
         arrived, after a gap :math:`\mathrm{Exp}(1) / Q_{\text{rem}}` (docs/theory.md §2.4).
+        With one table row and ``count > 1`` the first arrivals come from
+        :meth:`_distinct_prefix` (vectorised); the sequential draws continue from there.
         """
         rows = np.asarray(rows, dtype=np.int64)
         batch = len(rows)
@@ -156,18 +158,76 @@ class RaceTable:
         q_arr = np.zeros((batch, count))                                       # [B, M] q of the arrived
         clock = np.zeros(batch)
         last = np.full(batch, self.vocab - 1, dtype=np.int64)
+        start = np.zeros(batch, dtype=np.int64)                                # [B] slots filled by the prefix
+        if self.rows == 1 and count > 1:
+            start = self._distinct_prefix(count, rng, pos, times, q_arr)
+            filled = start > 0
+            clock[filled] = times[np.flatnonzero(filled), start[filled] - 1]
         for j in range(count):
-            gaps = rng.standard_exponential(batch)
-            u = rng.random(batch)
-            live = self.n_draft[rows] > j                                      # q still has unarrived tokens
-            rem = self._cum_left(self.q_cum, rows, last, pos[:, :j], q_arr[:, :j])
-            clock = np.where(live, clock + gaps / np.where(live, rem, 1.0), np.inf)
-            s = self._pick(self.q_cum, lambda r, x: self._at(self.q, r, x), rows, u * rem, last,
-                           pos[:, :j], q_arr[:, :j], rng, hit=live)
-            pos[live, j] = s[live]
-            times[live, j] = clock[live]
-            q_arr[live, j] = self._at(self.q, rows, s)[live]
+            idx = np.flatnonzero(start <= j)                                   # rows drawing slot j here
+            if not len(idx):
+                continue
+            r = rows[idx]
+            gaps = rng.standard_exponential(len(idx))
+            u = rng.random(len(idx))
+            live = self.n_draft[r] > j                                         # q still has unarrived tokens
+            rem = self._cum_left(self.q_cum, r, last[idx], pos[idx, :j], q_arr[idx, :j])
+            clock[idx] = np.where(live, clock[idx] + gaps / np.where(live, rem, 1.0), np.inf)
+            s_ = self._pick(self.q_cum, lambda rr, x: self._at(self.q, rr, x), r, u * rem, last[idx],
+                            pos[idx, :j], q_arr[idx, :j], rng, hit=live)
+            li = idx[live]
+            pos[li, j] = s_[live]
+            times[li, j] = clock[li]
+            q_arr[li, j] = self._at(self.q, r, s_)[live]
         return np.where(pos < self.vocab, pos, -1), times
+
+    def _distinct_prefix(self, count: int, rng: np.random.Generator, pos, times, q_arr, block: int = 1 << 20):
+        r"""Fill the first arrivals of every row from L >= 2 count i.i.d. draws :math:`\propto q` (one table row).
+
+        The distinct values of an i.i.d. :math:`\propto q` stream, in order of first
+        appearance, are successive sampling without replacement :math:`\propto q` — the
+        arrival order of the race; the stream after the fixed length L is independent of it,
+        so the next new token is :math:`\propto q` over the unseen ones and the sequential
+        draws may continue from the prefix (docs/theory.md §2.4).  Given the order, the gaps
+        are independent :math:`\mathrm{Exp}(1)/Q_{\text{rem}}` (memorylessness).  Writes
+        ``pos``, ``times``, ``q_arr`` in place; returns the prefix length per row, ``[B]``.
+        """
+        batch = pos.shape[0]
+        # stream length: the first power of two >= 2 count whose expected number of distinct
+        # tokens, sum_x 1 - (1 - q_x)^L, reaches 1.2 count (capped at 64 count)
+        qn = self.q[0][self.q[0] > 0] / self.q_cum[0, -1]
+        draws_per_row = 2 * count
+        while draws_per_row < 64 * count and -np.expm1(draws_per_row * np.log1p(-np.minimum(qn, 1 - 1e-16))).sum() < 1.2 * count:
+            draws_per_row *= 2
+        found = np.zeros(batch, dtype=np.int64)
+        cum, total = self.q_cum[0], self.q_cum[0, -1]
+        step = max(1, block // draws_per_row)
+        cols = np.arange(draws_per_row)
+        for b0 in range(0, batch, step):
+            sl = slice(b0, min(batch, b0 + step))
+            n = sl.stop - sl.start
+            draw = np.searchsorted(cum[1:], rng.random((n, draws_per_row)) * total, side="right")   # [n, L]
+            draw = np.minimum(draw, self.vocab - 1)
+            order = np.argsort(draw, axis=1, kind="stable")
+            ranked = np.take_along_axis(draw, order, 1)
+            first_sorted = np.ones_like(ranked, dtype=bool)
+            first_sorted[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+            first = np.zeros_like(first_sorted)
+            np.put_along_axis(first, order, first_sorted, 1)                     # first appearance, draw order
+            first &= self.q[0][draw] > 0
+            keep = first & (np.cumsum(first, axis=1) <= count)
+            k_row = keep.sum(1)                                                 # [n] <= count
+            sel = np.argsort(np.where(keep, cols, draws_per_row + cols), axis=1, kind="stable")[:, :count]
+            tok = np.take_along_axis(draw, sel, 1)                              # [n, count] valid below k_row
+            valid = cols[None, :count] < k_row[:, None]
+            qv = np.where(valid, self.q[0][tok], 0.0)
+            rem = total - np.concatenate([np.zeros((n, 1)), np.cumsum(qv, axis=1)[:, :-1]], axis=1)
+            gaps = rng.standard_exponential((n, count)) / np.where(valid, rem, 1.0)
+            pos[sl] = np.where(valid, tok, pos[sl])
+            q_arr[sl] = np.where(valid, qv, q_arr[sl])
+            times[sl] = np.where(valid, np.cumsum(np.where(valid, gaps, 0.0), axis=1), times[sl])
+            found[sl] = k_row
+        return found
 
     # ------------------------------------------------------------------ target race
     def race_winner(self, rows: np.ndarray, pos: np.ndarray, times: np.ndarray, rng: np.random.Generator,

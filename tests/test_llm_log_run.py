@@ -35,6 +35,7 @@ def test_real_log(real_log, capsys):
     from chansim.llm.logging_run import race_sample, stored_race_mismatches
     from chansim.llm.logs import read_log
     from chansim.llm.measure import _path_log_probs, pydoc_prompts
+    from chansim.llm.noise_keys import sequence_key
 
     pair, path = real_log
     run = read_log(path)
@@ -44,7 +45,8 @@ def test_real_log(real_log, capsys):
     assert stored_race_mismatches(run) == []
     for i in range(run.n_sequences):
         p, q, y = run.sequence(i)
-        assert [race_sample(np.log(p[t]), 5, n) for t, n in enumerate(run.positions(i))] == y.tolist()
+        key = sequence_key(5, i)                               # each sequence has its own race key
+        assert [race_sample(np.log(p[t]), key, n) for t, n in enumerate(run.positions(i))] == y.tolist()
         # stored rows = an independent full (uncached) forward on the sampled sequence, to float16 precision
         seq = run.prompts[i] + y.tolist()
         for net, stored in ((pair.target, run.target_log_probs), (pair.draft, run.draft_log_probs)):

@@ -107,6 +107,29 @@ def test_race_without_offsets_is_caught():
     assert fast_vs_brute_pvalue(*PAIRS["dense"], 2, correct=False) < ALPHA
 
 
+class _PrefixWithoutGaps(RaceTable):
+    """Deliberately wrong prefix: the gaps ignore the mass already arrived (Exp(1)/Q_total each)."""
+
+    def _distinct_prefix(self, count, rng, pos, times, q_arr, block=1 << 20):
+        found = super()._distinct_prefix(count, rng, pos, times, q_arr, block)
+        valid = np.arange(count)[None, :] < found[:, None]
+        redrawn = np.cumsum(rng.standard_exponential(times.shape), axis=1) / self.q_cum[0, -1]
+        times[:] = np.where(valid, redrawn, times)
+        return found
+
+
+def test_vectorised_prefix_with_wrong_gaps_is_caught():
+    """The arrival times of the prefix matter (they set the target race's offsets): a wrong gap law is caught."""
+    p, q = PAIRS["dense"]
+    n = 30_000
+    table = _PrefixWithoutGaps(p[None], q[None])
+    drafts, winner = fast_race(table, np.zeros(n, dtype=np.int64), 3, np.random.default_rng(1))
+    ref_drafts, ref_winner = brute_race(p, q, n, 3, np.random.default_rng(2))
+    a = encode(list(drafts.T) + [winner], len(p))
+    b = encode(list(ref_drafts.T) + [ref_winner], len(p))
+    assert two_sample_pvalue(a, b) < ALPHA
+
+
 @pytest.mark.parametrize("pair", list(PAIRS))
 @pytest.mark.parametrize("m", [1, 3, 4])
 def test_rsd_rounds_match_full_vocabulary_rule(pair, m):

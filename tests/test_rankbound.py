@@ -190,6 +190,7 @@ def test_max_entropy_capped():
 def test_narrow_first_pass_keeps_guarantee():
     """Rows finished at width K' < K (mass beyond K' charged as 'narrow' error) stay within the l1 guarantee."""
     from chansim.theory import rank_law
+    from chansim.theory.rank_heavy import HeavySets
     from chansim.theory.rankbound import _accumulate_rows, bounded_rank_law
 
     rng = np.random.default_rng(11)
@@ -211,8 +212,56 @@ def test_narrow_first_pass_keeps_guarantee():
     heavy_c, light = rng.exponential(0.5, (30, 6)), rng.exponential(0.5, 30)
     t, y = rng.exponential(1.0, 3000), rng.integers(0, 30, 3000)
     weight = rng.uniform(0, 1, 3000) / 3000
-    full, err0, _ = _accumulate_rows(np.zeros(k + 1), t, y, weight, heavy_c, light, k, 0, 0.0)
-    kept, err, wide = _accumulate_rows(np.zeros(k + 1), t, y, weight, heavy_c, light, k, 4, np.inf)
+    heavy = HeavySets.single(heavy_c, light)
+    full, err0, _ = _accumulate_rows(np.zeros(k + 1), t, y, weight, heavy, k, 0, 0.0)
+    kept, err, wide = _accumulate_rows(np.zeros(k + 1), t, y, weight, heavy, k, 4, np.inf)
     moved = np.abs(full - kept).sum()
     assert err0 == 0 and wide == 0 and err > 1e-3
     assert 0.1 * err < moved <= err + 1e-12
+
+
+def _hard_pair(vocab=2048):
+    """Confident target, flat draft: thousands of competitors with small rates behind the top token."""
+    from chansim.distributions import softmax
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal(vocab)
+    z[0] += 9
+    return softmax(z), softmax(0.2 * z + 0.5 * rng.standard_normal(vocab))
+
+
+def test_error_meets_tol_on_a_hard_pair():
+    """Per-winner heavy sets (rank_heavy) bring the guaranteed error under tol where a fixed cap of 192 could not."""
+    p, q = _hard_pair()
+    capped = bounded_rank_law(p, q, max_rank=8, tol=1e-3, heavy_max=192)
+    assert capped.error > 1.0                              # the old fixed ladder: light part dominates
+    b = bounded_rank_law(p, q, max_rank=8, tol=1e-3)
+    assert b.error <= 1e-3 and b.parts["light"] <= 1e-3 / 6
+    trials = 100_000
+    ranks = sample_ranks(p, q, trials, np.random.default_rng(2))
+    freq = np.bincount(ranks, minlength=10)[1:9] / trials
+    se = np.sqrt(np.maximum(freq * (1 - freq), 1 / trials) / trials)
+    assert np.all(np.abs(freq - b.head) <= b.error + 5 * se), (freq, b.head, b.error)
+
+
+def test_full_vocabulary_pass_contains_exact_law():
+    """A shortlist too short for the budget: the full-vocabulary pass is used and the guarantee holds, <= tol."""
+    rng = np.random.default_rng(3)
+    for vocab in (20, 40):
+        p, q = rng.dirichlet(np.ones(vocab)), rng.dirichlet(np.ones(vocab))
+        ex = rank_distribution_exact(p, q)
+        b = bounded_rank_law(p, q, max_rank=8, heavy=2, shortlist=6, tol=1e-7)
+        dev = np.abs(ex.probs[:8] - b.head).sum() + abs(ex.probs[8:].sum() - b.tail)
+        assert b.parts["full_pass"] > 0
+        assert dev <= b.error <= 1e-7
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(), reason="no CUDA device"))])
+def test_torch_recursion_matches_numpy(device):
+    """The torch path of the recursion (device='cpu' / 'cuda') gives the numpy law to rounding."""
+    pytest.importorskip("torch")
+    p, q = _hard_pair(1024)
+    ref = bounded_rank_law(p, q, max_rank=8, tol=1e-3)
+    got = bounded_rank_law(p, q, max_rank=8, tol=1e-3, device=device)
+    assert np.abs(ref.head - got.head).max() < 1e-12 and abs(ref.tail - got.tail) < 1e-12
+    assert ref.error == pytest.approx(got.error, rel=1e-9, abs=1e-15)

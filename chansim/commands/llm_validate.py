@@ -38,7 +38,9 @@ def register(subparsers) -> None:
     parser.add_argument("--skip-layers", default=None, help="override the draft's skipped layers (comma-separated)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--hf-assisted", action="store_true",
-                        help="also run transformers' assisted generation (do_sample=True) for every chain:K")
+                        help="also run transformers' assisted generation (do_sample=True) for every chain:K and its "
+                             "plain generate, interleaved per prompt: tokens per call and wall-clock speed-up "
+                             "(chansim/llm/hf_assisted.py)")
     parser.add_argument("--json", action="store_true", help="print the list of rows as JSON instead of a table")
     parser.add_argument("--plot", default=None, metavar="OUT.png", help="plot predicted vs measured (figure 6 style)")
     parser.add_argument("--out", default=None,
@@ -131,6 +133,9 @@ def run(args) -> int:
     if args.plot:
         check_output(args.plot, inputs=[args.log], force=args.force, what="--plot", suffixes=(".png", ".pdf", ".svg"),
                      make_parents=True)
+    if args.cost == "auto":               # the wall-clock speed-up is over autoregressive decoding: run it too
+        methods = methods if "autoregressive" in methods else ["autoregressive"] + methods
+        trees = trees if "chain:0" in trees else ["chain:0"] + trees
     log = read_log(Path(args.log))
     target_settings, draft_settings = _settings(args, log.metadata)
     for path in (p.strip() for p in (args.predict_from or "").split(",") if p.strip()):

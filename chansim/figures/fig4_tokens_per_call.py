@@ -6,8 +6,10 @@ registry with a tree family.  Every number is a library result: the curves are
 :func:`chansim.theory.speedup_report` (the bound report's family rules, or a method's own
 ``report_tokens``), the Monte Carlo points are :func:`chansim.simulate.simulate`'s own
 estimate and interval on the report's tree (:func:`chansim.theory.report_trees.report_tree`),
-and, on top, the ERSD large-k relation ln k / H(R) + C and the all-k bound
-(ln(k+1) + ln V_R) / H(R) (:mod:`chansim.theory.asymptotics`).
+and, on top, the ERSD large-k relation ln k / H(R) + C (:mod:`chansim.theory.asymptotics`), the
+guaranteed all-k bound that ``chansim bound`` prints
+(:func:`chansim.theory.bound_columns.guaranteed_bound`, docs/theory.md §4, §5 and §10) and,
+beside it, the paper's form (ln(k+1) + ln V_R) / H(R).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import numpy as np
 from ..distributions import kl_divergence, synthetic_pair
 from ..simulate import simulate
 from ..theory import all_k_bound, large_k_relation, rank_law, speedup_report
+from ..theory.bound_columns import guaranteed_bound
 from ..theory.report_trees import report_tree
 from ..trees import Tree, from_parents
 from ..verify.registry import METHODS as METHODS_BY_NAME, method_names
@@ -110,7 +113,8 @@ def compute(settings, parallel) -> dict:
             checks.append(pt["ci_low"] <= exact <= pt["ci_high"])
     max_half = max((pt["ci_high"] - pt["ci_low"]) / 2 for pt in mc)
     theory = {"k": ks.tolist(), "large_k": large_k_relation(ks, law).tolist(),
-              "all_k_bound": all_k_bound(ks, law).tolist(), "entropy_nats": law.entropy,
+              "all_k_bound": guaranteed_bound(ks, law, law.support),
+              "all_k_bound_paper": all_k_bound(ks, law).tolist(), "entropy_nats": law.entropy,
               "support": law.support, "alpha_er": law.alpha, "beta": float(np.minimum(p, q).sum())}
     e_opt = curves["optimal"]["ersd"]
     inexact = [f"{m} ({s})" for s in SHAPES for m, c in curves[s].items() if not c["exact"]]
@@ -131,9 +135,12 @@ def compute(settings, parallel) -> dict:
         + (f"; not simulated (sampler limit): {', '.join(sorted({pt['method'] + ' ' + pt['shape'] for pt in skipped}))}"
            f" at k >= {min(pt['k'] for pt in skipped)}" if skipped else "")
         + ". Black: ERSD large-k relation "
-        f"ln k/H(R) + C (dashed) and all-k bound (ln(k+1) + ln V_R)/H(R) (solid), V_R = {law.support}. "
+        f"ln k/H(R) + C (dashed), the guaranteed all-k bound printed by chansim bound (solid: the least of k + 1, "
+        f"(ln(k+1) + ln V_R)/H(R) and the exit-entropy bound of docs/theory.md §10) and, grey dotted, the paper's "
+        f"form (ln(k+1) + ln V_R)/H(R), V_R = {law.support}. "
         f"Optimal ERSD at k={e_opt['k'][-1]}: {e_opt['value'][-1]:.3f} tokens/call "
-        f"(relation {theory['large_k'][-1]:.3f}, bound {theory['all_k_bound'][-1]:.3f})."
+        f"(relation {theory['large_k'][-1]:.3f}, guaranteed bound {theory['all_k_bound'][-1]:.3f}, "
+        f"paper form {theory['all_k_bound_paper'][-1]:.3f})."
     )
     return {"vocab": VOCAB, "family": FAMILY, "knob": KNOB, "curves": curves, "mc": mc, "theory": theory,
             "report_seed": report_seed, "mc_skipped": skipped, "mc_max_halfwidth": max_half, "mc_checks_inside": int(sum(checks)),
@@ -167,7 +174,9 @@ def plot(data):
             ax.plot(cur["k"], cur["value"], color=STYLE[method][1], lw=1.6, ls=ls, label=lab, zorder=2)
         ax.axhline(1.0, color=STYLE["autoregressive"][1], lw=1.0, ls="-.", label="autoregressive (1 token per call)")
         ax.plot(th["k"], th["large_k"], "k--", lw=1.1, label="ERSD large-k relation ln k / H(R) + C", zorder=1)
-        ax.plot(th["k"], th["all_k_bound"], "k-", lw=1.1, label="all-k bound (ln(k+1) + ln V_R) / H(R)", zorder=1)
+        ax.plot(th["k"], th["all_k_bound"], "k-", lw=1.1, label="guaranteed all-k bound (chansim bound)", zorder=1)
+        ax.plot(th["k"], th["all_k_bound_paper"], color="0.45", ls=":", lw=1.1,
+                label="paper form (ln(k+1) + ln V_R) / H(R)", zorder=1)
         for method in dict.fromkeys(pt["method"] for pt in data["mc"] if pt["shape"] == shape):
             pts = [pt for pt in data["mc"] if pt["shape"] == shape and pt["method"] == method]
             mc_errorbar(ax, [pt["k"] * offsets[method] for pt in pts], [pt["mean"] for pt in pts],
@@ -176,7 +185,7 @@ def plot(data):
         ax.set_xlabel("drafted tokens k (log scale)")
         ax.set_title(titles[shape], fontsize=10)
         ax.grid(alpha=0.3, which="both")
-        ax.set_ylim(0.8, max(th["all_k_bound"]) * 1.05)
+        ax.set_ylim(0.8, max(th["all_k_bound_paper"]) * 1.05)
         handles, labels = ax.get_legend_handles_labels()
         handles.append(plt.Line2D([], [], marker="o", mfc="white", mec="k", color="k", ls="none"))
         labels.append(f"Monte Carlo (chansim.simulate), {int(CONFIDENCE * 100)}% interval")

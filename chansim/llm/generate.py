@@ -175,7 +175,7 @@ def _check_prompt(prompt_ids, vocab: int) -> list[int]:
 
 
 def generate_real(pair, method, tree, prompt_ids, new_tokens: int, temperature: float = 1.0, seed: int = 0,
-                  target_settings=None, draft_settings=None, **method_options) -> RealGeneration:
+                  target_settings=None, draft_settings=None, rng=None, **method_options) -> RealGeneration:
     """Generate ``new_tokens`` tokens after ``prompt_ids`` with ``method`` on a real model pair.
 
     Parameters
@@ -193,7 +193,11 @@ def generate_real(pair, method, tree, prompt_ids, new_tokens: int, temperature: 
     temperature : float
         Sampling temperature of both models.
     seed : int
-        Seed of :class:`~chansim.verify.KeyedNoise`.
+        Seed of :class:`~chansim.verify.KeyedNoise` (the race-noise key; also seeds the uniforms
+        unless ``rng`` is given).
+    rng : numpy.random.Generator, optional
+        Uniform stream of the non-race randomness (``validate`` gives each prompt its own,
+        :func:`chansim.llm.noise_keys.sequence_rng`).
     target_settings, draft_settings : SamplingSettings, optional
         Separate samplers (:class:`chansim.llm.temperature.SamplingSettings`: temperature,
         0 = greedy, top-k, top-p) of target and draft, applied to the T = 1 log-probs; each
@@ -217,7 +221,8 @@ def generate_real(pair, method, tree, prompt_ids, new_tokens: int, temperature: 
     draft = ModelSource(pair.draft, temperature, leaf_depth=tree.max_depth, settings=draft_settings)
     prompt = _check_prompt(prompt_ids, target.vocab_size)
     start = time.perf_counter()
-    result = speculative_generate(method_obj, tree, target, draft, int(new_tokens), KeyedNoise(seed), prefix=prompt)
+    result = speculative_generate(method_obj, tree, target, draft, int(new_tokens), KeyedNoise(seed, rng=rng),
+                                  prefix=prompt)
     wall = time.perf_counter() - start
     depth = tree.max_depth
     reached, accepted = [0] * depth, [0] * depth

@@ -3,11 +3,13 @@ r"""Sample target paths with keyed exponential races and log target and draft di
 For each prompt, ``new_tokens`` tokens are sampled from the **target** by plain race
 sampling with the shared keyed noise of :mod:`chansim.races`:
 
-.. math:: y_t = \arg\min_x E(\text{seed}, n, x) / p_t(x), \qquad n = \text{len(prompt)} + t,
+.. math:: y_t = \arg\min_x E(k_i, n, x) / p_t(x), \qquad n = \text{len(prompt)} + t,
 
 with :math:`E = ` :func:`chansim.races.keyed_exponential`, :math:`p_t` the target's
-float64 ``softmax(logits / T)`` on ``prompt + y_{<t}`` and n the *absolute* position of
-:math:`y_t` in the sequence (0-based, prompt included). This is exactly the output
+float64 ``softmax(logits / T)`` on ``prompt + y_{<t}``, n the *absolute* position of
+:math:`y_t` in the sequence (0-based, prompt included) and :math:`k_i = \text{seed} + i\cdot 2^{32}`
+the key of sequence i (:func:`chansim.llm.noise_keys.sequence_key`: sequences get independent
+noise; ``metadata["noise_key"] = "per-sequence"``). This is exactly the output
 rule of ERSD (docs/algorithms.md): the target's token at every node is its own race winner
 under the same keyed noise. Hence ERSD run on the same pair with the same seed, the
 same prompts and positions keyed the same way reproduces the logged continuation
@@ -54,14 +56,17 @@ def stored_race_mismatches(run, seed: int | None = None) -> list[tuple[int, int]
     The log was sampled from the model's float64 distributions; the stored ones are
     float16-rounded, so a disagreement is possible only at a near-tie of the race
     (relative gap between the two earliest arrival times below ~0.1 %). ``seed``
-    defaults to ``run.metadata["seed"]``.
+    defaults to ``run.metadata["seed"]``; sequence i uses the log's key rule
+    (:func:`chansim.llm.noise_keys.race_keys`).
     """
-    seed = run.metadata["seed"] if seed is None else seed
+    from .noise_keys import race_keys
+
+    keys = race_keys(run.metadata, run.n_sequences, seed)
     out = []
     for i in range(run.n_sequences):
         p, _, y = run.sequence(i)
         pos = run.positions(i)
-        noise = keyed_exponential(int(seed), pos[:, None], np.arange(run.vocab_size))
+        noise = keyed_exponential(keys[i], pos[:, None], np.arange(run.vocab_size))
         won = race_winner(noise, p)
         out += [(i, int(t)) for t in np.flatnonzero(won != y)]
     return out
@@ -114,15 +119,18 @@ def log_run(pair, prompts: Sequence[Sequence[int]], new_tokens: int, temperature
     target, draft = TreeScorer(pair.target), TreeScorer(pair.draft)
     bar = _progress(len(prompts) * new_tokens, progress)
     tokens, tlp, dlp = [], [], []
+    from .noise_keys import PER_SEQUENCE, sequence_key
+
     try:
-        for prompt in prompts:
+        for index, prompt in enumerate(prompts):
+            key = sequence_key(seed, index)                              # independent noise per sequence
             seq = list(prompt)
             t_rows, d_rows = [], []
             for _ in range(new_tokens):
                 lp = target.next_log_probs(seq, temperature)            # [V] float64
                 t_rows.append(lp)
                 d_rows.append(draft.next_log_probs(seq, draft_temperature))
-                seq.append(race_sample(lp, seed, len(seq)))
+                seq.append(race_sample(lp, key, len(seq)))
                 bar.update(1)
             tokens.append(np.array(seq[len(prompt):], dtype=np.int64))
             tlp.append(np.stack(t_rows))
@@ -136,9 +144,10 @@ def log_run(pair, prompts: Sequence[Sequence[int]], new_tokens: int, temperature
         "temperature": float(temperature),
         "draft_temperature": float(draft_temperature),
         "seed": int(seed),
+        "noise_key": PER_SEQUENCE,
         "new_tokens": new_tokens,
-        "sampling": "keyed race on the target: token at absolute position n = argmin_x "
-                    "keyed_exponential(seed, n, x) / p(x); n counts prompt tokens from 0",
+        "sampling": "keyed race on the target: token at absolute position n of sequence i = argmin_x "
+                    "keyed_exponential(seed + i * 2**32, n, x) / p(x); n counts prompt tokens from 0",
         "prompts": dict(prompt_source or {"source": "given token ids"}),
         "prompt_lengths": [len(p) for p in prompts],
         "target_forwards": target.n_forward,

@@ -430,9 +430,10 @@ def _check_race(path, meta, tl, dl, tokens, toff, poff) -> None:
     sampling = str(meta.get("sampling", ""))
     if "seed" not in meta or not sampling.startswith("keyed race"):
         return                                       # not a keyed-race log: nothing to re-derive
-    from ..races import keyed_exponential
+    from .noise_keys import keyed_rows, race_keys
 
     seed = int(meta["seed"])
+    keys = race_keys(meta, toff.size - 1)                                # one key per sequence (or the seed)
     n_rows = tokens.size
     count = int(min(n_rows, max(16, _RACE_CHECK_ELEMENTS // max(1, tl.shape[1]))))
     rows = np.unique(np.linspace(0, n_rows - 1, count).astype(np.int64))
@@ -443,7 +444,7 @@ def _check_race(path, meta, tl, dl, tokens, toff, poff) -> None:
 
     def late(log_probs):
         lp = log_probs[rows].astype(np.float64)                          # [n, V]
-        noise = keyed_exponential(seed, position[:, None], vocab)        # [n, V]
+        noise = keyed_rows(keys, seq, position, vocab)                   # [n, V]
         with np.errstate(divide="ignore", over="ignore"):
             log_time = np.log(noise) - lp                                # log arrival time
         win = np.argmin(log_time, axis=1)

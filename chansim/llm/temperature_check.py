@@ -111,11 +111,17 @@ def iid_prediction(run, temperature: float, draft_temperature: float | None = No
     for method in methods:
         for spec in trees:
             tree = as_tree(spec)
-            try:
-                es = [expected_tokens(method, tree, p[j], q[j], trials=trials, seed=seed + j) for j in range(len(idx))]
-            except ValueError:
-                continue                                           # method does not run on this tree
-            e = np.array([x.value for x in es])                      # [N] tokens per call per context
+            fast = _ersd_chain_tokens(method, tree, p, q)
+            if fast is not None:
+                e, exact = fast, True                                # [N] closed form, no Monte Carlo
+            else:
+                try:
+                    es = [expected_tokens(method, tree, p[j], q[j], trials=trials, seed=seed + j)
+                          for j in range(len(idx))]
+                except ValueError:
+                    continue                                       # method does not run on this tree
+                e = np.array([x.value for x in es])                  # [N] tokens per call per context
+                exact = all(bool(x.exact) for x in es)
             per_seq_mean = np.array([e[seq_of == s].mean() for s in range(n_seq)])
             half = tcrit * per_seq_mean.std(ddof=1) / np.sqrt(n_seq) if n_seq > 1 else float("inf")
             mean = {"mean": float(e.mean()), "ci_low": float(e.mean() - half), "ci_high": float(e.mean() + half)}
@@ -125,8 +131,36 @@ def iid_prediction(run, temperature: float, draft_temperature: float | None = No
             out.append({"method": method, "tree": spec, "temperature": float(temperature),
                         "draft_temperature": float(draft_temperature), "log_temperature": t0,
                         "mean": mean, "rate": {k: float(rate[k]) for k in ("mean", "ci_low", "ci_high")},
-                        "exact": all(bool(x.exact) for x in es), "positions": int(len(idx)), "sequences": n_seq})
+                        "exact": exact, "positions": int(len(idx)), "sequences": n_seq})
     return out
+
+
+def _ersd_chain_tokens(method: str, tree, p: np.ndarray, q: np.ndarray):
+    r"""i.i.d.-model tokens per call of ``ersd`` on ``chain:K`` in closed form, or ``None`` if that does not apply.
+
+    On a chain each depth d drafts the draft's race winner under the noise of its own position and
+    accepts iff the target's winner is the same token; with the same pair at every depth and
+    independent noise per position each depth accepts with :math:`\alpha_{ER}(p, q)`
+    (:func:`chansim.races.er_acceptance`, exact, :math:`O(V\log V)`) independently, so
+    :math:`E = (1 - \alpha_{ER}^{K+1}) / (1 - \alpha_{ER})` -- the Monte Carlo rank law of
+    :func:`~chansim.theory.expectations.expected_tokens` is not needed.  Rows must have full support
+    (temperature only: no greedy, top-k or top-p, whose ties and zeros the rank law handles).
+
+    >>> p = np.array([[0.5, 0.3, 0.2]])
+    >>> float(_ersd_chain_tokens("ersd", "chain:2", p, p)[0])     # q = p: everything accepted
+    3.0
+    """
+    from ..races import er_acceptance
+    from ..verify import as_tree
+    from ..verify.sd import sd_chain_tokens
+
+    tree = as_tree(tree)
+    if method != "ersd" or tree.size == 0 or tree.max_depth != tree.size:
+        return None
+    if not (np.all(p > 0) and np.all(q > 0)):
+        return None
+    alpha = er_acceptance(p, q, validate=False)                    # [N]
+    return np.asarray(sd_chain_tokens(alpha, tree.size), dtype=float)
 
 
 def _overlap(a, b) -> bool:

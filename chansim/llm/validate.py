@@ -11,8 +11,9 @@ For a log (:mod:`chansim.llm.logs`) and each (method, tree):
   the ratio-estimator interval of :func:`chansim.stats.ratio_interval`.
 
 Side by side (``hf_assisted=True``): transformers' own assisted generation with
-sampling on the same pair and prompts (:func:`hf_assisted_generate`), its tokens per
-target call (target forward calls counted by a hook) and wall time.
+sampling on the same pair and prompts (:mod:`chansim.llm.hf_assisted`), its tokens per
+target call (target forward calls counted by a hook), wall time, and its wall-clock
+speed-up over transformers' plain ``generate`` (interleaved per prompt, paired bootstrap).
 
 Rows are plain dicts (``method``, ``tree``, ``k``, ``predicted`` and ``measured`` as
 ``{mean, ci_low, ci_high}``, ``target_calls``, ``wall_seconds``, ...), the format read by
@@ -30,6 +31,7 @@ import numpy as np
 from ..logconfig import get_logger
 from ..stats import bootstrap_ratio_interval, ratio_interval
 from ..verify.registry import method_names
+from .hf_assisted import format_hf_speedups, hf_assisted_generate, hf_draft_model, hf_side_by_side
 
 _log = get_logger("validate")
 
@@ -136,7 +138,7 @@ def _setting_bar(label: str, total: int, enabled: bool):
 
 def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], method: str, tree,
             temperature: float, seed: int, confidence: float = 0.95, reference=None, progress: bool = False,
-            target_settings=None, draft_settings=None) -> dict:
+            target_settings=None, draft_settings=None, race_keys: Sequence[int] | None = None) -> dict:
     """Run ``method`` on ``tree`` for every prompt and aggregate (see the module docstring).
 
     Parameters
@@ -149,7 +151,11 @@ def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], meth
         As in :func:`~chansim.llm.generate.generate_real`.
     temperature : float
     seed : int
-        Key of :class:`~chansim.verify.KeyedNoise` (the same for every prompt, like the log).
+        Prompt i draws its uniforms from ``default_rng([seed, i])``
+        (:func:`chansim.llm.noise_keys.sequence_rng`: prompts are independent units).
+    race_keys : list of int, optional
+        Race-noise key of each prompt (:func:`chansim.llm.noise_keys.race_keys` of the log, so
+        ``ersd`` regenerates the logged paths); default ``seed`` for every prompt.
     confidence : float
     reference : list of arrays, optional
         Logged continuations; the number of sequences whose generated continuation equals
@@ -170,10 +176,15 @@ def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], meth
 
     tree = as_tree(tree)
     bar = _setting_bar(f"{method} {tree.name}", len(prompts), progress)
+    from .noise_keys import sequence_rng
+
+    keys = [int(seed)] * len(prompts) if race_keys is None else [int(k) for k in race_keys]
+    if len(keys) != len(prompts):
+        raise ValueError(f"need one race key per prompt (got {len(keys)} keys, {len(prompts)} prompts)")
     runs = []
-    for p, n in zip(prompts, lengths):
-        runs.append(generate_real(pair, method, tree, p, n, temperature, seed, target_settings=target_settings,
-                                  draft_settings=draft_settings))
+    for i, (p, n) in enumerate(zip(prompts, lengths)):
+        runs.append(generate_real(pair, method, tree, p, n, temperature, keys[i], target_settings=target_settings,
+                                  draft_settings=draft_settings, rng=sequence_rng(seed, i)))
         bar.update(1)
     bar.close()
     tokens = np.array([r.new_tokens for r in runs])
@@ -198,154 +209,6 @@ def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], meth
         out["log_path_matches"] = int(sum(np.array_equal(r.tokens, np.asarray(ref)[:r.new_tokens])
                                           for r, ref in zip(runs, reference)))
     return out
-
-
-# ----------------------------------------------------------------------------- HF assisted generation
-_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
-               "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs")
-
-
-def hf_draft_model(pair):
-    """The draft as a Hugging Face model, for ``generate(assistant_model=...)``.
-
-    For a layer-skipping draft: a *shallow* copy of the target whose backbone's layer
-    list holds only the kept layers (no weight is copied).  Each attention module keeps
-    its original ``layer_idx``, so its keys/values go to the same slot of a cache sized
-    by the (shared) config; skipped slots stay empty.  The copy gets its own generation
-    config and hook registries (so hooks on the target do not fire for the draft).
-    A separate draft model with no skipped layers is returned as is.
-
-    Raises
-    ------
-    NotImplementedError
-        When layer 0 is skipped (transformers reads the cache length from layer 0).
-    """
-    import copy
-    from collections import OrderedDict
-
-    import torch
-
-    view = pair.draft
-    model = view.model
-    if not view.skipped_layers:
-        return model
-    if 0 not in view.layers:
-        raise NotImplementedError("HF assisted generation with a draft that skips layer 0 is not supported "
-                                  "(transformers reads the cache length from layer 0)")
-    backbone = copy.copy(model.model)
-    backbone._modules = dict(backbone._modules)          # the original keeps its layer list
-    backbone.layers = torch.nn.ModuleList([model.model.layers[i] for i in view.layers])
-    clone = copy.copy(model)
-    clone._modules = dict(clone._modules)
-    clone.model = backbone
-    for mod in (clone, backbone):
-        for name in _HOOK_DICTS:
-            if hasattr(mod, name):
-                setattr(mod, name, OrderedDict())
-    clone.generation_config = copy.deepcopy(model.generation_config)
-    return clone
-
-
-def hf_assisted_generate(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], temperature: float,
-                         num_assistant_tokens: int, seed: int = 0, confidence: float = 0.95) -> dict:
-    """transformers' assisted generation with sampling (``do_sample=True``) on the pair.
-
-    Full-vocabulary sampling at ``temperature`` (``top_k=0``, ``top_p=1``), a constant
-    draft length ``num_assistant_tokens`` (schedule ``constant``, no confidence cut-off),
-    EOS ignored (so exactly ``lengths[i]`` tokens are made).  transformers verifies a
-    chain with speculative sampling, i.e. ``sd`` on ``chain:K``.  Target and draft forward
-    calls are counted with forward hooks; the target's first call also pre-fills.  The tokens
-    each target call committed are read from the position of its first input token (for
-    the call-level interval term of :func:`ratio_interval`; dropped if inconsistent).
-
-    Returns
-    -------
-    dict
-        ``method`` (``"hf-assisted"``), ``tree`` (``chain:K``), ``k``, ``measured``
-        (:func:`ratio_interval`), ``tokens``, ``target_calls``, ``draft_forwards``,
-        ``wall_seconds``, ``sequence_tokens``, ``sequence_calls``.
-    """
-    import torch
-    from transformers import GenerationConfig
-
-    k = int(num_assistant_tokens)
-    if k < 1:
-        raise ValueError(f"num_assistant_tokens must be >= 1, got {k}")
-    target = pair.target.model
-    if len(pair.target.layers) != pair.target.n_model_layers:
-        raise NotImplementedError("HF assisted generation needs a target that runs all its layers")
-    draft = hf_draft_model(pair)
-    if draft is target:
-        raise NotImplementedError("the draft runs every layer of the target: nothing to compare")
-    saved = (target.generation_config, draft.generation_config)
-    # EOS off (chansim never stops at EOS either: exactly lengths[i] tokens, no EOS masking)
-    target.generation_config = GenerationConfig(bos_token_id=saved[0].bos_token_id, eos_token_id=None,
-                                                pad_token_id=saved[0].pad_token_id if saved[0].pad_token_id
-                                                is not None else 0)
-    draft.generation_config = GenerationConfig(num_assistant_tokens=k, num_assistant_tokens_schedule="constant",
-                                               assistant_confidence_threshold=0.0, eos_token_id=None)
-    counts = {"target": 0, "draft": 0}
-    starts: list = []          # per target call: position of its first input token (None if unknown)
-
-    def on_target(module, args, kwargs):
-        counts["target"] += 1
-        pos = kwargs.get("position_ids")
-        starts.append(int(pos.reshape(-1)[0]) if pos is not None and pos.numel() else None)
-
-    hooks = [target.register_forward_pre_hook(on_target, with_kwargs=True),
-             draft.register_forward_hook(lambda *a: counts.__setitem__("draft", counts["draft"] + 1))]
-    tokens, calls, call_tokens, wall = [], [], [], 0.0
-    try:
-        for i, (prompt, n) in enumerate(zip(prompts, lengths)):
-            ids = torch.tensor([list(prompt)], dtype=torch.long, device=pair.device)
-            torch.manual_seed(int(seed) + i)
-            before = counts["target"]
-            starts.clear()
-            _sync(pair.device)
-            start = time.perf_counter()
-            with torch.no_grad():
-                out = target.generate(ids, attention_mask=torch.ones_like(ids), assistant_model=draft,
-                                      do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0,
-                                      max_new_tokens=int(n))
-            _sync(pair.device)
-            wall += time.perf_counter() - start
-            tokens.append(int(out.shape[1] - ids.shape[1]))
-            calls.append(counts["target"] - before)
-            call_tokens.append(_tokens_per_call(starts, ids.shape[1], int(out.shape[1])))
-    finally:
-        for h in hooks:
-            h.remove()
-        target.generation_config, draft.generation_config = saved
-    per_call = None if any(c is None for c in call_tokens) else np.concatenate(call_tokens)
-    meas = ratio_interval(tokens, calls, confidence, per_call, max_call_tokens=k + 1)
-    return {"method": "hf-assisted", "tree": f"chain:{k}", "k": k, "predicted": None,
-            "measured": meas,
-            "tokens": int(sum(tokens)), "target_calls": int(sum(calls)), "draft_forwards": counts["draft"],
-            "wall_seconds": wall, "sequence_tokens": tokens, "sequence_calls": calls}
-
-
-def _tokens_per_call(starts, prompt_length: int, final_length: int):
-    """Tokens committed by each target call of one ``generate``, from the calls' first positions.
-
-    Call j > 0 starts at position C_j - 1 (it re-feeds the last committed token), where
-    C_j tokens were committed before it; call 0 pre-fills from position 0 with C_0 = the
-    prompt length.  Returns ``None`` unless the counts are consistent (each in
-    ``1..``, summing to the tokens generated).
-    """
-    if not starts or any(s is None for s in starts) or starts[0] != 0:
-        return None
-    committed = [prompt_length] + [s + 1 for s in starts[1:]] + [final_length]
-    per_call = np.diff(committed)
-    if np.any(per_call < 1) or per_call.sum() != final_length - prompt_length:
-        return None
-    return per_call
-
-
-def _sync(device) -> None:
-    import torch
-
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 # ----------------------------------------------------------------------------- the whole validation
@@ -410,7 +273,9 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
         Default: the log's seed (so ``ersd`` reproduces the logged paths).
     confidence : float
     hf_assisted : bool
-        Also run transformers' assisted generation for every ``chain:K`` tree.
+        Also run transformers' plain ``generate`` and its assisted generation for every
+        ``chain:K`` tree, interleaved per prompt (:func:`chansim.llm.hf_assisted.hf_side_by_side`):
+        rows ``hf_assisted`` (each with ``wall_speedup`` over plain generation) and ``hf_generate``.
     skip_chain_duplicates : bool
         With ``sd`` among the methods, do not rerun ``specinfer``, ``rsd`` and ``spectr`` on
         chains: with one draft per node each of them *is* sd (same output law, same
@@ -447,6 +312,9 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
     d_set = None if draft_settings is None else _relative(draft_settings, draft_temperature)
     path_valid = t_set in (None, same) and d_set in (None, same)
     seed = int(meta.get("seed", 0) if seed is None else seed)
+    from .noise_keys import race_keys
+
+    keys = race_keys(meta, len(run.prompts), seed)          # the log's keying rule (per sequence, or one seed)
     logged = [len(t) for t in run.tokens]
     if new_tokens is None:
         lengths = logged
@@ -485,7 +353,7 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
                 pred = _predict_iid(run, m.name, tree.name, lengths, confidence, t_set or same, d_set or same)
             row = measure(pair, run.prompts, lengths, m.name, tree, temperature, seed, confidence,
                           reference=run.tokens if m.uses_race and path_valid else None, progress=progress,
-                          target_settings=target_settings, draft_settings=draft_settings)
+                          target_settings=target_settings, draft_settings=draft_settings, race_keys=keys)
             row["prediction"] = "exact path" if path_valid else "i.i.d. per logged context (rate)"
             row = {"method": row.pop("method"), "tree": row.pop("tree"), "k": row.pop("k"),
                    "predicted": pred if isinstance(pred, dict) else None, "measured": row.pop("measured"), **row}
@@ -500,26 +368,33 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
                 p = f"{pred['mean']:.3f}" if isinstance(pred, dict) else "  -  "
                 _log.info("[validate] %10s %-10s predicted %s measured %.3f (%d calls, %.1f s)", row["method"],
                           row["tree"], p, row["measured"]["mean"], row["target_calls"], row["wall_seconds"])
+    hf_generate = None
     if hf_assisted:
         ks = sorted({as_tree(s).size for s in trees if str(as_tree(s).name).startswith("chain:") and as_tree(s).size})
-        for k in ks:
-            if out_of_time():
-                skipped.append({"method": "hf-assisted", "tree": f"chain:{k}",
-                                "reason": f"time budget {time_budget} s spent"})
-                continue
-            hf = hf_assisted_generate(pair, run.prompts, lengths, temperature, k, seed, confidence)
-            ours = next((r for r in rows if r["method"] == "sd" and r["tree"] == f"chain:{k}"), None)
-            if ours is not None:
-                hf["chansim_sd_wall_seconds"] = ours["wall_seconds"]
-            hf_rows.append(hf)
-            if progress:
-                _log.info("[validate] hf-assisted chain:%d: %.3f tokens/call (%d calls, %.1f s)", k,
-                          hf["measured"]["mean"], hf["target_calls"], hf["wall_seconds"])
+        if ks and out_of_time():
+            skipped += [{"method": "hf-assisted", "tree": f"chain:{k}", "reason": f"time budget {time_budget} s spent"}
+                        for k in ks]
+        elif ks:
+            bar = _setting_bar("hf generate/assisted " + ",".join(f"chain:{k}" for k in ks), len(run.prompts),
+                               progress)
+            hf = hf_side_by_side(pair, run.prompts, lengths, temperature, ks, seed, confidence, progress=bar.update)
+            bar.close()
+            hf_generate = hf["generate"]
+            for row in hf["assisted"]:
+                ours = next((r for r in rows if r["method"] == "sd" and r["tree"] == row["tree"]), None)
+                if ours is not None:
+                    row["chansim_sd_wall_seconds"] = ours["wall_seconds"]
+                hf_rows.append(row)
+                if progress:
+                    s = row["wall_speedup"]
+                    _log.info("[validate] hf-assisted %s: %.3f tokens/call (%d calls, %.1f s), wall speed-up over "
+                              "transformers generate %.3f [%.3f, %.3f]", row["tree"], row["measured"]["mean"],
+                              row["target_calls"], row["wall_seconds"], s["mean"], s["ci_low"], s["ci_high"])
     with_pred = [r for r in rows if r["predicted"] is not None]
     worst = min(with_pred, key=lambda r: min(r["ratio"], 1 / r["ratio"])) if with_pred else None
     pm = pair.metadata
     return {
-        "rows": rows, "hf_assisted": hf_rows, "skipped": skipped,
+        "rows": rows, "hf_assisted": hf_rows, "hf_generate": hf_generate, "skipped": skipped,
         "target": Path(str((pm.get("target") or {}).get("path", "?"))).name,
         "draft": _describe_draft(pm),
         "device": str(pair.device), "dtype": str(pm.get("dtype", "")), "temperature": temperature, "seed": seed,
@@ -568,6 +443,8 @@ def format_table(result: dict) -> str:
         lines.append(f"{'hf-assisted':<12}{r['tree']:<11}{r['k']:>3}  {'(transformers)':<26}{iv(r['measured']):<26}"
                      f"{'-':>7}{r['target_calls']:>7}{r['target_calls']:>7}{r['draft_forwards']:>7}"
                      f"{r['wall_seconds']:>8.1f}")
+    if result.get("hf_generate"):
+        lines.append(format_hf_speedups(result["hf_generate"], result.get("hf_assisted", [])))
     for sk in result.get("skipped", []):
         if "time budget" in sk["reason"] or "no prediction" in sk["reason"]:
             lines.append(f"skipped {sk['method']} {sk['tree']}: {sk['reason']}")

@@ -143,6 +143,10 @@ def wallclock_rows(result: dict, costs: dict, confidence: float = 0.95) -> list[
     Measured: :math:`(W_{AR}/N_{AR}) / (W/N)` from total wall seconds W and tokens N; its
     interval combines the seconds-per-token ratio intervals of both runs
     (:func:`chansim.llm.validate.ratio_interval` over sequences), ends over ends.
+    Rows of transformers' assisted generation (``result["hf_assisted"]`` with ``wall_speedup``)
+    keep their own baseline, transformers' plain ``generate`` (:mod:`chansim.llm.hf_assisted`),
+    and are predicted from the ``sd`` row of the same chain (transformers verifies with sd).
+    Each row says its ``baseline``.
     """
     ar = next((r for r in result["rows"] if r["method"] == "autoregressive"), None)
     if ar is None:
@@ -152,15 +156,22 @@ def wallclock_rows(result: dict, costs: dict, confidence: float = 0.95) -> list[
     for r in list(result["rows"]) + list(result.get("hf_assisted", [])):
         if r["method"] == "autoregressive":
             continue
-        spt = _seconds_per_token(r, confidence)
-        meas = {"mean": base["mean"] / spt["mean"], "ci_low": base["ci_low"] / spt["ci_high"],
-                "ci_high": base["ci_high"] / spt["ci_low"]}
+        prediction = r.get("predicted")
+        if r.get("wall_speedup"):            # transformers' assisted generation: against its own plain generate
+            meas, baseline = dict(r["wall_speedup"]), "transformers generate"
+            sd = next((x for x in result["rows"] if x["method"] == "sd" and x["tree"] == r["tree"]), None)
+            prediction = None if sd is None else sd.get("predicted")   # transformers verifies a chain with sd
+        else:
+            spt = _seconds_per_token(r, confidence)
+            meas = {"mean": base["mean"] / spt["mean"], "ci_low": base["ci_low"] / spt["ci_high"],
+                    "ci_high": base["ci_high"] / spt["ci_low"]}
+            baseline = "chansim autoregressive"
         pred = None
-        if r.get("predicted") is not None and r["tree"] in costs["target"]:
-            pred = predict_wall_speedup(r["predicted"], r["tree"], costs)
+        if prediction is not None and r["tree"] in costs["target"]:
+            pred = predict_wall_speedup(prediction, r["tree"], costs)
         out.append({"method": r["method"], "tree": r["tree"], "k": r["k"],
                     "tokens_per_call": r["measured"]["mean"], "predicted": pred, "measured": meas,
-                    "wall_seconds": r["wall_seconds"]})
+                    "baseline": baseline, "wall_seconds": r["wall_seconds"]})
     return out
 
 
@@ -184,4 +195,8 @@ def format_wallclock(rows: list[dict], costs: dict) -> str:
     lines.append("(speed-up over autoregressive decoding of the same pair; predicted = tokens/call x c_p(1) / "
                  "(draft forwards + target tree call), costs measured on the pair; measured includes chansim's "
                  "verification overhead)")
+    if any(r.get("baseline") == "transformers generate" for r in rows):
+        lines.append("(hf-assisted: measured = transformers' assisted generate over its plain generate, same prompts, "
+                     "interleaved, paired bootstrap over prompts; predicted = sd's predicted tokens/call on that chain "
+                     "with the costs above)")
     return "\n".join(lines)

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from .asymptotics import large_k_relation, renewal_constant
+from .asymptotics import large_k_relation
 from .optimal import top_products_sums
 from .ranklaw import RankLaw
 

@@ -108,7 +108,7 @@ def _threshold_tree(a: np.ndarray, k: int, max_nodes: int, name: str) -> Tree:
     cum = np.cumsum(mult[srt])
     theta = float(prods[srt][np.searchsorted(cum, k, side="left")])   # the k-th largest product
     cut = theta * (1 - 1e-12)
-    top, log_top = float(vals[0]), np.log(float(vals[0]))
+    log_top = np.log(float(vals[0]))
     rest = vals[1:]                                            # descending
     parents = [np.array([-1])]
     ranks = [np.array([0])]

@@ -12,7 +12,7 @@ Ingredients (each proven in docs/theory.md §5):
    :math:`\rho = q/p`: only tokens with a larger ratio than y can precede it.
 2. **Winners** y are taken by decreasing :math:`p_y` until the rest has mass
    ``<= tol/4`` (or ``winners_max`` is hit); the rest is charged to ``error``.
-3. **Heavy/light split** per winner: the ``heavy`` competitors with the largest
+3. **Heavy/light split** per winner: the :math:`h_y` competitors with the largest
    :math:`c_x` enter an exact Poisson-binomial recursion truncated at K (the last state
    absorbs :math:`N \ge K`); the others are replaced by one Poisson variable of rate
    :math:`t C^L_y`, :math:`C^L_y = C_y - \sum_{heavy} c_x` (:math:`C_y` exact from
@@ -45,13 +45,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 
 from ..races import competitor_rates
+from .rank_heavy import HeavySets, choose_heavy_sets, run_recursion
+from .rank_quadrature import graded_panels
 
 __all__ = ["BoundedRankLaw", "bounded_rank_law", "rank_entropy_interval", "entropy_continuity_bound"]
 
-_E1 = math.e - 1.0
 
 
 @dataclass(frozen=True)
@@ -158,22 +158,39 @@ def _greedy_bins(by_rho, pw, m_up, m_lo, limit: float):
     r"""Cut winners (sorted by ratio) into bins whose replacement error stays <= ``limit``.
 
     Returns (starts, per-bin errors, total); a bin's error is
-    :math:`\sum_y 2 p_y (m^{up}_{ref} - m^{lo}_y)`, ref = its first (lowest-ratio) winner.
+    :math:`\sum_y 2 p_y (m^{up}_{ref} - m^{lo}_y)_+`, ref = its first (lowest-ratio) winner.
+    Each bin is grown by galloping search on prefix sums of the unclamped cost (monotone
+    while :math:`m^{lo}_y \le m^{up}_{ref}`); the error charged is then recomputed with the
+    clamp, so a cut made on the unclamped sums is still charged exactly.
     """
-    starts, errs = [0], []
-    ref_m = m_up[by_rho[0]] if len(by_rho) else 0.0
-    acc = 0.0
-    for i in range(1, len(by_rho)):
-        y = by_rho[i]
-        cost = 2 * pw[y] * max(ref_m - m_lo[y], 0.0)
-        if acc + cost > limit:
-            starts.append(i)
-            errs.append(acc)
-            ref_m, acc = m_up[y], 0.0
-        else:
-            acc += cost
-    errs.append(acc)
-    return np.asarray(starts, dtype=int), np.asarray(errs), float(sum(errs))
+    n = len(by_rho)
+    if n == 0:
+        return np.zeros(1, dtype=int), np.zeros(1), 0.0
+    w, mlo, mup = pw[by_rho], m_lo[by_rho], m_up[by_rho]
+    cp = np.concatenate([[0.0], np.cumsum(w)])                             # [n+1]
+    cpm = np.concatenate([[0.0], np.cumsum(w * mlo)])
+
+    def cost(s, j):                                                        # winners s+1..j-1 against ref s
+        return 2 * (mup[s] * (cp[j] - cp[s + 1]) - (cpm[j] - cpm[s + 1]))
+
+    starts, s = [], 0
+    while s < n:
+        starts.append(s)
+        lo, step = s + 1, 1                                                # cost(s, lo) = 0 fits
+        while lo + step <= n and cost(s, lo + step) <= limit:
+            lo += step
+            step *= 2
+        hi = min(lo + step, n + 1)                                         # first j known (or assumed) not to fit
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if cost(s, mid) <= limit else (lo, mid)
+        s = lo
+    starts = np.asarray(starts, dtype=int)
+    ref_m = np.repeat(mup[starts], np.diff(np.append(starts, n)))        # [n] the ref of each winner's bin
+    each = 2 * w * np.maximum(ref_m - mlo, 0.0)
+    each[starts] = 0.0                                                     # a ref stands for itself
+    errs = np.add.reduceat(each, starts)
+    return starts, errs, float(errs.sum())
 
 
 def _gauss_legendre(n: int):
@@ -181,35 +198,13 @@ def _gauss_legendre(n: int):
     return x, w
 
 
-def _poisson_truncated(lam, k: int) -> np.ndarray:
-    """Rows of P(Pois(lam) = j), j < k, and P(Pois >= k) in the last column, shape (rows, k+1)."""
-    lam = np.asarray(lam, dtype=float)[:, None]
-    j = np.arange(k)[None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logpmf = np.where(lam > 0, j * np.log(np.where(lam > 0, lam, 1.0)) - lam - special.gammaln(j + 1),
-                          np.where(j == 0, 0.0, -np.inf))
-    out = np.empty((lam.shape[0], k + 1))
-    out[:, :k] = np.exp(logpmf)
-    out[:, k] = special.pdtrc(k - 1, lam[:, 0]) if k > 0 else 1.0
-    return out
-
-
-def _run_dp(t_rows, win_rows, heavy_c, light, k: int) -> np.ndarray:
+def _run_dp(t_rows, win_rows, heavy: HeavySets, k: int, device=None) -> np.ndarray:
     """Truncated pmf of N at (winner, t) rows, shape (rows, k+1); last column = P(N >= k)."""
-    state = _poisson_truncated(t_rows * light[win_rows], k)          # [rows, k+1]
-    c_rows = heavy_c[win_rows]                                         # [rows, heavy]
-    moved = np.empty((len(t_rows), k))
-    for i in range(heavy_c.shape[1]):
-        pi = -np.expm1(-t_rows * c_rows[:, i])                         # [rows]
-        if not np.any(pi > 0):
-            continue
-        np.multiply(state[:, :k], pi[:, None], out=moved)               # [rows, k]
-        state[:, :k] -= moved
-        state[:, 1:] += moved
-    return state
+    return run_recursion(t_rows, win_rows, heavy, k, device)
 
 
-def _accumulate_rows(head, t_rows, y_rows, weight, heavy_c, light, k: int, narrow: int, threshold: float):
+def _accumulate_rows(head, t_rows, y_rows, weight, heavy: HeavySets, k: int, narrow: int, threshold: float,
+                     device=None):
     """Add the weighted truncated pmfs of all rows to ``head`` (shape (k+1,)); narrow pass first.
 
     Returns ``(head, narrow_err, wide_rows)``; ``wide_rows`` = rows run at width k; ``narrow_err`` = 2 * sum of weight * P(N >= narrow) over
@@ -220,13 +215,13 @@ def _accumulate_rows(head, t_rows, y_rows, weight, heavy_c, light, k: int, narro
     if not 0 < narrow < k:
         for s in range(0, len(t_rows), step):
             sl = slice(s, s + step)
-            head += weight[sl] @ _run_dp(t_rows[sl], y_rows[sl], heavy_c, light, k)
+            head += weight[sl] @ _run_dp(t_rows[sl], y_rows[sl], heavy, k, device)
         return head, narrow_err, len(t_rows)
     wide = []
     nstep = max(1, (1 << 15) // (narrow + 1))
     for s in range(0, len(t_rows), nstep):
         sl = slice(s, s + nstep)
-        st = _run_dp(t_rows[sl], y_rows[sl], heavy_c, light, narrow)   # [rows, narrow+1]
+        st = _run_dp(t_rows[sl], y_rows[sl], heavy, narrow, device)   # [rows, narrow+1]
         ok = st[:, narrow] <= threshold
         w_ok = weight[sl][ok]
         head[:narrow] += w_ok @ st[ok, :narrow]
@@ -237,43 +232,14 @@ def _accumulate_rows(head, t_rows, y_rows, weight, heavy_c, light, k: int, narro
     rerun = np.concatenate(wide) if wide else np.zeros(0, dtype=int)
     for s in range(0, len(rerun), step):
         idx = rerun[s:s + step]
-        head += weight[idx] @ _run_dp(t_rows[idx], y_rows[idx], heavy_c, light, k)
+        head += weight[idx] @ _run_dp(t_rows[idx], y_rows[idx], heavy, k, device)
     return head, narrow_err, len(rerun)
 
 
-def _quadrature_plan(c_total, c_light, c_heavy_sum, c_max, t_end, share: float, k: int):
-    """Per winner: panel width h and Gauss points n with the Bernstein-ellipse error bound.
-
-    Returns (h, n, err) arrays; err is the guaranteed l1 quadrature error per winner.
-    """
-    best = None
-    for varrho in (2.0, math.e, 4.0, 8.0):
-        c0 = (64.0 / 15.0) / (varrho ** 2 - 1)
-        for x0 in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0):
-            rho = x0 / (1.0 + 2 * _E1 * c_total)
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                kappa = np.where(c_max > 0, np.expm1(rho * c_max) / np.where(c_max > 0, c_max, 1.0), rho)
-            log_m = rho + 2 * rho * c_light + 2 * c_heavy_sum * kappa              # ln sup |P_j(t)| e^{-Re t}
-            h = 4 * rho / (varrho - 1 / varrho)
-            h = np.minimum(h, t_end)
-            geo = (h / 2) / -np.expm1(-h)                                          # sum_i (h/2) e^{-a_i}
-            need = log_m + np.log(c0 * geo * (k + 1)) - math.log(share)
-            n = np.maximum(2, np.ceil(need / (2 * math.log(varrho)))).astype(int)
-            panels = np.ceil(t_end / h)
-            cost = panels * n
-            err = (k + 1) * c0 * geo * np.exp(log_m) * varrho ** (-2.0 * n)
-            if best is None:
-                best = [h, n, err, cost]
-            else:
-                better = cost < best[3]
-                for j, v in enumerate((h, n, err, cost)):
-                    best[j] = np.where(better, v, best[j])
-    return best[0], best[1].astype(int), best[2]
-
-
 def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float = 1e-7, heavy: int = 24,
-                     heavy_max: int = 192, shortlist: int = 2048, winners_max: int = 1 << 20, chunk: int = 512,
-                     narrow: int = 16) -> BoundedRankLaw:
+                     heavy_max: int = 1 << 15, shortlist: int = 2048, winners_max: int = 1 << 20, chunk: int = 512,
+                     narrow: int = 16, full_max: int = 64, heavy_work: int = 384,
+                     device=None) -> BoundedRankLaw:
     r"""Rank law :math:`a_1..a_K` with a guaranteed :math:`\ell_1` error (module docstring).
 
     Parameters
@@ -286,9 +252,10 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
         Error budget aimed at; the returned ``error`` is what is guaranteed (it exceeds
         ``tol`` when ``winners_max`` or ``heavy`` is too small for the pair).
     heavy, heavy_max : int
-        Competitors per winner kept exactly in the Poisson-binomial recursion: the
-        smallest of heavy, 2 heavy, 4 heavy, ... (at most ``heavy_max``) whose light-part
-        error (module docstring, 3.) is ``<= tol/4``.
+        Competitors per winner kept exactly in the Poisson-binomial recursion: each winner
+        gets its own count from the ladder heavy, 2 heavy, 4 heavy, ... (at most
+        ``heavy_max``), chosen so that the light-part error (module docstring, 3.) totals
+        ``<= tol/6`` at the least recursion work (:mod:`chansim.theory.rank_heavy`).
     shortlist : int
         Competitor candidates (largest q) examined per winner; the others only enter
         through :math:`C_y` and a bound on their squared rates.
@@ -299,6 +266,17 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     narrow : int
         Width K' of the first, cheap recursion (module docstring, 6.); 0 or ``>= max_rank``
         runs every row at full width.
+    full_max : int
+        Most winners given a full-vocabulary pass when the shortlist's heavy sets cannot
+        meet the light-part budget.
+    heavy_work : int
+        Cap on the heavy counts summed over winners: ``heavy_work`` per (binned) winner
+        (twice the old fixed count of 192) but at least 2^20 in all, i.e. on the work and
+        memory of the recursion; a pair that needs more gets ``error > tol`` (reported,
+        never hidden).
+    device : str, optional
+        A torch device (``"cpu"``, ``"cuda"``) for the Poisson-binomial recursion, the
+        dominant cost; ``None`` (default) runs it in numpy.  Same float64 arithmetic.
 
     Examples
     --------
@@ -367,38 +345,12 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     winners, pw, rho_w, c_tot = winners[ref_pos], bin_mass, rho_w[ref_pos], c_tot[ref_pos]
     n_all_winners, n_win = n_win, len(ref_pos)
 
-    # heavy count: smallest on the ladder whose light-part error is <= tol/4
-    ladder = sorted({min(int(h), s_n) for h in (heavy, 2 * heavy, 4 * heavy, 8 * heavy, 16 * heavy, heavy_max)
-                     if h <= max(heavy, heavy_max)})
-    light_by_h = np.zeros(len(ladder))
-    for s in range(0, n_win, chunk):
-        sl = slice(s, min(n_win, s + chunk))
-        c, c_out = rate_block(sl)
-        cs = -np.sort(-c, axis=1)                                          # [chunk, S] descending
-        sq_tail = np.cumsum((cs * cs)[:, ::-1], axis=1)[:, ::-1]           # sum of squares from index i on
-        csum = np.cumsum(cs, axis=1)
-        out_sq = c_out * outside_qmax / rho_w[sl]
-        for j, h_ in enumerate(ladder):
-            lt = np.maximum(c_tot[sl] - (csum[:, h_ - 1] if h_ > 0 else 0.0), 0.0)
-            sq = (sq_tail[:, h_] if h_ < s_n else 0.0) + out_sq
-            light_by_h[j] += float((pw[sl] * np.minimum(sq, lt / (1 + lt))).sum())
-    fits = np.flatnonzero(2 * light_by_h <= share)                        # l1 = 2 TV
-    n_heavy = ladder[int(fits[0])] if len(fits) else ladder[-1]
-    heavy_c = np.zeros((n_win, n_heavy))
-    light = np.zeros(n_win)
-    light_err = np.zeros(n_win)
-    for s in range(0, n_win, chunk):
-        sl = slice(s, min(n_win, s + chunk))
-        c, c_out = rate_block(sl)
-        top = np.argpartition(-c, n_heavy - 1, axis=1)[:, :n_heavy] if n_heavy < s_n else np.broadcast_to(np.arange(s_n), c.shape)
-        hc = np.take_along_axis(c, top, 1)
-        heavy_c[sl] = hc
-        light[sl] = np.maximum(c_tot[sl] - hc.sum(1), 0.0)
-        sq = (c * c).sum(1) - (hc * hc).sum(1) + c_out * outside_qmax / rho_w[sl]
-        light_err[sl] = np.minimum(np.maximum(sq, 0.0), light[sl] / (1 + light[sl]))
+    # heavy sets per winner (rank_heavy): light-part l1 cost <= share where reachable
+    heavy_sets = choose_heavy_sets(p, q, winners, pw, rho_w, c_tot, short, outside_qmax, share, heavy, heavy_max,
+                                   chunk, full_max, max(heavy_work * n_win, 1 << 20))
+    light, light_err = heavy_sets.light, heavy_sets.light_err
     # winners with C_y = 0 (largest ratio): N = 0 surely
     busy = c_tot > 0
-    c_max = heavy_c.max(1) if n_heavy else np.zeros(n_win)
     # --- probes: choose T_y with 2 e^{-T} P(N(T) < K) <= share
     t_max = math.log(2 / share)
     probe_t = t_max * 2.0 ** -np.arange(10)[::-1]                          # [P] ascending
@@ -408,58 +360,60 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
         # 2 e^{-T} P(N(T) < K) decreases in T, so the first probe that fits is found by
         # bisection (any probe is valid: the error charged is the one at the chosen T)
         first = np.full(len(bw), len(probe_t) - 1)                         # [busy] probe index
-        below = 1 - _run_dp(np.full(len(bw), probe_t[-1]), bw, heavy_c, light, k)[:, k]   # P(N(T) < K)
+        below = 1 - _run_dp(np.full(len(bw), probe_t[-1]), bw, heavy_sets, k, device)[:, k]   # P(N(T) < K)
         lo_idx = np.full(len(bw), -1)
         while True:
             act = np.flatnonzero(first - lo_idx > 1)
             if not len(act):
                 break
             mid = (lo_idx[act] + first[act]) // 2
-            b = 1 - _run_dp(probe_t[mid], bw[act], heavy_c, light, k)[:, k]
-            ok = 2 * np.exp(-probe_t[mid]) * np.clip(b, 0, 1) + 1e-300 <= share
+            b = 1 - _run_dp(probe_t[mid], bw[act], heavy_sets, k, device)[:, k]
+            tv = np.minimum(probe_t[mid] ** 2 * heavy_sets.light_sq[bw[act]] / 2,
+                            -np.expm1(-probe_t[mid] * light[bw[act]]))
+            ok = 2 * np.exp(-probe_t[mid]) * np.clip(b + tv, 0, 1) + 1e-300 <= share
             first[act[ok]], below[act[ok]] = mid[ok], b[ok]
             lo_idx[act[~ok]] = mid[~ok]
         t_end[bw] = probe_t[first]
         t_tail_err = np.zeros(n_win)
-        t_tail_err[bw] = 2 * np.exp(-t_end[bw]) * np.clip(below + 1e-15, 0, 1)
+        # below was computed with the light part Poissonised: add its TV at T (module docstring, 3.)
+        t_bw = t_end[bw]
+        light_tv = np.minimum(t_bw ** 2 * heavy_sets.light_sq[bw] / 2, -np.expm1(-t_bw * light[bw]))
+        t_tail_err[bw] = 2 * np.exp(-t_bw) * np.clip(below + light_tv + 1e-15, 0, 1)
     else:
         t_tail_err = np.zeros(n_win)
-    # --- quadrature plan and rows
-    h, n_pts, quad_err = _quadrature_plan(c_tot, light, c_tot - light, c_max, t_end, share, k)
+    # --- graded quadrature panels (rank_quadrature) and rows
     head = np.zeros(k + 1)
     head[0] += float(pw[~busy].sum())
     rows_total = 0
     narrow_err, wide_rows = 0.0, 0
+    quad_err = np.zeros(n_win)
     if len(bw):
+        (pan_y, pan_a, pan_h, pan_n), quad_err[bw] = graded_panels(heavy_sets, bw, t_end[bw], share, k)
         t_list, w_list, y_list = [], [], []
-        for n in np.unique(n_pts[bw]):
+        for n in np.unique(pan_n):
             xg, wg = _gauss_legendre(n)
-            sel = bw[n_pts[bw] == n]
-            panels = np.ceil(t_end[sel] / h[sel]).astype(int)
-            wid = t_end[sel] / panels                                      # equal panels covering [0, T_y]
-            yy = np.repeat(sel, panels)
-            start = np.concatenate([np.arange(m) for m in panels]) * np.repeat(wid, panels)
-            half = np.repeat(wid, panels) / 2
-            t_list.append((start[:, None] + half[:, None] * (1 + xg[None, :])).ravel())
+            sel = np.flatnonzero(pan_n == n)
+            half = pan_h[sel] / 2                                          # [panels]
+            t_list.append((pan_a[sel, None] + half[:, None] * (1 + xg[None, :])).ravel())
             w_list.append((half[:, None] * wg[None, :]).ravel())
-            y_list.append(np.repeat(yy, n))
+            y_list.append(np.repeat(pan_y[sel], n))
         t_rows, w_rows, y_rows = np.concatenate(t_list), np.concatenate(w_list), np.concatenate(y_list)
         rows_total = len(t_rows)
         weight = pw[y_rows] * w_rows * np.exp(-t_rows)
-        head, narrow_err, wide_rows = _accumulate_rows(head, t_rows, y_rows, weight, heavy_c, light, k, narrow,
-                                            share / (4 * max(float(weight.sum()), 1e-300)))
+        head, narrow_err, wide_rows = _accumulate_rows(head, t_rows, y_rows, weight, heavy_sets, k, narrow,
+                                                       share / (4 * max(float(weight.sum()), 1e-300)), device)
         head[k] += float((pw[bw] * np.exp(-t_end[bw])).sum())              # t > T_y: all mass to "N >= K"
-    # panels were narrowed (h <= plan), which only shrinks the ellipse bound: quad_err stays valid
     alpha = float(np.where(p > 0, p / (1.0 + np.where(np.isfinite(rates), rates, np.inf)), 0.0).sum())
     parts = {"winners": dropped,
              "binning": binning_err,
              "light": float(2 * (pw * light_err).sum()),                  # l1 = 2 TV
-             "quadrature": float((pw[bw] * quad_err[bw]).sum()) if len(bw) else 0.0,
+             "quadrature": float((pw * quad_err).sum()),
              "t_tail": float((pw * t_tail_err).sum()),
              "narrow": narrow_err,
              "rounding": float(1e-13 * (1 + rows_total * 1e-6))}
     error = float(sum(parts.values()))
-    parts.update(n_winners=int(n_all_winners), bins=int(n_win), rows=int(rows_total), wide_rows=int(wide_rows), heavy=n_heavy, shortlist=s_n)
+    parts.update(n_winners=int(n_all_winners), bins=int(n_win), rows=int(rows_total), wide_rows=int(wide_rows), heavy=int(heavy_sets.counts.max(initial=0)),
+                 heavy_mean=float(heavy_sets.counts.mean()) if n_win else 0.0, full_pass=heavy_sets.full, shortlist=s_n)
     a = head[:k].copy()
     a[0] = alpha                                                           # exact alpha_ER (closed form, §0)
     tail = float(head[k]) if k < vocab else 0.0

@@ -1,0 +1,149 @@
+r"""Graded Gauss–Legendre panels in t for the guaranteed rank law (docs/theory.md §5 (g)).
+
+For a winner y the integrand is :math:`e^{-t} P(N(t) = j)`, j = 0..K.  On a panel
+[a, a + h] with Gauss–Legendre n points, Trefethen's bound (ATAP Thm 19.3) gives an
+:math:`\ell_1` error over the K + 1 components of at most
+
+.. math::
+    (K+1)\,\frac{h}{2}\,\frac{64}{15(\varrho^2 - 1)}\, e^{-a + r} M\, \varrho^{-2n},
+    \qquad r = \frac{h}{4}(\varrho - 1/\varrho),
+
+where every point of the Bernstein ellipse :math:`E_\varrho` of the panel lies within r
+of a real :math:`t_0 \in [a, a+h]`, and M bounds the :math:`\ell_1` norm of the
+coefficients of the complexified generating function there.  With :math:`t = t_0 + s`,
+:math:`|s| \le r`, a heavy factor :math:`e^{-tc} + (1 - e^{-tc}) z` has coefficient norm
+:math:`\le 1 + 2 e^{-t_0 c} |e^{-sc} - 1| \le 1 + 2 e^{-a c}(e^{rc} - 1)` and the
+Poisson(:math:`t C^L`) part :math:`\le e^{|t| C^L - \mathrm{Re}(t) C^L} \le e^{2 r C^L}`, so
+
+.. math::
+    \ln M \le 2 r C^L + 2 \sum_{x\ \mathrm{heavy}} e^{-a c_x}(e^{r c_x} - 1).
+
+The factor :math:`e^{-a c_x}` is what the uniform plan dropped: a competitor with a huge
+rate c (a token the draft likes far more than the winner) only forces small panels near
+t = 0; away from it panels grow geometrically.  The sum is bounded on a histogram of the
+heavy rates in factor-2 bins :math:`(lo, hi]`: :math:`e^{-a c} \le e^{-a\,lo}` and
+:math:`e^{rc} - 1 \le c (e^{r\,hi} - 1)/hi` (convexity), so each bin contributes
+:math:`\le 2 e^{-a\,lo} s\,(e^{r\,hi} - 1)/hi`, s the bin's rate sum.
+
+:func:`graded_panels` marches all winners from a = 0 to :math:`T_y` at once; at each step
+every winner takes, over a grid of :math:`(\varrho, r)`, the panel with the most length per
+node whose error is at most its share :math:`\text{share}\cdot(e^{-a} - e^{-a-h})/(1 - e^{-T_y})`
+of the budget (so the panels of one winner total at most ``share``).  The error returned
+is the bound of the panels actually taken.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .rank_heavy import HeavySets
+
+__all__ = ["graded_panels", "rate_histogram"]
+
+_VARRHO = np.array([2.0, math.e, 4.0, 8.0])
+_R_GRID = 2.0 ** np.arange(-24, 5)                                         # [R] ellipse distances
+_C0 = (64.0 / 15.0) / (_VARRHO ** 2 - 1)                                   # [4]
+_HALF_WIDTH = 4.0 / (_VARRHO - 1.0 / _VARRHO)                              # h = r * this
+
+
+def rate_histogram(heavy: HeavySets, winners, n_bins: int = 24):
+    """Per winner: factor-2 bins of its heavy rates below its largest one.
+
+    Returns ``(lo, hi, s)``, each shape (W, n_bins): bin j holds
+    :math:`c \\in (c_{max} 2^{-j-1}, c_{max} 2^{-j}]` (the last bin everything below, lo = 0)
+    and s its rate sum.
+    """
+    winners = np.asarray(winners)
+    n = len(winners)
+    s = np.zeros((n, n_bins))
+    cmax = np.zeros(n)
+    pos = np.full(len(heavy.group), -1)
+    pos[winners] = np.arange(n)
+    for g, mat in enumerate(heavy.mats):
+        if mat.shape[1] == 0:
+            continue
+        members = np.flatnonzero((heavy.group == g) & (pos >= 0))
+        if not len(members):
+            continue
+        rows = mat[heavy.local[members]]                                   # [m, h]
+        top = rows.max(1)
+        cmax[pos[members]] = top
+        with np.errstate(divide="ignore"):
+            j = np.floor(np.log2(np.where(rows > 0, top[:, None] / np.where(rows > 0, rows, 1.0), 1.0)))
+        j = np.clip(j, 0, n_bins - 1).astype(int)
+        flat = (pos[members][:, None] * n_bins + j).ravel()
+        np.add.at(s.ravel(), flat, rows.ravel())
+    hi = cmax[:, None] * 2.0 ** -np.arange(n_bins)[None, :]
+    lo = hi / 2
+    lo[:, -1] = 0.0
+    return lo, hi, s
+
+
+def graded_panels(heavy: HeavySets, winners, t_end, share: float, k: int, max_steps: int = 10_000):
+    """Panels (winner, start, width, points) covering [0, T_y] per winner, and the error bound per winner.
+
+    Parameters
+    ----------
+    heavy : HeavySets
+    winners : ndarray, shape (B,)
+        Winner indices (into ``heavy``) to plan for.
+    t_end : ndarray, shape (B,)
+        :math:`T_y`.
+    share : float
+        Error budget per winner (per unit mass, :math:`\\ell_1`).
+    k : int
+        K (K + 1 components).
+
+    Returns
+    -------
+    (y, a, h, n) : ndarrays, shape (P,)
+        Panel winner index, start, width and Gauss points.
+    err : ndarray, shape (B,)
+        Guaranteed :math:`\\ell_1` quadrature error per winner (module docstring).
+    """
+    winners = np.asarray(winners)
+    t_end = np.asarray(t_end, dtype=float)
+    lo, hi, s = rate_histogram(heavy, winners)
+    c_light = heavy.light[winners]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # [B, R, bins]: (e^{r hi} - 1)/hi, -> r where hi = 0
+        g = np.where(hi[:, None, :] > 0, np.expm1(np.minimum(_R_GRID[None, :, None] * hi[:, None, :], 600.0))
+                     / np.where(hi[:, None, :] > 0, hi[:, None, :], 1.0), _R_GRID[None, :, None])
+    a = np.zeros(len(winners))
+    err = np.zeros(len(winners))
+    norm = -np.expm1(-t_end)                                               # 1 - e^{-T}
+    out_y, out_a, out_h, out_n = [], [], [], []
+    active = np.flatnonzero(t_end > 0)
+    log_k = math.log((k + 1) / 2.0)
+    for _ in range(max_steps):
+        if not len(active):
+            break
+        aa = a[active]
+        decay = 2 * np.exp(-aa[:, None] * lo[active]) * s[active]         # [A, bins]
+        log_m = np.einsum("ab,arb->ar", decay, g[active]) + 2 * _R_GRID[None, :] * c_light[active, None]   # [A, R]
+        left = (t_end[active] - aa)[:, None, None]
+        h = np.minimum(_R_GRID[None, :, None] * _HALF_WIDTH[None, None, :], left)                       # [A, R, 4]
+        budget = share * (np.exp(-aa)[:, None, None] * -np.expm1(-h)) / norm[active, None, None]
+        need = (log_k + np.log(h * _C0[None, None, :]) - aa[:, None, None] + _R_GRID[None, :, None]
+                + log_m[:, :, None] - np.log(budget))
+        n = np.maximum(2, np.ceil(need / (2 * np.log(_VARRHO))[None, None, :]))
+        n = np.where(np.isfinite(n), n, 1e12)                            # overflowed bounds: never chosen
+        score = (h / n).reshape(len(active), -1)
+        best = np.argmax(score, axis=1)
+        ri, vi = np.unravel_index(best, (len(_R_GRID), len(_VARRHO)))
+        idx = np.arange(len(active))
+        hb, nb = h[idx, ri, vi], n[idx, ri, vi].astype(int)
+        eb = np.exp(log_k + np.log(hb * _C0[vi]) - aa + _R_GRID[ri] + log_m[idx, ri]
+                    - 2 * nb * np.log(_VARRHO[vi]))
+        out_y.append(winners[active])
+        out_a.append(aa.copy())
+        out_h.append(hb)
+        out_n.append(nb)
+        err[active] += eb
+        a[active] = aa + hb
+        active = active[a[active] < t_end[active] * (1 - 1e-12)]
+    else:
+        raise RuntimeError("graded_panels: step limit reached")
+    cat = (lambda v: np.concatenate(v) if v else np.zeros(0))
+    return (cat(out_y).astype(int), cat(out_a), cat(out_h), cat(out_n).astype(int)), err
