@@ -4,9 +4,10 @@ A verifier sees the draft *set* S (m tokens drafted i.i.d. from q, or without
 replacement) and must output Y ~ p exactly; its acceptance is the mass of a transport
 plan π(A, y) ≥ 0 (y ∈ A) with :math:`\sum_y \pi(A, y) \le P(S = A)` and
 :math:`\sum_A \pi(A, y) \le p_y`.  :func:`optimal_transport_plan` solves that LP
-(:mod:`chansim.theory.lp` reports its value, :mod:`chansim.verify.multidraft` samples
-from the plan); :func:`optimal_acceptance_iid` is its optimum for i.i.d. drafts in
-O(V log V).  Derivations: docs/methods_block_multidraft.md §2.
+(:mod:`chansim.theory.lp` reports its value, the small-V reference);
+:func:`optimal_acceptance_iid` is its optimum for i.i.d. drafts in O(V log V), which
+:mod:`chansim.verify.multidraft` attains at any V without the LP.  Derivations:
+docs/methods_block_multidraft.md §2.
 """
 from __future__ import annotations
 
@@ -96,8 +97,8 @@ def optimal_transport_plan(target_probs, draft_probs, m: int, draws: str = "iid"
     Returns ``(sets, law, plan)``: the draft sets with positive probability (a list of
     frozensets), their probabilities ``law`` ``[n_sets]`` and ``plan`` ``[n_sets, V]``
     with ``plan[i, y]`` = π(sets[i], y) (zero for y outside the set).  The optimum is
-    ``plan.sum()``.  Used by the optimal multi-draft verifier
-    (:mod:`chansim.verify.multidraft`).
+    ``plan.sum()``.  The small-V reference for the optimal multi-draft verifier
+    (:mod:`chansim.verify.multidraft`, which does not need it).
 
     >>> sets, law, plan = optimal_transport_plan([0.5, 0.5], [0.9, 0.1], 1)
     >>> round(float(plan.sum()), 6)

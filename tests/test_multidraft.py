@@ -14,8 +14,9 @@ from chansim.trees import from_parents
 from chansim.theory.nodes import specinfer_weights, spectr_acceptance
 from chansim.verify import GeneratorNoise, speculative_generate
 from chansim.verify.base import sample_rows, take_rows
-from chansim.verify.multidraft import (Multidraft, multidraft_acceptance, multidraft_path_acceptance,
-                                       multidraft_plan, multidraft_tree_tokens, multidraft_weights)
+from chansim.verify.multidraft import (Multidraft, first_holder_law, multidraft_acceptance,
+                                       multidraft_path_acceptance, multidraft_plan, multidraft_tree_tokens,
+                                       multidraft_weights, selection_law)
 from test_verify_exactness import ALPHA, IID_PAIRS, iid_pvalues
 
 
@@ -27,20 +28,40 @@ class DraftRatioMultidraft(Multidraft):
         batch, m = drafts.shape
         if m == 0:
             return super().verify(p, q, drafts, noise)
-        u = noise.rng.random((batch, 3))
+        u = noise.rng.random((batch, 2 * m + 2))
         plan = multidraft_plan(p[0], q[0], m)
-        y = sample_rows(plan.rows(drafts), u[:, 0])
-        ok = u[:, 1] * take_rows(q, y) < take_rows(p, y)
+        y = plan.select(drafts, u[:, 2:m + 2], u[:, m + 2:])
+        ok = u[:, 0] * take_rows(q, y) < take_rows(p, y)
         token = y.copy()
         if not ok.all():
-            token[~ok] = sample_rows(np.maximum(p - q, 0.0), u[~ok, 2])
+            token[~ok] = sample_rows(np.maximum(p - q, 0.0), u[~ok, 1])
         accepted = np.where(ok, np.argmax(drafts == y[:, None], axis=1), -1)
         return accepted, token
 
 
-def test_broken_multidraft_is_caught():
+class LowestPointMultidraft(Multidraft):
+    """Bug: selects the draft with the *lowest* priority point, but corrects with the law of the highest."""
+
+    def verify(self, p, q, drafts, noise):
+        batch, m = drafts.shape
+        if m == 0:
+            return super().verify(p, q, drafts, noise)
+        u = noise.rng.random((batch, 2 * m + 2))
+        plan = multidraft_plan(p[0], q[0], m)
+        low = np.argmin(plan.points(drafts, u[:, 2:m + 2], u[:, m + 2:]), axis=1)
+        y = drafts[np.arange(batch), low]
+        ok = u[:, 0] * plan.selected[y] < p[0, y]
+        token = y.copy()
+        if not ok.all():
+            token[~ok] = sample_rows(np.maximum(p - plan.selected, 0.0), u[~ok, 1])
+        accepted = np.where(ok, np.argmax(drafts == y[:, None], axis=1), -1)
+        return accepted, token
+
+
+@pytest.mark.parametrize("broken", [DraftRatioMultidraft, LowestPointMultidraft])
+def test_broken_multidraft_is_caught(broken):
     p, q = IID_PAIRS["dense"]
-    assert min(iid_pvalues(DraftRatioMultidraft(), "batch:2", p, q, calls=40_000, seed=2024)) < ALPHA
+    assert min(iid_pvalues(broken(), "batch:2", p, q, calls=40_000, seed=2024)) < ALPHA
 
 
 # ----------------------------------------------------------------------------- optimality
@@ -82,8 +103,10 @@ def test_theory_matches_simulation():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match="draft sets"):
-        multidraft_plan(np.full(40, 1 / 40), np.full(40, 1 / 40), 4)
+    with pytest.raises(ValueError, match="m must be a positive integer"):
+        multidraft_plan([0.5, 0.5], [0.5, 0.5], 0)
+    with pytest.raises(ValueError, match="1-D"):
+        selection_law([[0.5, 0.5]], [[0.5, 0.5]], 2)
     with pytest.raises(ValueError, match="slots"):
         simulate("multidraft", from_parents([-1, 0], ranks=[0, 2], name="slot2"), [0.5, 0.5], [0.5, 0.5], calls=10)
 
@@ -154,3 +177,108 @@ def test_bound_report_rows_come_from_the_method():
     tok = rep.methods["multidraft"]["tokens_per_call"]
     assert tok == pytest.approx([1 + multidraft_acceptance(p, q, k) for k in (1, 2, 3)], abs=1e-9)
     assert all(a >= b - 1e-12 for a, b in zip(tok, rep.methods["specinfer"]["tokens_per_call"]))
+
+
+# ----------------------------------------------------------------------------- the selection at any V
+def _in_base_polytope(r, q, m, tol=1e-12):
+    """r(S) <= 1 - (1 - q(S))^m for all S (binding sets: prefixes in r/q order) and r(V) = 1."""
+    on = q > 0
+    order = np.argsort(-(r[on] / q[on]), kind="stable")
+    cum_r, cum_q = np.cumsum(r[on][order]), np.cumsum(q[on][order])
+    return bool(np.all(cum_r <= 1 - (1 - np.minimum(cum_q, 1)) ** m + tol) and abs(cum_r[-1] - 1) < tol
+                and np.all(r[~on] == 0))
+
+
+def _wide_pairs(count, seed):
+    """Random pairs with V up to 60, m up to 8, peaked and flat, zeros in p and q."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        vocab = int(rng.integers(2, 61))
+        conc = rng.choice([0.1, 0.3, 1.0, 3.0])
+        p, q = rng.dirichlet(np.full(vocab, conc)), rng.dirichlet(np.full(vocab, conc))
+        for law in (p, q):
+            if rng.random() < 0.3:
+                law[rng.integers(vocab)] = 0.0
+                law /= law.sum()
+        yield p, q, int(rng.integers(1, 9))
+
+
+def test_selection_attains_the_optimum_on_random_pairs():
+    """200 pairs, V <= 60, m = 1..8: the closed-form law and the sampler's law both reach α*.
+
+    Largest gap |sum min(p, r) - α*| is ~1e-14; the law is a point of the base polytope
+    (a law of "one token of the draft set"), the partition gives every token cells of total
+    length q_y, and the first-holder law sums to r.
+    """
+    gaps = []
+    for p, q, m in _wide_pairs(200, 7):
+        alpha = optimal_acceptance_iid(p, q, m)
+        law = selection_law(p, q, m)
+        plan = multidraft_plan(p, q, m)
+        assert _in_base_polytope(law, q, m)
+        owned = np.zeros(len(p))
+        np.add.at(owned, np.repeat(np.arange(len(p)), np.diff(plan.start)), plan.cell_hi - plan.cell_lo)
+        assert np.allclose(owned, q, atol=1e-13, rtol=0)
+        assert np.allclose(first_holder_law(plan).sum(axis=1), plan.selected, atol=1e-13, rtol=0)
+        gaps += [abs(np.minimum(p, law).sum() - alpha), abs(np.minimum(p, plan.selected).sum() - alpha)]
+    assert max(gaps) < 1e-12, max(gaps)
+
+
+def test_selection_law_equals_the_lp_plans_acceptance():
+    """Small V: the LP optimum (2^V enumeration) equals what the closed-form law accepts."""
+    for p, q, m in _random_pairs(40, 3):
+        assert np.minimum(p, selection_law(p, q, m)).sum() == pytest.approx(optimal_acceptance_lp(p, q, m), abs=1e-9)
+
+
+@pytest.mark.slow
+def test_selection_attains_the_optimum_at_real_vocabulary():
+    """V = 49,152, peaked LM-like pairs (benchmarks/bench_ranklaw.py): law and sampler reach α* (gap < 1e-10)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_ranklaw import lm_like_pair
+
+    for seed, m in ((0, 2), (1, 4)):
+        p, q = lm_like_pair(49_152, seed)
+        alpha = optimal_acceptance_iid(p, q, m)
+        law = selection_law(p, q, m)
+        assert _in_base_polytope(law, q, m, tol=1e-10)
+        assert abs(np.minimum(p, law).sum() - alpha) < 1e-10
+        plan = multidraft_plan(p, q, m)
+        assert abs(np.minimum(p, plan.selected).sum() - alpha) < 1e-10
+        assert np.abs(plan.selected - law).max() < 1e-10
+        assert len(plan.cell_lo) <= 2 * len(p)
+    for seed in range(2, 8):                                   # the closed form alone: fast at any V
+        p, q = lm_like_pair(49_152, seed)
+        for m in (2, 3, 8):
+            assert abs(np.minimum(p, selection_law(p, q, m)).sum() - optimal_acceptance_iid(p, q, m)) < 1e-10
+
+
+def test_sampler_law_matches_monte_carlo():
+    """The selected draft's empirical law agrees with plan.selected (chi-square, V = 12, m = 3)."""
+    from scipy.stats import chisquare
+
+    rng = np.random.default_rng(11)
+    p, q = rng.dirichlet(np.full(12, 0.5)), rng.dirichlet(np.full(12, 0.5))
+    plan = multidraft_plan(p, q, 3)
+    n = 200_000
+    drafts = rng.choice(12, size=(n, 3), p=q)
+    y = plan.select(drafts, rng.random((n, 3)), rng.random((n, 3)))
+    counts = np.bincount(y, minlength=12)
+    keep = plan.selected * n > 5
+    expected = plan.selected[keep] * n
+    assert chisquare(counts[keep], expected * counts[keep].sum() / expected.sum()).pvalue > ALPHA
+
+
+def test_token_below_float_resolution_never_wins():
+    """q_y ~ 1e-17 at the top of the axis: empty cell, selection law 0, never selected over a real draft."""
+    p = np.array([0.01, 0.5, 0.49])
+    q = np.array([1e-17, 0.5, 0.5])
+    q /= q.sum()
+    plan = multidraft_plan(p, q, 3)
+    assert plan.start[1] == plan.start[0] and plan.selected[0] == 0.0
+    drafts = np.array([[0, 1, 2], [0, 0, 2]])
+    rng = np.random.default_rng(0)
+    assert set(plan.select(drafts, rng.random((2, 3)), rng.random((2, 3))).tolist()) <= {1, 2}
+    assert abs(np.minimum(p, plan.selected).sum() - optimal_acceptance_iid(p, q, 3)) < 1e-15

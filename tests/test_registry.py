@@ -30,7 +30,7 @@ def test_every_method_has_one_home_with_a_style():
 
 def test_derived_lists_come_from_the_registry():
     assert REPORT_METHODS == ("sd", "specinfer", "rsd", "spectr", "ersd", "ersd-topm", "block", "multidraft")
-    assert LOG_METHODS == ("autoregressive", "sd", "specinfer", "rsd", "spectr", "ersd", "block")
+    assert LOG_METHODS == ("autoregressive", "sd", "specinfer", "rsd", "spectr", "ersd", "block", "multidraft")
     assert DEFAULT_METHODS == ("sd", "specinfer", "rsd", "spectr", "ersd", "block")
     assert set(PATH_METHODS) == set(LOG_METHODS) | {"ersd-topm"}
 

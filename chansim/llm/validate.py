@@ -39,8 +39,9 @@ __all__ = ["ratio_interval", "bootstrap_ratio_interval", "pair_from_log", "measu
            "hf_assisted_generate", "validate", "format_table", "results_document", "DEFAULT_METHODS",
            "DEFAULT_TREES"]
 
-#: methods validated by default: every drafting method with path prediction (variants left out)
-DEFAULT_METHODS = method_names(drafting=True, path=True, variants=False)
+#: methods validated by default: every drafting method with path prediction (variants and
+#: methods with ``validated_by_default = False`` left out)
+DEFAULT_METHODS = method_names(drafting=True, path=True, variants=False, default=True)
 DEFAULT_TREES = ("chain:1", "chain:2", "chain:4", "batch:2", "batch:4")
 
 

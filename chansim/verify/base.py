@@ -127,6 +127,8 @@ class Method:
     variant_of: str | None = None
     tree_family: str | None = None
     has_path_prediction = False
+    #: run by ``chansim llm validate`` when no method is named (False: a costly sampler at real V)
+    validated_by_default = True
     sd_on_chains = False    # on a chain (one draft per node) the rule is exactly sd's
     #: trees with a guaranteed tokens-per-call interval from top-n heads (chansim.llm.truncated):
     #: "chains", "depth-only" (any tree whose width depends only on depth) or None

@@ -54,7 +54,7 @@ def get_method(method, **options) -> Method:
 
 
 def method_names(*, drafting: bool | None = None, theory: bool | None = None, path: bool | None = None,
-                 variants: bool = True) -> tuple:
+                 variants: bool = True, default: bool | None = None) -> tuple:
     """Registered names in display order, filtered by what the methods provide.
 
     Parameters
@@ -67,11 +67,15 @@ def method_names(*, drafting: bool | None = None, theory: bool | None = None, pa
         Only methods with (True) or without (False) prediction from a logged path.
     variants : bool
         Include registered variants (``variant_of`` set, e.g. ``ersd-topm``).
+    default : bool, optional
+        Only methods that ``chansim llm validate`` runs by default (``validated_by_default``).
 
     >>> method_names(theory=True)
     ('sd', 'specinfer', 'rsd', 'spectr', 'ersd', 'ersd-topm', 'block', 'multidraft')
     >>> method_names(path=True, variants=False)
-    ('autoregressive', 'sd', 'specinfer', 'rsd', 'spectr', 'ersd', 'block')
+    ('autoregressive', 'sd', 'specinfer', 'rsd', 'spectr', 'ersd', 'block', 'multidraft')
+    >>> method_names(drafting=True, path=True, variants=False, default=True)
+    ('sd', 'specinfer', 'rsd', 'spectr', 'ersd', 'block')
     """
     out = []
     for name, cls in METHODS.items():
@@ -82,6 +86,8 @@ def method_names(*, drafting: bool | None = None, theory: bool | None = None, pa
         if path is not None and cls.has_path_prediction != path:
             continue
         if not variants and cls.variant_of is not None:
+            continue
+        if default is not None and cls.validated_by_default != default:
             continue
         out.append(name)
     return tuple(out)
