@@ -121,28 +121,33 @@ def _absorb_torch(state, pi_cols, k: int) -> None:
         state[:, 1:] += moved
 
 
+def _row_blocks(win_rows, heavy: HeavySets):
+    """Blocks of rows sharing a heavy group: yields ``(idx, c_cols)``, ``c_cols`` of shape [h, rows]."""
+    g_rows = heavy.group[win_rows]
+    for g, mat in enumerate(heavy.mats):
+        h = mat.shape[1]
+        if h == 0:
+            continue
+        sel = np.flatnonzero(g_rows == g) if len(heavy.mats) > 1 else np.arange(len(win_rows))
+        block = max(1, _BLOCK // h)
+        for s in range(0, len(sel), block):
+            idx = sel[s:s + block]
+            yield idx, mat[heavy.local[win_rows[idx]]].T
+
+
 def _run_torch(state_np, t_rows, win_rows, heavy: HeavySets, k: int, device) -> np.ndarray:
     """The heavy recursion of :func:`run_recursion` in float64 torch on ``device`` (e.g. ``"cuda"``)."""
     import torch
 
     state = torch.as_tensor(state_np, dtype=torch.float64, device=device)
     t = torch.as_tensor(t_rows, dtype=torch.float64, device=device)
-    g_rows = heavy.group[win_rows]
-    for g, mat in enumerate(heavy.mats):
-        h = mat.shape[1]
-        if h == 0:
-            continue
-        sel = np.flatnonzero(g_rows == g) if len(heavy.mats) > 1 else np.arange(len(t_rows))
-        block = max(1, _BLOCK // h)
-        for s in range(0, len(sel), block):
-            idx = sel[s:s + block]
-            c_cols = torch.as_tensor(mat[heavy.local[win_rows[idx]]].T, device=device)   # [h, rows]
-            idx_t = torch.as_tensor(idx, device=device)
-            pi_cols = -torch.expm1(-c_cols * t[idx_t][None, :])                          # [h, rows]
-            pi_cols = pi_cols[pi_cols.amax(1) > 0]
-            st = state[idx_t]
-            _absorb_torch(st, pi_cols, k)
-            state[idx_t] = st
+    for idx, c_np in _row_blocks(win_rows, heavy):
+        idx_t = torch.as_tensor(idx, device=device)
+        c_cols = torch.as_tensor(c_np, dtype=torch.float64, device=device)           # [h, rows]
+        pi_cols = -torch.expm1(-c_cols * t[idx_t][None, :])                          # [h, rows]
+        st = state[idx_t]
+        _absorb_torch(st, pi_cols[pi_cols.amax(1) > 0], k)
+        state[idx_t] = st
     return state.cpu().numpy()
 
 
@@ -158,21 +163,11 @@ def run_recursion(t_rows, win_rows, heavy: HeavySets, k: int, device=None) -> np
     state = poisson_truncated(t_rows * heavy.light[win_rows], k)           # [rows, k+1]
     if device is not None:
         return _run_torch(state, t_rows, win_rows, heavy, k, device)
-    g_rows = heavy.group[win_rows]
-    for g, mat in enumerate(heavy.mats):
-        h = mat.shape[1]
-        if h == 0:
-            continue
-        sel = np.flatnonzero(g_rows == g) if len(heavy.mats) > 1 else np.arange(len(t_rows))
-        block = max(1, _BLOCK // h)
-        for s in range(0, len(sel), block):
-            idx = sel[s:s + block]
-            c_cols = mat[heavy.local[win_rows[idx]]].T                     # [h, rows]
-            pi_cols = -np.expm1(-c_cols * t_rows[idx][None, :])           # [h, rows]
-            live = np.flatnonzero(pi_cols.max(1) > 0)
-            st = state[idx]
-            _absorb(st, pi_cols[live], k)
-            state[idx] = st
+    for idx, c_cols in _row_blocks(win_rows, heavy):                        # c_cols: [h, rows]
+        pi_cols = -np.expm1(-c_cols * t_rows[idx][None, :])               # [h, rows]
+        st = state[idx]
+        _absorb(st, pi_cols[pi_cols.max(1) > 0], k)
+        state[idx] = st
     return state
 
 
