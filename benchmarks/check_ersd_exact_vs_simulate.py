@@ -20,6 +20,7 @@ import time
 
 from chansim.distributions import noisy_target_pair
 from chansim.simulate import simulate
+from chansim.theory import rank_law
 from chansim.theory.report import speedup_report
 from chansim.theory.report_trees import report_tree
 
@@ -45,8 +46,12 @@ def main(argv=None) -> int:
             rep = speedup_report(p, q, k=ks, methods=["ersd"], tree=shape, rank_tol=args.rank_tol, pfr=False)
             exact = rep.methods["ersd"]["tokens_per_call"]
             err = rep.summary.get("rank_law_error", 0.0)
+            # the optimal tree is built once per pair from the law the report used (same
+            # arguments), not once per k: at V = 262,144 one law costs minutes
+            law = rank_law(p, q, max_rank=max(64, *ks), tol=args.rank_tol, seed=args.seed) \
+                if shape == "optimal" else None
             for i, k in enumerate(ks):
-                tree = report_tree("ersd", p, q, k, shape)
+                tree = report_tree("ersd", p, q, k, shape, law=law)
                 res = simulate("ersd", tree, p, q, calls=args.calls, seed=args.seed + 1000 * i + 7)
                 est = res.tokens_per_call
                 z = (exact[i] - est.mean) / est.std_error if est.std_error > 0 else float("nan")

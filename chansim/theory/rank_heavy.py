@@ -2,13 +2,18 @@ r"""Per-winner heavy sets for the guaranteed rank law (docs/theory.md §5 (d)).
 
 Given a winner y, its competitors x have rates :math:`c_x = (q_x/\rho_y - p_x)_+`.  The
 ``h`` largest enter the exact Poisson-binomial recursion; the others ("light") are
-replaced by one Poisson variable, at a total-variation cost
+replaced by an approximant of :mod:`chansim.theory.rank_light` — Poisson(:math:`t C^L_y`),
+or the second-order signed compound Poisson where its error is smaller — at a
+total-variation cost (per unit mass, mixed over t on [0, T])
 
 .. math::
-    e_y(h) = \min\Big(\sum_{x\ \mathrm{light}} c_x^2,\ \frac{C^L_y}{1 + C^L_y}\Big),
+    e_y(h) = \min\Big(\sum_{x\ \mathrm{light}} c_x^2,\ \frac{C^L_y}{1 + C^L_y},\
+             \tfrac12 \int_0^T e^{-t} e^{t^2 S_2} \kappa(t c_m) t^3 S_3\, dt\Big),
     \qquad C^L_y = C_y - \sum_{x\ \mathrm{heavy}} c_x
 
-(:math:`\ell_1` cost :math:`2 p_y e_y(h)`).  One global ``h`` wastes work on the many easy
+(:math:`\ell_1` cost :math:`2 p_y e_y(h)`; :math:`S_2, S_3, c_m` the light part's sums of
+squares and cubes and its largest rate; :math:`S_2` exact, from the shortlist and
+:func:`~chansim.theory.rank_light.square_sums_above`).  One global ``h`` wastes work on the many easy
 winners and can leave a single hard winner (a flat draft behind a confident target: tens
 of thousands of competitors with :math:`c_x \sim 10^{-3}`) far above the budget.  Here
 every winner gets its own ``h`` from a ladder (powers of two times ``heavy``): the
@@ -16,7 +21,7 @@ choice minimises :math:`\sum_y h_y` subject to :math:`\sum_y 2 p_y e_y(h_y) \le`
 a Lagrangian search (each winner takes :math:`\arg\min_h h + p_y e_y(h)/\lambda`, and
 :math:`\lambda` is bisected); any choice is valid, the error charged is the one of the
 choice.  Winners still above the budget at the shortlist's size get a full-vocabulary
-pass (exact :math:`\sum c^2`, up to ``heavy_max`` competitors).
+pass (the largest rates over all V, up to ``heavy_max`` competitors).
 
 :class:`HeavySets` holds the result in groups of equal ``h`` (memory
 :math:`\sum_g n_g h_g`), and :func:`run_recursion` runs the truncated recursion of
@@ -27,7 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
+
+from .rank_light import light_state, poisson_truncated, row_error, second_order_error, square_sums_above
 
 __all__ = ["HeavySets", "choose_heavy_sets", "run_recursion", "poisson_truncated"]
 
@@ -52,12 +58,18 @@ class HeavySets:
     light_err : ndarray, shape (W,)
         :math:`e_y(h_y)` (total variation, per unit mass).
     light_sq : ndarray, shape (W,)
-        Upper bound on :math:`\sum_{x\ \mathrm{light}} c_x^2` (the TV at time t is at most
-        :math:`\min(t^2 \cdot \text{light\_sq}/2,\ 1 - e^{-t C^L})`).
+        :math:`S_2 = \sum_{x\ \mathrm{light}} c_x^2` (exact up to rounding; the second-order
+        approximant uses it).
     counts : ndarray, shape (W,)
         :math:`h_y`.
     full : int
         Winners that got the full-vocabulary pass.
+    light_cube : ndarray, shape (W,)
+        Upper bound on :math:`S_3 = \sum_{x\ \mathrm{light}} c_x^3`.
+    light_cmax : ndarray, shape (W,)
+        Upper bound on the largest light rate :math:`c_m`.
+    second : ndarray of bool, shape (W,)
+        Whether the light part uses the second-order approximant (else Poisson).
     """
 
     group: np.ndarray
@@ -68,34 +80,46 @@ class HeavySets:
     light_sq: np.ndarray
     counts: np.ndarray
     full: int
+    light_cube: np.ndarray = None
+    light_cmax: np.ndarray = None
+    second: np.ndarray = None
+
+    def __post_init__(self):
+        n = len(self.group)
+        for name, fill in (("light_cube", np.inf), ("light_cmax", np.inf), ("second", False)):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.full(n, fill))
 
     @classmethod
     def single(cls, heavy_c, light, light_err=None):
-        """One group holding ``heavy_c`` (shape (W, h)) for every winner."""
+        """One group holding ``heavy_c`` (shape (W, h)) for every winner (Poisson light part)."""
         heavy_c = np.asarray(heavy_c, dtype=float)
         n = heavy_c.shape[0]
         err = np.zeros(n) if light_err is None else np.asarray(light_err, dtype=float)
         return cls(np.zeros(n, dtype=int), np.arange(n), [heavy_c], np.asarray(light, dtype=float), err,
                    np.full(n, np.inf), np.full(n, heavy_c.shape[1]), 0)
 
+    def row_tv(self, t, idx) -> np.ndarray:
+        r"""Total variation at time t between the light count of winners ``idx`` and its approximant.
+
+        Poisson: :math:`\min(t^2 S_2/2,\ 1 - e^{-t C^L})`; second order: half of
+        :func:`~chansim.theory.rank_light.row_error`.
+        """
+        t = np.asarray(t, dtype=float)
+        first = np.minimum(t * t * self.light_sq[idx] / 2, -np.expm1(-t * self.light[idx]))
+        sec = row_error(t, self.light_sq[idx], self.light_cube[idx], self.light_cmax[idx]) / 2
+        return np.where(self.second[idx], sec, first)
+
+    def mixed_tv(self, t_end) -> np.ndarray:
+        """``light_err`` with the second-order winners' error integrated on [0, t_end] only, shape (W,)."""
+        sec = second_order_error(self.light_sq, self.light_cube, self.light_cmax, t_end) / 2
+        return np.where(self.second, np.minimum(sec, self.light_err), self.light_err)
+
     @property
     def c_max(self) -> np.ndarray:
         """Largest heavy rate per winner, shape (W,) (0 without heavy competitors)."""
         tops = [m.max(1) if m.shape[1] else np.zeros(m.shape[0]) for m in self.mats]
         return np.array([tops[g][i] for g, i in zip(self.group, self.local)]) if len(self.group) else np.zeros(0)
-
-
-def poisson_truncated(lam, k: int) -> np.ndarray:
-    """Rows of P(Pois(lam) = j), j < k, and P(Pois >= k) in the last column, shape (rows, k+1)."""
-    lam = np.asarray(lam, dtype=float)[:, None]
-    j = np.arange(k)[None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logpmf = np.where(lam > 0, j * np.log(np.where(lam > 0, lam, 1.0)) - lam - special.gammaln(j + 1),
-                          np.where(j == 0, 0.0, -np.inf))
-    out = np.empty((lam.shape[0], k + 1))
-    out[:, :k] = np.exp(logpmf)
-    out[:, k] = special.pdtrc(k - 1, lam[:, 0]) if k > 0 else 1.0
-    return out
 
 
 def _absorb(state, pi_cols, k: int) -> None:
@@ -154,13 +178,14 @@ def _run_torch(state_np, t_rows, win_rows, heavy: HeavySets, k: int, device) -> 
 def run_recursion(t_rows, win_rows, heavy: HeavySets, k: int, device=None) -> np.ndarray:
     """Truncated pmf of N at (winner, t) rows, shape (rows, k+1); last column = P(N >= k).
 
-    N = heavy Bernoulli(1 - e^{-t c_x}) counts + Poisson(t C^L) (docs/theory.md §5 (d)).
+    N = heavy Bernoulli(1 - e^{-t c_x}) counts + the light approximant (Poisson(t C^L) or
+    second order, :func:`~chansim.theory.rank_light.light_state`; docs/theory.md §5 (d)).
     ``device`` (``None``: numpy): a torch device (``"cpu"``, ``"cuda"``) for the heavy
     recursion, the same float64 arithmetic on tensors.
     """
     t_rows = np.asarray(t_rows, dtype=float)
     win_rows = np.asarray(win_rows)
-    state = poisson_truncated(t_rows * heavy.light[win_rows], k)           # [rows, k+1]
+    state = light_state(t_rows, heavy.light[win_rows], heavy.light_sq[win_rows], heavy.second[win_rows], k)
     if device is not None:
         return _run_torch(state, t_rows, win_rows, heavy, k, device)
     for idx, c_cols in _row_blocks(win_rows, heavy):                        # c_cols: [h, rows]
@@ -181,21 +206,58 @@ def _ladder(heavy: int, top: int) -> list:
     return sorted(levels)
 
 
-def _errors(cs, c_tot, out_sq, levels):
-    """e(h) and the light sum-of-squares bound for each level, rates ``cs`` sorted decreasingly per row.
+@dataclass
+class _Light:
+    """Light-part error and statistics per (winner, level), arrays of shape (rows, levels)."""
 
-    Returns two arrays of shape (rows, len(levels)).
+    err: np.ndarray                     # total variation, mixed over t (module docstring)
+    sq: np.ndarray                      # S_2
+    cube: np.ndarray                    # bound on S_3
+    cmax: np.ndarray                    # bound on c_m
+    second: np.ndarray                  # second-order approximant chosen
+
+    @classmethod
+    def empty(cls, n: int, n_levels: int):
+        return cls(*(np.empty((n, n_levels)) for _ in range(4)), np.zeros((n, n_levels), dtype=bool))
+
+    def set_rows(self, rows, other: "_Light") -> None:
+        for name in ("err", "sq", "cube", "cmax", "second"):
+            getattr(self, name)[rows] = getattr(other, name)
+
+    def widen(self, levels, base) -> "_Light":
+        """Columns for ``levels``: a base level keeps its own values, the others the last base column."""
+        out = _Light(*(np.repeat(v[:, -1:], len(levels), axis=1) for v in
+                       (self.err, self.sq, self.cube, self.cmax, self.second)))
+        for j, h in enumerate(levels):
+            if h in base:
+                out.set_rows((slice(None), j), _Light(*(v[:, base.index(h)] for v in
+                                                        (self.err, self.sq, self.cube, self.cmax, self.second))))
+        return out
+
+
+def _errors(cs, c_tot, rest_sq, rest_cube, rest_max, levels, t_end: float) -> _Light:
+    """Light-part errors for each level; ``cs`` the largest rates sorted decreasingly per row.
+
+    ``rest_*`` describe the competitors not in ``cs``: exact sum of squares, a bound on the
+    sum of cubes and on the largest rate.  Level h keeps ``cs[:, :h]`` heavy (h <= columns).
     """
     n, s = cs.shape
-    sq_tail = np.concatenate([np.cumsum((cs * cs)[:, ::-1], axis=1)[:, ::-1], np.zeros((n, 1))], axis=1)
-    csum = np.concatenate([np.zeros((n, 1)), np.cumsum(cs, axis=1)], axis=1)   # [rows, S+1]
-    out, sq = np.empty((n, len(levels))), np.empty((n, len(levels)))
+    rev = lambda v: np.concatenate([np.cumsum(v[:, ::-1], axis=1)[:, ::-1], np.zeros((n, 1))], axis=1)
+    sq_tail, cube_tail = rev(cs * cs), rev(cs ** 3)                      # [rows, S+1]
+    csum = np.concatenate([np.zeros((n, 1)), np.cumsum(cs, axis=1)], axis=1)
+    nxt = np.concatenate([cs, np.zeros((n, 1))], axis=1)                 # largest light rate in cs
+    out = _Light.empty(n, len(levels))
     for j, h in enumerate(levels):
         h = min(h, s)
         lt = np.maximum(c_tot - csum[:, h], 0.0)
-        sq[:, j] = np.maximum(sq_tail[:, h] + out_sq, 0.0)
-        out[:, j] = np.minimum(sq[:, j], lt / (1 + lt))
-    return out, sq
+        sq = np.maximum(sq_tail[:, h] + rest_sq, 0.0)
+        cube = np.maximum(cube_tail[:, h] + rest_cube, 0.0)
+        cm = np.maximum(nxt[:, h], rest_max)
+        first = np.minimum(sq, lt / (1 + lt))
+        sec = second_order_error(sq, cube, cm, t_end) / 2
+        out.err[:, j] = np.minimum(first, sec)
+        out.sq[:, j], out.cube[:, j], out.cmax[:, j], out.second[:, j] = sq, cube, cm, sec < first
+    return out
 
 
 def _lagrange_pick(err, mass, levels, budget: float, max_cost: float = np.inf) -> np.ndarray:
@@ -247,7 +309,7 @@ def _lagrange_pick(err, mass, levels, budget: float, max_cost: float = np.inf) -
 
 def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: float, budget: float,
                       heavy: int, heavy_max: int, chunk: int, full_max: int = 64,
-                      heavy_work: int = 1 << 18) -> HeavySets:
+                      heavy_work: int = 1 << 18, t_end: float = 40.0) -> HeavySets:
     """Heavy sets per winner with ``sum 2 mass_y e_y(h_y) <= budget`` where reachable (module docstring).
 
     Parameters
@@ -258,13 +320,17 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
     mass, rho_w, c_tot : ndarray, shape (W,)
         Mass carried, ratio q/p and exact :math:`C_y` of each winner.
     short : ndarray, shape (S,)
-        Shortlist of competitor ids (largest q); the rest enter through :math:`C_y` and
-        :math:`\\sum_{x \\notin S} c_x^2 \\le (\\max_{x\\notin S} q_x/\\rho_y) \\sum_{x\\notin S} c_x`.
+        Shortlist of competitor ids (largest q); the rest enter through :math:`C_y`, their
+        exact :math:`\\sum c_x^2` (:func:`~chansim.theory.rank_light.square_sums_above`) and
+        :math:`c_x \\le \\max_{x\\notin S} q_x/\\rho_y`.
     budget : float
         Target for the light part's :math:`\\ell_1` cost.
     heavy_work : int
         Cap on :math:`\\sum_y h_y` (work and memory of the recursion); where the budget
         needs more, the error charged exceeds it.
+    t_end : float
+        Upper end T of the race times the rows use (the second-order error is integrated
+        on [0, T]).
     """
     vocab = len(p)
     n_win, s_n = len(winners), len(short)
@@ -273,66 +339,71 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
     pos_in_short[short] = np.arange(s_n)
     top_short = min(int(heavy_max), s_n)
     base = _ladder(heavy, top_short)
+    outside = np.flatnonzero(pos_in_short < 0)
+    out_sq = square_sums_above(p, q, outside, rho_w)                     # [W] exact, outside the shortlist
 
     def short_rates(sl, top=None):
-        """Shortlist rates of winners ``sl``, the ``top`` largest sorted decreasingly (all if None)."""
+        """Shortlist rates of winners ``sl``: the ``top`` largest sorted decreasingly (all if None),
+        and the light part's rest (sum of squares, bound on the sum of cubes, on the largest rate)."""
         c = np.maximum(qs[None, :] / rho_w[sl, None] - ps[None, :], 0.0)    # [chunk, S]
         own = pos_in_short[winners[sl]]
         has = own >= 0
         c[np.flatnonzero(has), own[has]] = 0.0
         c_out = np.maximum(c_tot[sl] - c.sum(1), 0.0)
+        out_max = np.minimum(outside_qmax / rho_w[sl], c_out)
         if top is not None and top < s_n:
             kept = np.partition(c, s_n - top, axis=1)[:, s_n - top:]       # [chunk, top], O(S)
-            return -np.sort(-kept, axis=1), c_out * outside_qmax / rho_w[sl], (c * c).sum(1)
-        return -np.sort(-c, axis=1), c_out * outside_qmax / rho_w[sl], (c * c).sum(1)
+            kept = -np.sort(-kept, axis=1)
+            rest_sq = np.maximum((c * c).sum(1) - (kept * kept).sum(1), 0.0)
+            rest_cube = np.maximum((c ** 3).sum(1) - (kept ** 3).sum(1), 0.0)
+            return kept, (rest_sq + out_sq[sl], rest_cube + out_max * out_sq[sl],
+                          np.maximum(kept[:, -1], out_max))
+        return -np.sort(-c, axis=1), (out_sq[sl], out_max * out_sq[sl], out_max)
 
     # first level for everyone from a partition (O(S)); the sorted ladder only where it can matter
     h0 = base[0]
-    err0, sq0 = np.empty(n_win), np.empty(n_win)
+    first = _Light.empty(n_win, 1)
     for s in range(0, n_win, chunk):
         sl = slice(s, min(n_win, s + chunk))
-        top, out_sq, all_sq = short_rates(sl, h0)
-        sq0[sl] = np.maximum(all_sq - (top * top).sum(1) + out_sq, 0.0)
-        lt = np.maximum(c_tot[sl] - top.sum(1), 0.0)
-        err0[sl] = np.minimum(sq0[sl], lt / (1 + lt))
-    err_base = np.repeat(err0[:, None], len(base), axis=1)                # valid (not sharp) at every level
-    sq_base = np.repeat(sq0[:, None], len(base), axis=1)
+        top, rest = short_rates(sl, min(h0 + 1, s_n))
+        first.set_rows(sl, _errors(top, c_tot[sl], *rest, [h0], t_end))
+    lev = first.widen(base, [h0])            # errors valid (not sharp) at every level; statistics redone below
+    err0 = first.err[:, 0]
     if float((2 * mass * err0).sum()) > budget and len(base) > 1:
         # winners above budget / (2 W) each: the others together stay under budget / 2
         cand = np.flatnonzero(2 * mass * err0 > budget / (2 * n_win))
         for s in range(0, len(cand), chunk):
             idx = cand[s:s + chunk]
-            cs, out_sq, _ = short_rates(idx)
-            err_base[idx], sq_base[idx] = _errors(cs, c_tot[idx], out_sq, base)
+            cs, rest = short_rates(idx)
+            lev.set_rows(idx, _errors(cs, c_tot[idx], *rest, base, t_end))
     # full-vocabulary pass for the winners that the shortlist cannot bring under the budget
-    levels, err, sq = base, err_base, sq_base
+    levels = base
     full_rates = {}
     top_full = min(int(heavy_max), vocab - 1)
-    w_top = 2 * mass * err_base[:, -1]
+    w_top = 2 * mass * lev.err[:, -1]
     if top_full > top_short and float(w_top.sum()) > budget:
         order = np.argsort(-w_top, kind="stable")
         rest = float(w_top.sum()) - np.cumsum(w_top[order])
         n_full = min(int(np.searchsorted(-rest, -budget / 2)) + 1, int(full_max), n_win)
         levels = _ladder(heavy, top_full)
-        err = np.repeat(err_base[:, -1:], len(levels), axis=1)            # beyond the shortlist: no gain
-        sq = np.repeat(sq_base[:, -1:], len(levels), axis=1)
-        for j, h in enumerate(levels):                                     # base levels keep their own errors
-            if h in base:
-                err[:, j], sq[:, j] = err_base[:, base.index(h)], sq_base[:, base.index(h)]
+        lev = lev.widen(levels, base)                                      # beyond the shortlist: no gain
         for y in order[:n_full]:
             c = np.maximum(q / rho_w[y] - p, 0.0)                         # [V]
             c[winners[y]] = 0.0
-            cs = -np.sort(-c)[None, :top_full + 1]
-            tail_sq = float((c * c).sum()) - float((cs * cs).sum())       # beyond the kept prefix
-            e, e_sq = _errors(cs, np.array([c_tot[y]]), np.array([max(tail_sq, 0.0)]), levels)
-            err[y], sq[y] = e[0], e_sq[0]                                  # <= the shortlist's bounds
+            srt = -np.sort(-c)
+            cs = srt[None, :top_full + 1]
+            tail = srt[top_full + 1:]                                      # beyond the kept prefix
+            lev.set_rows(y, _errors(cs, np.array([c_tot[y]]), np.array([float((tail * tail).sum())]),
+                                    np.array([float((tail ** 3).sum())]), np.array([srt[top_full + 1]
+                                    if len(tail) else 0.0]), levels, t_end))
             full_rates[int(y)] = cs[0]
-    pick = _lagrange_pick(2 * err, mass, levels, budget, heavy_work)
+    pick = _lagrange_pick(2 * lev.err, mass, levels, budget, heavy_work)
     counts = np.array([levels[i] for i in pick], dtype=int)
     # groups of equal count; rows sorted decreasingly
     group = np.empty(n_win, dtype=int)
     local = np.empty(n_win, dtype=int)
     mats, light = [], np.zeros(n_win)
+    chosen = _Light(*(v[np.arange(n_win), pick] for v in (lev.err, lev.sq, lev.cube, lev.cmax, lev.second)))
     for g, h in enumerate(np.unique(counts)):
         members = np.flatnonzero(counts == h)
         group[members], local[members] = g, np.arange(len(members))
@@ -340,8 +411,12 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
         short_members = [i for i, y in enumerate(members) if int(y) not in full_rates]
         for s in range(0, len(short_members), chunk):
             rows = np.asarray(short_members[s:s + chunk], dtype=int)
-            cs, _, _ = short_rates(members[rows], int(h))
+            cs, rest = short_rates(members[rows], int(h) + 1 if int(h) < s_n else None)
             mat[rows, :min(int(h), s_n)] = cs[:, :min(int(h), s_n)]
+            # the light part's statistics at the chosen count exactly (the approximant uses S_2)
+            exact = _errors(cs, c_tot[members[rows]], *rest, [int(h)], t_end)
+            chosen.set_rows(members[rows], _Light(*(v[:, 0] for v in (exact.err, exact.sq, exact.cube,
+                                                                         exact.cmax, exact.second))))
         for i, y in enumerate(members):
             if int(y) in full_rates:
                 fr = full_rates[int(y)][:int(h)]
@@ -350,5 +425,5 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
         mat = mat[:, :live[-1] + 1] if len(live) else mat[:, :0]         # trailing zero columns do nothing
         mats.append(np.ascontiguousarray(mat))
         light[members] = np.maximum(c_tot[members] - mat.sum(1), 0.0)
-    light_err, light_sq = err[np.arange(n_win), pick], sq[np.arange(n_win), pick]
-    return HeavySets(group, local, mats, light, light_err, light_sq, counts, len(full_rates))
+    return HeavySets(group, local, mats, light, chosen.err, chosen.sq, counts, len(full_rates),
+                     chosen.cube, chosen.cmax, chosen.second)

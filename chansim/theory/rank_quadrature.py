@@ -16,7 +16,11 @@ coefficients of the complexified generating function there.  With :math:`t = t_0
 Poisson(:math:`t C^L`) part :math:`\le e^{|t| C^L - \mathrm{Re}(t) C^L} \le e^{2 r C^L}`, so
 
 .. math::
-    \ln M \le 2 r C^L + 2 \sum_{x\ \mathrm{heavy}} e^{-a c_x}(e^{r c_x} - 1).
+    \ln M \le 2 r C^L + 2 \sum_{x\ \mathrm{heavy}} e^{-a c_x}(e^{r c_x} - 1)
+            \;[+\ (T_y + r)^2 S_2 \text{ for a second-order light part}],
+
+the last term because :math:`\|\exp(-\tfrac{t^2 S_2}{2}(z^2 - z))\| \le e^{|t|^2 S_2}` and
+:math:`|t| \le a + h + r \le T_y + r` on the ellipse (:mod:`chansim.theory.rank_light`).
 
 The factor :math:`e^{-a c_x}` is what the uniform plan dropped: a competitor with a huge
 rate c (a token the draft likes far more than the winner) only forces small panels near
@@ -106,6 +110,7 @@ def graded_panels(heavy: HeavySets, winners, t_end, share: float, k: int, max_st
     t_end = np.asarray(t_end, dtype=float)
     lo, hi, s = rate_histogram(heavy, winners)
     c_light = heavy.light[winners]
+    sq_light = np.where(heavy.second[winners], heavy.light_sq[winners], 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         # [B, R, bins]: (e^{r hi} - 1)/hi, -> r where hi = 0
         g = np.where(hi[:, None, :] > 0, np.expm1(np.minimum(_R_GRID[None, :, None] * hi[:, None, :], 600.0))
@@ -122,6 +127,8 @@ def graded_panels(heavy: HeavySets, winners, t_end, share: float, k: int, max_st
         aa = a[active]
         decay = 2 * np.exp(-aa[:, None] * lo[active]) * s[active]         # [A, bins]
         log_m = np.einsum("ab,arb->ar", decay, g[active]) + 2 * _R_GRID[None, :] * c_light[active, None]   # [A, R]
+        # second-order light part: ||exp(-(t^2 S_2/2)(z^2 - z))|| <= e^{|t|^2 S_2}, |t| <= T_y + r
+        log_m += sq_light[active, None] * (t_end[active, None] + _R_GRID[None, :]) ** 2
         left = (t_end[active] - aa)[:, None, None]
         h = np.minimum(_R_GRID[None, :, None] * _HALF_WIDTH[None, None, :], left)                       # [A, R, 4]
         budget = share * (np.exp(-aa)[:, None, None] * -np.expm1(-h)) / norm[active, None, None]

@@ -14,11 +14,12 @@ Ingredients (each proven in docs/theory.md §5):
    ``<= tol/4`` (or ``winners_max`` is hit); the rest is charged to ``error``.
 3. **Heavy/light split** per winner: the :math:`h_y` competitors with the largest
    :math:`c_x` enter an exact Poisson-binomial recursion truncated at K (the last state
-   absorbs :math:`N \ge K`); the others are replaced by one Poisson variable of rate
-   :math:`t C^L_y`, :math:`C^L_y = C_y - \sum_{heavy} c_x` (:math:`C_y` exact from
-   :func:`chansim.races.competitor_rates`).  Coupling each Bernoulli with
-   :math:`1\{\mathrm{Poisson}(t c_x) \ge 1\}` costs at most
-   :math:`\min(\sum_{light} c_x^2,\, C^L_y/(1 + C^L_y))` in total variation.
+   absorbs :math:`N \ge K`); the others are replaced by Poisson(:math:`t C^L_y`),
+   :math:`C^L_y = C_y - \sum_{heavy} c_x` (:math:`C_y` exact from
+   :func:`chansim.races.competitor_rates`), at a total-variation cost
+   :math:`\le \min(\sum_{light} c_x^2,\, C^L_y/(1 + C^L_y))`, or where cheaper by the
+   second-order signed compound Poisson of :mod:`chansim.theory.rank_light`, whose error
+   is cubic in the light rates.
 4. **Quadrature in t**: Gauss–Legendre panels on :math:`[0, T_y]`, with the rigorous
    error bound for functions analytic in a Bernstein ellipse (Trefethen, ATAP Thm 19.3)
    and an explicit bound on the complexified Poisson-binomial; the node count per panel
@@ -33,7 +34,9 @@ Ingredients (each proven in docs/theory.md §5):
    absorbed mass on "N >= K", which moves the computed vector by at most twice that
    mass in :math:`\ell_1`; the sum :math:`2\sum w_{row} P(N \ge K')` over such rows is
    charged to ``error`` (part ``narrow``, at most ``tol/12``); the other rows are rerun at
-   width K.
+   width K.  A second-order light part is a signed measure whose negative mass is at most
+   half its :math:`\ell_1` error e(t), so such a row moves the vector by at most
+   2 P(N >= K') + 2 e(t), and that is charged.
 
 Entropy :math:`H(R)` is then bracketed rigorously (:func:`rank_entropy_interval`).
 Everything is vectorised over (winner, node) rows; the work is
@@ -48,6 +51,7 @@ import numpy as np
 
 from ..races import competitor_rates
 from .rank_heavy import HeavySets, choose_heavy_sets, run_recursion
+from .rank_light import row_error
 from .rank_quadrature import graded_panels
 
 __all__ = ["BoundedRankLaw", "bounded_rank_law", "rank_entropy_interval", "entropy_continuity_bound"]
@@ -228,6 +232,15 @@ def _accumulate_rows(head, t_rows, y_rows, weight, heavy: HeavySets, k: int, nar
         moved = float(w_ok @ st[ok, narrow])
         head[k] += moved
         narrow_err += 2 * moved
+        # a signed (second-order) light part has negative mass N <= half its l1 error; the
+        # move then costs <= 2 moved + 4 N (docs/theory.md §5, narrow pass)
+        y_ok = y_rows[sl][ok]
+        sec = heavy.second[y_ok]
+        if sec.any():
+            t_ok = t_rows[sl][ok][sec]
+            y_sec = y_ok[sec]
+            narrow_err += 2 * float(w_ok[sec] @ row_error(t_ok, heavy.light_sq[y_sec], heavy.light_cube[y_sec],
+                                                      heavy.light_cmax[y_sec]))
         wide.append(np.flatnonzero(~ok) + s)
     rerun = np.concatenate(wide) if wide else np.zeros(0, dtype=int)
     for s in range(0, len(rerun), step):
@@ -346,13 +359,12 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     n_all_winners, n_win = n_win, len(ref_pos)
 
     # heavy sets per winner (rank_heavy): light-part l1 cost <= share where reachable
+    t_max = math.log(2 / share)                                            # largest T_y (probes below)
     heavy_sets = choose_heavy_sets(p, q, winners, pw, rho_w, c_tot, short, outside_qmax, share, heavy, heavy_max,
-                                   chunk, full_max, max(heavy_work * n_win, 1 << 20))
-    light, light_err = heavy_sets.light, heavy_sets.light_err
+                                   chunk, full_max, max(heavy_work * n_win, 1 << 20), t_max)
     # winners with C_y = 0 (largest ratio): N = 0 surely
     busy = c_tot > 0
     # --- probes: choose T_y with 2 e^{-T} P(N(T) < K) <= share
-    t_max = math.log(2 / share)
     probe_t = t_max * 2.0 ** -np.arange(10)[::-1]                          # [P] ascending
     bw = np.flatnonzero(busy)
     t_end = np.full(n_win, t_max)
@@ -368,17 +380,15 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
                 break
             mid = (lo_idx[act] + first[act]) // 2
             b = 1 - _run_dp(probe_t[mid], bw[act], heavy_sets, k, device)[:, k]
-            tv = np.minimum(probe_t[mid] ** 2 * heavy_sets.light_sq[bw[act]] / 2,
-                            -np.expm1(-probe_t[mid] * light[bw[act]]))
+            tv = heavy_sets.row_tv(probe_t[mid], bw[act])
             ok = 2 * np.exp(-probe_t[mid]) * np.clip(b + tv, 0, 1) + 1e-300 <= share
             first[act[ok]], below[act[ok]] = mid[ok], b[ok]
             lo_idx[act[~ok]] = mid[~ok]
         t_end[bw] = probe_t[first]
         t_tail_err = np.zeros(n_win)
-        # below was computed with the light part Poissonised: add its TV at T (module docstring, 3.)
+        # below was computed with the light part approximated: add its TV at T (module docstring, 3.)
         t_bw = t_end[bw]
-        light_tv = np.minimum(t_bw ** 2 * heavy_sets.light_sq[bw] / 2, -np.expm1(-t_bw * light[bw]))
-        t_tail_err[bw] = 2 * np.exp(-t_bw) * np.clip(below + light_tv + 1e-15, 0, 1)
+        t_tail_err[bw] = 2 * np.exp(-t_bw) * np.clip(below + heavy_sets.row_tv(t_bw, bw) + 1e-15, 0, 1)
     else:
         t_tail_err = np.zeros(n_win)
     # --- graded quadrature panels (rank_quadrature) and rows
@@ -404,6 +414,7 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
                                                        share / (4 * max(float(weight.sum()), 1e-300)), device)
         head[k] += float((pw[bw] * np.exp(-t_end[bw])).sum())              # t > T_y: all mass to "N >= K"
     alpha = float(np.where(p > 0, p / (1.0 + np.where(np.isfinite(rates), rates, np.inf)), 0.0).sum())
+    light_err = heavy_sets.mixed_tv(t_end)                                 # rows only reach T_y
     parts = {"winners": dropped,
              "binning": binning_err,
              "light": float(2 * (pw * light_err).sum()),                  # l1 = 2 TV
@@ -413,7 +424,8 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
              "rounding": float(1e-13 * (1 + rows_total * 1e-6))}
     error = float(sum(parts.values()))
     parts.update(n_winners=int(n_all_winners), bins=int(n_win), rows=int(rows_total), wide_rows=int(wide_rows), heavy=int(heavy_sets.counts.max(initial=0)),
-                 heavy_mean=float(heavy_sets.counts.mean()) if n_win else 0.0, full_pass=heavy_sets.full, shortlist=s_n)
+                 heavy_mean=float(heavy_sets.counts.mean()) if n_win else 0.0, full_pass=heavy_sets.full, shortlist=s_n,
+                 second_order=int(heavy_sets.second.sum()))
     a = head[:k].copy()
     a[0] = alpha                                                           # exact alpha_ER (closed form, §0)
     tail = float(head[k]) if k < vocab else 0.0
