@@ -10,9 +10,8 @@ Usage: python experiments/shared_randomness.py   (under a minute on one core)
 """
 import numpy as np
 
-from chansim.llm.noise_keys import sequence_key, sequence_rng
+from chansim.llm.noise_keys import keyed_markov_paths, sequence_rng
 from chansim.predict import predict_path
-from chansim.races import keyed_exponential, race_winner
 from chansim.sources import MarkovSource
 from chansim.stats import ratio_interval
 from chansim.verify import KeyedNoise, as_tree, get_method, speculative_generate
@@ -36,15 +35,7 @@ def measured(seed, shared):
 
 
 def predicted(seed, shared):
-    seqs = []
-    for i in range(N_SEQ):
-        key = seed if shared else sequence_key(seed, i)
-        prev, ys = i % V, []
-        for t in range(LENGTH):
-            ys.append(int(race_winner(keyed_exponential(key, 1 + t, np.arange(V)), TARGET[prev])))
-            prev = ys[-1]
-        ctx = [i % V] + ys[:-1]
-        seqs.append((TARGET[ctx], DRAFT[ctx], np.array(ys)))
+    seqs = keyed_markov_paths(TARGET, DRAFT, seed, N_SEQ, LENGTH, per_sequence=not shared)
     pred = predict_path("sd", [1], seqs)
     lo, hi = pred.interval(0.95, 400)
     return pred.tokens_per_call, (hi - lo) / 3.92

@@ -5,9 +5,9 @@ import pytest
 
 from chansim.llm.logging_run import race_sample, stored_race_mismatches
 from chansim.llm.logs import LogError, read_log, write_log
-from chansim.llm.noise_keys import PER_SEQUENCE, race_keys, sequence_key, sequence_rng
+from chansim.llm.noise_keys import PER_SEQUENCE, keyed_markov_paths, race_keys, sequence_key, sequence_rng
 from chansim.predict import predict_path
-from chansim.races import keyed_exponential, race_winner
+from chansim.races import keyed_exponential
 
 
 def _softmax(z):
@@ -65,15 +65,7 @@ def test_shared_keys_make_the_prediction_interval_overconfident():
     draft = 0.6 * target + 0.4 * rng.dirichlet(np.full(vocab, 0.3), size=vocab)
 
     def predicted(seed, per_sequence, n_seq=16, length=24):
-        seqs = []
-        for i in range(n_seq):
-            key = sequence_key(seed, i) if per_sequence else seed
-            prev, ys = i % vocab, []
-            for t in range(length):
-                ys.append(int(race_winner(keyed_exponential(key, 1 + t, np.arange(vocab)), target[prev])))
-                prev = ys[-1]
-            ctx = [i % vocab] + ys[:-1]
-            seqs.append((target[ctx], draft[ctx], np.array(ys)))
+        seqs = keyed_markov_paths(target, draft, seed, n_seq, length, per_sequence=per_sequence)
         pred = predict_path("sd", [1], seqs)
         lo, hi = pred.interval(0.95, 300)
         return pred.tokens_per_call, (hi - lo) / 3.92

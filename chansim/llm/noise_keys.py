@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PER_SEQUENCE", "sequence_key", "sequence_rng", "race_keys", "keyed_rows"]
+__all__ = ["PER_SEQUENCE", "sequence_key", "sequence_rng", "race_keys", "keyed_rows", "keyed_markov_paths"]
 
 #: ``metadata["noise_key"]`` of logs whose sequence i is keyed by :func:`sequence_key`
 PER_SEQUENCE = "per-sequence"
@@ -80,3 +80,31 @@ def keyed_rows(keys, sequence, position, vocab) -> np.ndarray:
         rows = np.flatnonzero(seq == s)
         out[rows] = keyed_exponential(int(keys[int(s)]), pos[rows][:, None], vocab)
     return out
+
+
+def keyed_markov_paths(target, draft, seed: int, n_sequences: int, length: int, per_sequence: bool = True):
+    r"""Race-sampled paths of a Markov pair, as logged paths ``(p_rows, q_rows, tokens)`` for :func:`chansim.predict.predict_path`.
+
+    ``target[i]`` / ``draft[i]`` are the next-token laws after token i.  Sequence i starts
+    from token ``i % V`` and its token at position n (1-based) is the race winner
+    :math:`\arg\min_x E(\text{key}, n, x)/p(x)`, keyed by :func:`sequence_key` (or by ``seed``
+    for every sequence when ``per_sequence`` is False: the shared-noise keying of old logs).
+
+    >>> rows = keyed_markov_paths(np.full((2, 2), 0.5), np.full((2, 2), 0.5), 0, 2, 3)
+    >>> [r[2].shape for r in rows]
+    [(3,), (3,)]
+    """
+    from ..races import keyed_exponential, race_winner
+
+    target, draft = np.asarray(target, dtype=float), np.asarray(draft, dtype=float)
+    vocab = target.shape[0]
+    paths = []
+    for i in range(int(n_sequences)):
+        key = sequence_key(seed, i) if per_sequence else int(seed)
+        prev, ys = i % vocab, []
+        for t in range(int(length)):
+            ys.append(int(race_winner(keyed_exponential(key, 1 + t, np.arange(vocab)), target[prev])))
+            prev = ys[-1]
+        ctx = [i % vocab] + ys[:-1]
+        paths.append((target[ctx], draft[ctx], np.array(ys)))
+    return paths
