@@ -42,3 +42,18 @@ def make_real_log(pair, path, prompts: int, new_tokens: int, temperature: float,
     texts = pydoc_prompts(pair.tokenizer, prompts, prompt_tokens)
     write_log(path, **log_run(pair, texts, new_tokens, temperature, seed=seed, progress=False))
     return read_log(path)
+
+
+def random_small_pairs(count: int, seed: int, zero_in_p: bool = False, drafts=None):
+    """Dirichlet pairs on V = 2..6 (concentration 0.3, 1 or 3), q zeroed at one token with
+    probability 0.2 (and p too if ``zero_in_p``); with ``drafts=(lo, hi)`` also a draft count m."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        vocab = int(rng.integers(2, 7))
+        conc = rng.choice([0.3, 1.0, 3.0])
+        p, q = rng.dirichlet(np.full(vocab, conc)), rng.dirichlet(np.full(vocab, conc))
+        for vec, on in ((p, zero_in_p), (q, True)):
+            if on and rng.random() < 0.2:
+                vec[rng.integers(vocab)] = 0.0
+                vec /= vec.sum()
+        yield (p, q) if drafts is None else (p, q, int(rng.integers(*drafts)))

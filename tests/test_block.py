@@ -19,6 +19,7 @@ from chansim.verify.base import sample_rows
 from chansim.verify.block import (Block, block_call_lengths, block_chain_tokens, block_chain_tokens_mc, block_path_calls,
                                   block_weights)
 from test_verify_exactness import ALPHA, IID_PAIRS, _rolled_markov, iid_pvalues, markov_pvalues
+from conftest import random_small_pairs
 
 PAPER_P, PAPER_Q = np.array([1 / 3, 2 / 3]), np.array([2 / 3, 1 / 3])
 
@@ -54,22 +55,10 @@ def test_paper_example_values():
     assert block_chain_tokens(PAPER_P, PAPER_Q, 1) == pytest.approx(5 / 3, abs=1e-13)   # γ = 1: sd
 
 
-def _random_pairs(count, seed):
-    rng = np.random.default_rng(seed)
-    for _ in range(count):
-        vocab = int(rng.integers(2, 7))
-        conc = rng.choice([0.3, 1.0, 3.0])
-        p, q = rng.dirichlet(np.full(vocab, conc)), rng.dirichlet(np.full(vocab, conc))
-        if rng.random() < 0.2:
-            q[rng.integers(vocab)] = 0.0
-            q /= q.sum()
-        yield p, q
-
-
 def test_block_never_below_sd():
     """Exact expectations, 150 random pairs x chain lengths 1..6."""
     worst = np.inf
-    for p, q in _random_pairs(150, 11):
+    for p, q in random_small_pairs(150, 11):
         beta = np.minimum(p, q).sum()
         for gamma in range(1, 7):
             gain = block_chain_tokens(p, q, gamma) - float(sd_chain_tokens(beta, gamma))
@@ -81,7 +70,7 @@ def test_block_never_below_sd():
 
 def test_theory_matches_simulation():
     """20 (pair, γ) cases at confidence 1 - 1e-8 each."""
-    for idx, (p, q) in enumerate(_random_pairs(10, 5)):
+    for idx, (p, q) in enumerate(random_small_pairs(10, 5)):
         for gamma in (2, 4):
             res = simulate("block", f"chain:{gamma}", p, q, calls=6000, seed=idx, confidence=1 - 1e-8)
             assert res.tokens_per_call.contains(block_chain_tokens(p, q, gamma)), (idx, gamma, res.tokens_per_call)

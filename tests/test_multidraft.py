@@ -18,6 +18,7 @@ from chansim.verify.multidraft import (Multidraft, first_holder_law, multidraft_
                                        multidraft_path_acceptance, multidraft_plan, multidraft_tree_tokens,
                                        multidraft_weights, selection_law)
 from test_verify_exactness import ALPHA, IID_PAIRS, iid_pvalues
+from conftest import random_small_pairs
 
 
 
@@ -65,25 +66,10 @@ def test_broken_multidraft_is_caught(broken):
 
 
 # ----------------------------------------------------------------------------- optimality
-def _random_pairs(count, seed):
-    rng = np.random.default_rng(seed)
-    for _ in range(count):
-        vocab = int(rng.integers(2, 7))
-        conc = rng.choice([0.3, 1.0, 3.0])
-        p, q = rng.dirichlet(np.full(vocab, conc)), rng.dirichlet(np.full(vocab, conc))
-        if rng.random() < 0.2:
-            p[rng.integers(vocab)] = 0.0
-            p /= p.sum()
-        if rng.random() < 0.2:
-            q[rng.integers(vocab)] = 0.0
-            q /= q.sum()
-        yield p, q, int(rng.integers(1, 5))
-
-
 def test_node_acceptance_equals_lp_optimum():
     """120 random pairs, m = 1..4: acceptance = LP optimum = min-cut, >= specinfer and spectr."""
     gaps = []
-    for p, q, m in _random_pairs(120, 21):
+    for p, q, m in random_small_pairs(120, 21, zero_in_p=True, drafts=(1, 5)):
         acc = multidraft_acceptance(p, q, m)
         gaps.append(abs(acc - optimal_acceptance_lp(p, q, m)))
         assert acc == pytest.approx(optimal_acceptance_mincut(p, q, m), abs=1e-7)
@@ -96,7 +82,7 @@ def test_node_acceptance_equals_lp_optimum():
 
 def test_theory_matches_simulation():
     """Exact tree values inside 1 - 1e-8 intervals (12 cases)."""
-    for idx, (p, q, _) in enumerate(_random_pairs(4, 5)):
+    for idx, (p, q, _) in enumerate(random_small_pairs(4, 5, zero_in_p=True, drafts=(1, 5))):
         for tree in ("batch:3", "branch:2,2", "branch:3,1"):
             res = simulate("multidraft", tree, p, q, calls=6000, seed=idx, confidence=1 - 1e-8)
             assert res.tokens_per_call.contains(multidraft_tree_tokens(p, q, tree)), (idx, tree, res.tokens_per_call)
@@ -226,7 +212,7 @@ def test_selection_attains_the_optimum_on_random_pairs():
 
 def test_selection_law_equals_the_lp_plans_acceptance():
     """Small V: the LP optimum (2^V enumeration) equals what the closed-form law accepts."""
-    for p, q, m in _random_pairs(40, 3):
+    for p, q, m in random_small_pairs(40, 3, zero_in_p=True, drafts=(1, 5)):
         assert np.minimum(p, selection_law(p, q, m)).sum() == pytest.approx(optimal_acceptance_lp(p, q, m), abs=1e-9)
 
 
