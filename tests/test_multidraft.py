@@ -13,7 +13,7 @@ from chansim.theory.lp import optimal_acceptance_iid, optimal_acceptance_lp, opt
 from chansim.trees import from_parents
 from chansim.theory.nodes import specinfer_weights, spectr_acceptance
 from chansim.verify import GeneratorNoise, speculative_generate
-from chansim.verify.base import sample_rows, take_rows
+from chansim.verify.base import sample_rows
 from chansim.verify.multidraft import (Multidraft, first_holder_law, multidraft_acceptance,
                                        multidraft_path_acceptance, multidraft_plan, multidraft_tree_tokens,
                                        multidraft_weights, selection_law)
@@ -22,47 +22,57 @@ from conftest import random_small_pairs
 
 
 
-class DraftRatioMultidraft(Multidraft):
+class _SelectThenCorrect(Multidraft):
+    """Broken variants share this skeleton: pick a draft y, accept w.p. min(1, p_y / law_y), else
+    sample the residual (p - law)_+; each variant changes the pick or the law."""
+
+    def pick(self, plan, drafts, u):
+        return plan.select(drafts, *u)
+
+    def law(self, plan, p, q):
+        return plan.selected
+
+    def verify(self, p, q, drafts, noise):
+        batch, m = drafts.shape
+        if m == 0:
+            return super().verify(p, q, drafts, noise)
+        u = noise.rng.random((batch, 2 * m + 2))
+        plan = multidraft_plan(p[0], q[0], m)
+        y = self.pick(plan, drafts, (u[:, 2:m + 2], u[:, m + 2:]))
+        law = self.law(plan, p, q)
+        ok = u[:, 0] * law[y] < p[0, y]
+        token = y.copy()
+        if not ok.all():
+            token[~ok] = sample_rows(np.maximum(p - law, 0.0), u[~ok, 1])
+        accepted = np.where(ok, np.argmax(drafts == y[:, None], axis=1), -1)
+        return accepted, token
+
+
+class DraftRatioMultidraft(_SelectThenCorrect):
     """Bug: step 2 tests min(1, p/q) as if the selected draft were ~ q (it is ~ r)."""
 
-    def verify(self, p, q, drafts, noise):
-        batch, m = drafts.shape
-        if m == 0:
-            return super().verify(p, q, drafts, noise)
-        u = noise.rng.random((batch, 2 * m + 2))
-        plan = multidraft_plan(p[0], q[0], m)
-        y = plan.select(drafts, u[:, 2:m + 2], u[:, m + 2:])
-        ok = u[:, 0] * take_rows(q, y) < take_rows(p, y)
-        token = y.copy()
-        if not ok.all():
-            token[~ok] = sample_rows(np.maximum(p - q, 0.0), u[~ok, 1])
-        accepted = np.where(ok, np.argmax(drafts == y[:, None], axis=1), -1)
-        return accepted, token
+    def law(self, plan, p, q):
+        return q[0]
 
 
-class LowestPointMultidraft(Multidraft):
+class LowestPointMultidraft(_SelectThenCorrect):
     """Bug: selects the draft with the *lowest* priority point, but corrects with the law of the highest."""
 
-    def verify(self, p, q, drafts, noise):
-        batch, m = drafts.shape
-        if m == 0:
-            return super().verify(p, q, drafts, noise)
-        u = noise.rng.random((batch, 2 * m + 2))
-        plan = multidraft_plan(p[0], q[0], m)
-        low = np.argmin(plan.points(drafts, u[:, 2:m + 2], u[:, m + 2:]), axis=1)
-        y = drafts[np.arange(batch), low]
-        ok = u[:, 0] * plan.selected[y] < p[0, y]
-        token = y.copy()
-        if not ok.all():
-            token[~ok] = sample_rows(np.maximum(p - plan.selected, 0.0), u[~ok, 1])
-        accepted = np.where(ok, np.argmax(drafts == y[:, None], axis=1), -1)
-        return accepted, token
+    def pick(self, plan, drafts, u):
+        low = np.argmin(plan.points(drafts, *u), axis=1)
+        return drafts[np.arange(len(drafts)), low]
 
 
 @pytest.mark.parametrize("broken", [DraftRatioMultidraft, LowestPointMultidraft])
 def test_broken_multidraft_is_caught(broken):
     p, q = IID_PAIRS["dense"]
     assert min(iid_pvalues(broken(), "batch:2", p, q, calls=40_000, seed=2024)) < ALPHA
+
+
+def test_unbroken_skeleton_passes():
+    """The shared skeleton with the real pick and law passes the same check: the catches above are the bugs'."""
+    p, q = IID_PAIRS["dense"]
+    assert min(iid_pvalues(_SelectThenCorrect(), "batch:2", p, q, calls=40_000, seed=2024)) >= ALPHA
 
 
 # ----------------------------------------------------------------------------- optimality
