@@ -57,7 +57,7 @@ def square_sums_above(p, q, tokens, rho_w) -> np.ndarray:
     tokens at the same ratio have rate 0 and are left out.  O((|tokens| + W) log |tokens|).
 
     >>> p, q = np.array([0.5, 0.3, 0.2]), np.array([0.2, 0.3, 0.5])
-    >>> float(square_sums_above(p, q, np.arange(3), np.array([0.4]))[0])      # (0.3/0.4 - 0.3)^2 + (0.5/0.4 - 0.2)^2
+    >>> round(float(square_sums_above(p, q, np.arange(3), np.array([0.4]))[0]), 12)   # (0.3/0.4 - 0.3)^2 + (0.5/0.4 - 0.2)^2
     1.305
     """
     tokens = np.asarray(tokens)
