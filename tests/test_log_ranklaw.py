@@ -89,12 +89,13 @@ def test_jobs_give_identical_numbers(tmp_path, capsys):
     _log(tmp_path / "v70.npz", 70, 9, seed=2)               # 18 positions >= MIN_PARALLEL_POSITIONS
     out = []
     for jobs in ("1", "2"):
-        rc = main(["bound", "--log", str(tmp_path / "v70.npz"), "--k", "1,4", "--method", "ersd", "--json",
-                   "--jobs", jobs])
+        rc = main(["bound", "--log", str(tmp_path / "v70.npz"), "--k", "1,4", "--method", "ersd,sd,specinfer",
+                   "--json", "--jobs", jobs])
         assert rc == 0
-        out.append(json.loads(capsys.readouterr().out)["theory"])
-    assert out[0] == out[1]
-    assert {"rank_entropy_interval", "rank_law_error", "bound", "bound_paper", "pooled_bound"} <= set(out[0])
+        out.append(json.loads(capsys.readouterr().out))
+    assert out[0] == out[1]                                 # theory and the path predictions (spread too)
+    assert len(out[0]["predictions"]) == 8                  # 3 trees each; sd on batch:4 not applicable
+    assert {"rank_entropy_interval", "rank_law_error", "bound", "bound_paper", "pooled_bound"} <= set(out[0]["theory"])
 
 
 def test_cli_backend_needs_log(capsys):

@@ -278,3 +278,13 @@ def test_token_below_float_resolution_never_wins():
     rng = np.random.default_rng(0)
     assert set(plan.select(drafts, rng.random((2, 3)), rng.random((2, 3))).tolist()) <= {1, 2}
     assert abs(np.minimum(p, plan.selected).sum() - optimal_acceptance_iid(p, q, 3)) < 1e-15
+
+
+def test_path_acceptance_with_one_draft_is_selection_law():
+    """m = 1 takes the shortcut r = q; it equals the general selection law (and sd's min(1, q/p))."""
+    rng = np.random.default_rng(8)
+    p, q = rng.dirichlet(np.full(30, 0.5), size=12), rng.dirichlet(np.full(30, 0.5), size=12)
+    y = np.array([rng.choice(30, p=row) for row in p])
+    got = multidraft_path_acceptance(p, q, y, 1)
+    want = np.array([min(1.0, selection_law(p[t], q[t], 1)[y[t]] / p[t, y[t]]) for t in range(12)])
+    assert np.allclose(got, want, atol=1e-12) and np.allclose(got, np.minimum(1, q[np.arange(12), y] / p[np.arange(12), y]))

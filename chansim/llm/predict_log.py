@@ -207,13 +207,44 @@ def log_theory(log, k: Sequence[int], trials: int = 1000, seed: int = 0, rank_to
     return out
 
 
+def _predict_group(run, tasks, confidence, seed) -> list:
+    out = []
+    for method, spec in tasks:
+        try:
+            out.append(predict_from_log(run, method, spec, confidence=confidence, seed=seed))
+        except ValueError as err:
+            out.append({"method": method, "tree": spec, "reason": str(err)})
+    return out
+
+
+def _predict_tasks(run, tasks, confidence, seed, jobs) -> list:
+    """:func:`predict_from_log` for every (method, tree) task, in order; over ``jobs`` joblib workers when != 1.
+
+    Each prediction is seeded by itself, so the result does not depend on ``jobs``; the
+    log's arrays reach the workers memory-mapped (joblib), not copied per task.
+    """
+    from joblib import Parallel, delayed, effective_n_jobs
+
+    n = min(effective_n_jobs(jobs), len(tasks)) if jobs != 1 else 1
+    if n <= 1:
+        return _predict_group(run, tasks, confidence, seed)
+    groups = [list(range(i, len(tasks), n)) for i in range(n)]          # interleaved: similar costs
+    parts = Parallel(n_jobs=n)(delayed(_predict_group)(run, [tasks[i] for i in g], confidence, seed) for g in groups)
+    out = [None] * len(tasks)
+    for g, part in zip(groups, parts):
+        for i, row in zip(g, part):
+            out[i] = row
+    return out
+
+
 def log_report(log, methods: Sequence[str] | None = None, k: Sequence[int] = (1, 2, 4, 8),
                trees: Sequence[str] = ("chain", "batch"), extra_trees: Sequence[str] = (),
                trials: int = 1000, seed: int = 0, confidence: float = 0.95, rank_tol: float = 1e-4,
                jobs: int = 1, backend: str | None = None, scheduler: str | None = None) -> dict:
     """Everything ``chansim bound --log`` prints: statistics, predictions per method/tree/k, relation, bound.
 
-    ``rank_tol``, ``jobs``, ``backend``, ``scheduler``: passed to :func:`log_theory`.
+    ``rank_tol``, ``jobs``, ``backend``, ``scheduler``: passed to :func:`log_theory`; ``jobs``
+    also spreads the path predictions over joblib workers (without ``backend``).
 
     Combinations a method cannot predict (sd on batch:k>1, rsd with more than 2
     children per node, spectr on branching trees) are listed under ``skipped`` with the
@@ -235,15 +266,12 @@ def log_report(log, methods: Sequence[str] | None = None, k: Sequence[int] = (1,
         if w not in seen:
             seen.add(w)
             unique.append(s)
-    rows, skipped = [], []
-    for method in methods:
-        for spec in (["chain:0"] if method == "autoregressive" else unique):
-            if get_method(method).chains_only and any(w > 1 for w in tree_widths(spec)):
-                continue                                 # a chain method (sd, block): silently not applicable
-            try:
-                rows.append(predict_from_log(run, method, spec, confidence=confidence, seed=seed))
-            except ValueError as err:
-                skipped.append({"method": method, "tree": spec, "reason": str(err)})
+    tasks = [(method, spec) for method in methods for spec in (["chain:0"] if method == "autoregressive" else unique)
+             if not (get_method(method).chains_only and any(w > 1 for w in tree_widths(spec)))]
+    # (a chain method (sd, block) on a branching tree is silently not applicable)
+    done = _predict_tasks(run, tasks, confidence, seed, jobs if backend is None else 1)
+    rows = [r for r in done if "reason" not in r]
+    skipped = [r for r in done if "reason" in r]
     return {
         "log": str(run.path), "sequences": run.n_sequences, "positions": run.n_positions,
         "vocab": run.vocab_size, "temperature": run.metadata.get("temperature"),

@@ -424,6 +424,8 @@ class Multidraft(IIDDrafting, Method):
     def path_acceptance(self, p, q, y, py, m: int) -> np.ndarray:
         """:func:`multidraft_path_acceptance` on validated arrays: min(1, r_t(y_t)/p_t(y_t)), O(V log V) per position."""
         m = _check_m(m)
+        if m == 1:                                                         # one draft: r = q (sd)
+            return np.minimum(1.0, q[np.arange(len(y)), y] / py)
         ry = np.empty(len(y))
         for t in range(len(y)):
             order = _ratio_order(p[t], q[t])

@@ -58,16 +58,24 @@ def spectr_rho(p, q, k: int, iterations: int = 60) -> np.ndarray:
     """
     p, q = np.atleast_2d(p), np.atleast_2d(q)
     rows = max(p.shape[0], q.shape[0])
-    lo, hi = np.ones(rows), np.full(rows, float(k))
-    _, c1 = spectr_beta_c(p, q, k, lo)
-    ok_at_one = c1 <= 1.0
+    out = np.ones(rows)
+    if k <= 1:                                       # c(1) = 1 at k = 1: rho = 1 (sd)
+        return out
+    _, c1 = spectr_beta_c(p, q, k, out)
+    todo = np.flatnonzero(c1 > 1.0)                  # rows where rho = 1 is not feasible
+    if not len(todo):
+        return out
+    shape = (rows, max(p.shape[1], q.shape[1]))
+    p, q = np.broadcast_to(p, shape)[todo], np.broadcast_to(q, shape)[todo]
+    lo, hi = np.ones(len(todo)), np.full(len(todo), float(k))
     for _ in range(iterations):
         mid = 0.5 * (lo + hi)
         _, c = spectr_beta_c(p, q, k, mid)
         feasible = c <= mid
         hi = np.where(feasible, mid, hi)
         lo = np.where(feasible, lo, mid)
-    return np.where(ok_at_one, 1.0, hi)
+    out[todo] = hi
+    return out
 
 
 def spectr_acceptance(target_probs, draft_probs, k: int) -> float:
