@@ -54,7 +54,7 @@ def register(subparsers) -> None:
     parser.add_argument("--cost", type=float, default=None,
                         help="draft/target time ratio c: also report speed-up = tokens / (1 + c * draft depth)")
     parser.add_argument("--per-position", action="store_true", help="include every position's values (JSON)")
-    parser.add_argument("--jobs", type=int, default=-1, help="parallel workers over positions (-1: all cores)")
+    parser.add_argument("--jobs", type=int, default=-1, help="parallel workers over positions and, with --log, over the path predictions (-1: all cores)")
     parser.add_argument("--backend", default=None,
                         help="--log: joblib backend for the per-position rank laws, e.g. 'dask' (as chansim figures)")
     parser.add_argument("--scheduler", default=None, help="--log: dask.distributed scheduler address for --backend dask")
