@@ -101,7 +101,7 @@ def test_mixed_error_bounds_the_integral():
             assert bound <= 1.5 * integral
 
 
-def test_square_sums_above_matches_brute_force():
+def test_power_sums_above_match_brute_force():
     rng = np.random.default_rng(5)
     for vocab in (1, 5, 50, 300):
         p, q = rng.dirichlet(np.ones(vocab)), rng.dirichlet(np.ones(vocab))
@@ -109,12 +109,34 @@ def test_square_sums_above_matches_brute_force():
         p /= max(p.sum(), 1e-300)
         tokens = rng.choice(vocab, size=max(1, vocab // 2), replace=False)
         rho_w = np.append(rng.uniform(0.01, 5, 7), q[tokens[0]] / p[tokens[0]] if p[tokens[0]] > 0 else 1.0)
-        got = rl.square_sums_above(p, q, tokens, rho_w)
+        s1, s2 = rl.power_sums_above(p, q, tokens, rho_w)
         with np.errstate(divide="ignore"):
             rho_x = np.where(p[tokens] > 0, q[tokens] / np.where(p[tokens] > 0, p[tokens], 1), np.inf)
-        for r, g in zip(rho_w, got):
+        for r, g1, g2 in zip(rho_w, s1, s2):
             c = np.where(rho_x > r, q[tokens] / r - p[tokens], 0.0)
-            assert g == pytest.approx((c * c).sum(), rel=1e-9, abs=1e-15)
+            assert g1 == pytest.approx(c.sum(), rel=1e-9, abs=1e-15)
+            assert g2 == pytest.approx((c * c).sum(), rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize("rho0", [1e-4, 1e-6])
+def test_guarantee_holds_behind_huge_heavy_rates(rho0):
+    """A winner with tiny q/p (heavy rates ~ 1/rho0): the light sums must be added up from the light
+    rates, not as totals minus the heavy ones (which cancelled to 0 and broke the guarantee)."""
+    from chansim.races import rank_distribution_exact
+    from chansim.theory.rankbound import bounded_rank_law
+
+    vocab = 12
+    p, q = np.zeros(vocab), np.zeros(vocab)
+    p[0], p[1], p[2] = 0.5, 0.01, 0.01
+    p[3:] = (1 - p[:3].sum()) / 9
+    q[0] = p[0] * rho0
+    q[3:] = (p[3:] + np.linspace(0.005, 0.02, 9)) * rho0
+    q[1] = q[2] = (1 - q[0] - q[3:].sum()) / 2
+    exact = rank_distribution_exact(p, q)
+    b = bounded_rank_law(p, q, max_rank=8, tol=1e-7, heavy=2, heavy_max=2)
+    dev = np.abs(exact.probs[:8] - b.head).sum() + abs(exact.probs[8:].sum() - b.tail)
+    assert b.parts["second_order"] > 0
+    assert dev <= b.error, (dev, b.error)
 
 
 def test_guarantee_holds_with_second_order_light_parts():

@@ -13,7 +13,7 @@ total-variation cost (per unit mass, mixed over t on [0, T])
 
 (:math:`\ell_1` cost :math:`2 p_y e_y(h)`; :math:`S_2, S_3, c_m` the light part's sums of
 squares and cubes and its largest rate; :math:`S_2` exact, from the shortlist and
-:func:`~chansim.theory.rank_light.square_sums_above`).  One global ``h`` wastes work on the many easy
+:func:`~chansim.theory.rank_light.power_sums_above`).  One global ``h`` wastes work on the many easy
 winners and can leave a single hard winner (a flat draft behind a confident target: tens
 of thousands of competitors with :math:`c_x \sim 10^{-3}`) far above the budget.  Here
 every winner gets its own ``h`` from a ladder (powers of two times ``heavy``): the
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rank_light import light_state, poisson_truncated, row_error, second_order_error, square_sums_above
+from .rank_light import light_state, poisson_truncated, row_error, second_order_error
 
 __all__ = ["HeavySets", "choose_heavy_sets", "run_recursion", "poisson_truncated"]
 
@@ -211,52 +211,63 @@ class _Light:
     """Light-part error and statistics per (winner, level), arrays of shape (rows, levels)."""
 
     err: np.ndarray                     # total variation, mixed over t (module docstring)
+    cl: np.ndarray                      # S_1 = C^L
     sq: np.ndarray                      # S_2
     cube: np.ndarray                    # bound on S_3
     cmax: np.ndarray                    # bound on c_m
     second: np.ndarray                  # second-order approximant chosen
 
+    FIELDS = ("err", "cl", "sq", "cube", "cmax", "second")
+
     @classmethod
     def empty(cls, n: int, n_levels: int):
-        return cls(*(np.empty((n, n_levels)) for _ in range(4)), np.zeros((n, n_levels), dtype=bool))
+        return cls(*(np.empty((n, n_levels)) for _ in range(5)), np.zeros((n, n_levels), dtype=bool))
 
     def set_rows(self, rows, other: "_Light") -> None:
-        for name in ("err", "sq", "cube", "cmax", "second"):
+        for name in _Light.FIELDS:
             getattr(self, name)[rows] = getattr(other, name)
 
     def widen(self, levels, base) -> "_Light":
         """Columns for ``levels``: a base level keeps its own values, the others the last base column."""
-        out = _Light(*(np.repeat(v[:, -1:], len(levels), axis=1) for v in
-                       (self.err, self.sq, self.cube, self.cmax, self.second)))
+        out = _Light(*(np.repeat(v[:, -1:], len(levels), axis=1) for v in self.values()))
         for j, h in enumerate(levels):
             if h in base:
-                out.set_rows((slice(None), j), _Light(*(v[:, base.index(h)] for v in
-                                                        (self.err, self.sq, self.cube, self.cmax, self.second))))
+                out.set_rows((slice(None), j), self.column(base.index(h)))
         return out
 
+    def values(self) -> list:
+        return [getattr(self, name) for name in _Light.FIELDS]
 
-def _errors(cs, c_tot, rest_sq, rest_cube, rest_max, levels, t_end: float) -> _Light:
+    def column(self, j) -> "_Light":
+        """One level (``j`` an int) or, with ``j`` an index array per row, one level per row."""
+        if np.ndim(j) == 0:
+            return _Light(*(v[:, j] for v in self.values()))
+        return _Light(*(v[np.arange(len(j)), j] for v in self.values()))
+
+
+def _errors(cs, rest_sum, rest_sq, rest_cube, rest_max, levels, t_end: float) -> _Light:
     """Light-part errors for each level; ``cs`` the largest rates sorted decreasingly per row.
 
-    ``rest_*`` describe the competitors not in ``cs``: exact sum of squares, a bound on the
-    sum of cubes and on the largest rate.  Level h keeps ``cs[:, :h]`` heavy (h <= columns).
+    ``rest_*`` describe the competitors not in ``cs``: their sum and sum of squares
+    (exact), a bound on their sum of cubes and on their largest rate.  Level h keeps
+    ``cs[:, :h]`` heavy (h <= columns).  Every light sum is added up from the light rates
+    themselves, never as a total minus the heavy ones (that cancels when heavy rates are large).
     """
     n, s = cs.shape
     rev = lambda v: np.concatenate([np.cumsum(v[:, ::-1], axis=1)[:, ::-1], np.zeros((n, 1))], axis=1)
-    sq_tail, cube_tail = rev(cs * cs), rev(cs ** 3)                      # [rows, S+1]
-    csum = np.concatenate([np.zeros((n, 1)), np.cumsum(cs, axis=1)], axis=1)
+    sum_tail, sq_tail, cube_tail = rev(cs), rev(cs * cs), rev(cs ** 3)  # [rows, S+1]
     nxt = np.concatenate([cs, np.zeros((n, 1))], axis=1)                 # largest light rate in cs
     out = _Light.empty(n, len(levels))
     for j, h in enumerate(levels):
         h = min(h, s)
-        lt = np.maximum(c_tot - csum[:, h], 0.0)
-        sq = np.maximum(sq_tail[:, h] + rest_sq, 0.0)
-        cube = np.maximum(cube_tail[:, h] + rest_cube, 0.0)
+        lt = sum_tail[:, h] + rest_sum
+        sq = sq_tail[:, h] + rest_sq
+        cube = cube_tail[:, h] + rest_cube
         cm = np.maximum(nxt[:, h], rest_max)
         first = np.minimum(sq, lt / (1 + lt))
         sec = second_order_error(sq, cube, cm, t_end) / 2
         out.err[:, j] = np.minimum(first, sec)
-        out.sq[:, j], out.cube[:, j], out.cmax[:, j], out.second[:, j] = sq, cube, cm, sec < first
+        out.cl[:, j], out.sq[:, j], out.cube[:, j], out.cmax[:, j], out.second[:, j] = lt, sq, cube, cm, sec < first
     return out
 
 
@@ -307,7 +318,7 @@ def _lagrange_pick(err, mass, levels, budget: float, max_cost: float = np.inf) -
     return pick
 
 
-def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: float, budget: float,
+def choose_heavy_sets(p, q, winners, mass, rho_w, out_sums, short, outside_qmax: float, budget: float,
                       heavy: int, heavy_max: int, chunk: int, full_max: int = 64,
                       heavy_work: int = 1 << 18, t_end: float = 40.0) -> HeavySets:
     """Heavy sets per winner with ``sum 2 mass_y e_y(h_y) <= budget`` where reachable (module docstring).
@@ -317,12 +328,14 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
     p, q : ndarray, shape (V,)
     winners : ndarray, shape (W,)
         Token ids of the (representative) winners.
-    mass, rho_w, c_tot : ndarray, shape (W,)
-        Mass carried, ratio q/p and exact :math:`C_y` of each winner.
+    mass, rho_w : ndarray, shape (W,)
+        Mass carried and ratio q/p of each winner.
+    out_sums : (ndarray, ndarray), shapes (W,)
+        :math:`\\sum c_x` and :math:`\\sum c_x^2` over the competitors outside the
+        shortlist, exact (:func:`~chansim.theory.rank_light.power_sums_above`).
     short : ndarray, shape (S,)
-        Shortlist of competitor ids (largest q); the rest enter through :math:`C_y`, their
-        exact :math:`\\sum c_x^2` (:func:`~chansim.theory.rank_light.square_sums_above`) and
-        :math:`c_x \\le \\max_{x\\notin S} q_x/\\rho_y`.
+        Shortlist of competitor ids (largest q); the others enter through ``out_sums`` and
+        :math:`c_x \\le \\min(\\max_{x\\notin S} q_x/\\rho_y,\\ (\\sum_{x\\notin S} c_x^2)^{1/2})`.
     budget : float
         Target for the light part's :math:`\\ell_1` cost.
     heavy_work : int
@@ -339,26 +352,26 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
     pos_in_short[short] = np.arange(s_n)
     top_short = min(int(heavy_max), s_n)
     base = _ladder(heavy, top_short)
-    outside = np.flatnonzero(pos_in_short < 0)
-    out_sq = square_sums_above(p, q, outside, rho_w)                     # [W] exact, outside the shortlist
+    out_s1, out_sq = (np.asarray(v, dtype=float) for v in out_sums)
 
     def short_rates(sl, top=None):
         """Shortlist rates of winners ``sl``: the ``top`` largest sorted decreasingly (all if None),
-        and the light part's rest (sum of squares, bound on the sum of cubes, on the largest rate)."""
+        and the rest's (other shortlist rates and the outside) sum, sum of squares, bound on the
+        sum of cubes and on the largest rate, each added up from the rest itself."""
         c = np.maximum(qs[None, :] / rho_w[sl, None] - ps[None, :], 0.0)    # [chunk, S]
         own = pos_in_short[winners[sl]]
         has = own >= 0
         c[np.flatnonzero(has), own[has]] = 0.0
-        c_out = np.maximum(c_tot[sl] - c.sum(1), 0.0)
-        out_max = np.minimum(outside_qmax / rho_w[sl], c_out)
+        out_max = np.minimum(outside_qmax / rho_w[sl], np.sqrt(out_sq[sl]))   # c_x <= q_x / rho_y, c_x^2 <= S_2
+        outside = (out_s1[sl], out_sq[sl], out_max * out_sq[sl], out_max)
         if top is not None and top < s_n:
-            kept = np.partition(c, s_n - top, axis=1)[:, s_n - top:]       # [chunk, top], O(S)
+            part = np.argpartition(c, s_n - top, axis=1)                   # O(S)
+            kept = np.take_along_axis(c, part[:, s_n - top:], axis=1)
+            rest = np.take_along_axis(c, part[:, :s_n - top], axis=1)      # [chunk, S - top]
             kept = -np.sort(-kept, axis=1)
-            rest_sq = np.maximum((c * c).sum(1) - (kept * kept).sum(1), 0.0)
-            rest_cube = np.maximum((c ** 3).sum(1) - (kept ** 3).sum(1), 0.0)
-            return kept, (rest_sq + out_sq[sl], rest_cube + out_max * out_sq[sl],
-                          np.maximum(kept[:, -1], out_max))
-        return -np.sort(-c, axis=1), (out_sq[sl], out_max * out_sq[sl], out_max)
+            return kept, (rest.sum(1) + outside[0], (rest * rest).sum(1) + outside[1],
+                          (rest ** 3).sum(1) + outside[2], np.maximum(rest.max(1), out_max))
+        return -np.sort(-c, axis=1), outside
 
     # first level for everyone from a partition (O(S)); the sorted ladder only where it can matter
     h0 = base[0]
@@ -366,7 +379,7 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
     for s in range(0, n_win, chunk):
         sl = slice(s, min(n_win, s + chunk))
         top, rest = short_rates(sl, min(h0 + 1, s_n))
-        first.set_rows(sl, _errors(top, c_tot[sl], *rest, [h0], t_end))
+        first.set_rows(sl, _errors(top, *rest, [h0], t_end))
     lev = first.widen(base, [h0])            # errors valid (not sharp) at every level; statistics redone below
     err0 = first.err[:, 0]
     if float((2 * mass * err0).sum()) > budget and len(base) > 1:
@@ -375,7 +388,7 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
         for s in range(0, len(cand), chunk):
             idx = cand[s:s + chunk]
             cs, rest = short_rates(idx)
-            lev.set_rows(idx, _errors(cs, c_tot[idx], *rest, base, t_end))
+            lev.set_rows(idx, _errors(cs, *rest, base, t_end))
     # full-vocabulary pass for the winners that the shortlist cannot bring under the budget
     levels = base
     full_rates = {}
@@ -393,7 +406,7 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
             srt = -np.sort(-c)
             cs = srt[None, :top_full + 1]
             tail = srt[top_full + 1:]                                      # beyond the kept prefix
-            lev.set_rows(y, _errors(cs, np.array([c_tot[y]]), np.array([float((tail * tail).sum())]),
+            lev.set_rows(y, _errors(cs, np.array([float(tail.sum())]), np.array([float((tail * tail).sum())]),
                                     np.array([float((tail ** 3).sum())]), np.array([srt[top_full + 1]
                                     if len(tail) else 0.0]), levels, t_end))
             full_rates[int(y)] = cs[0]
@@ -402,8 +415,8 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
     # groups of equal count; rows sorted decreasingly
     group = np.empty(n_win, dtype=int)
     local = np.empty(n_win, dtype=int)
-    mats, light = [], np.zeros(n_win)
-    chosen = _Light(*(v[np.arange(n_win), pick] for v in (lev.err, lev.sq, lev.cube, lev.cmax, lev.second)))
+    mats = []
+    chosen = lev.column(pick)
     for g, h in enumerate(np.unique(counts)):
         members = np.flatnonzero(counts == h)
         group[members], local[members] = g, np.arange(len(members))
@@ -414,9 +427,8 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
             cs, rest = short_rates(members[rows], int(h) + 1 if int(h) < s_n else None)
             mat[rows, :min(int(h), s_n)] = cs[:, :min(int(h), s_n)]
             # the light part's statistics at the chosen count exactly (the approximant uses S_2)
-            exact = _errors(cs, c_tot[members[rows]], *rest, [int(h)], t_end)
-            chosen.set_rows(members[rows], _Light(*(v[:, 0] for v in (exact.err, exact.sq, exact.cube,
-                                                                         exact.cmax, exact.second))))
+            exact = _errors(cs, *rest, [int(h)], t_end)
+            chosen.set_rows(members[rows], exact.column(0))
         for i, y in enumerate(members):
             if int(y) in full_rates:
                 fr = full_rates[int(y)][:int(h)]
@@ -424,6 +436,6 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, c_tot, short, outside_qmax: fl
         live = np.flatnonzero(mat.max(0) > 0) if mat.size else np.zeros(0, dtype=int)
         mat = mat[:, :live[-1] + 1] if len(live) else mat[:, :0]         # trailing zero columns do nothing
         mats.append(np.ascontiguousarray(mat))
-        light[members] = np.maximum(c_tot[members] - mat.sum(1), 0.0)
-    return HeavySets(group, local, mats, light, chosen.err, chosen.sq, counts, len(full_rates),
+    # C^L as the sum of the light rates themselves (total minus heavy would cancel)
+    return HeavySets(group, local, mats, np.maximum(chosen.cl, 0.0), chosen.err, chosen.sq, counts, len(full_rates),
                      chosen.cube, chosen.cmax, chosen.second)

@@ -42,40 +42,42 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-__all__ = ["square_sums_above", "kappa", "second_order_error", "row_error", "light_state",
+__all__ = ["power_sums_above", "kappa", "second_order_error", "row_error", "light_state",
            "second_order_truncated", "poisson_truncated"]
 
 #: grid of [0, T] for the mixed second-order error (fractions of T, then T itself)
 _GRID = np.array([0.0, 1 / 16, 1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 7 / 16, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0])
 
 
-def square_sums_above(p, q, tokens, rho_w) -> np.ndarray:
-    r"""Exact :math:`\sum_{x \in \text{tokens},\, \rho_x > \rho_y} (q_x/\rho_y - p_x)^2` for each ratio :math:`\rho_y`.
+def power_sums_above(p, q, tokens, rho_w):
+    r"""Exact :math:`S_1 = \sum c_x` and :math:`S_2 = \sum c_x^2`, :math:`c_x = q_x/\rho_y - p_x`, over the
+    ``tokens`` with :math:`\rho_x > \rho_y`, for each ratio :math:`\rho_y`; two arrays of shape (W,).
 
-    One sort of ``tokens`` by :math:`\rho = q/p` and prefix sums of :math:`q^2, qp, p^2`
-    (:math:`Q_2/\rho_y^2 - 2 Q_{qp}/\rho_y + P_2` over the tokens above :math:`\rho_y`);
-    tokens at the same ratio have rate 0 and are left out.  O((|tokens| + W) log |tokens|).
+    One sort of ``tokens`` by :math:`\rho = q/p` and prefix sums of :math:`q, p, q^2, qp, p^2`
+    (:math:`S_1 = Q/\rho_y - P`, :math:`S_2 = Q_2/\rho_y^2 - 2 Q_{qp}/\rho_y + P_2` over the
+    tokens above :math:`\rho_y`); tokens at the same ratio have rate 0 and are left out.
+    Nothing is subtracted from a sum that holds other (heavy) rates, so the rounding is
+    relative to these tokens' own sizes.  O((|tokens| + W) log |tokens|).
 
     >>> p, q = np.array([0.5, 0.3, 0.2]), np.array([0.2, 0.3, 0.5])
-    >>> round(float(square_sums_above(p, q, np.arange(3), np.array([0.4]))[0]), 12)   # (0.3/0.4 - 0.3)^2 + (0.5/0.4 - 0.2)^2
-    1.305
+    >>> s1, s2 = power_sums_above(p, q, np.arange(3), np.array([0.4]))
+    >>> round(float(s1[0]), 12), round(float(s2[0]), 12)   # c = 0.3/0.4 - 0.3, 0.5/0.4 - 0.2
+    (1.5, 1.305)
     """
     tokens = np.asarray(tokens)
     rho_w = np.asarray(rho_w, dtype=float)
     if not len(tokens):
-        return np.zeros(len(rho_w))
+        return np.zeros(len(rho_w)), np.zeros(len(rho_w))
     pt, qt = p[tokens], q[tokens]
     with np.errstate(divide="ignore"):
         rho = np.where(pt > 0, qt / np.where(pt > 0, pt, 1.0), np.inf)
     order = np.argsort(-rho, kind="stable")                                # decreasing ratio
     rho_d, pd, qd = rho[order], pt[order], qt[order]
-    zero = np.zeros(1)
-    q2 = np.concatenate([zero, np.cumsum(qd * qd)])
-    qp = np.concatenate([zero, np.cumsum(qd * pd)])
-    p2 = np.concatenate([zero, np.cumsum(pd * pd)])
+    pre = lambda v: np.concatenate([np.zeros(1), np.cumsum(v)])
     above = np.searchsorted(-rho_d, -rho_w, side="left")                   # count with rho_x > rho_y
-    out = q2[above] / rho_w ** 2 - 2 * qp[above] / rho_w + p2[above]
-    return np.maximum(out, 0.0)
+    s1 = pre(qd)[above] / rho_w - pre(pd)[above]
+    s2 = pre(qd * qd)[above] / rho_w ** 2 - 2 * pre(qd * pd)[above] / rho_w + pre(pd * pd)[above]
+    return np.maximum(s1, 0.0), np.maximum(s2, 0.0)
 
 
 def kappa(s) -> np.ndarray:

@@ -51,7 +51,7 @@ import numpy as np
 
 from ..races import competitor_rates
 from .rank_heavy import HeavySets, choose_heavy_sets, run_recursion
-from .rank_light import row_error
+from .rank_light import power_sums_above, row_error
 from .rank_quadrature import graded_panels
 
 __all__ = ["BoundedRankLaw", "bounded_rank_law", "rank_entropy_interval", "entropy_continuity_bound"]
@@ -326,22 +326,25 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     pos_in_short = np.full(vocab, -1)
     pos_in_short[short] = np.arange(s_n)
 
+    # sum c_x and sum c_x^2 over the competitors outside the shortlist, exact (prefix sums; not
+    # C_y minus the shortlist's rates, which cancels when those are large)
+    out_s1, out_s2 = power_sums_above(p, q, np.setdiff1d(np.arange(vocab), short), rho_w)
+
     def rate_block(sl):
         c = np.maximum(qs[None, :] / rho_w[sl, None] - ps[None, :], 0.0)        # [chunk, S] c_x(y)
         own = pos_in_short[winners[sl]]
         has = own >= 0
         c[np.flatnonzero(has), own[has]] = 0.0
-        c_out = np.maximum(c_tot[sl] - c.sum(1), 0.0)                      # rate of tokens outside the shortlist
-        return c, c_out
+        return c
 
     # E[R | y] = 1 + sum_x c_x/(1 + c_x), bracketed (outside the shortlist c - c^2 <= c/(1+c) <= c)
     m_up, m_lo = np.empty(n_win), np.empty(n_win)
     for s in range(0, n_win, chunk):
         sl = slice(s, min(n_win, s + chunk))
-        c, c_out = rate_block(sl)
+        c = rate_block(sl)
         ms = (c / (1 + c)).sum(1)
-        m_up[sl] = 1 + ms + c_out
-        m_lo[sl] = 1 + ms + np.maximum(c_out - c_out * outside_qmax / rho_w[sl], 0.0)
+        m_up[sl] = 1 + ms + out_s1[sl]
+        m_lo[sl] = 1 + ms + np.maximum(out_s1[sl] - out_s2[sl], 0.0)
     mean_bound = float((pw * np.minimum(m_up, vocab)).sum() + dropped * vocab)
     # bins of winners by ratio: R | y is stochastically decreasing in rho_y, so y may be
     # replaced by the bin's lowest-ratio winner at l1 cost 2 p_y (E[R | ref] - E[R | y]) (§5)
@@ -360,7 +363,8 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
 
     # heavy sets per winner (rank_heavy): light-part l1 cost <= share where reachable
     t_max = math.log(2 / share)                                            # largest T_y (probes below)
-    heavy_sets = choose_heavy_sets(p, q, winners, pw, rho_w, c_tot, short, outside_qmax, share, heavy, heavy_max,
+    heavy_sets = choose_heavy_sets(p, q, winners, pw, rho_w, (out_s1[ref_pos], out_s2[ref_pos]), short,
+                                   outside_qmax, share, heavy, heavy_max,
                                    chunk, full_max, max(heavy_work * n_win, 1 << 20), t_max)
     # winners with C_y = 0 (largest ratio): N = 0 surely
     busy = c_tot > 0
