@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rank_light import light_state, poisson_truncated, row_error, second_order_error
+from .rank_light import light_state, row_error, second_order_error
 
-__all__ = ["HeavySets", "choose_heavy_sets", "run_recursion", "poisson_truncated"]
+__all__ = ["HeavySets", "choose_heavy_sets", "run_recursion"]
 
 #: most (row, competitor) rate entries held at once by the recursion (16 MiB of float64)
 _BLOCK = 1 << 21
@@ -80,15 +80,9 @@ class HeavySets:
     light_sq: np.ndarray
     counts: np.ndarray
     full: int
-    light_cube: np.ndarray = None
-    light_cmax: np.ndarray = None
-    second: np.ndarray = None
-
-    def __post_init__(self):
-        n = len(self.group)
-        for name, fill in (("light_cube", np.inf), ("light_cmax", np.inf), ("second", False)):
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, np.full(n, fill))
+    light_cube: np.ndarray
+    light_cmax: np.ndarray
+    second: np.ndarray
 
     @classmethod
     def single(cls, heavy_c, light, light_err=None):
@@ -97,7 +91,8 @@ class HeavySets:
         n = heavy_c.shape[0]
         err = np.zeros(n) if light_err is None else np.asarray(light_err, dtype=float)
         return cls(np.zeros(n, dtype=int), np.arange(n), [heavy_c], np.asarray(light, dtype=float), err,
-                   np.full(n, np.inf), np.full(n, heavy_c.shape[1]), 0)
+                   np.full(n, np.inf), np.full(n, heavy_c.shape[1]), 0, np.full(n, np.inf), np.full(n, np.inf),
+                   np.zeros(n, dtype=bool))
 
     def row_tv(self, t, idx) -> np.ndarray:
         r"""Total variation at time t between the light count of winners ``idx`` and its approximant.
@@ -221,7 +216,8 @@ class _Light:
 
     @classmethod
     def empty(cls, n: int, n_levels: int):
-        return cls(*(np.empty((n, n_levels)) for _ in range(5)), np.zeros((n, n_levels), dtype=bool))
+        return cls(*(np.zeros((n, n_levels), dtype=bool) if name == "second" else np.empty((n, n_levels))
+                     for name in cls.FIELDS))
 
     def set_rows(self, rows, other: "_Light") -> None:
         for name in _Light.FIELDS:

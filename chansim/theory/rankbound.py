@@ -15,8 +15,8 @@ Ingredients (each proven in docs/theory.md §5):
 3. **Heavy/light split** per winner: the :math:`h_y` competitors with the largest
    :math:`c_x` enter an exact Poisson-binomial recursion truncated at K (the last state
    absorbs :math:`N \ge K`); the others are replaced by Poisson(:math:`t C^L_y`),
-   :math:`C^L_y = C_y - \sum_{heavy} c_x` (:math:`C_y` exact from
-   :func:`chansim.races.competitor_rates`), at a total-variation cost
+   :math:`C^L_y = \sum_{light} c_x` (added up from the light rates, prefix sums outside the
+   shortlist: :func:`chansim.theory.rank_light.power_sums_above`), at a total-variation cost
    :math:`\le \min(\sum_{light} c_x^2,\, C^L_y/(1 + C^L_y))`, or where cheaper by the
    second-order signed compound Poisson of :mod:`chansim.theory.rank_light`, whose error
    is cubic in the light rates.
@@ -51,7 +51,7 @@ import numpy as np
 
 from ..races import competitor_rates
 from .rank_heavy import HeavySets, choose_heavy_sets, run_recursion
-from .rank_light import power_sums_above, row_error
+from .rank_light import power_sums_above
 from .rank_quadrature import graded_panels
 
 __all__ = ["BoundedRankLaw", "bounded_rank_law", "rank_entropy_interval", "entropy_continuity_bound"]
@@ -236,11 +236,8 @@ def _accumulate_rows(head, t_rows, y_rows, weight, heavy: HeavySets, k: int, nar
         # move then costs <= 2 moved + 4 N (docs/theory.md §5, narrow pass)
         y_ok = y_rows[sl][ok]
         sec = heavy.second[y_ok]
-        if sec.any():
-            t_ok = t_rows[sl][ok][sec]
-            y_sec = y_ok[sec]
-            narrow_err += 2 * float(w_ok[sec] @ row_error(t_ok, heavy.light_sq[y_sec], heavy.light_cube[y_sec],
-                                                      heavy.light_cmax[y_sec]))
+        if sec.any():                                                  # 4 N <= 2 l1 error = 4 TV
+            narrow_err += 4 * float(w_ok[sec] @ heavy.row_tv(t_rows[sl][ok][sec], y_ok[sec]))
         wide.append(np.flatnonzero(~ok) + s)
     rerun = np.concatenate(wide) if wide else np.zeros(0, dtype=int)
     for s in range(0, len(rerun), step):
@@ -317,7 +314,8 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     # shortlist of competitors by q; the rest enter only through C_y and a square bound
     s_n = min(int(shortlist), vocab)
     short = np.argpartition(-q, s_n - 1)[:s_n] if s_n < vocab else np.arange(vocab)
-    outside_qmax = float(np.max(np.delete(q, short))) if s_n < vocab else 0.0
+    outside = np.setdiff1d(np.arange(vocab), short)
+    outside_qmax = float(q[outside].max()) if len(outside) else 0.0
     ps, qs = p[short], q[short]
     share = tol / 6
     pw = p[winners]
@@ -328,7 +326,7 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
 
     # sum c_x and sum c_x^2 over the competitors outside the shortlist, exact (prefix sums; not
     # C_y minus the shortlist's rates, which cancels when those are large)
-    out_s1, out_s2 = power_sums_above(p, q, np.setdiff1d(np.arange(vocab), short), rho_w)
+    out_s1, out_s2 = power_sums_above(p, q, outside, rho_w)
 
     def rate_block(sl):
         c = np.maximum(qs[None, :] / rho_w[sl, None] - ps[None, :], 0.0)        # [chunk, S] c_x(y)
