@@ -44,16 +44,18 @@ def make_real_log(pair, path, prompts: int, new_tokens: int, temperature: float,
     return read_log(path)
 
 
-def random_small_pairs(count: int, seed: int, zero_in_p: bool = False, drafts=None):
-    """Dirichlet pairs on V = 2..6 (concentration 0.3, 1 or 3), q zeroed at one token with
-    probability 0.2 (and p too if ``zero_in_p``); with ``drafts=(lo, hi)`` also a draft count m."""
+def random_small_pairs(count: int, seed: int, zero_in_p: bool = False, drafts=None, vocab=(2, 7),
+                       concentrations=(0.3, 1.0, 3.0), zero_prob: float = 0.2):
+    """Dirichlet pairs with V in ``range(*vocab)`` and a concentration from ``concentrations``;
+    q zeroed at one token with probability ``zero_prob`` (and p too, first, if ``zero_in_p``);
+    with ``drafts=(lo, hi)`` also a draft count m in ``range(lo, hi)``."""
     rng = np.random.default_rng(seed)
     for _ in range(count):
-        vocab = int(rng.integers(2, 7))
-        conc = rng.choice([0.3, 1.0, 3.0])
-        p, q = rng.dirichlet(np.full(vocab, conc)), rng.dirichlet(np.full(vocab, conc))
+        v = int(rng.integers(*vocab))
+        conc = rng.choice(list(concentrations))
+        p, q = rng.dirichlet(np.full(v, conc)), rng.dirichlet(np.full(v, conc))
         for vec, on in ((p, zero_in_p), (q, True)):
-            if on and rng.random() < 0.2:
-                vec[rng.integers(vocab)] = 0.0
+            if on and rng.random() < zero_prob:
+                vec[rng.integers(v)] = 0.0
                 vec /= vec.sum()
         yield (p, q) if drafts is None else (p, q, int(rng.integers(*drafts)))

@@ -185,20 +185,6 @@ def _in_base_polytope(r, q, m, tol=1e-12):
                 and np.all(r[~on] == 0))
 
 
-def _wide_pairs(count, seed):
-    """Random pairs with V up to 60, m up to 8, peaked and flat, zeros in p and q."""
-    rng = np.random.default_rng(seed)
-    for _ in range(count):
-        vocab = int(rng.integers(2, 61))
-        conc = rng.choice([0.1, 0.3, 1.0, 3.0])
-        p, q = rng.dirichlet(np.full(vocab, conc)), rng.dirichlet(np.full(vocab, conc))
-        for law in (p, q):
-            if rng.random() < 0.3:
-                law[rng.integers(vocab)] = 0.0
-                law /= law.sum()
-        yield p, q, int(rng.integers(1, 9))
-
-
 def test_selection_attains_the_optimum_on_random_pairs():
     """200 pairs, V <= 60, m = 1..8: the closed-form law and the sampler's law both reach α*.
 
@@ -207,7 +193,8 @@ def test_selection_attains_the_optimum_on_random_pairs():
     length q_y, and the first-holder law sums to r.
     """
     gaps = []
-    for p, q, m in _wide_pairs(200, 7):
+    for p, q, m in random_small_pairs(200, 7, zero_in_p=True, drafts=(1, 9), vocab=(2, 61),
+                                      concentrations=(0.1, 0.3, 1.0, 3.0), zero_prob=0.3):
         alpha = optimal_acceptance_iid(p, q, m)
         law = selection_law(p, q, m)
         plan = multidraft_plan(p, q, m)
