@@ -59,3 +59,16 @@ def random_small_pairs(count: int, seed: int, zero_in_p: bool = False, drafts=No
                 vec[rng.integers(v)] = 0.0
                 vec /= vec.sum()
         yield (p, q) if drafts is None else (p, q, int(rng.integers(*drafts)))
+
+
+def ar_and_sd_rows(sd_predicted):
+    """An autoregressive and an sd chain:2 row of ``llm validate``'s output (4 sequences of 100 tokens;
+    sd twice as fast in wall clock), sd predicted at ``(mean, ci_low, ci_high)`` tokens per call."""
+    ar = {"method": "autoregressive", "tree": "chain:0", "k": 0, "wall_seconds": 8.0, "tokens": 400,
+          "sequence_wall_seconds": [2.0, 2.1, 1.9, 2.0], "sequence_tokens": [100] * 4,
+          "measured": {"mean": 1.0}, "predicted": {"mean": 1.0, "ci_low": 1.0, "ci_high": 1.0}}
+    mean, low, high = sd_predicted
+    sd = {"method": "sd", "tree": "chain:2", "k": 2, "wall_seconds": 4.0, "tokens": 400,
+          "sequence_wall_seconds": [1.0, 1.1, 0.9, 1.0], "sequence_tokens": [100] * 4,
+          "measured": {"mean": 2.0}, "predicted": {"mean": mean, "ci_low": low, "ci_high": high}}
+    return ar, sd

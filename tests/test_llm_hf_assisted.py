@@ -4,6 +4,7 @@ import pytest
 
 from chansim.llm.hf_assisted import _tokens_per_call, format_hf_speedups
 from chansim.llm.wallclock import format_wallclock, wallclock_rows
+from conftest import ar_and_sd_rows
 
 
 def _costs():
@@ -12,12 +13,7 @@ def _costs():
 
 
 def _rows():
-    ar = {"method": "autoregressive", "tree": "chain:0", "k": 0, "wall_seconds": 8.0, "tokens": 400,
-          "sequence_wall_seconds": [2.0, 2.1, 1.9, 2.0], "sequence_tokens": [100] * 4,
-          "measured": {"mean": 1.0}, "predicted": {"mean": 1.0, "ci_low": 1.0, "ci_high": 1.0}}
-    sd = {"method": "sd", "tree": "chain:2", "k": 2, "wall_seconds": 4.0, "tokens": 400,
-          "sequence_wall_seconds": [1.0, 1.1, 0.9, 1.0], "sequence_tokens": [100] * 4,
-          "measured": {"mean": 2.0}, "predicted": {"mean": 2.2, "ci_low": 2.1, "ci_high": 2.3}}
+    ar, sd = ar_and_sd_rows((2.2, 2.1, 2.3))
     hf = {"method": "hf-assisted", "tree": "chain:2", "k": 2, "wall_seconds": 3.0, "tokens": 400,
           "measured": {"mean": 2.1}, "predicted": None,
           "wall_speedup": {"mean": 1.25, "ci_low": 1.1, "ci_high": 1.4}}

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from chansim.llm.wallclock import level_sizes, predict_wall_speedup, wallclock_rows
+from conftest import ar_and_sd_rows
 
 
 def _costs():
@@ -31,12 +32,7 @@ def test_predicted_speedup_formula():
 
 
 def test_measured_speedup_from_rows():
-    ar = {"method": "autoregressive", "tree": "chain:0", "k": 0, "wall_seconds": 8.0, "tokens": 400,
-          "sequence_wall_seconds": [2.0, 2.1, 1.9, 2.0], "sequence_tokens": [100] * 4,
-          "measured": {"mean": 1.0}, "predicted": {"mean": 1.0, "ci_low": 1.0, "ci_high": 1.0}}
-    sd = {"method": "sd", "tree": "chain:2", "k": 2, "wall_seconds": 4.0, "tokens": 400,
-          "sequence_wall_seconds": [1.0, 1.1, 0.9, 1.0], "sequence_tokens": [100] * 4,
-          "measured": {"mean": 2.0}, "predicted": {"mean": 2.0, "ci_low": 1.9, "ci_high": 2.1}}
+    ar, sd = ar_and_sd_rows((2.0, 1.9, 2.1))
     rows = wallclock_rows({"rows": [ar, sd]}, _costs())
     assert len(rows) == 1 and rows[0]["measured"]["mean"] == pytest.approx(2.0)
     assert rows[0]["measured"]["ci_low"] < 2.0 < rows[0]["measured"]["ci_high"]
