@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     ms = [int(x) for x in args.m.split(",")]
     pairs = []
     if args.log:
-        from chansim.llm.logs import read_log
+        from chansim.logs.format import read_log
 
         for p, q, _ in read_log(args.log).sequences():
             for t in range(min(args.positions, len(p))):

@@ -1,6 +1,6 @@
 """Check the all-k bounds of ``chansim bound --log`` against the optimal ERSD value on a log (not a test).
 
-For the log's pooled rank law ā (chansim/llm/log_ranklaw.py: per-position guaranteed
+For the log's pooled rank law ā (chansim/logs/ranklaw.py: per-position guaranteed
 laws a_1..a_K, tail P(R > K) kept), it evaluates at k = 1..1024 and on a grid up to
 10^6:
 
@@ -38,8 +38,8 @@ def main(argv=None) -> int:
     parser.add_argument("--laws-cache", default=None, help="pickle of the per-position laws (read if present, else written)")
     args = parser.parse_args(argv)
 
-    from chansim.llm.log_ranklaw import pooled_law, position_laws
-    from chansim.llm.logs import read_log
+    from chansim.logs.ranklaw import pooled_law, position_laws
+    from chansim.logs.format import read_log
     from chansim.theory.bound_columns import guaranteed_bound
     from chansim.theory.optimal import _top_sums_and_depths, top_products_sums
 

@@ -33,7 +33,6 @@ ignores the serial correlation.
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import time
@@ -556,21 +555,16 @@ def sweep(configs, n_jobs: int = 1, backend: str | None = None, progress: bool =
 
     Config keys are :func:`simulate`'s arguments, plus ``pair=(p, q)`` for the two
     distributions, ``k`` with a tree family (``tree="chain", k=4`` → ``chain:4``) and an
-    ignored ``label``.  ``backend`` is passed to ``joblib.parallel_config`` (e.g.
-    ``"loky"``, ``"threading"`` or ``"dask"`` with a running dask client).  A tqdm bar
-    tracks finished configs.
+    ignored ``label``.  ``backend`` is a joblib backend name (e.g.
+    ``"loky"``, ``"threading"`` or ``"dask"``), see :func:`chansim.parallel.parallel_map`.
+    A tqdm bar tracks finished configs.
 
     >>> p, q = [0.6, 0.4], [0.5, 0.5]
     >>> res = sweep(grid(method=["sd", "ersd"], tree="chain", k=[1, 2], pair=(p, q), calls=100), progress=False)
     >>> [(r.method, r.tree) for r in res]
     [('sd', 'chain:1'), ('sd', 'chain:2'), ('ersd', 'chain:1'), ('ersd', 'chain:2')]
     """
-    from joblib import Parallel, delayed, parallel_config
-    from tqdm.auto import tqdm
+    from .parallel import parallel_map
 
-    configs = list(configs)
-    ctx = parallel_config(backend=backend) if backend else contextlib.nullcontext()
-    with ctx:
-        runner = Parallel(n_jobs=n_jobs, return_as="generator")
-        results = runner(delayed(_run_config)(c) for c in configs)
-        return list(tqdm(results, total=len(configs), disable=not progress, desc="sweep"))
+    return parallel_map(_run_config, [(c,) for c in configs], jobs=n_jobs, backend=backend, desc="sweep",
+                        progress=None if progress else False)

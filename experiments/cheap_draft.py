@@ -2,7 +2,7 @@
 
 For each skip set: Σmin(p, q) along target-sampled pydoc text (chansim.llm.measure), the forward
 costs c_q(1), c_p(1), c_p(K+1) measured on the pair (chansim.llm.wallclock.measure_costs), and from
-them (chansim.llm.breakeven) the cost ratio rho_K, the acceptance an sd chain of K needs to break
+them (chansim.logs.breakeven) the cost ratio rho_K, the acceptance an sd chain of K needs to break
 even, and the predicted speed-up at the measured acceptance and with a perfect draft.
 
 Usage: python experiments/cheap_draft.py [--prompts 4] [--new-tokens 16] [--repeats 7] [--json out.json]
@@ -10,7 +10,7 @@ Usage: python experiments/cheap_draft.py [--prompts 4] [--new-tokens 16] [--repe
 import argparse
 import json
 
-from chansim.llm.breakeven import breakeven_table
+from chansim.logs.breakeven import breakeven_table
 from chansim.llm.measure import measure_skip_sets, pydoc_prompts
 from chansim.llm.models import load_default_pair
 from chansim.llm.wallclock import measure_costs

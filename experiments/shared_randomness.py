@@ -1,7 +1,7 @@
 """How much shared randomness across sequences hides from the intervals (synthetic Markov pair).
 
 Measured side: sd chain:1 on 16 prompts x 24 tokens, once with one uniform stream reused by every
-prompt (what `llm validate` did before chansim.llm.noise_keys) and once with a stream per prompt.
+prompt (what `llm validate` did before chansim.logs.noise_keys) and once with a stream per prompt.
 Predicted side: logs sampled by keyed races with one key for every sequence (noise shared at
 each absolute position) or a key per sequence, predicted with chansim.predict.predict_path.
 For each, over 150 seeds: the spread of the estimate against the standard error it reports.
@@ -10,7 +10,7 @@ Usage: python experiments/shared_randomness.py   (under a minute on one core)
 """
 import numpy as np
 
-from chansim.llm.noise_keys import keyed_markov_paths, sequence_rng
+from chansim.logs.noise_keys import keyed_markov_paths, sequence_rng
 from chansim.predict import predict_path
 from chansim.sources import MarkovSource
 from chansim.stats import ratio_interval

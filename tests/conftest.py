@@ -36,7 +36,7 @@ def default_pair():
 def make_real_log(pair, path, prompts: int, new_tokens: int, temperature: float, seed: int, prompt_tokens: int = 24):
     """Log ``prompts`` pydoc prompts of ``pair`` at ``temperature`` to ``path`` and read the log back."""
     from chansim.llm.logging_run import log_run
-    from chansim.llm.logs import read_log, write_log
+    from chansim.logs.format import read_log, write_log
     from chansim.llm.measure import pydoc_prompts
 
     texts = pydoc_prompts(pair.tokenizer, prompts, prompt_tokens)

@@ -1,7 +1,7 @@
 """Property-based hostile-input battery over the loaders and every CLI command (issue 13, item 5).
 
 Random malformed arrays, files and options are thrown at :func:`chansim.io.load_array` /
-:func:`chansim.io.load_pair`, :func:`chansim.llm.logs.read_log` and ``chansim bound | simulate |
+:func:`chansim.io.load_pair`, :func:`chansim.logs.format.read_log` and ``chansim bound | simulate |
 channel | figures | llm log | llm validate``. Properties, for every example:
 
 * no traceback: the loader raises ``ValueError``/``FileNotFoundError`` only; the CLI returns 0 or 2
@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from chansim.cli import main
 from chansim.distributions import dtype_atol
 from chansim.io import load_array, load_pair
-from chansim.llm.logs import read_log
+from chansim.logs.format import read_log
 
 SETTINGS = dict(deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 COUNTS = {"inputs": 0, "accepted": 0, "tracebacks": 0, "silent_wrong": 0, "clobbered": 0}
@@ -266,7 +266,7 @@ def test_loader_refuses_malformed_files(spec, key):
 @settings(max_examples=60, **SETTINGS)
 @given(blob=st.binary(max_size=200), cut=st.integers(0, 2000))
 def test_log_reader_refuses_corrupt_logs(blob, cut):
-    from chansim.llm.logs import LogError
+    from chansim.logs.format import LogError
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "run.npz"

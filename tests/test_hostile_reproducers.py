@@ -14,7 +14,7 @@ import pytest
 from chansim.cli import main
 from chansim.distributions import dtype_atol, softmax
 from chansim.io import InputWarning, load_array, load_pair
-from chansim.llm.logs import LogError, read_log, write_log
+from chansim.logs.format import LogError, read_log, write_log
 from chansim.llm.logging_run import race_sample
 
 P = np.array([0.5, 0.3, 0.2])
@@ -127,7 +127,7 @@ def test_simulate_interval_never_below_one_token_and_flags_small_sample(pq, caps
 
 
 def test_bootstrap_from_one_sequence_flagged_small_sample(tmp_path, capsys):
-    from chansim.llm.predict_log import predict_from_log
+    from chansim.logs.predict import predict_from_log
 
     path = _race_log(tmp_path / "one.npz", n_seq=1, length=12, vocab=20)
     pred = predict_from_log(path, "sd", "chain:2")

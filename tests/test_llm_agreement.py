@@ -1,8 +1,8 @@
-"""Noise-or-bias statistics for validation tables (chansim.llm.agreement), on synthetic logs with known laws."""
+"""Noise-or-bias statistics for validation tables (chansim.logs.agreement), on synthetic logs with known laws."""
 import numpy as np
 import pytest
 
-from chansim.llm.agreement import (ersd_noise_check, path_law_check, pool_by_group, realised_calls, row_z,
+from chansim.logs.agreement import (ersd_noise_check, path_law_check, pool_by_group, realised_calls, row_z,
                                    row_z_table, sign_test, stouffer)
 from chansim.races import keyed_exponential, race_winner
 from chansim.verify import KeyedNoise, as_tree, get_method, speculative_generate
@@ -153,7 +153,7 @@ class _StingySD:
 
 
 def test_sd_acceptance_check_on_markov_sources(markov_tables):
-    from chansim.llm.agreement import sd_acceptance_check
+    from chansim.logs.agreement import sd_acceptance_check
     from chansim.sources import MarkovSource
 
     target, draft = markov_tables(8, 2)

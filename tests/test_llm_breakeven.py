@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from chansim.llm.breakeven import breakeven_acceptance, breakeven_table, chain_speedup, cost_ratio
+from chansim.logs.breakeven import breakeven_acceptance, breakeven_table, chain_speedup, cost_ratio
 from chansim.llm.wallclock import predict_wall_speedup
 from chansim.verify.sd import sd_chain_tokens
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from chansim.llm.temperature_check import _ersd_chain_tokens
+from chansim.logs.temperature_check import _ersd_chain_tokens
 from chansim.races import er_acceptance
 from chansim.theory.expectations import expected_tokens
 from chansim.trees import chain

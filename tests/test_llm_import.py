@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from chansim.cli import main
-from chansim.llm.importers import import_arrays, import_topn_records, parse_topn_records
-from chansim.llm.logs import read_log, write_log
-from chansim.llm.predict_log import predict_from_log
-from chansim.llm.truncated import (acceptance_bounds, expected_calls_interval, read_truncated_log, truncate_log,
+from chansim.logs.importers import import_arrays, import_topn_records, parse_topn_records
+from chansim.logs.format import read_log, write_log
+from chansim.logs.predict import predict_from_log
+from chansim.logs.truncated import (acceptance_bounds, expected_calls_interval, read_truncated_log, truncate_log,
                                    truncated_report)
 from chansim.predict import expected_calls
 
@@ -72,7 +72,7 @@ def test_truncated_intervals_contain_full_values(tmp_path, n):
 @pytest.mark.parametrize("m", [1, 2, 3, 5])
 def test_specinfer_bounds_contain_every_completion(m):
     """Random full (p, q) pairs, truncated at random n: the specinfer c interval holds the full value."""
-    from chansim.llm.truncated import specinfer_path_acceptance_bounds
+    from chansim.logs.truncated import specinfer_path_acceptance_bounds
     from chansim.predict import specinfer_path_acceptance
 
     class _Run:                                  # the minimum truncate_log reads
@@ -97,7 +97,7 @@ def test_specinfer_bounds_contain_every_completion(m):
 
 def test_truncated_bounds_attained_by_worst_case_completion():
     """The lower bound of Σmin is reached: put each tail on tokens the other side does not use."""
-    from chansim.llm.truncated import TruncatedLog
+    from chansim.logs.truncated import TruncatedLog
 
     # p head {0: .5}, floor .5 (tail .5); q head {1: .6}, floor .6 (tail .4); V large
     heads = {"target": (np.array([[0]]), np.array([[0.5]]), np.array([0.5])),

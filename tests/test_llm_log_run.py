@@ -33,9 +33,9 @@ def real_log(default_pair, tmp_path_factory):
 @pytest.mark.llm
 def test_real_log(real_log, capsys):
     from chansim.llm.logging_run import race_sample, stored_race_mismatches
-    from chansim.llm.logs import read_log
+    from chansim.logs.format import read_log
     from chansim.llm.measure import _path_log_probs, pydoc_prompts
-    from chansim.llm.noise_keys import sequence_key
+    from chansim.logs.noise_keys import sequence_key
 
     pair, path = real_log
     run = read_log(path)

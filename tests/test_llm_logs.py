@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from chansim.llm.logs import FORMAT_VERSION, LogError, LogFileNotFoundError, read_log, write_log
+from chansim.logs.format import FORMAT_VERSION, LogError, LogFileNotFoundError, read_log, write_log
 
 V = 7
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from chansim.cli import main
-from chansim.llm.logs import read_log, write_log
-from chansim.llm.predict_log import log_report, log_theory, predict_from_log, tree_widths
+from chansim.logs.format import read_log, write_log
+from chansim.logs.predict import log_report, log_theory, predict_from_log, tree_widths
 from chansim.predict import predict_path
 from chansim.sources import MarkovSource
 from chansim.verify import GeneratorNoise, KeyedNoise, speculative_generate

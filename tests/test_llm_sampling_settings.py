@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from chansim.cli import main
-from chansim.llm.temperature import SamplingSettings
+from chansim.logs.temperature import SamplingSettings
 
 
 def test_cli_rejects_bad_settings(tmp_path):

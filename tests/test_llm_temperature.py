@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from chansim.cli import main
-from chansim.llm.logs import write_log
-from chansim.llm.temperature import SamplingSettings, temperature_sweep
+from chansim.logs.format import write_log
+from chansim.logs.temperature import SamplingSettings, temperature_sweep
 from chansim.simulate import simulate
 
 METHODS = ("sd", "specinfer", "ersd", "rsd", "spectr")

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from chansim.llm.logs import read_log, write_log
-from chansim.llm.temperature_check import compare_with_validation, iid_prediction, rescale_settings
+from chansim.logs.format import read_log, write_log
+from chansim.logs.temperature_check import compare_with_validation, iid_prediction, rescale_settings
 from conftest import make_real_log
 
 

@@ -1,4 +1,4 @@
-"""Rank laws on a log (chansim/llm/log_ranklaw.py): tail kept, guaranteed intervals, --jobs, bound checks.
+"""Rank laws on a log (chansim/logs/ranklaw.py): tail kept, guaranteed intervals, --jobs, bound checks.
 
 The pooled law of a log at V = 80 (above the exact cut-off, so every position uses the
 guaranteed "bounded" law) is compared with the exact pooled law; ``--jobs 2`` must give
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from chansim.cli import main
-from chansim.llm.log_ranklaw import pooled_law, position_law, position_laws
-from chansim.llm.logs import read_log, write_log
-from chansim.llm.predict_log import log_theory
+from chansim.logs.ranklaw import pooled_law, position_law, position_laws
+from chansim.logs.format import read_log, write_log
+from chansim.logs.predict import log_theory
 from chansim.theory import rank_law
 from chansim.theory.bound_columns import guaranteed_bound
 from chansim.theory.optimal import top_products_sums

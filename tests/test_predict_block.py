@@ -11,7 +11,7 @@ both apply.
 import numpy as np
 import pytest
 
-from chansim.llm.predict_log import LOG_METHODS
+from chansim.logs.predict import LOG_METHODS
 from chansim.llm.validate import DEFAULT_METHODS
 from chansim.predict import (PATH_METHODS, call_endings, call_endings_from_lengths, expected_calls,
                              expected_calls_from_lengths, path_acceptance, predict_path)

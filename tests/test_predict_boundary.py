@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from chansim.cli import main
-from chansim.llm.logs import read_log, write_log
-from chansim.llm.predict_log import BOUNDARY_SHARE_LIMIT, predict_from_log
+from chansim.logs.format import read_log, write_log
+from chansim.logs.predict import BOUNDARY_SHARE_LIMIT, predict_from_log
 from chansim.predict import boundary_tokens, call_endings, expected_calls
 
 Z = 5.33          # two-sided normal quantile for 1e-7

@@ -6,7 +6,7 @@ import pytest
 
 from chansim.figures._common import STYLE
 from chansim.kernels import poisson_binomial_add
-from chansim.llm.predict_log import LOG_METHODS
+from chansim.logs.predict import LOG_METHODS
 from chansim.llm.validate import DEFAULT_METHODS
 from chansim.predict import PATH_METHODS
 from chansim.simulate import simulate

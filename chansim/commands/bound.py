@@ -32,7 +32,7 @@ def register(subparsers) -> None:
                              "intervals next to the full-log values (docs/log-format.md)")
     parser.add_argument("--temperatures", default=None, metavar="T[,T...]",
                         help="with a T = 1 --log: predict tokens per call at these target temperatures (0 = greedy; "
-                             "i.i.d. model at each logged context; chansim/llm/temperature.py)")
+                             "i.i.d. model at each logged context; chansim/logs/temperature.py)")
     parser.add_argument("--draft-temperatures", default=None, metavar="T[,T...]",
                         help="with --temperatures: the draft's temperature for each (default: the same)")
     parser.add_argument("--top-k", type=int, default=0, help="with --temperatures: target top-k (0 = off)")
@@ -140,14 +140,14 @@ def run(args) -> int:
 
 
 def _run_log(args) -> int:
-    from ..llm.predict_log import format_log_report, log_report
-    from ..llm.truncated import format_truncated_report, is_truncated_log, truncated_report
+    from ..logs.predict import format_log_report, log_report
+    from ..logs.truncated import format_truncated_report, is_truncated_log, truncated_report
 
     if getattr(args, "temperatures", None):
         return _run_temperatures(args)
     if getattr(args, "top_n", None):
-        from ..llm.logs import read_log
-        from ..llm.truncated import format_truncation_widths, truncation_widths
+        from ..logs.format import read_log
+        from ..logs.truncated import format_truncation_widths, truncation_widths
 
         rows = truncation_widths(read_log(args.log), [int(v) for v in args.top_n.split(",") if v.strip()],
                                  methods=_methods(args.method) or ("sd", "specinfer"))
@@ -175,8 +175,8 @@ def _run_log(args) -> int:
 def _run_temperatures(args) -> int:
     import numpy as np
 
-    from ..llm.logs import read_log
-    from ..llm.temperature import format_sweep, plot_sweep, temperature_sweep
+    from ..logs.format import read_log
+    from ..logs.temperature import format_sweep, plot_sweep, temperature_sweep
 
     def floats(text, name):
         try:

@@ -37,15 +37,17 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..llm import importers
+    from ..logs import importers
 
     if args.generate:
+        from ..llm.import_generate import import_generate
+
         skip = None if args.skip_layers is None else [int(v) for v in args.skip_layers.split(",") if v.strip()]
-        out = importers.import_generate(args.generate, args.out, target=args.target, draft=args.draft,
-                                        skip_layers=skip, temperature=args.temperature,
-                                        prompt_length=args.prompt_length, eos_token_id=args.eos_token_id,
-                                        trust_pickle=args.trust_pickle, device=args.device, dtype=args.dtype,
-                                        seed=args.seed)
+        out = import_generate(args.generate, args.out, target=args.target, draft=args.draft,
+                              skip_layers=skip, temperature=args.temperature,
+                              prompt_length=args.prompt_length, eos_token_id=args.eos_token_id,
+                              trust_pickle=args.trust_pickle, device=args.device, dtype=args.dtype,
+                              seed=args.seed)
     elif args.target_logits:
         if not (args.draft_logits and args.tokens):
             raise ValueError("--target-logits needs --draft-logits and --tokens")

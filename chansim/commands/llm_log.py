@@ -14,7 +14,7 @@ def register(subparsers) -> None:
         description="Sample --new-tokens tokens per prompt from the target by keyed exponential races "
                     "(token at absolute position n = argmin_x E(seed, n, x) / p(x), so ERSD with the same seed "
                     "reproduces it) and record float16 log-probs of target and draft at every position. "
-                    "Format and precision: chansim/llm/logs.py. Default pair: SmolLM2-135M-Instruct and the "
+                    "Format and precision: chansim/logs/format.py. Default pair: SmolLM2-135M-Instruct and the "
                     "same network with --skip-layers skipped.",
     )
     src = parser.add_mutually_exclusive_group()
@@ -87,7 +87,7 @@ def _file_prompts(path: str, tokenizer, max_tokens: int) -> tuple[list, dict]:
 
 def run(args) -> int:
     from ..llm.logging_run import log_run, stored_race_mismatches
-    from ..llm.logs import read_log, write_log
+    from ..logs.format import read_log, write_log
     from ..llm.measure import pydoc_prompt_keys, pydoc_prompts
     from ..llm.models import load_pair
 

@@ -65,7 +65,7 @@ def register(subparsers) -> None:
     parser.add_argument("--predict-from", default=None, metavar="LOG.npz[,LOG.npz]",
                         help="also predict from these logs (any logged temperature, e.g. a T = 1 log) at this log's "
                              "temperature with the i.i.d. model per logged context, with intervals, and print them "
-                             "beside the measured values (chansim/llm/temperature_check.py)")
+                             "beside the measured values (chansim/logs/temperature_check.py)")
     parser.set_defaults(func=run)
 
 
@@ -107,7 +107,7 @@ def _jsonable(x):
 
 
 def run(args) -> int:
-    from ..llm.logs import read_log
+    from ..logs.format import read_log
     from ..logconfig import get_logger
     from ..llm.validate import format_table, pair_from_log, results_document, validate
     from ..verify import as_tree, get_method
@@ -178,7 +178,7 @@ def run(args) -> int:
 
         print(format_wallclock(wall["rows"], wall["costs"]))
     if iid is not None and not args.json:
-        from ..llm.temperature_check import format_comparison
+        from ..logs.temperature_check import format_comparison
 
         print(format_comparison(iid["rows"], iid["labels"]))
     return 0
@@ -186,7 +186,7 @@ def run(args) -> int:
 
 def _settings(args, meta: dict):
     """SamplingSettings of target and draft from the flags (None: as logged)."""
-    from ..llm.temperature import SamplingSettings
+    from ..logs.temperature import SamplingSettings
 
     t_log = float(meta.get("temperature", 1.0))
     d_log = float(meta.get("draft_temperature", t_log))
@@ -203,13 +203,13 @@ def _settings(args, meta: dict):
 
 def _iid_predictions(args, log, result, methods, trees, target_settings, draft_settings) -> dict:
     """i.i.d.-model predictions at the validated settings from this log and each --predict-from log."""
-    from ..llm.logs import read_log
-    from ..llm.temperature import SamplingSettings
+    from ..logs.format import read_log
+    from ..logs.temperature import SamplingSettings
 
     t_log = float(log.metadata.get("temperature", 1.0))
     t = target_settings or SamplingSettings(t_log)
     d = draft_settings or SamplingSettings(float(log.metadata.get("draft_temperature", t_log)))
-    from ..llm.temperature_check import compare_with_validation, iid_prediction
+    from ..logs.temperature_check import compare_with_validation, iid_prediction
 
     logs = {"this log": log}
     for path in (p.strip() for p in args.predict_from.split(",") if p.strip()):

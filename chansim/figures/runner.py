@@ -1,7 +1,6 @@
-"""Run figure modules: settings, parallel sweeps (joblib, optionally dask), file output."""
+"""Run figure modules: settings, parallel sweeps (:mod:`chansim.parallel`), file output."""
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import time
@@ -12,6 +11,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from ..outputs import atomic_path, write_text_atomic
+from ..parallel import backend_context, parallel_map
 
 #: figure name -> module under chansim.figures, in the order they are drawn
 FIGURES = {
@@ -62,7 +62,7 @@ class Settings:
 
 
 class Parallel:
-    """Map a function over argument tuples with joblib (+ a tqdm progress bar on stderr).
+    """A figure's view of :func:`chansim.parallel.parallel_map` with the run's settings.
 
     Results come back in item order whatever the backend, and every item carries its own
     seed, so the output does not depend on ``jobs`` or on the backend.
@@ -73,48 +73,9 @@ class Parallel:
         self.desc = desc
 
     def map(self, func: Callable, items: Sequence, desc: str | None = None) -> list:
-        from joblib import Parallel as JobParallel, delayed
-        from tqdm.auto import tqdm
-
-        items = list(items)
-        label = desc or self.desc
-        bar = dict(total=len(items), desc=label, leave=False, disable=len(items) < 4)
-        if self.settings.jobs == 1 and self.settings.backend is None:
-            return [func(*it) for it in tqdm(items, **bar)]
-        with _backend(self.settings):
-            runner = JobParallel(n_jobs=self.settings.jobs, return_as="generator")
-            return list(tqdm(runner(delayed(func)(*it) for it in items), **bar))
-
-
-_ACTIVE_BACKEND: list = []          # settings whose backend context is open (re-entrant use)
-
-
-@contextlib.contextmanager
-def _backend(settings: Settings):
-    """joblib backend for the sweeps; ``dask`` connects to ``settings.scheduler`` or starts an
-    in-process ``dask.distributed`` client (closed on exit).  Re-entrant: nested uses share it."""
-    from joblib import parallel_config
-
-    if _ACTIVE_BACKEND or not settings.backend:
-        yield
-        return
-    client = None
-    if settings.backend == "dask":
-        try:
-            from dask.distributed import Client
-        except ImportError as err:  # pragma: no cover - depends on extras
-            raise ValueError("--backend dask needs dask.distributed: pip install -e '.[dask]'") from err
-        client = Client(settings.scheduler) if settings.scheduler else Client(processes=False)
-    elif settings.scheduler:
-        raise ValueError("--scheduler is only used with --backend dask")
-    _ACTIVE_BACKEND.append(settings)
-    try:
-        with parallel_config(backend=settings.backend):
-            yield
-    finally:
-        _ACTIVE_BACKEND.pop()
-        if client is not None:
-            client.close()
+        s = self.settings
+        return parallel_map(func, items, jobs=s.jobs, backend=s.backend, scheduler=s.scheduler,
+                            desc=desc or self.desc)
 
 
 def _jsonable(obj):
@@ -192,7 +153,7 @@ def run_figures(names: Iterable[str] | None = None, settings: Settings | None = 
     manifest = out / MANIFEST
     manifest.unlink(missing_ok=True)    # an interrupted run leaves no manifest: visibly incomplete
     results = {}
-    with _backend(settings):            # one dask client / worker pool for every figure
+    with backend_context(settings.backend, settings.scheduler):   # one dask client for every figure
         for name in names:
             results[name] = run_figure(name, settings, out)
     written = {n: [f"{n}.{e}" for e in FIGURE_FILES] for n, r in results.items() if r is not None}

@@ -1,7 +1,8 @@
-"""Real language models: model pairs, tree scoring with KV caches, acceptance measurements.
+"""Real language models: model pairs, tree scoring with KV caches, generation, validation.
 
-Everything here needs the ``llm`` extra (torch, transformers, gguf, accelerate);
-torch is imported lazily, so importing :mod:`chansim.llm` alone is cheap.
+Everything here loads or runs a model and needs the ``llm`` extra (torch, transformers,
+gguf, accelerate); torch is imported lazily, so importing :mod:`chansim.llm` alone is
+cheap.  What works on a logged run without a model lives in :mod:`chansim.logs`.
 
 >>> from chansim.llm import DEFAULT_SKIP_LAYERS
 >>> DEFAULT_SKIP_LAYERS

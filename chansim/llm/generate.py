@@ -197,9 +197,9 @@ def generate_real(pair, method, tree, prompt_ids, new_tokens: int, temperature: 
         unless ``rng`` is given).
     rng : numpy.random.Generator, optional
         Uniform stream of the non-race randomness (``validate`` gives each prompt its own,
-        :func:`chansim.llm.noise_keys.sequence_rng`).
+        :func:`chansim.logs.noise_keys.sequence_rng`).
     target_settings, draft_settings : SamplingSettings, optional
-        Separate samplers (:class:`chansim.llm.temperature.SamplingSettings`: temperature,
+        Separate samplers (:class:`chansim.logs.temperature.SamplingSettings`: temperature,
         0 = greedy, top-k, top-p) of target and draft, applied to the T = 1 log-probs; each
         given one replaces ``temperature`` for its model.  The methods then sample the
         target's *processed* law exactly (greedy target: its argmax path).

@@ -8,7 +8,7 @@ sampling with the shared keyed noise of :mod:`chansim.races`:
 with :math:`E = ` :func:`chansim.races.keyed_exponential`, :math:`p_t` the target's
 float64 ``softmax(logits / T)`` on ``prompt + y_{<t}``, n the *absolute* position of
 :math:`y_t` in the sequence (0-based, prompt included) and :math:`k_i = \text{seed} + i\cdot 2^{32}`
-the key of sequence i (:func:`chansim.llm.noise_keys.sequence_key`: sequences get independent
+the key of sequence i (:func:`chansim.logs.noise_keys.sequence_key`: sequences get independent
 noise; ``metadata["noise_key"] = "per-sequence"``). This is exactly the output
 rule of ERSD (docs/algorithms.md): the target's token at every node is its own race winner
 under the same keyed noise. Hence ERSD run on the same pair with the same seed, the
@@ -57,9 +57,9 @@ def stored_race_mismatches(run, seed: int | None = None) -> list[tuple[int, int]
     float16-rounded, so a disagreement is possible only at a near-tie of the race
     (relative gap between the two earliest arrival times below ~0.1 %). ``seed``
     defaults to ``run.metadata["seed"]``; sequence i uses the log's key rule
-    (:func:`chansim.llm.noise_keys.race_keys`).
+    (:func:`chansim.logs.noise_keys.race_keys`).
     """
-    from .noise_keys import race_keys
+    from ..logs.noise_keys import race_keys
 
     keys = race_keys(run.metadata, run.n_sequences, seed)
     out = []
@@ -99,7 +99,7 @@ def log_run(pair, prompts: Sequence[Sequence[int]], new_tokens: int, temperature
     Returns
     -------
     dict
-        Keyword arguments of :func:`chansim.llm.logs.write_log`: ``prompts``, ``tokens``,
+        Keyword arguments of :func:`chansim.logs.format.write_log`: ``prompts``, ``tokens``,
         ``target_log_probs``, ``draft_log_probs`` (lists of float64 arrays [T, V]) and
         ``metadata``.
     """
@@ -119,7 +119,7 @@ def log_run(pair, prompts: Sequence[Sequence[int]], new_tokens: int, temperature
     target, draft = TreeScorer(pair.target), TreeScorer(pair.draft)
     bar = _progress(len(prompts) * new_tokens, progress)
     tokens, tlp, dlp = [], [], []
-    from .noise_keys import PER_SEQUENCE, sequence_key
+    from ..logs.noise_keys import PER_SEQUENCE, sequence_key
 
     try:
         for index, prompt in enumerate(prompts):

@@ -12,10 +12,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..distributions import kl_divergence, sd_acceptance
+from ..logs.statistics import pair_statistics
 from .scoring import TreeScorer, _log_softmax64
 
-__all__ = ["pydoc_prompts", "pydoc_prompt_keys", "sample_target_paths", "pair_statistics", "probability_statistics", "measure_skip_sets",
+__all__ = ["pydoc_prompts", "pydoc_prompt_keys", "sample_target_paths", "pair_statistics", "measure_skip_sets",
            "DEFAULT_SKIP_SETS", "format_table"]
 
 #: Skip sets reported by :func:`measure_skip_sets` (0-based layers of the 30-layer SmolLM2).
@@ -89,29 +89,6 @@ def _path_log_probs(network, seq: Sequence[int], start: int, temperature: float)
     visible = torch.tril(torch.ones(L, L, dtype=torch.bool))
     logits = network.forward(torch.tensor(seq), torch.arange(L), visible, None)  # [L, V]
     return _log_softmax64(logits[start - 1:L - 1], temperature)
-
-
-def pair_statistics(target_log_probs: np.ndarray, draft_log_probs: np.ndarray) -> dict:
-    """Per-position Σ min(p, q), α_ER and KL(p‖q) (nats) for rows of log-probs, shape (n, V).
-
-    Returns
-    -------
-    dict of numpy.ndarray, each shape (n,)
-        ``sd_acceptance``, ``er_acceptance``, ``kl_nats``.
-    """
-    p, q = np.exp(target_log_probs), np.exp(draft_log_probs)
-    p /= p.sum(-1, keepdims=True)  # float64 round-off only
-    q /= q.sum(-1, keepdims=True)
-    return probability_statistics(p, q)
-
-
-def probability_statistics(target_probs: np.ndarray, draft_probs: np.ndarray, validate: bool = True) -> dict:
-    """Σ min(p, q), α_ER and KL(p‖q) (nats) of probability rows, shape (n, V) -> dict of (n,) arrays."""
-    from ..races import er_acceptance
-
-    return {"sd_acceptance": sd_acceptance(target_probs, draft_probs, validate=validate),
-            "er_acceptance": er_acceptance(target_probs, draft_probs, validate=validate),
-            "kl_nats": kl_divergence(target_probs, draft_probs, validate=validate)}
 
 
 def measure_skip_sets(skip_sets: Iterable[Sequence[int]] = DEFAULT_SKIP_SETS, *, path=None,

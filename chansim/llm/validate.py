@@ -1,8 +1,8 @@
 r"""Validate predicted tokens per target call against real speculative generation.
 
-For a log (:mod:`chansim.llm.logs`) and each (method, tree):
+For a log (:mod:`chansim.logs.format`) and each (method, tree):
 
-* **predicted** — :func:`chansim.llm.predict_log.predict_from_log`: expected calls given
+* **predicted** — :func:`chansim.logs.predict.predict_from_log`: expected calls given
   the logged paths (exact, no i.i.d. approximation), bootstrap interval over sequences;
 * **measured** — :func:`chansim.llm.generate.generate_real` on the same pair (rebuilt from
   the log's metadata), the same prompts and the same number of new tokens per prompt,
@@ -152,9 +152,9 @@ def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], meth
     temperature : float
     seed : int
         Prompt i draws its uniforms from ``default_rng([seed, i])``
-        (:func:`chansim.llm.noise_keys.sequence_rng`: prompts are independent units).
+        (:func:`chansim.logs.noise_keys.sequence_rng`: prompts are independent units).
     race_keys : list of int, optional
-        Race-noise key of each prompt (:func:`chansim.llm.noise_keys.race_keys` of the log, so
+        Race-noise key of each prompt (:func:`chansim.logs.noise_keys.race_keys` of the log, so
         ``ersd`` regenerates the logged paths); default ``seed`` for every prompt.
     confidence : float
     reference : list of arrays, optional
@@ -176,7 +176,7 @@ def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], meth
 
     tree = as_tree(tree)
     bar = _setting_bar(f"{method} {tree.name}", len(prompts), progress)
-    from .noise_keys import sequence_rng
+    from ..logs.noise_keys import sequence_rng
 
     keys = [int(seed)] * len(prompts) if race_keys is None else [int(k) for k in race_keys]
     if len(keys) != len(prompts):
@@ -215,7 +215,7 @@ def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], meth
 def _predict(run, method: str, tree, lengths, confidence: float):
     """Prediction from the log (``None`` when the method/tree has no path prediction)."""
     from ..predict import predict_path
-    from .predict_log import predict_from_log, tree_widths
+    from ..logs.predict import predict_from_log, tree_widths
 
     try:
         if all(n == len(t) for n, t in zip(lengths, run.tokens)):
@@ -232,14 +232,14 @@ def _predict(run, method: str, tree, lengths, confidence: float):
 
 def _relative(settings, log_temperature: float):
     """Settings acting on the log's rows (stored at ``log_temperature``) that give ``settings``' law."""
-    from .temperature import SamplingSettings
+    from ..logs.temperature import SamplingSettings
 
     return SamplingSettings(settings.temperature / log_temperature, settings.top_k, settings.top_p)
 
 
 def _predict_iid(run, method: str, tree: str, lengths, confidence: float, t_set, d_set):
     """i.i.d.-model prediction (rate aggregation) when the generation's laws differ from the log's."""
-    from .temperature_check import iid_prediction
+    from ..logs.temperature_check import iid_prediction
 
     try:
         rows = iid_prediction(run, t_set.temperature, d_set.temperature, methods=[method], trees=[tree],
@@ -260,7 +260,7 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
     Parameters
     ----------
     run : LogRun
-        The log (:func:`chansim.llm.logs.read_log`).
+        The log (:func:`chansim.logs.format.read_log`).
     pair : ModelPair
         Usually :func:`pair_from_log`.
     methods, trees : sequences of str
@@ -290,7 +290,7 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
         Generate with these separate samplers (temperature, 0 = greedy, top-k, top-p) instead
         of the log's temperature.  When they give other laws than the log's, the exact path
         prediction does not apply; ``predicted`` is then the i.i.d. model per logged context
-        (``rate`` of :func:`chansim.llm.temperature_check.iid_prediction`) and the row says so
+        (``rate`` of :func:`chansim.logs.temperature_check.iid_prediction`) and the row says so
         in ``prediction``.
     Returns
     -------
@@ -302,7 +302,7 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
 
     meta = run.metadata
     temperature = float(meta.get("temperature", 1.0))
-    from .temperature import SamplingSettings
+    from ..logs.temperature import SamplingSettings
 
     same = SamplingSettings(1.0)                            # the law the log holds (rows already at its T)
     draft_temperature = float(meta.get("draft_temperature", temperature))
@@ -312,7 +312,7 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
     d_set = None if draft_settings is None else _relative(draft_settings, draft_temperature)
     path_valid = t_set in (None, same) and d_set in (None, same)
     seed = int(meta.get("seed", 0) if seed is None else seed)
-    from .noise_keys import race_keys
+    from ..logs.noise_keys import race_keys
 
     keys = race_keys(meta, len(run.prompts), seed)          # the log's keying rule (per sequence, or one seed)
     logged = [len(t) for t in run.tokens]

@@ -374,10 +374,11 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
     if n_jobs == 1 or n < 16:
         rows = _rows(p, q, 0, *args)
     else:
-        from joblib import Parallel, delayed, effective_n_jobs
+        from ..parallel import effective_jobs, parallel_map
 
-        chunks = np.array_split(np.arange(n), min(n, 4 * effective_n_jobs(n_jobs)))
-        parts = Parallel(n_jobs=n_jobs)(delayed(_rows)(p[c], q[c], int(c[0]), *args) for c in chunks if len(c))
+        chunks = np.array_split(np.arange(n), min(n, 4 * effective_jobs(n_jobs)))
+        parts = parallel_map(_rows, [(p[c], q[c], int(c[0]), *args) for c in chunks if len(c)], jobs=n_jobs,
+                             desc="positions")
         rows = [r for part in parts for r in part]
     if pfr is None:
         pfr = n * vocab <= 200_000

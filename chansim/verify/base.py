@@ -130,7 +130,7 @@ class Method:
     #: run by ``chansim llm validate`` when no method is named (False: a costly sampler at real V)
     validated_by_default = True
     sd_on_chains = False    # on a chain (one draft per node) the rule is exactly sd's
-    #: trees with a guaranteed tokens-per-call interval from top-n heads (chansim.llm.truncated):
+    #: trees with a guaranteed tokens-per-call interval from top-n heads (chansim.logs.truncated):
     #: "chains", "depth-only" (any tree whose width depends only on depth) or None
     truncated_intervals: str | None = None
     trials_divisor = 1      # Monte Carlo node weights: a sample costs this many "trials" of the theory

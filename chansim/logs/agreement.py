@@ -180,7 +180,7 @@ def ersd_ranks(run, seed: int | None = None) -> list[np.ndarray]:
 
     Uses the noise :math:`E(k_i, n, x)` of :func:`chansim.races.keyed_exponential` at the absolute
     position n of the token, with the log's key :math:`k_i` of sequence i
-    (:func:`chansim.llm.noise_keys.race_keys`; ``seed`` overrides the logged seed), as ERSD's draft does.
+    (:func:`chansim.logs.noise_keys.race_keys`; ``seed`` overrides the logged seed), as ERSD's draft does.
     """
     from ..races import keyed_exponential, race_times
     from .noise_keys import race_keys

@@ -320,7 +320,7 @@ class LogRun(LoggedSequences):
 
         Keys ``sd_acceptance``, ``er_acceptance``, ``kl_nats`` (positions in log order).
         """
-        from .measure import probability_statistics
+        from .statistics import probability_statistics
 
         per_sequence = [probability_statistics(p, q, validate=False) for p, q, _ in self.sequences()]
         return {k: np.concatenate([s[k] for s in per_sequence]) for k in per_sequence[0]}

@@ -2,19 +2,19 @@ r"""Turn logits logged by other tools into chansim logs (format: docs/log-format
 
 Three sources:
 
-* :func:`import_generate` -- the output of ``transformers`` ``model.generate(...,
+* :func:`load_generate_output` -- the output of ``transformers`` ``model.generate(...,
   output_logits=True, return_dict_in_generate=True)`` saved with :func:`torch.save` or
   :mod:`safetensors`; the target's log-probs are :math:`\mathrm{log\_softmax}(z/T)` of the
-  saved logits, the draft's are computed teacher-forced on the same prompt + continuation
-  by a draft model (:func:`draft_log_probs`);
+  saved logits, the draft's are computed teacher-forced by a draft model in
+  :func:`chansim.llm.import_generate.import_generate` (the one part that needs a model);
 * :func:`import_arrays` -- plain arrays of target and draft logits (or log-probs) with the
   token ids;
 * :func:`import_topn_records` -- top-n log-prob records as returned by vLLM /
   OpenAI-compatible servers (JSON lines, ``choices[0].logprobs.content[i].top_logprobs``
   or the legacy ``logprobs.top_logprobs``) and by llama.cpp's server
-  (``completion_probabilities``): a truncated log (:mod:`chansim.llm.truncated`).
+  (``completion_probabilities``): a truncated log (:mod:`chansim.logs.truncated`).
 
-Full imports write :func:`chansim.llm.logs.write_log` files, usable by ``chansim bound
+Full imports write :func:`chansim.logs.format.write_log` files, usable by ``chansim bound
 --log`` and, when the metadata names the models, ``chansim llm validate``.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 import numpy as np
 
-__all__ = ["load_tensor_file", "load_generate_output", "draft_log_probs", "import_generate", "import_arrays",
+__all__ = ["load_tensor_file", "load_generate_output", "import_arrays",
            "parse_topn_records", "import_topn_records", "log_softmax"]
 
 
@@ -140,64 +140,6 @@ def load_generate_output(path, prompt_length: int | None = None, eos_token_id: i
     return prompts, tokens, rows
 
 
-def draft_log_probs(network, prompts, tokens, temperature: float = 1.0) -> list[np.ndarray]:
-    """Teacher-forced draft log-probs of every continuation token, one (T_i, V) array per sequence.
-
-    One causal forward of ``network`` (a :class:`~chansim.llm.network.LayerView`) over
-    prompt + continuation; row t is :math:`\\log q(\\cdot\\mid \\text{prompt}, y_{<t})`.
-    """
-    import torch
-
-    from .measure import _path_log_probs
-
-    out = []
-    with torch.no_grad():
-        for pr, tok in zip(prompts, tokens):
-            seq = [int(t) for t in pr] + [int(t) for t in tok]
-            out.append(_path_log_probs(network, seq, len(pr), temperature))
-    return out
-
-
-def import_generate(path, out, *, target=None, draft=None, skip_layers=None, temperature: float = 1.0,
-                    prompt_length=None, eos_token_id=None, trust_pickle: bool = False, device: str = "cpu",
-                    dtype: str = "float32", seed=None, pair=None, metadata: dict | None = None) -> Path:
-    """``generate`` output file -> full chansim log (the draft scored teacher-forced).
-
-    Parameters
-    ----------
-    path, out : str or Path
-        Saved generate output (:func:`load_generate_output`) and the ``.npz`` log to write.
-    target, draft, skip_layers
-        The model pair, as :func:`chansim.llm.models.load_pair` (default: SmolLM2 and the
-        same network minus layer 15). ``target`` is only recorded (for ``llm validate``) and
-        its vocabulary checked; the target distributions come from the file.
-    temperature : float
-        Softmax temperature applied to both models' logits (the sampling temperature used).
-    seed : int, optional
-        Recorded as the log's seed (used by ``llm validate``; default 0).
-    pair : ModelPair, optional
-        An already loaded pair (overrides target/draft/skip_layers).
-    """
-    from .logs import write_log
-
-    prompts, tokens, logits = load_generate_output(path, prompt_length, eos_token_id, trust_pickle)
-    if pair is None:
-        from .models import load_pair
-
-        pair = load_pair(target, draft, skip_layers=skip_layers, device=device, dtype=dtype)
-    if logits[0].shape[1] != pair.vocab_size:
-        raise ValueError(f"the file's logits have V = {logits[0].shape[1]} but the model pair has "
-                         f"V = {pair.vocab_size}")
-    tlp = [log_softmax(z, temperature) for z in logits]
-    dlp = draft_log_probs(pair.draft, prompts, tokens, temperature)
-    meta = dict(pair.metadata)
-    meta.update({"temperature": float(temperature), "seed": 0 if seed is None else int(seed),
-                 "source": {"kind": "transformers-generate", "file": str(path)},
-                 "sampling": "transformers generate (the file's sequences); draft scored teacher-forced"})
-    meta.update(metadata or {})
-    return write_log(out, prompts=prompts, tokens=tokens, target_log_probs=tlp, draft_log_probs=dlp, metadata=meta)
-
-
 def _batched(a: np.ndarray, name: str, ndim: int) -> np.ndarray:
     if a.ndim == ndim - 1:
         return a[None]
@@ -215,7 +157,7 @@ def import_arrays(target_logits, draft_logits, tokens, out, *, prompts=None, tem
     Row t of both logit arrays must be the distribution of ``tokens[t]`` (given the prompt
     and earlier tokens); ``prompts`` (list of id lists, default empty) only names the keys.
     """
-    from .logs import write_log
+    from .format import write_log
 
     def arr(x, name):
         if isinstance(x, (str, Path)):
@@ -325,7 +267,7 @@ def _head(chosen, chosen_lp, top, intern) -> tuple:
 
 def import_topn_records(target_records, out, *, draft_records=None, vocab_size=None, prompts=None,
                         metadata: dict | None = None) -> Path:
-    """Top-n log-prob records of target (and draft) -> truncated log (:mod:`chansim.llm.truncated`).
+    """Top-n log-prob records of target (and draft) -> truncated log (:mod:`chansim.logs.truncated`).
 
     ``target_records``: the responses of the target (one per prompt, JSON lines or a JSON
     list). ``draft_records``: the draft's records *for the same text* (e.g. a server scoring

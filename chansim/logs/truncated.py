@@ -18,7 +18,7 @@ What is known at a row (one side, say p)
 
 File format (``chansim-llm-topn-log``, version 1)
 -------------------------------------------------
-An ``.npz`` archive like a full log (:mod:`chansim.llm.logs`) with ``format``,
+An ``.npz`` archive like a full log (:mod:`chansim.logs.format`) with ``format``,
 ``format_version``, ``metadata``, ``prompt_ids``, ``prompt_offsets``, ``tokens``,
 ``token_offsets`` and, instead of full log-prob matrices, for ``side`` in target, draft:
 
@@ -39,7 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .logs import LogError, LoggedSequences, _offsets, _standard_metadata
+from .format import LogError, LoggedSequences, _offsets, _standard_metadata
 from ..verify.registry import METHODS, get_method, method_names
 
 __all__ = ["TOPN_FORMAT", "TruncatedLog", "write_truncated_log", "read_truncated_log", "truncate_log",
@@ -114,7 +114,7 @@ def write_truncated_log(path, *, prompts, tokens, target_heads, draft_heads, met
     Parameters
     ----------
     prompts, tokens : list of list of int
-        As in :func:`chansim.llm.logs.write_log`.
+        As in :func:`chansim.logs.format.write_log`.
     target_heads, draft_heads : list of (ids, log_probs, floor)
         One entry per *position* (all sequences concatenated): the head token ids, their
         log-probabilities and the floor (upper bound on every probability outside the head).
@@ -379,7 +379,7 @@ def predict_interval(log: TruncatedLog, method: str, tree_spec) -> dict:
         For a method/tree without a guaranteed interval (ersd; rsd and spectr with more than
         one draft per node), naming why.
     """
-    from .predict_log import tree_widths
+    from .predict import tree_widths
 
     widths = tree_widths(tree_spec)
     if method not in INTERVAL_METHODS:
@@ -464,7 +464,7 @@ def truncation_widths(run, top_n: Sequence[int], methods: Sequence[str] = ("sd",
     Returns rows ``{n, draft_token, method, tree, full, low, high, width, tail_p, tail_q}`` (tokens per
     call; ``method = "Σmin(p,q)"`` rows hold the position-mean acceptance).
     """
-    from .predict_log import predict_from_log
+    from .predict import predict_from_log
 
     full_beta = float(run.pair_statistics()["sd_acceptance"].mean())
     full = {(m, t): predict_from_log(run, m, t)["mean"] for m in methods for t in trees

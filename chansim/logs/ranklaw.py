@@ -27,6 +27,8 @@ import math
 
 import numpy as np
 
+from ..parallel import check_jobs, parallel_map
+
 __all__ = ["position_law", "position_laws", "pooled_law"]
 
 #: logs with fewer positions than this are computed in-process whatever ``jobs`` says
@@ -73,15 +75,12 @@ def position_laws(sequences, trials: int = 1000, seed: int = 0, max_rank: int = 
         for t in range(len(p)):
             items.append((p[t], q[t], trials, seed + j, max_rank, tol))
             j += 1
-    if jobs == 0 or jobs < -1:
-        raise ValueError(f"jobs must be >= 1 or -1 (all cores), got {jobs}")
+    jobs = check_jobs(jobs)
     if scheduler and backend != "dask":
         raise ValueError("scheduler is only used with backend='dask'")
     if backend is None and (jobs == 1 or len(items) < MIN_PARALLEL_POSITIONS):
         return [position_law(*it) for it in items]
-    from ..figures.runner import Parallel, Settings
-
-    return Parallel(Settings(jobs=jobs, backend=backend, scheduler=scheduler), "rank laws").map(position_law, items)
+    return parallel_map(position_law, items, jobs=jobs, backend=backend, scheduler=scheduler, desc="rank laws")
 
 
 def pooled_law(laws: list, vocab: int):
@@ -90,7 +89,7 @@ def pooled_law(laws: list, vocab: int):
     ``entropy_ci`` is rigorous given the per-position guarantees; ``entropy`` is its
     midpoint when any position is truncated, else the exact H(ā).
 
-    >>> from chansim.llm.log_ranklaw import position_law
+    >>> from chansim.logs.ranklaw import position_law
     >>> law = pooled_law([position_law([0.5, 0.5], [0.9, 0.1], 2, 0, 64, 1e-4)] * 2, 2)
     >>> [round(float(v), 6) for v in law.probs], law.tail, law.exact
     ([0.6, 0.4], 0.0, True)

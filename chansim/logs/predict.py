@@ -9,7 +9,7 @@ estimate is total logged tokens / total expected calls, with a bootstrap interva
 over sequences.
 
 Relation and bound (``log_theory``): per position t, the ERSD rank law
-:math:`a^{(t)}` of :math:`(p_t, q_t)` (:func:`chansim.llm.log_ranklaw.position_laws`, the
+:math:`a^{(t)}` of :math:`(p_t, q_t)` (:func:`chansim.logs.ranklaw.position_laws`, the
 same law as ``chansim bound``: exact for small V, else a_1..a_K, P(R > K) and a
 rigorous H(R) interval with a guaranteed l1 error, docs/theory.md §5), and from it
 
@@ -31,7 +31,7 @@ rigorous H(R) interval with a guaranteed l1 error, docs/theory.md §5), and from
   that knows each position's rank law); it is reported with the rank law of the
   *pooled* position, :math:`\bar a = \frac1N\sum_t a^{(t)}` (what a fixed tree sees
   when positions are treated as independent draws from the log; its tail mass
-  P(R > K) is kept, :func:`chansim.llm.log_ranklaw.pooled_law`): relation and the
+  P(R > K) is kept, :func:`chansim.logs.ranklaw.pooled_law`): relation and the
   guaranteed bound of ``chansim bound`` (:func:`chansim.theory.bound_columns.guaranteed_bound`)
   on :math:`\bar a` (a bound for i.i.d. positions drawn from the log, not for consecutive
   positions).
@@ -46,7 +46,7 @@ import numpy as np
 from ..predict import predict_path
 from ..trees import Tree, parse_tree
 from ..verify.registry import get_method, method_names
-from .logs import LogRun, read_log
+from .format import LogRun, read_log
 
 __all__ = ["tree_widths", "predict_from_log", "log_theory", "log_report", "LOG_METHODS", "BOUNDARY_SHARE_LIMIT"]
 
@@ -142,7 +142,7 @@ def log_theory(log, k: Sequence[int], trials: int = 1000, seed: int = 0, rank_to
                scheduler: str | None = None) -> dict:
     r"""Large-k relation and all-k bound evaluated on a log (module docstring says exactly what).
 
-    Per-position rank laws come from :func:`chansim.llm.log_ranklaw.position_laws` (the
+    Per-position rank laws come from :func:`chansim.logs.ranklaw.position_laws` (the
     same guaranteed law as ``chansim bound``, docs/theory.md §5; ``rank_tol`` is its l1
     error target, ``max_rank`` the ranks computed); ``jobs``/``backend``/``scheduler``
     spread the positions over joblib workers or a dask cluster without changing a number.
@@ -163,7 +163,7 @@ def log_theory(log, k: Sequence[int], trials: int = 1000, seed: int = 0, rank_to
     """
     from ..theory import large_k_relation
     from ..theory.bound_columns import guaranteed_bound
-    from .log_ranklaw import pooled_law, position_laws
+    from .ranklaw import pooled_law, position_laws
 
     run = _as_run(log)
     ks = np.asarray(list(k), dtype=float)
@@ -223,13 +223,14 @@ def _predict_tasks(run, tasks, confidence, seed, jobs) -> list:
     Each prediction is seeded by itself, so the result does not depend on ``jobs``; the
     log's arrays reach the workers memory-mapped (joblib), not copied per task.
     """
-    from joblib import Parallel, delayed, effective_n_jobs
+    from ..parallel import effective_jobs, parallel_map
 
-    n = min(effective_n_jobs(jobs), len(tasks)) if jobs != 1 else 1
+    n = min(effective_jobs(jobs), len(tasks)) if jobs != 1 else 1
     if n <= 1:
         return _predict_group(run, tasks, confidence, seed)
     groups = [list(range(i, len(tasks), n)) for i in range(n)]          # interleaved: similar costs
-    parts = Parallel(n_jobs=n)(delayed(_predict_group)(run, [tasks[i] for i in g], confidence, seed) for g in groups)
+    parts = parallel_map(_predict_group, [(run, [tasks[i] for i in g], confidence, seed) for g in groups], jobs=n,
+                         desc="path predictions")
     out = [None] * len(tasks)
     for g, part in zip(groups, parts):
         for i, row in zip(g, part):

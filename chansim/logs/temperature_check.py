@@ -3,7 +3,7 @@ r"""Predict tokens per call at another temperature from a log, with intervals, a
 A log made at temperature :math:`T_0` stores :math:`\log p_{T_0} = \ell / T_0 - c` (``chansim llm
 log``), so the law at temperature :math:`T > 0` is exactly
 :math:`p_T = \mathrm{softmax}(\log p_{T_0} \cdot T_0 / T)` (top-k/top-p then as in
-:class:`~chansim.llm.temperature.SamplingSettings`; :math:`T = 0` is greedy).  The logged *paths*,
+:class:`~chansim.logs.temperature.SamplingSettings`; :math:`T = 0` is greedy).  The logged *paths*,
 however, were sampled at :math:`T_0`, so the exact path prediction of :mod:`chansim.predict` does
 not apply at :math:`T`; instead each logged context :math:`t` gets the **i.i.d. model**
 :math:`E_t = \mathbb{E}[\tau]` of :func:`chansim.theory.expectations.expected_tokens` for
@@ -61,7 +61,7 @@ def iid_prediction(run, temperature: float, draft_temperature: float | None = No
     Parameters
     ----------
     run : LogRun
-        A log (:func:`chansim.llm.logs.read_log`) made at any temperature :math:`T_0 > 0`
+        A log (:func:`chansim.logs.format.read_log`) made at any temperature :math:`T_0 > 0`
         (metadata ``temperature``, default 1).
     temperature, draft_temperature : float
         Target and draft temperatures to predict at (draft default: the target's; 0 = greedy).
