@@ -10,11 +10,12 @@ Guarantees
 * **Order and seeds**: results come back in item order whatever the backend; each item
   carries its own arguments (seeds included), so results do not depend on ``jobs``.
 * **Workers end with their parent** (docs/architecture.md, "Parallel work"): every task
-  runs inside :func:`_guarded_call`, which starts (once per worker process) a daemon
-  thread that polls ``os.getppid()``.  When the parent dies — SIGKILL from a time limit,
-  SIGTERM from a scheduler, Ctrl-C — the worker is re-parented and exits within
-  :data:`PARENT_POLL_S` seconds, even in the middle of a long task.  joblib's own
-  resource tracker removes its memory-mapping folders once the parent is gone.
+  of a local backend (loky, multiprocessing) runs inside :func:`_guarded_call`, which
+  starts (once per worker process) a daemon thread that polls ``os.getppid()``.  When the
+  parent dies — SIGKILL from a time limit, SIGTERM from a scheduler, Ctrl-C — the worker
+  is re-parented and exits within :data:`PARENT_POLL_S` seconds, even in the middle of a
+  long task; a task that reaches a worker after its parent died is not started.  joblib's
+  own resource tracker removes its memory-mapping folders once the parent is gone.
 * **A dask scheduler that cannot be reached** fails after :data:`CONNECT_TIMEOUT_S`
   seconds with a one-line ``ValueError`` naming the address.
 
@@ -39,6 +40,8 @@ CONNECT_TIMEOUT_S = 10.0
 
 _WATCHED_PARENT: list = []        # pid a worker process watches (set once per process)
 _ACTIVE_BACKEND: list = []        # (backend, scheduler) contexts open (re-entrant use)
+#: joblib backends whose workers are this process's children (or threads of it): watched
+_LOCAL_BACKENDS = (None, "loky", "multiprocessing", "threading", "sequential")
 
 
 def check_jobs(jobs: int) -> int:
@@ -52,28 +55,39 @@ def check_jobs(jobs: int) -> int:
 
 
 def _watch_parent(parent_pid: int) -> None:
-    """In a worker process: exit as soon as ``parent_pid`` is no longer our parent.
+    """In a local worker process: exit as soon as ``parent_pid`` is no longer our parent.
 
-    Nothing happens when the task runs in the parent itself (threads, sequential) or on a
-    machine where the parent is not our parent (a remote dask worker).
+    Nothing happens when the task runs in the parent itself (threads, sequential).  A
+    worker that receives a task after its parent died (the task was already in its pipe)
+    exits at once instead of running it.
     """
-    if _WATCHED_PARENT or os.getpid() == parent_pid or os.getppid() != parent_pid:
+    if _WATCHED_PARENT or os.getpid() == parent_pid:
         return
+    if os.getppid() != parent_pid:
+        os._exit(143)
+        return                        # only reached when os._exit is replaced (tests)
     _WATCHED_PARENT.append(parent_pid)
-
-    def poll():
-        import time
-        while True:
-            time.sleep(PARENT_POLL_S)
-            if os.getppid() != parent_pid:          # re-parented: the parent is gone
-                os._exit(143)
-
-    threading.Thread(target=poll, name="chansim-parent-watch", daemon=True).start()
+    threading.Thread(target=_poll_parent, args=(parent_pid,), name="chansim-parent-watch", daemon=True).start()
 
 
-def _guarded_call(parent_pid: int, func: Callable, args: tuple):
-    """Run ``func(*args)`` in a worker that exits when ``parent_pid`` dies (module docstring)."""
-    _watch_parent(parent_pid)
+def _poll_parent(parent_pid: int) -> None:
+    """Every :data:`PARENT_POLL_S` s: once re-parented (the parent is gone), end the process at once."""
+    import time
+
+    while True:
+        time.sleep(PARENT_POLL_S)
+        if os.getppid() != parent_pid:
+            os._exit(143)             # no clean-up in a worker: its parent's resources are not ours
+            return                    # only reached when os._exit is replaced (tests)
+
+
+def _guarded_call(parent_pid: int | None, func: Callable, args: tuple):
+    """Run ``func(*args)`` in a worker that exits when ``parent_pid`` dies (module docstring).
+
+    ``parent_pid`` is None for backends whose workers are not our children (dask).
+    """
+    if parent_pid is not None:
+        _watch_parent(parent_pid)
     return func(*args)
 
 
@@ -134,7 +148,7 @@ def parallel_map(func: Callable, items: Iterable[Sequence], *, jobs: int = 1, ba
         return [func(*it) for it in tqdm(items, **bar)]
     from joblib import Parallel, delayed
 
-    parent = os.getpid()
+    parent = os.getpid() if backend in _LOCAL_BACKENDS else None
     with backend_context(backend, scheduler):
         runner = Parallel(n_jobs=jobs, return_as="generator")
         return list(tqdm(runner(delayed(_guarded_call)(parent, func, it) for it in items), **bar))
