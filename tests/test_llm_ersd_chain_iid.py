@@ -1,11 +1,11 @@
-"""ERSD on a chain in the i.i.d. model: the closed form used by iid_prediction equals the exact rank-law value."""
+"""ERSD on a chain in the i.i.d. model: its closed form (``ERSD.chain_tokens_batch``, used by iid_prediction) equals the exact rank-law value."""
 import numpy as np
 import pytest
 
-from chansim.logs.temperature_check import _ersd_chain_tokens
 from chansim.races import er_acceptance
 from chansim.theory.expectations import expected_tokens
 from chansim.trees import chain
+from chansim.verify.registry import get_method
 from chansim.verify.sd import sd_chain_tokens
 
 
@@ -15,7 +15,7 @@ def test_closed_form_equals_exact_small_vocabulary(depth):
     p = rng.dirichlet(np.full(6, 0.6), size=5) ** (1 / 0.7)          # a law at T = 0.7
     p /= p.sum(-1, keepdims=True)
     q = 0.5 * p + 0.5 * rng.dirichlet(np.full(6, 0.6), size=5)
-    fast = _ersd_chain_tokens("ersd", f"chain:{depth}", p, q)
+    fast = get_method("ersd").chain_tokens_batch(p, q, depth)
     for j in range(5):
         ref = expected_tokens("ersd", chain(depth), p[j], q[j])
         assert ref.exact and fast[j] == pytest.approx(ref.value, abs=1e-9)
@@ -27,7 +27,7 @@ def test_closed_form_equals_exact_small_vocabulary(depth):
 
 def test_closed_form_only_where_it_holds():
     p = np.full((2, 4), 0.25)
-    assert _ersd_chain_tokens("sd", "chain:2", p, p) is None                 # other method
-    assert _ersd_chain_tokens("ersd", "batch:2", p, p) is None               # not a chain
+    assert get_method("sd").chain_tokens_batch(p, p, 2) is None              # no batched closed form
+    assert get_method("ersd").chain_tokens_batch(p, p, 0) is None            # nothing drafted
     greedy = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
-    assert _ersd_chain_tokens("ersd", "chain:2", greedy, p) is None          # zeros: the rank law decides
+    assert get_method("ersd").chain_tokens_batch(greedy, p, 2) is None       # zeros: the rank law decides

@@ -84,3 +84,20 @@ def test_poisson_binomial_kernel_matches_enumeration():
     for bits in itertools.product([0, 1], repeat=4):
         brute[sum(bits)] += np.prod([x if o else 1 - x for x, o in zip(b, bits)])
     np.testing.assert_allclose(pmf[0], brute, atol=1e-15)
+
+
+def test_default_lists_come_from_the_methods():
+    from chansim.verify.registry import METHODS, baseline, default_methods, is_baseline
+
+    assert baseline() == next(n for n, c in METHODS.items() if c.min_drafts == 0)
+    assert is_baseline(baseline()) and not is_baseline("sd")
+    for purpose in ("top-n", "temperature", "settings-check"):
+        names = default_methods(purpose)
+        assert names and all(purpose in METHODS[n].default_in for n in names)
+    # the bound's costly methods join only where they are cheap
+    assert "rsd" in default_methods("bound", vocab=64, kmax=4)
+    assert "rsd" not in default_methods("bound", vocab=65, kmax=4)
+    assert "spectr" in default_methods("bound", vocab=1000, kmax=44)
+    assert "spectr" not in default_methods("bound", vocab=1000, kmax=45)
+    with pytest.raises(ValueError, match="unknown default list"):
+        default_methods("everything")

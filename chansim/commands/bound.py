@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..verify.registry import default_methods
 from . import SHAPE_RULE
 
 
@@ -150,7 +151,7 @@ def _run_log(args) -> int:
         from ..logs.truncated import format_truncation_widths, truncation_widths
 
         rows = truncation_widths(read_log(args.log), [int(v) for v in args.top_n.split(",") if v.strip()],
-                                 methods=_methods(args.method) or ("sd", "specinfer"))
+                                 methods=_methods(args.method) or default_methods("top-n"))
         print(json.dumps(rows, indent=1) if args.json else format_truncation_widths(rows))
         return 0
     if is_truncated_log(args.log):                       # top-n log: guaranteed intervals (docs/log-format.md)
@@ -194,7 +195,7 @@ def _run_temperatures(args) -> int:
                              floats(args.temperatures, "--temperatures"),
                              None if args.draft_temperatures is None else floats(args.draft_temperatures,
                                                                                   "--draft-temperatures"),
-                             methods=_methods(args.method) or ("sd", "specinfer", "ersd"), trees=specs,
+                             methods=_methods(args.method) or default_methods("temperature"), trees=specs,
                              target_top_k=args.top_k, target_top_p=args.top_p, draft_top_k=args.draft_top_k,
                              draft_top_p=args.draft_top_p, trials=args.trials, seed=args.seed)
     if args.plot:

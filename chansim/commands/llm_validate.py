@@ -134,7 +134,9 @@ def run(args) -> int:
         check_output(args.plot, inputs=[args.log], force=args.force, what="--plot", suffixes=(".png", ".pdf", ".svg"),
                      make_parents=True)
     if args.cost == "auto":               # the wall-clock speed-up is over autoregressive decoding: run it too
-        methods = methods if "autoregressive" in methods else ["autoregressive"] + methods
+        from ..verify.registry import baseline
+
+        methods = methods if baseline() in methods else [baseline()] + methods
         trees = trees if "chain:0" in trees else ["chain:0"] + trees
     log = read_log(Path(args.log))
     target_settings, draft_settings = _settings(args, log.metadata)

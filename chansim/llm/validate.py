@@ -30,7 +30,7 @@ import numpy as np
 
 from ..logconfig import get_logger
 from ..stats import bootstrap_ratio_interval, ratio_interval
-from ..verify.registry import method_names
+from ..verify.registry import baseline, is_baseline, method_names
 from .hf_assisted import format_hf_speedups, hf_assisted_generate, hf_draft_model, hf_side_by_side
 
 _log = get_logger("validate")
@@ -221,9 +221,9 @@ def _predict(run, method: str, tree, lengths, confidence: float):
         if all(n == len(t) for n, t in zip(lengths, run.tokens)):
             pred = predict_from_log(run, method, tree, confidence=confidence)
             return {k: float(pred[k]) for k in ("mean", "ci_low", "ci_high")}
-        widths = [] if method == "autoregressive" else tree_widths(tree)   # measured on a prefix of the log
+        widths = [] if is_baseline(method) else tree_widths(tree)   # measured on a prefix of the log
         seqs = ((p[:n], q[:n], y[:n]) for (p, q, y), n in zip(run.sequences(), lengths))
-        pred = predict_path(method if widths else "autoregressive", widths, seqs)
+        pred = predict_path(method if widths else baseline(), widths, seqs)
         lo, hi = pred.interval(confidence)
         return {"mean": pred.tokens_per_call, "ci_low": lo, "ci_high": hi}
     except ValueError as err:

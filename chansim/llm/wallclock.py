@@ -27,6 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..verify.registry import is_baseline
+
 __all__ = ["level_sizes", "measure_costs", "predict_wall_speedup", "wallclock_rows", "format_wallclock"]
 
 
@@ -148,13 +150,13 @@ def wallclock_rows(result: dict, costs: dict, confidence: float = 0.95) -> list[
     and are predicted from the ``sd`` row of the same chain (transformers verifies with sd).
     Each row says its ``baseline``.
     """
-    ar = next((r for r in result["rows"] if r["method"] == "autoregressive"), None)
+    ar = next((r for r in result["rows"] if is_baseline(r["method"])), None)
     if ar is None:
         raise ValueError("wall-clock speed-up needs the autoregressive row (run validate with autoregressive)")
     base = _seconds_per_token(ar, confidence)
     out = []
     for r in list(result["rows"]) + list(result.get("hf_assisted", [])):
-        if r["method"] == "autoregressive":
+        if is_baseline(r["method"]):
             continue
         prediction = r.get("predicted")
         if r.get("wall_speedup"):            # transformers' assisted generation: against its own plain generate

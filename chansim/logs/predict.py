@@ -45,7 +45,7 @@ import numpy as np
 
 from ..predict import predict_path
 from ..trees import Tree, parse_tree
-from ..verify.registry import get_method, method_names
+from ..verify.registry import baseline, get_method, is_baseline, method_names
 from .format import LogRun, read_log
 
 __all__ = ["tree_widths", "predict_from_log", "log_theory", "log_report", "LOG_METHODS", "BOUNDARY_SHARE_LIMIT"]
@@ -68,7 +68,7 @@ def tree_widths(tree_spec) -> list[int]:
     >>> tree_widths("chain:3"), tree_widths("batch:4"), tree_widths("branch:3,2")
     ([1, 1, 1], [4], [3, 2])
     """
-    if isinstance(tree_spec, str) and tree_spec in ("autoregressive", "chain:0"):
+    if isinstance(tree_spec, str) and tree_spec in (baseline(), "chain:0"):
         return []
     tree = tree_spec if isinstance(tree_spec, Tree) else parse_tree(tree_spec)
     depth, kids = tree.depth, tree.num_children
@@ -122,9 +122,9 @@ def predict_from_log(log, method: str, tree_spec, confidence: float = 0.95, resa
     run = _as_run(log)
     if method not in LOG_METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(LOG_METHODS)}")
-    widths = [] if method == "autoregressive" else tree_widths(tree_spec)
-    if method != "autoregressive" and not widths:
-        method = "autoregressive"
+    widths = [] if is_baseline(method) else tree_widths(tree_spec)
+    if not widths:
+        method = baseline()
     pred = predict_path(method, widths, run.sequences())
     lo, hi = pred.interval(confidence, resamples, seed)
     k = int(sum(np.cumprod(widths))) if widths else 0
@@ -267,7 +267,7 @@ def log_report(log, methods: Sequence[str] | None = None, k: Sequence[int] = (1,
         if w not in seen:
             seen.add(w)
             unique.append(s)
-    tasks = [(method, spec) for method in methods for spec in (["chain:0"] if method == "autoregressive" else unique)
+    tasks = [(method, spec) for method in methods for spec in (["chain:0"] if is_baseline(method) else unique)
              if not (get_method(method).chains_only and any(w > 1 for w in tree_widths(spec)))]
     # (a chain method (sd, block) on a branching tree is silently not applicable)
     done = _predict_tasks(run, tasks, confidence, seed, jobs if backend is None else 1)

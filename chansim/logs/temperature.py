@@ -104,8 +104,7 @@ class SamplingSettings:
 
 
 def temperature_sweep(target_log_probs, draft_log_probs, temperatures: Sequence[float],
-                      draft_temperatures: Sequence[float] | None = None, methods: Sequence[str] = ("sd", "specinfer",
-                                                                                                          "ersd"),
+                      draft_temperatures: Sequence[float] | None = None, methods: Sequence[str] | None = None,
                       trees: Sequence[str] = ("chain:1", "chain:4", "batch:4"), target_top_k: int = 0,
                       target_top_p: float = 1.0, draft_top_k: int = 0, draft_top_p: float = 1.0,
                       trials: int = 2000, seed: int = 0) -> list[dict]:
@@ -129,6 +128,9 @@ def temperature_sweep(target_log_probs, draft_log_probs, temperatures: Sequence[
         (mean over positions of the per-context expectation), ``exact`` (all per-position values
         exact), ``sd_acceptance`` (mean Σ min(p_T, q_T')), ``positions``.
     """
+    from ..verify.registry import default_methods
+
+    methods = list(methods) if methods else list(default_methods("temperature"))
     from ..theory.expectations import expected_tokens
     from ..verify import as_tree
 

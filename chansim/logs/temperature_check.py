@@ -52,7 +52,7 @@ def rescale_settings(log_temperature: float, temperature: float, top_k: int = 0,
 
 
 def iid_prediction(run, temperature: float, draft_temperature: float | None = None,
-                   methods: Sequence[str] = ("sd", "ersd"), trees: Sequence[str] = ("chain:4",),
+                   methods: Sequence[str] | None = None, trees: Sequence[str] = ("chain:4",),
                    target_top_k: int = 0, target_top_p: float = 1.0, draft_top_k: int = 0, draft_top_p: float = 1.0,
                    new_tokens: int | None = None, confidence: float = 0.95, trials: int = 4000,
                    seed: int = 0, log_temperature: float | None = None) -> list[dict]:
@@ -84,6 +84,9 @@ def iid_prediction(run, temperature: float, draft_temperature: float | None = No
         ``mean`` and ``rate`` (each ``{"mean", "ci_low", "ci_high"}``), ``exact``, ``positions``,
         ``sequences``.
     """
+    from ..verify.registry import default_methods, get_method
+
+    methods = list(methods) if methods else list(default_methods("settings-check"))
 
     from ..stats import ratio_interval, student_quantile
     from ..theory.expectations import expected_tokens
@@ -111,7 +114,8 @@ def iid_prediction(run, temperature: float, draft_temperature: float | None = No
     for method in methods:
         for spec in trees:
             tree = as_tree(spec)
-            fast = _ersd_chain_tokens(method, tree, p, q)
+            is_chain = tree.size > 0 and tree.max_depth == tree.size
+            fast = get_method(method).chain_tokens_batch(p, q, tree.size) if is_chain else None
             if fast is not None:
                 e, exact = fast, True                                # [N] closed form, no Monte Carlo
             else:
@@ -133,34 +137,6 @@ def iid_prediction(run, temperature: float, draft_temperature: float | None = No
                         "mean": mean, "rate": {k: float(rate[k]) for k in ("mean", "ci_low", "ci_high")},
                         "exact": exact, "positions": int(len(idx)), "sequences": n_seq})
     return out
-
-
-def _ersd_chain_tokens(method: str, tree, p: np.ndarray, q: np.ndarray):
-    r"""i.i.d.-model tokens per call of ``ersd`` on ``chain:K`` in closed form, or ``None`` if that does not apply.
-
-    On a chain each depth d drafts the draft's race winner under the noise of its own position and
-    accepts iff the target's winner is the same token; with the same pair at every depth and
-    independent noise per position each depth accepts with :math:`\alpha_{ER}(p, q)`
-    (:func:`chansim.races.er_acceptance`, exact, :math:`O(V\log V)`) independently, so
-    :math:`E = (1 - \alpha_{ER}^{K+1}) / (1 - \alpha_{ER})` -- the Monte Carlo rank law of
-    :func:`~chansim.theory.expectations.expected_tokens` is not needed.  Rows must have full support
-    (temperature only: no greedy, top-k or top-p, whose ties and zeros the rank law handles).
-
-    >>> p = np.array([[0.5, 0.3, 0.2]])
-    >>> float(_ersd_chain_tokens("ersd", "chain:2", p, p)[0])     # q = p: everything accepted
-    3.0
-    """
-    from ..races import er_acceptance
-    from ..verify import as_tree
-    from ..verify.sd import sd_chain_tokens
-
-    tree = as_tree(tree)
-    if method != "ersd" or tree.size == 0 or tree.max_depth != tree.size:
-        return None
-    if not (np.all(p > 0) and np.all(q > 0)):
-        return None
-    alpha = er_acceptance(p, q, validate=False)                    # [N]
-    return np.asarray(sd_chain_tokens(alpha, tree.size), dtype=float)
 
 
 def _overlap(a, b) -> bool:

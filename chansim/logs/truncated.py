@@ -40,7 +40,7 @@ from typing import Sequence
 import numpy as np
 
 from .format import LogError, LoggedSequences, _offsets, _standard_metadata
-from ..verify.registry import METHODS, get_method, method_names
+from ..verify.registry import METHODS, default_methods, get_method, method_names
 
 __all__ = ["TOPN_FORMAT", "TruncatedLog", "write_truncated_log", "read_truncated_log", "truncate_log",
            "is_truncated_log", "acceptance_bounds", "sd_path_acceptance_bounds", "specinfer_path_acceptance_bounds",
@@ -456,7 +456,7 @@ def format_truncated_report(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def truncation_widths(run, top_n: Sequence[int], methods: Sequence[str] = ("sd", "specinfer"),
+def truncation_widths(run, top_n: Sequence[int], methods: Sequence[str] | None = None,
                       trees: Sequence[str] = ("chain:1", "chain:4", "batch:4")) -> list[dict]:
     """Truncate a full log at each n and compare the guaranteed intervals with the full-log values.
 
@@ -464,6 +464,7 @@ def truncation_widths(run, top_n: Sequence[int], methods: Sequence[str] = ("sd",
     Returns rows ``{n, draft_token, method, tree, full, low, high, width, tail_p, tail_q}`` (tokens per
     call; ``method = "Σmin(p,q)"`` rows hold the position-mean acceptance).
     """
+    methods = list(methods) if methods else list(default_methods("top-n"))
     from .predict import predict_from_log
 
     full_beta = float(run.pair_statistics()["sd_acceptance"].mean())

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import races
 from ..distributions import check_pair, kl_divergence, softmax, total_variation
-from ..verify.registry import get_method, method_names
+from ..verify.registry import default_methods, get_method, method_names
 from ..verify.sd import sd_chain_tokens
 from ..verify.spectr import spectr_sequences_tokens, spectr_transition_matrix
 from .optimal import sibling_closed_sums, top_products_table
@@ -302,12 +302,7 @@ def _rows(p, q, offset, ks, methods, tree, trials, seed, exact_max_vocab, eps, c
 
 
 def _default_methods(vocab: int, kmax: int) -> list:
-    methods = ["sd", "specinfer", "ersd", "ersd-topm"]
-    if vocab <= 64:
-        methods.insert(2, "rsd")
-    if vocab * kmax ** 2 <= 2_000_000:
-        methods.insert(3, "spectr")
-    return methods
+    return list(default_methods("bound", vocab=vocab, kmax=kmax))
 
 
 def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optimal", cost: float | None = None,

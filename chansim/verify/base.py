@@ -129,6 +129,10 @@ class Method:
     has_path_prediction = False
     #: run by ``chansim llm validate`` when no method is named (False: a costly sampler at real V)
     validated_by_default = True
+    #: the other default lists this method belongs to (:func:`chansim.verify.registry.default_methods`):
+    #: ``"bound"`` (``chansim bound``'s table), ``"top-n"`` (``bound --log --top-n``), ``"temperature"``
+    #: (``bound --log --temperatures``), ``"settings-check"`` (``llm validate``'s i.i.d. settings check)
+    default_in: frozenset = frozenset()
     sd_on_chains = False    # on a chain (one draft per node) the rule is exactly sd's
     #: trees with a guaranteed tokens-per-call interval from top-n heads (chansim.logs.truncated):
     #: "chains", "depth-only" (any tree whose width depends only on depth) or None
@@ -144,6 +148,19 @@ class Method:
     #: the method decides on a whole drafted chain at once (block): the walks call
     #: ``verify_chain(p [γ+1, R, V], q [γ, R, V], drafts [B, γ], noise) -> (τ [B], token [B])``
     verifies_chain = False
+
+    def chain_tokens_batch(self, p: np.ndarray, q: np.ndarray, k: int):
+        """Closed-form E[tokens per call] on ``chain:k`` for many i.i.d. positions at once.
+
+        ``p``, ``q``: checked probability rows, shape ``[N, V]``; returns shape ``[N]``, or
+        None when the method has no such closed form (callers then use the per-position theory).
+        """
+        return None
+
+    def in_default(self, purpose: str, vocab: int | None = None, kmax: int | None = None) -> bool:
+        """Whether this method is in the default list ``purpose`` (``default_in``); methods whose
+        cost grows with ``vocab`` and the largest budget ``kmax`` override it."""
+        return purpose in self.default_in
 
     def check_tree(self, tree) -> None:
         """Raise ``ValueError`` when ``tree`` does not suit this method."""

@@ -46,6 +46,25 @@ class ERSD(Method):
     uses_table = True
     tree_family = "rank-set"
     has_path_prediction = True
+    default_in = frozenset({"bound", "temperature", "settings-check"})
+
+    def chain_tokens_batch(self, p: np.ndarray, q: np.ndarray, k: int):
+        r"""On a chain of ``k`` drafts under i.i.d. positions, each draft is accepted with
+        α_ER = P(the draft's first race token is the target's), so
+        E[tokens] = (1 − α^{k+1}) / (1 − α) (:func:`~chansim.verify.sd.sd_chain_tokens`);
+        positions with a zero in ``p`` or ``q`` go to the general theory (None).
+
+        >>> p = np.array([[0.5, 0.3, 0.2]])
+        >>> float(ERSD().chain_tokens_batch(p, p, 2)[0])     # q = p: everything accepted
+        3.0
+        """
+        from ..races import er_acceptance
+        from .sd import sd_chain_tokens
+
+        if k < 1 or not (np.all(p > 0) and np.all(q > 0)):
+            return None
+        alpha = er_acceptance(p, q, validate=False)                    # [N]
+        return np.asarray(sd_chain_tokens(alpha, int(k)), dtype=float)
 
     def slot_weights(self, p, q, m: int, *, law=None, confidence: float = 0.999, **_) -> SlotWeights:
         r""":math:`w_r = a_r`, the rank law ``law`` of (p, q).
@@ -107,6 +126,7 @@ class ERSDTopM(ERSD):
     any_ranks = False
     tree_family = "sibling-closed"
     variant_of = "ersd"
+    default_in = frozenset({"bound"})
 
 
 # ----------------------------------------------------------------------------- logged paths

@@ -23,7 +23,7 @@ from .sd import SD
 from .specinfer import SpecInfer
 from .spectr import SpecTr
 
-__all__ = ["METHODS", "get_method", "method_names", "style"]
+__all__ = ["METHODS", "get_method", "method_names", "default_methods", "baseline", "is_baseline", "style"]
 
 #: every verification method by name, in display order (variants after their method)
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
@@ -91,6 +91,45 @@ def method_names(*, drafting: bool | None = None, theory: bool | None = None, pa
             continue
         out.append(name)
     return tuple(out)
+
+
+def default_methods(purpose: str, *, vocab: int | None = None, kmax: int | None = None) -> tuple:
+    """The methods a command uses when none is named, in display order; each method says
+    where it belongs (:meth:`~chansim.verify.base.Method.in_default`).
+
+    ``purpose``: ``"bound"`` (``chansim bound``; ``vocab`` and ``kmax`` decide the costly
+    ones), ``"top-n"``, ``"temperature"``, ``"settings-check"`` or ``"validate"``.
+
+    >>> default_methods("bound", vocab=1000, kmax=64)
+    ('sd', 'specinfer', 'ersd', 'ersd-topm')
+    >>> default_methods("bound", vocab=8, kmax=4)
+    ('sd', 'specinfer', 'rsd', 'spectr', 'ersd', 'ersd-topm')
+    >>> default_methods("top-n"), default_methods("temperature")
+    (('sd', 'specinfer'), ('sd', 'specinfer', 'ersd'))
+    """
+    if purpose == "validate":
+        return method_names(drafting=True, path=True, variants=False, default=True)
+    purposes = ("bound", "top-n", "temperature", "settings-check")
+    if purpose not in purposes:
+        raise ValueError(f"unknown default list {purpose!r}; choose from {', '.join(purposes + ('validate',))}")
+    return tuple(name for name, cls in METHODS.items() if cls().in_default(purpose, vocab, kmax))
+
+
+def baseline() -> str:
+    """The registered method that drafts nothing (``min_drafts == 0``): every speed-up's baseline.
+
+    >>> baseline()
+    'autoregressive'
+    """
+    names = method_names(drafting=False)
+    if len(names) != 1:
+        raise RuntimeError(f"the registry must hold exactly one method that drafts nothing, has {names}")
+    return names[0]
+
+
+def is_baseline(method) -> bool:
+    """True for the method that drafts nothing (by name or instance)."""
+    return get_method(method).min_drafts == 0
 
 
 def style(name: str) -> tuple:

@@ -45,9 +45,14 @@ class RSD(Method):
     sd_on_chains = True
     truncated_intervals = "chains"        # where it is sd
     trials_divisor = 10     # one history = m residual rounds over V
+    #: ``chansim bound`` lists rsd by default up to this vocabulary (its weights are Monte Carlo over V)
+    bound_default_max_vocab = 64
     #: rejection rounds before the exact fallback (sampling from the renormalised remainder)
     max_redraws = 16
     uses_table = True
+
+    def in_default(self, purpose: str, vocab: int | None = None, kmax: int | None = None) -> bool:
+        return purpose == "bound" and vocab is not None and vocab <= self.bound_default_max_vocab
 
     def slot_weights(self, p, q, m: int, *, trials: int = 20_000, seed: int = 0, **_) -> SlotWeights:
         """Exact by enumeration when cheap, else Monte Carlo (:func:`rsd_weights`)."""

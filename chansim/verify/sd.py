@@ -45,6 +45,7 @@ class SD(SpecInfer):
     tree_family = "chain"
     sd_on_chains = False    # it *is* sd
     truncated_intervals = "chains"
+    default_in = frozenset({"bound", "top-n", "temperature", "settings-check"})
 
     def slot_weights(self, p, q, m: int = 1, **_) -> SlotWeights:
         r"""``sd`` slot weight :math:`w_1 = \beta = \sum_x \min(p_x, q_x)`, shape ``(..., 1)``."""

@@ -63,6 +63,7 @@ class SpecInfer(IIDDrafting, Method):
     has_path_prediction = True
     sd_on_chains = True
     truncated_intervals = "depth-only"    # specinfer_path_acceptance_bounds per depth width
+    default_in = frozenset({"bound", "top-n", "temperature"})
 
     def slot_weights(self, p, q, m: int, **_) -> SlotWeights:
         r""":math:`w_j = \beta_j\prod_{i<j}(1-\beta_i)` (:func:`residual_rounds`), exact."""

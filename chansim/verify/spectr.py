@@ -189,6 +189,12 @@ class SpecTr(IIDDrafting, Method):
     has_path_prediction = True
     sd_on_chains = True
     truncated_intervals = "chains"        # where it is sd
+    #: ``chansim bound`` lists spectr by default while V·k_max² stays below this (ρ's bisection cost)
+    bound_default_max_work = 2_000_000
+
+    def in_default(self, purpose: str, vocab: int | None = None, kmax: int | None = None) -> bool:
+        return (purpose == "bound" and vocab is not None and kmax is not None
+                and vocab * kmax ** 2 <= self.bound_default_max_work)
 
     def node_acceptance(self, p, q, m: int, **_) -> float:
         return spectr_acceptance(p, q, m)
