@@ -25,7 +25,7 @@ Models and token streams
   boundaries).  ``streams=1`` is one long generation.
 
 Confidence interval of tokens per call: normal interval at level ``confidence``
-(default 99%).  i.i.d.: mean ± z·s/√n from the sample std of the per-call token
+(default 95%).  i.i.d.: mean ± z·s/√n from the sample std of the per-call token
 counts.  Markov: calls within a stream are dependent, so the standard error is that
 of the ratio estimator Σ tokens / Σ calls over the independent streams (cluster /
 delta method); with a single stream it falls back to the i.i.d. formula, which then

@@ -1,6 +1,32 @@
-"""Shared test helpers."""
+"""Shared test helpers, and the test tiers (README, "Tests").
+
+Tiers, by marker: ``llm`` (the real SmolLM2 pair: every test that uses the session-scoped
+``default_pair``, marked here automatically), ``statistical`` (chi-square and other
+sampling checks of exactness: every test whose code runs a chi-square test, marked here
+automatically), ``slow`` (long checks, marked in their modules); the rest is the fast
+unit tier.  CI runs every tier.
+"""
+import inspect
+import re
+
 import numpy as np
 import pytest
+
+_STATISTICAL = re.compile(r"chisquare|chi2|power_divergence|binomtest|pvalue")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "default_pair" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.llm)
+        func = getattr(item, "function", None)
+        if func is not None:
+            try:
+                source = inspect.getsource(func)
+            except (OSError, TypeError):
+                continue
+            if _STATISTICAL.search(source):
+                item.add_marker(pytest.mark.statistical)
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ rsd              m children without replacement (race top-m) renormalised rounds
 spectr           i.i.d. sequences ~ q                        k-sequential, rho
 ersd             race ranks of q (any rank set)              target's race winner
 ersd-topm        race ranks 1..m of q (variant of ersd)      target's race winner
+block            1 child ~ q (chain), decided as a block      longest passing prefix
+multidraft       m children i.i.d. ~ q                       optimal selection, then sd
 ===============  ==========================================  =====================
 
 Each method's module holds everything about it (sampling rule, node weights for the
