@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from ..logconfig import get_logger
+from ..logs.temperature import SamplingSettings
 from ..stats import bootstrap_ratio_interval, ratio_interval
 from ..verify.registry import baseline, is_baseline, method_names
 from .hf_assisted import format_hf_speedups, hf_assisted_generate, hf_draft_model, hf_side_by_side
@@ -48,6 +49,8 @@ DEFAULT_TREES = ("chain:1", "chain:2", "chain:4", "batch:2", "batch:4")
 # ----------------------------------------------------------------------------- statistics
 #: below these sizes a row is flagged ``small_sample`` (its intervals, and so "overlap", are unreliable)
 SMALL_SEQUENCES, SMALL_CALLS = 4, 30
+#: the law a log holds (its rows are already at the log's temperature)
+_SAME = SamplingSettings(1.0)
 
 
 def _feasible_row(row: dict, max_tokens: int, n_sequences: int) -> None:
@@ -298,34 +301,16 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
         ``rows`` (one per (method, tree); ``predicted`` is ``None`` with ``note`` when the
         log gives no prediction), ``hf_assisted`` rows, ``skipped`` settings, and metadata.
     """
+    from ..logs.noise_keys import race_keys
     from ..verify import as_tree, get_method
 
     meta = run.metadata
-    temperature = float(meta.get("temperature", 1.0))
-    from ..logs.temperature import SamplingSettings
-
-    same = SamplingSettings(1.0)                            # the law the log holds (rows already at its T)
-    draft_temperature = float(meta.get("draft_temperature", temperature))
-    if draft_settings is None and draft_temperature != temperature:   # a log with its own draft temperature
-        draft_settings = SamplingSettings(draft_temperature)
-    t_set = None if target_settings is None else _relative(target_settings, temperature)
-    d_set = None if draft_settings is None else _relative(draft_settings, draft_temperature)
-    path_valid = t_set in (None, same) and d_set in (None, same)
+    temperature, draft_settings, t_set, d_set, path_valid = _settings_against_log(meta, target_settings,
+                                                                                 draft_settings)
     seed = int(meta.get("seed", 0) if seed is None else seed)
-    from ..logs.noise_keys import race_keys
-
     keys = race_keys(meta, len(run.prompts), seed)          # the log's keying rule (per sequence, or one seed)
-    logged = [len(t) for t in run.tokens]
-    if new_tokens is None:
-        lengths = logged
-    else:
-        if isinstance(new_tokens, bool) or int(new_tokens) != new_tokens or new_tokens < 1:
-            raise ValueError(f"new_tokens must be a positive integer, got {new_tokens!r}")
-        if new_tokens > min(logged):
-            raise ValueError(f"new_tokens={new_tokens} exceeds the shortest logged continuation ({min(logged)}): "
-                             "predictions need logged positions")
-        lengths = [int(new_tokens)] * len(logged)
-    rows, skipped, hf_rows = [], [], []
+    lengths = _run_lengths([len(t) for t in run.tokens], new_tokens)
+    rows, skipped = [], []
     start = time.perf_counter()
 
     def out_of_time() -> bool:
@@ -335,66 +320,114 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
         m = get_method(method)
         for spec in trees:
             tree = as_tree(spec)
-            if out_of_time():
-                skipped.append({"method": method, "tree": tree.name, "reason": f"time budget {time_budget} s spent"})
-                continue
-            try:
-                m.check_tree(tree)
-            except ValueError as err:
-                skipped.append({"method": method, "tree": tree.name, "reason": str(err)})
-                continue
-            if skip_chain_duplicates and m.sd_on_chains and tree.max_depth == tree.size and "sd" in methods:
-                skipped.append({"method": method, "tree": tree.name,
-                                "reason": f"{m.name} on a chain is sd (one draft per node): same law, see the sd row"})
+            reason = _skip_reason(m, tree, methods, skip_chain_duplicates, time_budget if out_of_time() else None)
+            if reason:
+                skipped.append({"method": method, "tree": tree.name, "reason": reason})
                 continue
             if path_valid:
                 pred = _predict(run, m.name, tree, lengths, confidence)
             else:
-                pred = _predict_iid(run, m.name, tree.name, lengths, confidence, t_set or same, d_set or same)
+                pred = _predict_iid(run, m.name, tree.name, lengths, confidence, t_set or _SAME, d_set or _SAME)
             row = measure(pair, run.prompts, lengths, m.name, tree, temperature, seed, confidence,
                           reference=run.tokens if m.uses_race and path_valid else None, progress=progress,
                           target_settings=target_settings, draft_settings=draft_settings, race_keys=keys)
-            row["prediction"] = "exact path" if path_valid else "i.i.d. per logged context (rate)"
-            row = {"method": row.pop("method"), "tree": row.pop("tree"), "k": row.pop("k"),
-                   "predicted": pred if isinstance(pred, dict) else None, "measured": row.pop("measured"), **row}
-            _feasible_row(row, tree.max_depth + 1, len(run.prompts))
-            if isinstance(pred, dict):
-                row["ratio"] = row["measured"]["mean"] / pred["mean"]
-                row["overlap"] = _intervals_overlap(pred, row["measured"])
-            else:
-                row["note"] = f"no prediction from the log: {pred}"
-            rows.append(row)
+            rows.append(_compared_row(row, pred, path_valid, tree, len(run.prompts)))
             if progress:
                 p = f"{pred['mean']:.3f}" if isinstance(pred, dict) else "  -  "
-                _log.info("[validate] %10s %-10s predicted %s measured %.3f (%d calls, %.1f s)", row["method"],
-                          row["tree"], p, row["measured"]["mean"], row["target_calls"], row["wall_seconds"])
-    hf_generate = None
+                _log.info("[validate] %10s %-10s predicted %s measured %.3f (%d calls, %.1f s)", rows[-1]["method"],
+                          rows[-1]["tree"], p, rows[-1]["measured"]["mean"], rows[-1]["target_calls"],
+                          rows[-1]["wall_seconds"])
+    hf_rows, hf_generate = [], None
     if hf_assisted:
         ks = sorted({as_tree(s).size for s in trees if str(as_tree(s).name).startswith("chain:") and as_tree(s).size})
         if ks and out_of_time():
             skipped += [{"method": "hf-assisted", "tree": f"chain:{k}", "reason": f"time budget {time_budget} s spent"}
                         for k in ks]
         elif ks:
-            bar = _setting_bar("hf generate/assisted " + ",".join(f"chain:{k}" for k in ks), len(run.prompts),
-                               progress)
-            hf = hf_side_by_side(pair, run.prompts, lengths, temperature, ks, seed, confidence, progress=bar.update)
-            bar.close()
-            hf_generate = hf["generate"]
-            for row in hf["assisted"]:
-                ours = next((r for r in rows if r["method"] == "sd" and r["tree"] == row["tree"]), None)
-                if ours is not None:
-                    row["chansim_sd_wall_seconds"] = ours["wall_seconds"]
-                hf_rows.append(row)
-                if progress:
-                    s = row["wall_speedup"]
-                    _log.info("[validate] hf-assisted %s: %.3f tokens/call (%d calls, %.1f s), wall speed-up over "
-                              "transformers generate %.3f [%.3f, %.3f]", row["tree"], row["measured"]["mean"],
-                              row["target_calls"], row["wall_seconds"], s["mean"], s["ci_low"], s["ci_high"])
+            hf_rows, hf_generate = _hf_rows(pair, run, lengths, temperature, ks, seed, confidence, rows, progress)
+    result = {"rows": rows, "hf_assisted": hf_rows, "hf_generate": hf_generate, "skipped": skipped}
+    result.update(_run_summary(run, pair, rows, lengths, temperature, seed, confidence, target_settings,
+                               draft_settings))
+    return result
+
+
+def _settings_against_log(meta: dict, target_settings, draft_settings):
+    """``(temperature, draft_settings, t_set, d_set, path_valid)``: the samplers relative to the
+    log's own temperatures, and whether the logged path still predicts them exactly."""
+    temperature = float(meta.get("temperature", 1.0))
+    draft_temperature = float(meta.get("draft_temperature", temperature))
+    if draft_settings is None and draft_temperature != temperature:   # a log with its own draft temperature
+        draft_settings = SamplingSettings(draft_temperature)
+    t_set = None if target_settings is None else _relative(target_settings, temperature)
+    d_set = None if draft_settings is None else _relative(draft_settings, draft_temperature)
+    path_valid = t_set in (None, _SAME) and d_set in (None, _SAME)
+    return temperature, draft_settings, t_set, d_set, path_valid
+
+
+def _run_lengths(logged: list, new_tokens) -> list:
+    """Tokens to generate per prompt: the logged lengths, or ``new_tokens`` (at most the shortest)."""
+    if new_tokens is None:
+        return logged
+    if isinstance(new_tokens, bool) or int(new_tokens) != new_tokens or new_tokens < 1:
+        raise ValueError(f"new_tokens must be a positive integer, got {new_tokens!r}")
+    if new_tokens > min(logged):
+        raise ValueError(f"new_tokens={new_tokens} exceeds the shortest logged continuation ({min(logged)}): "
+                         "predictions need logged positions")
+    return [int(new_tokens)] * len(logged)
+
+
+def _skip_reason(m, tree, methods, skip_chain_duplicates: bool, spent_budget) -> str | None:
+    """Why the setting (method ``m``, ``tree``) is not run, or None."""
+    if spent_budget is not None:
+        return f"time budget {spent_budget} s spent"
+    try:
+        m.check_tree(tree)
+    except ValueError as err:
+        return str(err)
+    if skip_chain_duplicates and m.sd_on_chains and tree.max_depth == tree.size and "sd" in methods:
+        return f"{m.name} on a chain is sd (one draft per node): same law, see the sd row"
+    return None
+
+
+def _compared_row(row: dict, pred, path_valid: bool, tree, n_prompts: int) -> dict:
+    """A measured row with its prediction, ratio and overlap (or why there is no prediction)."""
+    row["prediction"] = "exact path" if path_valid else "i.i.d. per logged context (rate)"
+    row = {"method": row.pop("method"), "tree": row.pop("tree"), "k": row.pop("k"),
+           "predicted": pred if isinstance(pred, dict) else None, "measured": row.pop("measured"), **row}
+    _feasible_row(row, tree.max_depth + 1, n_prompts)
+    if isinstance(pred, dict):
+        row["ratio"] = row["measured"]["mean"] / pred["mean"]
+        row["overlap"] = _intervals_overlap(pred, row["measured"])
+    else:
+        row["note"] = f"no prediction from the log: {pred}"
+    return row
+
+
+def _hf_rows(pair, run, lengths, temperature, ks, seed, confidence, rows, progress) -> tuple:
+    """transformers' plain and assisted generation on every ``chain:K`` (``(assisted rows, generate row)``)."""
+    bar = _setting_bar("hf generate/assisted " + ",".join(f"chain:{k}" for k in ks), len(run.prompts), progress)
+    hf = hf_side_by_side(pair, run.prompts, lengths, temperature, ks, seed, confidence, progress=bar.update)
+    bar.close()
+    out = []
+    for row in hf["assisted"]:
+        ours = next((r for r in rows if r["method"] == "sd" and r["tree"] == row["tree"]), None)
+        if ours is not None:
+            row["chansim_sd_wall_seconds"] = ours["wall_seconds"]
+        out.append(row)
+        if progress:
+            s = row["wall_speedup"]
+            _log.info("[validate] hf-assisted %s: %.3f tokens/call (%d calls, %.1f s), wall speed-up over "
+                      "transformers generate %.3f [%.3f, %.3f]", row["tree"], row["measured"]["mean"],
+                      row["target_calls"], row["wall_seconds"], s["mean"], s["ci_low"], s["ci_high"])
+    return out, hf["generate"]
+
+
+def _run_summary(run, pair, rows, lengths, temperature, seed, confidence, target_settings, draft_settings) -> dict:
+    """The validation's metadata and its agreement counts (overlaps, worst ratio)."""
     with_pred = [r for r in rows if r["predicted"] is not None]
     worst = min(with_pred, key=lambda r: min(r["ratio"], 1 / r["ratio"])) if with_pred else None
     pm = pair.metadata
     return {
-        "rows": rows, "hf_assisted": hf_rows, "hf_generate": hf_generate, "skipped": skipped,
         "target": Path(str((pm.get("target") or {}).get("path", "?"))).name,
         "draft": _describe_draft(pm),
         "device": str(pair.device), "dtype": str(pm.get("dtype", "")), "temperature": temperature, "seed": seed,
