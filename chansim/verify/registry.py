@@ -128,8 +128,15 @@ def baseline() -> str:
 
 
 def is_baseline(method) -> bool:
-    """True for the method that drafts nothing (by name or instance)."""
-    return get_method(method).min_drafts == 0
+    """True for the method that drafts nothing (by name or instance); False for any other name,
+    registered or not (rows of other tools, e.g. ``"hf-assisted"``).
+
+    >>> is_baseline("autoregressive"), is_baseline("sd"), is_baseline("hf-assisted")
+    (True, False, False)
+    """
+    if isinstance(method, Method):
+        return method.min_drafts == 0
+    return method in METHODS and METHODS[method].min_drafts == 0
 
 
 def style(name: str) -> tuple:
