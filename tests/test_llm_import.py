@@ -149,7 +149,7 @@ def test_parse_record_layouts(tmp_path):
         (entries,) = parse_topn_records(f)
         assert entries[0][0] == first and entries[0][1] <= 0
     f.write_text(json.dumps({"choices": [{}]}))
-    with pytest.raises(ValueError, match="logprobs is missing"):
+    with pytest.raises(ValueError, match=r"logprobs: is missing"):
         parse_topn_records(f)
 
 

@@ -180,137 +180,206 @@ def import_arrays(target_logits, draft_logits, tokens, out, *, prompts=None, tem
 
 
 # ----------------------------------------------------------------------------- top-n records
-_TOKEN_ID = re.compile(r"^token_id:(\d+)$")
+def parse_topn_records(path, vocab_size=None) -> list[list[tuple]]:
+    """One list per generated sequence of ``(produced key, its log-prob, [(key, log-prob), ...])`` per position.
+
+    A thin view of :func:`chansim.logs.readers.read_records` (generated sequences only, in
+    response and choice order); keys are ids when the records carry them, else strings.
+    """
+    from .readers import read_records
+
+    return [[(p.token, p.logprob, list(p.listed)) for p in s.positions]
+            for resp in read_records(path, vocab_size) for s in resp if s.kind == "generated"]
 
 
-def _records(path) -> list:
-    """JSON lines (one response per line) or one JSON document (object or list of objects)."""
-    text = Path(path).read_text(encoding="utf-8")
-    try:
-        doc = json.loads(text)
-        return doc if isinstance(doc, list) else [doc]
-    except json.JSONDecodeError:
-        pass
+class _Keys:
+    """Token keys of both files -> ids: ids as given; strings through ``token_strings`` or numbered, refused when ambiguous."""
+
+    def __init__(self, token_strings=None):
+        self.kinds: set = set()
+        self.table: dict = {}
+        self.by_string = None
+        if token_strings is not None:
+            self.by_string = {}
+            for i, text in enumerate(token_strings):
+                self.by_string.setdefault(text, []).append(i)
+
+    def __call__(self, key, where, field="token"):
+        self.kinds.add(type(key))
+        if len(self.kinds) > 1:
+            raise where.error(field, "the records mix token ids and token strings; use one kind (ids)")
+        if isinstance(key, int):
+            return key
+        if self.by_string is not None:
+            ids = self.by_string.get(key, [])
+            if len(ids) != 1:
+                raise where.error(field, f"the token string {key!r} is the decoding of {len(ids)} token ids "
+                                           f"in --token-strings{' (' + ', '.join(map(str, ids[:5])) + ', ...)' if len(ids) > 1 else ''}; "
+                                           f"the records cannot say which -- return token ids (vLLM: "
+                                           f"--return-tokens-as-token-ids)")
+            return ids[0]
+        if "\ufffd" in key:
+            raise where.error(field, f"the token string {key!r} holds U+FFFD, the decoding of an incomplete UTF-8 "
+                                       f"byte sequence that many different token ids share; the records cannot say "
+                                       f"which id it is -- return token ids (vLLM: --return-tokens-as-token-ids)")
+        if key not in self.table:
+            self.table[key] = len(self.table)
+        return self.table[key]
+
+    @property
+    def mode(self) -> str:
+        if self.kinds == {str}:
+            return "strings (checked unique in --token-strings)" if self.by_string is not None else \
+                "strings (unverified: distinct strings assumed to be distinct ids; pass --token-strings to check)"
+        return "ids"
+
+
+def _target_sequences(path, responses) -> list:
+    """The sampled sequences of the target's records (each choice; an echo response's completion part)."""
+    from .readers._types import Scored
+
     out = []
-    for i, line in enumerate(text.splitlines()):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: line {i + 1} is not JSON ({err})") from None
+    for i, resp in enumerate(responses):
+        gen = [s for s in resp if s.kind == "generated"]
+        if not gen:
+            echo = [s for s in resp if s.kind == "prompt" and s.prompt_length is not None]
+            if not echo:
+                raise ValueError(f"{path}: response {i} holds only prompt log-probs, no generated tokens: the "
+                                 f"target's records must be its sampled continuation")
+            s = echo[0]
+            gen = [Scored(s.positions[s.prompt_length:], s.shape, "generated", s.logprobs, response=i)]
+        for s in gen:
+            if not s.positions:
+                raise ValueError(f"{path}: response {i}, choice {s.choice}: no generated positions")
+            s.response = i
+            out.append(s)
     return out
 
 
-def _entries(resp: dict, path, i: int) -> list:
-    """A response -> [(chosen token key, chosen logprob, [(key, logprob), ...]), ...] per position."""
-    def key(d, fallback):
-        if "id" in d:
-            return int(d["id"])
-        tok = d.get("token", d.get("tok_str", fallback))
-        m = _TOKEN_ID.match(str(tok))
-        return int(m.group(1)) if m else str(tok)
-
-    def lp(d):
-        if "logprob" in d:
-            return float(d["logprob"])
-        if "prob" in d:
-            return float(np.log(d["prob"])) if d["prob"] > 0 else -np.inf
-        raise ValueError(f"{path}: record {i}: an entry has neither 'logprob' nor 'prob': {d}")
-
-    if "completion_probabilities" in resp:                       # llama.cpp server
-        out = []
-        for e in resp["completion_probabilities"]:
-            top = e.get("top_logprobs", e.get("probs", []))
-            chosen = key(e, e.get("content"))
-            heads = [(key(d, None), lp(d)) for d in top]
-            c_lp = lp(e) if ("logprob" in e or "prob" in e) else dict(heads).get(chosen)
-            if c_lp is None:
-                raise ValueError(f"{path}: record {i}: the produced token {chosen!r} has no log-prob")
-            out.append((chosen, c_lp, heads))
-        return out
-    choices = resp.get("choices")
-    if not choices:
-        raise ValueError(f"{path}: record {i} has neither 'choices' (vLLM/OpenAI) nor 'completion_probabilities' "
-                         f"(llama.cpp)")
-    lpobj = choices[0].get("logprobs")
-    if not lpobj:
-        raise ValueError(f"{path}: record {i}: choices[0].logprobs is missing (request logprobs/top_logprobs)")
-    if "content" in lpobj:                                       # chat completions
-        return [(key(e, None), lp(e), [(key(d, None), lp(d)) for d in e.get("top_logprobs", [])])
-                for e in lpobj["content"]]
-    if "tokens" in lpobj:                                        # legacy completions
-        return [(key({"token": t}, None), float(l), [(key({"token": k}, None), float(v)) for k, v in (top or {}).items()])
-                for t, l, top in zip(lpobj["tokens"], lpobj["token_logprobs"], lpobj.get("top_logprobs") or [])]
-    raise ValueError(f"{path}: record {i}: unknown logprobs layout (keys {sorted(lpobj)})")
+def _draft_sequences(responses) -> list:
+    """The draft's scored sequences: a prompt-scored one (teacher-forced on the text) where a response has it."""
+    out = []
+    for i, resp in enumerate(responses):
+        prompt = [s for s in resp if s.kind == "prompt"]
+        picked = prompt[:1] if prompt else [s for s in resp if s.kind == "generated"]
+        for s in picked:
+            s.response = i
+        out += picked
+    return out
 
 
-def parse_topn_records(path) -> list[list[tuple]]:
-    """One list per response of ``(chosen key, chosen logprob, [(key, logprob), ...])`` per position.
+def _align(tgt, drf, skip, tpath, dpath) -> int:
+    """Offset o such that draft positions o..o+T-1 score the target's T tokens (``skip``, or the unique match)."""
+    y = [p.token for p in tgt.positions]
+    d = drf.positions
 
-    Keys are integer token ids when the records carry them (llama.cpp ``id``, vLLM's
-    ``token_id:N`` strings with ``return_tokens_as_token_ids``), otherwise the token strings.
-    """
-    recs = _records(path)
-    if not recs:
-        raise ValueError(f"{path}: no records")
-    return [_entries(r, path, i) for i, r in enumerate(recs)]
+    def fits(o):
+        return o + len(y) <= len(d) and all(d[o + t].token == y[t] and d[o + t].scored for t in range(len(y)))
 
-
-def _head(chosen, chosen_lp, top, intern) -> tuple:
-    items = dict(top)
-    n_top = len(items)
-    floor = float(np.exp(min(items.values()))) if items else 1.0
-    items.setdefault(chosen, chosen_lp)
-    ids = [intern(k) for k in items]
-    return ids, [min(0.0, v) for v in items.values()], floor if n_top else 1.0
+    where = f"{tpath} response {tgt.response} / {dpath} response {drf.response}"
+    if skip is not None:
+        if not fits(skip):
+            raise ValueError(f"{where}: with --draft-skip {skip} the draft's positions do not score the target's "
+                             f"{len(y)} tokens")
+        return skip
+    hits = [o for o in range(len(d) - len(y) + 1) if fits(o)]
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        o = 0 if len(d) == len(y) else max(0, len(d) - len(y))
+        bad = next((t for t in range(len(y)) if o + t >= len(d) or d[o + t].token != y[t]), None)
+        got = d[o + bad].token if bad is not None and o + bad < len(d) else "nothing"
+        raise ValueError(f"{where}: {len(y)} target positions but the draft's record ({drf.shape}, {len(d)} "
+                         f"positions) never scores them in order (position {bad}: target produced {y[bad]!r} "
+                         f"but the draft record scores {got!r}); the draft must be scored on the target's text")
+    raise ValueError(f"{where}: the target's tokens occur at {len(hits)} offsets of the draft's scored text "
+                     f"({hits[:4]}); pass --draft-skip (number of the draft's leading prompt positions)")
 
 
 def import_topn_records(target_records, out, *, draft_records=None, vocab_size=None, prompts=None,
-                        metadata: dict | None = None) -> Path:
-    """Top-n log-prob records of target (and draft) -> truncated log (:mod:`chansim.logs.truncated`).
+                        metadata: dict | None = None, draft_skip: int | None = None, token_strings=None,
+                        temperature: float = 1.0) -> Path:
+    r"""Top-n log-prob records of target and draft -> truncated log (:mod:`chansim.logs.truncated`).
 
-    ``target_records``: the responses of the target (one per prompt, JSON lines or a JSON
-    list). ``draft_records``: the draft's records *for the same text* (e.g. a server scoring
-    prompt + the target's continuation with ``prompt_logprobs``/``echo``), position by
-    position; the produced tokens must agree. Token keys (ids or strings) are matched
-    between the two files; strings are numbered in order of appearance.
+    ``target_records``: the target's responses (every shape of :mod:`chansim.logs.readers`;
+    ``n > 1`` choices are one sequence each, in ``index`` order). ``draft_records``: the
+    draft's scores of the *same text*, in one of two layouts:
+
+    * one response per target sequence (same order), scoring its tokens teacher-forced:
+      vLLM ``prompt_logprobs`` / legacy ``echo`` (the prompt + the target's continuation sent
+      as the prompt), TGI ``prefill``, SGLang ``input_*``, or records whose produced tokens
+      equal the target's. The continuation is found in the draft's scored text by its
+      tokens; ``draft_skip`` fixes the number of leading prompt positions to drop instead;
+    * one response per target *position* (llama.cpp scored one request per prefix,
+      ``n_predict: 1``): assembled by position; each response's own produced token is the
+      draft's sample, an extra known value; q(y) is known when y is in its list, otherwise
+      it lies in [0, min(floor, tail)] (docs/log-format.md).
+
+    Heads and floors: :func:`chansim.logs.truncated.record_head`. Token keys are ids, or
+    strings mapped through ``token_strings`` (the decoded string of every id, as the tool
+    writes them) or, without it, numbered in order of appearance after refusing the
+    strings known to be ambiguous (U+FFFD; the same string twice in one list).
+
+    ``temperature`` must be 1: records hold the server's log-probs, and re-tempering a
+    top-n list needs the whole distribution's normaliser (refused otherwise, never ignored).
+    The metadata records what the values are (``logprobs``: raw, post-sampling, ...).
     """
-    from .truncated import write_truncated_log
+    from .readers import read_records
+    from .readers._door import Where
+    from .truncated import record_head, write_truncated_log
 
     if draft_records is None:
         raise ValueError("top-n records give only the target; pass the draft's records for the same text "
                          "(--draft-records)")
-    tgt, drf = parse_topn_records(target_records), parse_topn_records(draft_records)
-    if len(tgt) != len(drf):
-        raise ValueError(f"{len(tgt)} target responses but {len(drf)} draft responses")
-    table: dict = {}
-    kinds = set()
-
-    def intern(k):
-        kinds.add(type(k))
-        if isinstance(k, int):
-            return k
-        if k not in table:
-            table[k] = len(table)
-        return table[k]
-
+    if temperature != 1.0:
+        raise ValueError(f"--temperature {temperature} cannot be applied to top-n records (re-tempering needs the "
+                         f"normaliser of the whole distribution); give the log-probs of the distribution that was "
+                         f"sampled (vLLM --logprobs-mode processed_logprobs, llama.cpp post_sampling_probs) and "
+                         f"leave --temperature at 1")
+    if vocab_size is not None and (isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1):
+        raise ValueError(f"--vocab-size must be an integer >= 1, got {vocab_size!r}")
+    if token_strings is not None and vocab_size is not None and len(token_strings) != vocab_size:
+        raise ValueError(f"--token-strings lists {len(token_strings)} strings but --vocab-size is {vocab_size}")
+    if token_strings is not None and vocab_size is None:
+        vocab_size = len(token_strings)
+    tgt = _target_sequences(target_records, read_records(target_records, vocab_size))
+    drf = _draft_sequences(read_records(draft_records, vocab_size))
+    n_pos = sum(len(s.positions) for s in tgt)
+    per_prefix = len(drf) != len(tgt) and len(drf) == n_pos and all(len(s.positions) == 1 for s in drf)
+    if len(drf) != len(tgt) and not per_prefix:
+        raise ValueError(f"{len(tgt)} target sequences ({target_records}) but {len(drf)} draft responses "
+                         f"({draft_records}); give one draft response per target sequence (scoring its text) or one "
+                         f"per target position (a request per prefix, {n_pos} in all)")
+    keys = _Keys(token_strings)
     tokens, th, dh = [], [], []
-    for i, (a, b) in enumerate(zip(tgt, drf)):
-        if len(a) != len(b) or not a:
-            raise ValueError(f"response {i}: {len(a)} target positions but {len(b)} draft positions (need equal, >= 1)")
+    k = 0
+    for i, ts in enumerate(tgt):
+        if per_prefix:
+            dpos = [drf[k + t].positions[0] for t in range(len(ts.positions))]
+            dwhere = [Where(draft_records, drf[k + t].response, 0, vocab_size) for t in range(len(ts.positions))]
+            k += len(ts.positions)
+        else:
+            o = _align(ts, drf[i], draft_skip, target_records, draft_records)
+            dpos = drf[i].positions[o:o + len(ts.positions)]
+            dwhere = [Where(draft_records, drf[i].response, o + t, vocab_size) for t in range(len(ts.positions))]
         seq = []
-        for t, (ea, eb) in enumerate(zip(a, b)):
-            if ea[0] != eb[0]:
-                raise ValueError(f"response {i}, position {t}: target produced {ea[0]!r} but the draft record "
-                                 f"scores {eb[0]!r}; the draft must be scored on the target's text")
-            seq.append(intern(ea[0]))
-            th.append(_head(*ea, intern))
-            dh.append(_head(*eb, intern))
+        for t, (tp, dp) in enumerate(zip(ts.positions, dpos)):
+            tw = Where(target_records, ts.response, t, vocab_size)
+            y = keys(tp.token, tw)
+            seq.append(y)
+            for pos, w, side, acc in ((tp, tw, "target", th), (dp, dwhere[t], "draft", dh)):
+                head_keys, lps, floor = record_head(pos, w, side)
+                acc.append(([keys(h, w, "token" if h == pos.token else "top list") for h in head_keys], lps, floor))
         tokens.append(seq)
-    if len(kinds) > 1:
-        raise ValueError("the records mix token ids and token strings; use one kind")
-    meta = {"source": {"kind": "topn-records", "target": str(target_records), "draft": str(draft_records)},
-            "token_keys": "ids" if kinds == {int} else "strings", "temperature": 1.0}
+    meta = {"source": {"kind": "topn-records", "target": str(target_records), "draft": str(draft_records),
+                       "target_shape": sorted({s.shape for s in tgt}), "draft_shape": sorted({s.shape for s in drf}),
+                       "draft_layout": "one response per position (per prefix)" if per_prefix else
+                       "one response per sequence"},
+            "token_keys": keys.mode, "temperature": 1.0,
+            "logprobs": {"target": sorted({s.logprobs for s in tgt}), "draft": sorted({s.logprobs for s in drf})},
+            "logprobs_note": "the intervals are for the distributions these records give: 'raw' log-probs (vLLM's "
+                             "default) are before temperature/top-k/top-p and describe the sampling only when the "
+                             "server sampled at temperature 1 without truncation"}
     meta.update(metadata or {})
     return write_truncated_log(out, prompts=prompts or [[] for _ in tokens], tokens=tokens, target_heads=th,
                                draft_heads=dh, metadata=meta, vocab_size=vocab_size)
