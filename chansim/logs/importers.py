@@ -49,9 +49,27 @@ def _to_numpy(x):
         import torch
 
         x = x.detach().to("cpu")
+        if x.is_complex() or x.dtype == torch.bool:
+            return x.numpy()
         x = x.to(torch.float64) if x.is_floating_point() else x.to(torch.int64)
         return x.numpy()
     return np.asarray(x)
+
+
+def _dtype_name(x) -> str:
+    return str(getattr(x, "dtype", np.asarray(x).dtype)).replace("torch.", "")
+
+
+def _real_array(x, what: str, integer: bool = False) -> np.ndarray:
+    """The door for arrays: real numbers (ids: integers); bool, complex, object and strings refused."""
+    a = _to_numpy(x)
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{what}: expected an array, got {type(a).__name__}")
+    kinds = "iu" if integer else "iuf"
+    if a.dtype.kind not in kinds:
+        raise ValueError(f"{what}: {'token ids must be integers' if integer else 'logits must be real numbers'}, "
+                         f"got dtype {a.dtype}")
+    return a
 
 
 def load_tensor_file(path, trust_pickle: bool = False) -> dict:
@@ -59,11 +77,36 @@ def load_tensor_file(path, trust_pickle: bool = False) -> dict:
 
     ``.npy`` and a tensor saved alone give ``{"": array}``. Torch files are loaded with
     ``weights_only=True`` unless ``trust_pickle`` (needed for a saved ``GenerateOutput`` object).
+    A missing, unreadable, empty, truncated or corrupt file is a one-line ``ValueError``.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a tensor file")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
+    if size == 0:
+        raise ValueError(f"{path}: the file is empty")
     suf = path.suffix.lower()
+    if suf not in (".safetensors", ".npy", ".npz", ".pt", ".pth", ".bin"):
+        raise ValueError(f"{path}: unsupported file type {suf!r} (use .pt, .safetensors, .npz or .npy)")
+    try:
+        return _load_tensor_file(path, suf, trust_pickle)
+    except ValueError as err:
+        if str(err).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not a readable {suf} file, truncated or corrupt ({err})") from None
+    except Exception as err:                  # noqa: BLE001  (zip, safetensors, pickle and torch errors: one line)
+        raise ValueError(f"{path}: not a readable {suf} file, truncated or corrupt ({type(err).__name__}: "
+                         f"{str(err)[:120]})") from None
+
+
+def _load_tensor_file(path: Path, suf: str, trust_pickle: bool) -> dict:
     if suf == ".safetensors":
         from safetensors.numpy import load_file
         try:
@@ -76,68 +119,151 @@ def load_tensor_file(path, trust_pickle: bool = False) -> dict:
     if suf == ".npz":
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
-    if suf in (".pt", ".pth", ".bin"):
-        import torch
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-        except Exception as err:              # noqa: BLE001  (pickle refusal: say what to do)
-            raise ValueError(f"{path}: torch.load refused the file with weights_only=True ({type(err).__name__}); "
-                             f"save a plain dict {{'sequences': out.sequences, 'logits': out.logits}} or pass "
-                             f"--trust-pickle if you trust the file") from None
-        if hasattr(obj, "keys"):
-            return {k: obj[k] for k in obj.keys()}
-        return {"": obj}
-    raise ValueError(f"{path}: unsupported file type {suf!r} (use .pt, .safetensors, .npz or .npy)")
+    import pickle
+
+    import torch
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as err:
+        if "weights_only" not in str(err).lower() and "weights only" not in str(err).lower():
+            raise
+        raise ValueError(f"{path}: torch.load refused the file with weights_only=True; save a plain dict "
+                         f"{{'sequences': out.sequences, 'logits': out.logits}} or pass --trust-pickle if you "
+                         f"trust the file") from None
+    if hasattr(obj, "keys"):
+        return {k: obj[k] for k in obj.keys()}
+    return {"": obj}
 
 
-def load_generate_output(path, prompt_length: int | None = None, eos_token_id: int | None = None,
-                         trust_pickle: bool = False) -> tuple[list, list, list]:
-    """Prompts, continuations and raw target logits from a saved ``generate`` output.
+#: unit roundoff of the half-precision dtypes a generate output may hold
+_ROUNDOFF = {"bfloat16": 2.0 ** -8, "float16": 2.0 ** -11, "float32": 2.0 ** -24}
+
+
+def _pad_runs(row: np.ndarray, pad: int) -> tuple[int, int]:
+    """Lengths of the runs of ``pad`` at the start and at the end of ``row``."""
+    lead = int(np.argmax(row != pad)) if (row != pad).any() else row.size
+    trail = int(np.argmax(row[::-1] != pad)) if (row != pad).any() else 0
+    return lead, trail
+
+
+def load_generate_output(path, prompt_length: int | None = None, eos_token_id=None, trust_pickle: bool = False,
+                         *, pad_token_id: int | None = None, strip_pads: bool = False,
+                         temperature: float = 1.0) -> tuple[list, list, list, dict]:
+    r"""Prompts, continuations and target log-probs from a saved ``generate`` output.
 
     The file holds ``sequences`` (B, L) and ``logits``: from :func:`torch.save`, the
-    tuple of ``new_tokens`` tensors (B, V) as ``generate`` returns it; from safetensors,
-    ``torch.stack(out.logits)`` of shape (new_tokens, B, V). Optional keys:
-    ``prompt_length`` (default ``L - new_tokens``) and ``attention_mask`` (B, prompt_length)
-    of the input, whose zeros (left padding) are dropped from the prompts. With
-    ``eos_token_id``, each continuation ends at its first EOS (later rows are padding).
+    tuple of ``new_tokens`` tensors (B, V) as ``generate`` returns it (``output_logits``:
+    *raw*, before temperature/top-k/top-p); from safetensors, ``torch.stack(out.logits)``
+    of shape (new_tokens, B, V). ``scores`` (``output_scores``: *processed* by generate's
+    logits processors, the distribution that was sampled) are read when ``logits`` are
+    absent; they already hold the temperature, so ``temperature`` must then be 1.
+    Target rows are :math:`\log\mathrm{softmax}(z/T)`.
+
+    Optional keys: ``prompt_length`` (default ``L - new_tokens``) and ``attention_mask``
+    (B, prompt_length) or (B, L) of the input, whose zeros (left or right padding) are
+    dropped from the prompts: generate gave the pads no attention and continued the
+    positions of the real tokens, so the unpadded prompt is what the target conditioned on.
+    Without a mask, a prompt that begins or ends with ``pad_token_id`` is refused
+    (``strip_pads``: those runs are dropped instead) -- never scored as prompt tokens.
+    With ``eos_token_id`` (an id or a list; callers pass the model config's), each
+    continuation ends at its first EOS (later rows belong to a finished sequence).
 
     Returns
     -------
-    (prompts, tokens, logits) : lists over the batch; ``logits[i]`` has shape (T_i, V).
+    (prompts, tokens, log_probs, info) : lists over the batch; ``log_probs[i]`` has shape
+        (T_i, V); ``info`` holds ``logits_key``, ``logits_dtype``, ``rounding`` (the
+        half-precision error bound, or None) and ``padding`` (what was done).
     """
     data = load_tensor_file(path, trust_pickle)
-    for key in ("sequences", "logits"):
-        if key not in data or data[key] is None:
-            raise ValueError(f"{path}: no {key!r} in the file (has {sorted(data)}); call generate with "
+    key = "logits" if data.get("logits") is not None else "scores"
+    for k in ("sequences", key):
+        if k not in data or data[k] is None:
+            raise ValueError(f"{path}: no {k!r} in the file (has {sorted(data)}); call generate with "
                              f"output_logits=True, return_dict_in_generate=True")
-    seqs = _to_numpy(data["sequences"]).astype(np.int64)
-    logits = data["logits"]
+    if key == "scores" and temperature != 1.0:
+        raise ValueError(f"{path}: the file holds 'scores' (output_scores: already processed by generate's "
+                         f"temperature/top-k/top-p); --temperature {temperature} would apply the temperature twice")
+    seqs = _real_array(data["sequences"], f"{path}: sequences", integer=True).astype(np.int64)
+    logits = data[key]
     if isinstance(logits, (list, tuple)):
-        logits = np.stack([_to_numpy(z) for z in logits])           # [T, B, V]
+        if not logits:
+            raise ValueError(f"{path}: {key} is an empty list")
+        dtype = _dtype_name(logits[0])
+        logits = np.stack([_real_array(z, f"{path}: {key}") for z in logits])      # [T, B, V]
     else:
-        logits = _to_numpy(logits)
+        dtype = _dtype_name(logits)
+        logits = _real_array(logits, f"{path}: {key}")
     if seqs.ndim != 2 or logits.ndim != 3 or logits.shape[1] != seqs.shape[0]:
-        raise ValueError(f"{path}: sequences {seqs.shape} and logits {logits.shape} do not fit "
+        raise ValueError(f"{path}: sequences {seqs.shape} and {key} {logits.shape} do not fit "
                          f"((B, L) and (new_tokens, B, V))")
+    if seqs.size and (seqs.min() < 0 or seqs.max() >= logits.shape[2]):
+        raise ValueError(f"{path}: sequences hold token ids outside [0, {logits.shape[2]})")
     n_new = logits.shape[0]
-    plen = int(_to_numpy(data["prompt_length"])) if prompt_length is None and "prompt_length" in data else prompt_length
-    plen = seqs.shape[1] - n_new if plen is None else int(plen)
+    if prompt_length is None and "prompt_length" in data:
+        pl = _to_numpy(data["prompt_length"])
+        if np.ndim(pl) != 0 or np.asarray(pl).dtype.kind not in "iu":
+            raise ValueError(f"{path}: prompt_length must be one integer")
+        prompt_length = int(pl)
+    plen = seqs.shape[1] - n_new if prompt_length is None else int(prompt_length)
     if plen < 1 or plen + n_new != seqs.shape[1]:
         raise ValueError(f"{path}: prompt length {plen} + {n_new} logit rows != sequence length {seqs.shape[1]}")
-    mask = _to_numpy(data["attention_mask"]).astype(bool) if "attention_mask" in data else None
-    prompts, tokens, rows = [], [], []
+    mask = None
+    if data.get("attention_mask") is not None:
+        mask = _to_numpy(data["attention_mask"])
+        mask = _real_array(mask.astype(np.int64) if mask.dtype.kind == "b" else mask, f"{path}: attention_mask",
+                           integer=True)
+        if mask.ndim != 2 or mask.shape[0] != seqs.shape[0] or mask.shape[1] not in (plen, seqs.shape[1]):
+            raise ValueError(f"{path}: attention_mask {mask.shape} fits neither (B, prompt_length) = "
+                             f"({seqs.shape[0]}, {plen}) nor (B, L) = {seqs.shape}")
+        if not np.isin(mask, (0, 1)).all():
+            raise ValueError(f"{path}: attention_mask must hold only 0 and 1")
+        mask = mask[:, :plen].astype(bool)
+    eos = [] if eos_token_id is None else [int(e) for e in np.atleast_1d(eos_token_id)]
+    prompts, tokens, rows, padding = [], [], [], "none"
     for b in range(seqs.shape[0]):
         pr = seqs[b, :plen]
         if mask is not None:
-            pr = pr[mask[b, -plen:]]
+            if not mask[b].any():
+                raise ValueError(f"{path}: row {b}: the attention_mask masks the whole prompt")
+            if not mask[b].all():
+                padding = "dropped the attention_mask's zeros from the prompts"
+            pr = pr[mask[b]]
+        elif pad_token_id is not None:
+            lead, trail = _pad_runs(pr, int(pad_token_id))
+            if lead or trail:
+                if not strip_pads:
+                    side = "starts" if lead else "ends"
+                    raise ValueError(f"{path}: row {b}: the prompt {side} with {lead or trail} pad token(s) (id "
+                                     f"{pad_token_id}) and the file has no attention_mask, so the padding cannot be "
+                                     f"told from the prompt; save 'attention_mask' with the output, or pass "
+                                     f"--strip-pads to drop pad runs at the prompt's edges")
+                pr = pr[lead:pr.size - trail]
+                padding = f"stripped pad runs (id {pad_token_id}) at the prompts' edges (--strip-pads)"
+                if pr.size == 0:
+                    raise ValueError(f"{path}: row {b}: the prompt is only pad tokens")
         cont = seqs[b, plen:]
         n = cont.size
-        if eos_token_id is not None and (cont == eos_token_id).any():
-            n = int(np.flatnonzero(cont == eos_token_id)[0]) + 1
+        hits = np.flatnonzero(np.isin(cont, eos)) if eos else np.zeros(0, int)
+        if hits.size:
+            n = int(hits[0]) + 1
         prompts.append(pr.tolist())
         tokens.append(cont[:n])
-        rows.append(logits[:n, b, :])
-    return prompts, tokens, rows
+        rows.append(log_softmax(logits[:n, b, :], temperature))
+    u = _ROUNDOFF.get(dtype)
+    rounding = None
+    if dtype in ("bfloat16", "float16"):
+        z = logits[np.isfinite(logits)]
+        zmax = float(np.abs(z).max()) if z.size else 0.0
+        rounding = {"dtype": dtype, "unit_roundoff": u, "max_abs_logit": zmax,
+                    "log_prob_error_bound": 2 * u * zmax / temperature,
+                    "note": f"{dtype} logits: each logit z carries a relative rounding error <= {u:.3g}, so each "
+                            f"log-prob is within 2u·max|z|/T = {2 * u * zmax / temperature:.3g} of the float32 "
+                            f"model's (rows can differ from float32 by a few 1e-2 in total variation)"}
+    info = {"logits_key": key, "logits_dtype": dtype, "rounding": rounding, "padding": padding,
+            "log_probs": "raw logits (output_logits) / temperature" if key == "logits" else
+            "processed scores (output_scores: after generate's logits processors)",
+            "eos_token_id": eos or None}
+    return prompts, tokens, rows, info
 
 
 def _batched(a: np.ndarray, name: str, ndim: int) -> np.ndarray:
@@ -159,17 +285,17 @@ def import_arrays(target_logits, draft_logits, tokens, out, *, prompts=None, tem
     """
     from .format import write_log
 
-    def arr(x, name):
+    def arr(x, name, integer=False):
         if isinstance(x, (str, Path)):
             d = load_tensor_file(x)
             if len(d) != 1:
                 raise ValueError(f"{name} file {x} holds {len(d)} arrays ({sorted(d)}); give a file with one")
             x = next(iter(d.values()))
-        return _to_numpy(x)
+        return _real_array(x, name, integer)
 
     t = _batched(arr(target_logits, "target logits"), "target logits", 3)
     d = _batched(arr(draft_logits, "draft logits"), "draft logits", 3)
-    y = _batched(arr(tokens, "tokens").astype(np.int64), "tokens", 2)
+    y = _batched(arr(tokens, "tokens", integer=True).astype(np.int64), "tokens", 2)
     if t.shape != d.shape or t.shape[:2] != y.shape:
         raise ValueError(f"shapes do not fit: target {t.shape}, draft {d.shape}, tokens {y.shape}")
     prompts = [[] for _ in range(y.shape[0])] if prompts is None else [list(map(int, p)) for p in prompts]
@@ -380,6 +506,12 @@ def import_topn_records(target_records, out, *, draft_records=None, vocab_size=N
             "logprobs_note": "the intervals are for the distributions these records give: 'raw' log-probs (vLLM's "
                              "default) are before temperature/top-k/top-p and describe the sampling only when the "
                              "server sampled at temperature 1 without truncation"}
+    notes = [f"log-probs as the tools returned them (target: {', '.join(meta['logprobs']['target'])}; draft: "
+             f"{', '.join(meta['logprobs']['draft'])}); " + meta["logprobs_note"]]
+    if keys.mode.startswith("strings (unverified"):
+        notes.append("token keys are strings, assumed to name distinct ids (U+FFFD and repeated strings were checked; "
+                     "pass --token-strings, or return token ids, to make the intervals guaranteed)")
+    meta["notes"] = notes
     meta.update(metadata or {})
     return write_truncated_log(out, prompts=prompts or [[] for _ in tokens], tokens=tokens, target_heads=th,
                                draft_heads=dh, metadata=meta, vocab_size=vocab_size)

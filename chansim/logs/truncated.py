@@ -573,7 +573,8 @@ def truncated_report(log, k: Sequence[int] = (1, 2, 4, 8), methods: Sequence[str
     return {"log": str(log.path), "sequences": log.n_sequences, "positions": log.n_positions,
             "top_n": {s: int(log.heads[s][0].shape[1]) for s in ("target", "draft")},
             "sd_acceptance": {"low": float(b_lo.mean()), "high": float(b_hi.mean())},
-            "tail_mass": tails, "predictions": rows, "skipped": skipped}
+            "tail_mass": tails, "predictions": rows, "skipped": skipped,
+            "notes": list(log.metadata.get("notes", []))}
 
 
 def format_truncated_report(rep: dict) -> str:
@@ -594,6 +595,7 @@ def format_truncated_report(rep: dict) -> str:
             shown.add((r["method"], tree))
             lines.append(f"  {r['method']:<10}{tree:<10}      n/a: {r['reason']}")
     lines.append("  (proofs: docs/log-format.md)")
+    lines += [f"  note: {n}" for n in rep.get("notes", [])]
     return "\n".join(lines)
 
 
