@@ -125,9 +125,7 @@ def _positions_from_dicts(where: Where, dicts, token_ids, field: str) -> list:
     for t, d in enumerate(dicts):
         w = where.at(t)
         tok = None if token_ids is None else w.token_id(token_ids[t], f"{field} token_ids[{t}]")
-        if d is None:
-            if tok is None:
-                raise w.error(f"{field}[{t}]", "is null and no token_ids say which token sits there")
+        if d is None:                                    # unscored (the first prompt token): a placeholder
             out.append(Position(tok, None))
             continue
         listed, ranks = _logprob_dict(w, d, f"{field}[{t}]")

@@ -1,0 +1,452 @@
+"""Every record shape the tools really write, built from a full log, through ``llm import`` and the intervals.
+
+The builders below follow each tool's own serialisation (the source functions named in
+each docstring) and cut the records from a full log (:func:`chansim.logs.write_log`), so
+the full distributions are the independent reference: for top-n = 1, 5, 20 every
+interval must contain the full-log value and every floor must bound every unlisted token.
+Broken variants (the floor taken as the smallest listed value; token strings merged) must
+be caught.
+"""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from chansim.cli import main
+from chansim.logs import importers
+from chansim.logs.format import read_log, write_log
+from chansim.logs.predict import predict_from_log
+from chansim.logs.truncated import acceptance_bounds, predict_interval, read_truncated_log
+
+V, PROMPT = 40, [1, 2]
+
+
+def _lsm(z):
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """A synthetic full log (3 sequences x 6 positions, V = 40) and its rows as float64 log-probs."""
+    rng = np.random.default_rng(21)
+    tl, dl, toks = [], [], []
+    for _ in range(3):
+        zt = rng.normal(size=(6, V)) * 2.0
+        t, d = _lsm(zt), _lsm(zt + rng.normal(size=zt.shape) * 1.2)
+        toks.append(np.array([rng.choice(V, p=np.exp(r) / np.exp(r).sum()) for r in t]))
+        tl.append(t)
+        dl.append(d)
+    path = write_log(tmp_path_factory.mktemp("full") / "full.npz", prompts=[PROMPT] * 3, tokens=toks,
+                     target_log_probs=tl, draft_log_probs=dl, metadata={"temperature": 1.0})
+    run = read_log(path)
+    seqs = [(np.log(p), np.log(q), y) for p, q, y in run.sequences()]      # the reader's float64 rows
+    return run, seqs
+
+
+def _name(i):
+    return f"tok{i}"
+
+
+def _top(lp, n):
+    return [int(i) for i in np.argsort(-lp, kind="stable")[:n]]
+
+
+def _vllm_dict(lp, y, n):
+    """vLLM v1 ``_make_logprob_dict`` over ``gather_logprobs``' ids: the sampled id first, then the top-n by rank."""
+    d = {int(y): float(lp[y])}
+    for i in _top(lp, n):
+        d.setdefault(i, float(lp[i]))
+    return list(d.items())
+
+
+def _rank(lp, i):
+    return int((lp > lp[i]).sum()) + 1
+
+
+# ----------------------------------------------------------------------------- target shapes (one response each)
+def vllm_chat(rows, n, ids=True):
+    """vLLM ``serving_chat._create_chat_logprobs``: the first n items of the dict (``token_id:N`` with
+    ``--return-tokens-as-token-ids``, else the decoded string)."""
+    key = (lambda i: f"token_id:{i}") if ids else _name
+    content = [{"token": key(y), "logprob": float(lp[y]), "bytes": None,
+                "top_logprobs": [{"token": key(k), "logprob": v, "bytes": None} for k, v in _vllm_dict(lp, y, n)[:n]]}
+               for lp, y in rows]
+    return {"id": "c", "object": "chat.completion", "choices": [{"index": 0, "logprobs": {"content": content}}]}
+
+
+def vllm_completions(rows, n, ids=True):
+    """vLLM ``serving_completion._create_completion_logprobs``: all n+1 items of the dict, as ``{token: logprob}``."""
+    key = (lambda i: f"token_id:{i}") if ids else _name
+    return {"choices": [{"index": 0, "logprobs": {
+        "tokens": [key(y) for _, y in rows], "token_logprobs": [float(lp[y]) for lp, y in rows],
+        "top_logprobs": [{key(k): v for k, v in _vllm_dict(lp, y, n)} for lp, y in rows],
+        "text_offset": list(range(len(rows)))}}]}
+
+
+def _logprob_obj(lp, y, n):
+    return {str(k): {"logprob": v, "rank": _rank(lp, k), "decoded_token": _name(k)} for k, v in _vllm_dict(lp, y, n)}
+
+
+def vllm_request_output(rows, n):
+    """An offline ``RequestOutput`` as JSON: ``outputs[0].logprobs`` = dicts id -> ``Logprob(logprob, rank, decoded_token)``."""
+    return {"request_id": "0", "prompt_token_ids": PROMPT, "prompt_logprobs": None,
+            "outputs": [{"index": 0, "text": "", "token_ids": [int(y) for _, y in rows],
+                         "logprobs": [_logprob_obj(lp, y, n) for lp, y in rows], "finish_reason": "length"}]}
+
+
+def llamacpp_completion(rows, n, post=False, oai=False):
+    """llama.cpp ``completion_token_output::to_json`` / ``probs_vector_to_json``: the produced token and the top
+    ``n_probs`` (``logprob``/``top_logprobs``; ``prob``/``top_probs`` with ``post_sampling_probs``)."""
+    val, top = ("prob", "top_probs") if post else ("logprob", "top_logprobs")
+
+    def v(x):
+        return float(np.exp(x)) if post else float(x)
+
+    ents = [{"id": int(y), "token": _name(y), "bytes": [], val: v(lp[y]),
+             top: [{"id": k, "token": _name(k), "bytes": [], val: v(lp[k])} for k in _top(lp, n)]} for lp, y in rows]
+    if oai:                                            # the OpenAI-compatible endpoint wraps the same entries
+        return {"choices": [{"index": 0, "logprobs": {"content": ents}}]}
+    return {"content": "", "completion_probabilities": ents}
+
+
+def llamacpp_old(rows, n):
+    """llama.cpp before per-token ``logprob``: ``{content, probs: [{tok_str, prob}]}`` (strings, top-n only)."""
+    return {"content": "", "completion_probabilities": [
+        {"content": _name(y), "probs": [{"tok_str": _name(k), "prob": float(np.exp(lp[k]))} for k in _top(lp, n)]}
+        for lp, y in rows]}
+
+
+def tgi(rows, n):
+    """TGI ``Details``: ``tokens`` [{id, text, logprob, special}] and ``top_tokens`` (``batch_top_tokens``)."""
+    tok = [{"id": int(y), "text": _name(y), "logprob": float(lp[y]), "special": False} for lp, y in rows]
+    top = [[{"id": k, "text": _name(k), "logprob": float(lp[k]), "special": False} for k in _top(lp, n)]
+           for lp, _ in rows]
+    return {"generated_text": "", "details": {"finish_reason": "length", "generated_tokens": len(rows), "seed": 0,
+                                              "prefill": [], "tokens": tok, "top_tokens": top}}
+
+
+def sglang(rows, n):
+    """SGLang ``meta_info``: ``output_token_logprobs`` [[logprob, id, text]], ``output_top_logprobs``."""
+    return {"text": "", "meta_info": {
+        "output_token_logprobs": [[float(lp[y]), int(y), None] for lp, y in rows],
+        "output_top_logprobs": [[[float(lp[k]), k, None] for k in _top(lp, n)] for lp, _ in rows]}}
+
+
+# ----------------------------------------------------------------------------- draft shapes scoring given text
+def _prompt_rows(rows, rng):
+    """The draft's rows over prompt + continuation: invented rows for the prompt (skipped by the importer)."""
+    pre = [(_lsm(rng.normal(size=V)), PROMPT[1])]
+    return pre + list(rows)
+
+
+def vllm_prompt_logprobs(rows, n, rng):
+    """vLLM completions with ``prompt_logprobs`` (``clamp_prompt_logprobs``): ``[null, {id: {logprob, rank, ...}}]``."""
+    rr = _prompt_rows(rows, rng)
+    return {"choices": [{"index": 0, "text": "x", "logprobs": None,
+                         "prompt_logprobs": [None] + [_logprob_obj(lp, y, n) for lp, y in rr]}]}
+
+
+def vllm_echo(rows, n, rng):
+    """Legacy completions with ``echo: true, max_tokens: 1``: prompt tokens (the first ``null``), then one generated."""
+    rr = _prompt_rows(rows, rng)
+    extra = (_lsm(rng.normal(size=V)), 3)
+    body = vllm_completions(rr + [extra], n)["choices"][0]["logprobs"]
+    body["tokens"].insert(0, f"token_id:{PROMPT[0]}")
+    body["token_logprobs"].insert(0, None)
+    body["top_logprobs"].insert(0, None)
+    return {"choices": [{"index": 0, "logprobs": body}], "usage": {"prompt_tokens": len(PROMPT) + len(rows)}}
+
+
+def vllm_request_output_prompt(rows, n, rng):
+    rr = _prompt_rows(rows, rng)
+    return {"prompt_token_ids": PROMPT + [int(y) for _, y in rows],
+            "prompt_logprobs": [None] + [_logprob_obj(lp, y, n) for lp, y in rr],
+            "outputs": [{"index": 0, "token_ids": [5], "logprobs": [{"5": {"logprob": -1.0, "rank": 1}}]}]}
+
+
+def tgi_prefill(rows, n, rng):
+    """TGI with ``decoder_input_details``: ``prefill`` [{id, text, logprob}] (no alternatives), the first null."""
+    rr = _prompt_rows(rows, rng)
+    pre = [{"id": PROMPT[0], "text": "a", "logprob": None}] + [
+        {"id": int(y), "text": _name(y), "logprob": float(lp[y])} for lp, y in rr]
+    return {"generated_text": "", "details": {"prefill": pre, "tokens": [{"id": 3, "text": "", "logprob": -0.1}]}}
+
+
+def sglang_input(rows, n, rng):
+    rr = _prompt_rows(rows, rng)
+    return {"text": "", "meta_info": {
+        "input_token_logprobs": [[None, PROMPT[0], None]] + [[float(lp[y]), int(y), None] for lp, y in rr],
+        "input_top_logprobs": [None] + [[[float(lp[k]), k, None] for k in _top(lp, n)] for lp, _ in rr],
+        "output_token_logprobs": [[-0.5, 3, None]], "output_top_logprobs": [[[-0.5, 3, None]]]}}
+
+
+def llamacpp_per_prefix(rows, n, rng):
+    """One ``/completion`` per prefix (``n_predict: 1, n_probs: n``): the draft's own sample and its top-n."""
+    out = []
+    for lp, _ in rows:
+        z = int(rng.choice(V, p=np.exp(lp) / np.exp(lp).sum()))
+        out.append(llamacpp_completion([(lp, z)], n))
+    return out
+
+
+def vllm_echo_target(rows, n):
+    """Legacy completions with ``echo: true`` for the target: prompt first (``usage.prompt_tokens``), then the sample."""
+    body = vllm_completions(rows, n)["choices"][0]["logprobs"]
+    body["tokens"][:0] = [f"token_id:{PROMPT[0]}", f"token_id:{PROMPT[1]}"]
+    body["token_logprobs"][:0] = [None, -1.5]
+    body["top_logprobs"][:0] = [None, {f"token_id:{PROMPT[1]}": -1.5}]
+    return {"choices": [{"index": 0, "logprobs": body}], "usage": {"prompt_tokens": len(PROMPT)}}
+
+
+def vllm_chat_top0(rows, n):
+    """vLLM chat with ``logprobs: true, top_logprobs: 0``: every ``top_logprobs`` list is empty (no floor)."""
+    doc = vllm_chat(rows, n)
+    for e in doc["choices"][0]["logprobs"]["content"]:
+        e["top_logprobs"] = []
+    return doc
+
+
+TARGETS = {
+    "vllm-chat-ids": vllm_chat, "vllm-chat-strings": lambda r, n: vllm_chat(r, n, ids=False),
+    "vllm-completions-ids": vllm_completions,
+    "vllm-completions-strings": lambda r, n: vllm_completions(r, n, ids=False),
+    "vllm-request-output": vllm_request_output, "llamacpp": llamacpp_completion,
+    "llamacpp-post-sampling": lambda r, n: llamacpp_completion(r, n, post=True),
+    "llamacpp-oai-chat": lambda r, n: llamacpp_completion(r, n, oai=True), "llamacpp-old": llamacpp_old,
+    "tgi": tgi, "sglang": sglang, "vllm-echo-target": vllm_echo_target, "vllm-chat-top0": vllm_chat_top0,
+    "llamacpp-oai-post-sampling": lambda r, n: llamacpp_completion(r, n, post=True, oai=True),
+}
+DRAFTS = {
+    "same-shape": None, "vllm-prompt-logprobs": vllm_prompt_logprobs, "vllm-echo": vllm_echo,
+    "vllm-request-output-prompt": vllm_request_output_prompt, "tgi-prefill": tgi_prefill,
+    "sglang-input": sglang_input, "llamacpp-per-prefix": llamacpp_per_prefix,
+}
+_STRINGS = {"vllm-chat-strings", "vllm-completions-strings", "llamacpp-old"}
+#: (target shape, draft shape): every target shape with its own shape as the draft's, and every draft route
+CASES = [(t, "same-shape") for t in TARGETS] + [
+    ("vllm-chat-ids", "vllm-prompt-logprobs"), ("vllm-completions-ids", "vllm-echo"),
+    ("vllm-request-output", "vllm-request-output-prompt"), ("tgi", "tgi-prefill"), ("sglang", "sglang-input"),
+    ("llamacpp", "llamacpp-per-prefix"), ("vllm-chat-ids", "sglang-input"), ("llamacpp-oai-chat", "tgi-prefill"),
+    ("vllm-chat-ids", "vllm-echo"), ("vllm-n2", "vllm-prompt-logprobs"),
+]
+
+
+def _write(path, docs):
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    return path
+
+
+def _corpus(tmp_path, seqs, tshape, dshape, n, seed=0):
+    rng = np.random.default_rng(seed)
+    tdocs, ddocs = [], []
+    if tshape == "vllm-n2":                              # n = 2 choices in the first response, listed out of order
+        a, b, c = (vllm_chat(list(zip(tl, y)), n) for tl, _, y in seqs)
+        tdocs = [{"choices": [dict(b["choices"][0], index=1), a["choices"][0]]}, c]
+        ddocs = [DRAFTS[dshape](list(zip(dl, y)), n, rng) for _, dl, y in seqs]
+        return _write(tmp_path / "t.jsonl", tdocs), _write(tmp_path / "d.jsonl", ddocs)
+    for tl, dl, y in seqs:
+        tdocs.append(TARGETS[tshape](list(zip(tl, y)), n))
+        drows = list(zip(dl, y))
+        if DRAFTS[dshape] is None:
+            ddocs.append(TARGETS[tshape](drows, n))
+        elif dshape == "llamacpp-per-prefix":
+            ddocs += DRAFTS[dshape](drows, n, rng)
+        else:
+            ddocs.append(DRAFTS[dshape](drows, n, rng))
+    return _write(tmp_path / "t.jsonl", tdocs), _write(tmp_path / "d.jsonl", ddocs)
+
+
+def _check_truncated(trunc, run, seqs):
+    """Every floor is a true bound and the heads hold the true values (ids and numbered strings both)."""
+    rows = [(tl, dl) for tl, dl, _ in seqs]
+    tl_all = np.concatenate([r[0] for r in rows])
+    dl_all = np.concatenate([r[1] for r in rows])
+    strings = trunc.metadata["token_keys"] != "ids"
+    for side, lp_all in (("target", tl_all), ("draft", dl_all)):
+        ids, probs, floor = trunc.heads[side]
+        for r in range(ids.shape[0]):
+            p = np.exp(lp_all[r])
+            known = ids[r][ids[r] >= 0]
+            if not strings:
+                assert np.allclose(probs[r][ids[r] >= 0], p[known], rtol=1e-6, atol=1e-12)
+                outside = np.setdiff1d(np.arange(V), known)
+            else:                                       # numbered strings: compare as a multiset of values
+                outside_mass = 1 - probs[r].sum()
+                assert outside_mass >= -1e-6
+                outside = np.argsort(-p)[len(known):]
+            assert (p[outside] <= floor[r] * (1 + 1e-6) + 1e-12).all(), (side, r)
+
+
+@pytest.mark.parametrize("n", [1, 5, 20])
+@pytest.mark.parametrize("tshape,dshape", CASES)
+def test_every_shape_interval_contains_full_value(tmp_path, full, tshape, dshape, n, capsys):
+    run, seqs = full
+    t, d = _corpus(tmp_path, seqs, tshape, dshape, n)
+    out = tmp_path / "top.npz"
+    args = ["llm", "import", "--target-records", str(t), "--draft-records", str(d), "--out", str(out)]
+    if tshape not in _STRINGS:
+        args += ["--vocab-size", str(V)]
+    rc = main(args)
+    err = capsys.readouterr().err
+    if tshape == "llamacpp-old" and rc != 0:              # the produced token outside probs: a clear refusal
+        assert rc == 2 and "no probability for the produced token" in err and "Traceback" not in err
+        return
+    assert rc == 0, err
+    trunc = read_truncated_log(out)
+    _check_truncated(trunc, run, seqs)
+    lo, hi = acceptance_bounds(trunc)
+    beta = run.pair_statistics()["sd_acceptance"]
+    assert np.all(lo <= beta + 1e-6) and np.all(beta <= hi + 1e-6)
+    for method, spec in (("sd", "chain:2"), ("specinfer", "batch:2"), ("specinfer", "batch:3")):
+        iv = predict_interval(trunc, method, spec)
+        truth = predict_from_log(run, method, spec)["mean"]
+        assert iv["low"] - 1e-6 <= truth <= iv["high"] + 1e-6, (method, spec, iv, truth)
+    assert main(["bound", "--log", str(out), "--k", "1,2", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert all(math.isfinite(r["low"]) and r["low"] <= r["high"] for r in rep["predictions"])
+
+
+def test_corpus_size():
+    """>= 20 distinct shapes (target shapes, the n = 2 layout, and the draft routes), >= 20 pairings."""
+    assert len(TARGETS) + 1 + len(DRAFTS) - 1 >= 20 and len(CASES) >= 20
+
+
+# ----------------------------------------------------------------------------- broken variants
+def _broken_head(pos, where, side="target"):
+    """Broken: the floor is the smallest listed value, the produced token's included (the old rule)."""
+    vals = [lp for _, lp in pos.listed] or [0.0]
+    listed = dict(pos.listed)
+    if pos.logprob is not None:
+        listed[pos.token] = pos.logprob
+    return list(listed), list(listed.values()), math.exp(min(vals))
+
+
+def test_broken_floor_is_caught(tmp_path, full, monkeypatch):
+    """With vLLM's produced-first order, floor = smallest listed is false somewhere; the check above catches it."""
+    run, seqs = full
+    t, d = _corpus(tmp_path, seqs, "vllm-chat-ids", "same-shape", 5)
+    import chansim.logs.truncated as tr
+
+    monkeypatch.setattr(tr, "record_head", _broken_head)
+    importers.import_topn_records(t, tmp_path / "b.npz", draft_records=d, vocab_size=V)
+    with pytest.raises(AssertionError):
+        _check_truncated(read_truncated_log(tmp_path / "b.npz"), run, seqs)
+
+
+# ----------------------------------------------------------------------------- the two quoted vLLM cases
+def _quoted_list_order(tmp_path):
+    """The 8-token case: vLLM chat, n = 2, produced token 2 (outside both top-2); true Σmin = 0.49."""
+    p = np.array([0.6, 0.3, 0.05, 0.01, 0.01, 0.01, 0.01, 0.01])
+    q = np.array([0.4, 0.02, 0.02, 0.5, 0.015, 0.015, 0.015, 0.015])
+    rows = 4
+
+    def rec(r):
+        content = [{"token": "token_id:2", "logprob": float(np.log(r[2])), "bytes": None,
+                    "top_logprobs": [{"token": f"token_id:{k}", "logprob": v, "bytes": None}
+                                     for k, v in _vllm_dict(np.log(r), 2, 2)[:2]]} for _ in range(rows)]
+        return {"id": "x", "object": "chat.completion", "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "."},
+                             "logprobs": {"content": content}}]}
+
+    return _write(tmp_path / "t.jsonl", [rec(p)]), _write(tmp_path / "d.jsonl", [rec(q)]), p, q
+
+
+def test_quoted_vllm_list_order_case(tmp_path):
+    from chansim.predict import expected_calls, specinfer_path_acceptance
+
+    t, d, p, q = _quoted_list_order(tmp_path)
+    importers.import_topn_records(t, tmp_path / "o.npz", draft_records=d, vocab_size=8)
+    log = read_truncated_log(tmp_path / "o.npz")
+    lo, hi = acceptance_bounds(log)
+    assert np.all(lo <= 0.49) and np.all(0.49 <= hi)
+    iv = predict_interval(log, "specinfer", "batch:2")
+    c = specinfer_path_acceptance(np.tile(p, (4, 1)), np.tile(q, (4, 1)), np.full(4, 2), 2)
+    truth = 4 / expected_calls(c[None])[0]
+    assert truth == pytest.approx(1.483, abs=1e-3) and iv["low"] <= truth <= iv["high"]
+    # the broken floor (smallest listed, the produced token's) claims an interval without the truth
+    import chansim.logs.truncated as tr
+
+    keep = tr.record_head
+    try:
+        tr.record_head = _broken_head
+        importers.import_topn_records(t, tmp_path / "b.npz", draft_records=d, vocab_size=8)
+    finally:
+        tr.record_head = keep
+    blo, bhi = acceptance_bounds(read_truncated_log(tmp_path / "b.npz"))
+    bad = predict_interval(read_truncated_log(tmp_path / "b.npz"), "specinfer", "batch:2")
+    assert bhi.max() < 0.49 and not bad["low"] <= truth <= bad["high"]
+
+
+def _quoted_strings(tmp_path):
+    """Ids 0 and 1 both decode to U+FFFD; true Σmin = 0.5005."""
+    names = ["\ufffd", "\ufffd", " the", " a", " an", "x"]
+    p = np.array([0.3, 1e-4, 0.5, 0.1997, 1e-4, 1e-4])
+    q = np.array([1e-4, 0.3, 0.5, 1e-4, 0.1997, 1e-4])
+
+    def rec(r):
+        content = [{"token": names[2], "logprob": float(np.log(r[2])),
+                    "top_logprobs": [{"token": names[k], "logprob": v} for k, v in _vllm_dict(np.log(r), 2, 3)[:3]]}
+                   for _ in range(3)]
+        return {"choices": [{"logprobs": {"content": content}}]}
+
+    return _write(tmp_path / "t2.jsonl", [rec(p)]), _write(tmp_path / "d2.jsonl", [rec(q)]), names
+
+
+def test_quoted_string_keys_case_refused(tmp_path, capsys):
+    t, d, names = _quoted_strings(tmp_path)
+    assert main(["llm", "import", "--target-records", str(t), "--draft-records", str(d),
+                 "--out", str(tmp_path / "o.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "return token ids" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "names.json").write_text(json.dumps(names))
+    assert main(["llm", "import", "--target-records", str(t), "--draft-records", str(d), "--token-strings",
+                 str(tmp_path / "names.json"), "--out", str(tmp_path / "o.npz")]) == 2
+    assert "decoding of 2 token ids" in capsys.readouterr().err
+    # broken variant: strings merged -> a "guaranteed" interval without the truth 0.5005
+    monkey = importers._Keys.__call__
+
+    def merged(self, key, where, field="token"):
+        if key not in self.table:
+            self.table[key] = len(self.table)
+        return self.table[key]
+
+    importers._Keys.__call__ = merged
+    try:
+        importers.import_topn_records(t, tmp_path / "m.npz", draft_records=d)
+    finally:
+        importers._Keys.__call__ = monkey
+    lo, hi = acceptance_bounds(read_truncated_log(tmp_path / "m.npz"))
+    assert not (lo.min() <= 0.5005 <= hi.max())
+
+
+def test_string_keys_with_vocabulary_give_true_intervals(tmp_path, full):
+    """With --token-strings, string records map to the real ids and the intervals hold."""
+    run, seqs = full
+    t, d = _corpus(tmp_path, seqs, "vllm-chat-strings", "same-shape", 5)
+    importers.import_topn_records(t, tmp_path / "o.npz", draft_records=d, token_strings=[_name(i) for i in range(V)])
+    log = read_truncated_log(tmp_path / "o.npz")
+    assert log.metadata["token_keys"].startswith("strings (checked")
+    assert np.concatenate(log.tokens).tolist() == np.concatenate(run.tokens).tolist()
+    _check_truncated(log, run, seqs)
+
+
+def test_draft_skip_flag(tmp_path, full):
+    run, seqs = full
+    t, d = _corpus(tmp_path, seqs, "vllm-chat-ids", "vllm-prompt-logprobs", 5)
+    importers.import_topn_records(t, tmp_path / "a.npz", draft_records=d, vocab_size=V, draft_skip=2)
+    with pytest.raises(ValueError, match="--draft-skip 1"):
+        importers.import_topn_records(t, tmp_path / "b.npz", draft_records=d, vocab_size=V, draft_skip=1)
+
+
+def test_n_choices_are_one_sequence_each(tmp_path, full):
+    """``n = 2`` choices in one response: two sequences (by index), the draft scoring each."""
+    run, seqs = full
+    a, b = vllm_chat(list(zip(seqs[0][0], seqs[0][2])), 3), vllm_chat(list(zip(seqs[1][0], seqs[1][2])), 3)
+    two = {"choices": [dict(b["choices"][0], index=1), a["choices"][0]]}
+    t = _write(tmp_path / "t.jsonl", [two])
+    d = _write(tmp_path / "d.jsonl", [vllm_chat(list(zip(seqs[i][1], seqs[i][2])), 3) for i in (0, 1)])
+    importers.import_topn_records(t, tmp_path / "o.npz", draft_records=d, vocab_size=V)
+    log = read_truncated_log(tmp_path / "o.npz")
+    assert [s.tolist() for s in log.tokens] == [seqs[0][2].tolist(), seqs[1][2].tolist()]
