@@ -287,3 +287,96 @@ def test_docs_examples_import(tmp_path, capsys, stem, ext):
     rep = json.loads(capsys.readouterr().out)
     assert rep["sd_acceptance"]["low"] <= rep["sd_acceptance"]["high"]
     assert all(1 <= r["low"] <= r["high"] <= 3 for r in rep["predictions"])
+
+
+# ---------------------------------------------------------------- transformers generate files (no model)
+def _gen_file(tmp_path, seqs, logits, name="gen.pt", **extra):
+    import torch
+
+    d = {"sequences": torch.tensor(seqs), "logits": tuple(torch.tensor(z) for z in logits)}
+    d.update({k: torch.tensor(v) for k, v in extra.items()})
+    torch.save(d, tmp_path / name)
+    return tmp_path / name
+
+
+def _left_padded(rng, pad=0):
+    """Two prompts of lengths 2 and 4, left-padded to 4 with ``pad``; 3 new tokens each; V = 6."""
+    seqs = [[pad, pad, 3, 4, 5, 2, 1], [3, 4, 5, 1, 2, 2, 3]]
+    logits = [rng.normal(size=(2, 6)) for _ in range(3)]
+    return seqs, logits
+
+
+def test_generate_padding_without_mask_refused_or_stripped(tmp_path):
+    from chansim.logs.importers import load_generate_output
+
+    seqs, logits = _left_padded(np.random.default_rng(0))
+    f = _gen_file(tmp_path, seqs, logits)
+    with pytest.raises(ValueError, match=r"row 0: the prompt starts with 2 pad token\(s\) \(id 0\)"):
+        load_generate_output(f, pad_token_id=0)
+    prompts, tokens, rows, info = load_generate_output(f, pad_token_id=0, strip_pads=True)
+    assert prompts == [[3, 4], [3, 4, 5, 1]] and "stripped" in info["padding"]
+    # the old behaviour (no pad id known): the pads are scored as prompt -- what the refusal prevents
+    assert load_generate_output(f)[0][0] == [0, 0, 3, 4]
+
+
+@pytest.mark.parametrize("width", ["prompt", "full"])
+def test_generate_mask_drops_left_and_right_padding(tmp_path, width):
+    from chansim.logs.importers import load_generate_output
+
+    seqs, logits = _left_padded(np.random.default_rng(1))
+    seqs[1] = [3, 4, 0, 0, 2, 2, 3]                                  # right-padded prompt (mask zeros at its end)
+    mask = [[0, 0, 1, 1], [1, 1, 0, 0]]
+    if width == "full":
+        mask = [m + [1, 1, 1] for m in mask]
+    f = _gen_file(tmp_path, seqs, logits, attention_mask=mask)
+    prompts, tokens, _, info = load_generate_output(f, pad_token_id=0)
+    assert prompts == [[3, 4], [3, 4]] and info["padding"].startswith("dropped")
+    f2 = _gen_file(tmp_path, seqs, logits, name="bad.pt", attention_mask=[[1, 1, 1], [1, 1, 1]])
+    with pytest.raises(ValueError, match="attention_mask"):
+        load_generate_output(f2)
+
+
+def test_generate_eos_cut_and_scores(tmp_path):
+    from chansim.logs.importers import load_generate_output
+
+    seqs, logits = _left_padded(np.random.default_rng(2))
+    f = _gen_file(tmp_path, seqs, logits, attention_mask=[[0, 0, 1, 1], [1, 1, 1, 1]])
+    _, tokens, rows, _ = load_generate_output(f, eos_token_id=[2, 9])
+    assert [t.tolist() for t in tokens] == [[5, 2], [2]] and rows[0].shape == (2, 6)
+    import torch
+
+    torch.save({"sequences": torch.tensor(seqs), "scores": tuple(torch.tensor(z) for z in logits)}, tmp_path / "s.pt")
+    with pytest.raises(ValueError, match="temperature twice"):
+        load_generate_output(tmp_path / "s.pt", temperature=0.7)
+    assert "processed" in load_generate_output(tmp_path / "s.pt")[3]["log_probs"]
+
+
+def test_generate_bf16_rounding_bound_holds(tmp_path):
+    """bf16 logits: the stated log-prob error bound 2u·max|z|/T holds against the float32 logits (reference)."""
+    import torch
+
+    from chansim.logs.importers import load_generate_output, log_softmax
+
+    rng = np.random.default_rng(3)
+    z32 = [rng.normal(size=(2, 50)).astype(np.float32) * 8 for _ in range(3)]
+    seqs = [[1, 2, 3, 4, 5], [5, 4, 3, 2, 1]]
+    torch.save({"sequences": torch.tensor(seqs), "logits": tuple(torch.tensor(z).to(torch.bfloat16) for z in z32)},
+               tmp_path / "b.pt")
+    _, _, rows, info = load_generate_output(tmp_path / "b.pt", temperature=0.8)
+    bound = info["rounding"]["log_prob_error_bound"]
+    assert info["logits_dtype"] == "bfloat16" and "bfloat16" in info["rounding"]["note"]
+    err = max(np.abs(rows[b] - log_softmax(np.stack([z[b] for z in z32]), 0.8)).max() for b in range(2))
+    assert 0 < err <= bound
+    # a broken bound (float16's unit roundoff for bf16 data) would not hold
+    assert err > bound * 2.0 ** -3
+
+
+def test_generate_config_ids():
+    from types import SimpleNamespace
+
+    from chansim.llm.import_generate import _config_ids
+
+    model = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=[2, 7], pad_token_id=None),
+                            config=SimpleNamespace(eos_token_id=2, pad_token_id=0))
+    pair = SimpleNamespace(target=SimpleNamespace(model=model), tokenizer=SimpleNamespace(eos_token_id=2, pad_token_id=9))
+    assert _config_ids(pair) == ([2, 7], 0, "SimpleNamespace")

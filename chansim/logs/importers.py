@@ -57,7 +57,7 @@ def _to_numpy(x):
 
 
 def _dtype_name(x) -> str:
-    return str(getattr(x, "dtype", np.asarray(x).dtype)).replace("torch.", "")
+    return str(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype).replace("torch.", "")
 
 
 def _real_array(x, what: str, integer: bool = False) -> np.ndarray:
