@@ -286,7 +286,10 @@ def test_every_shape_interval_contains_full_value(tmp_path, full, tshape, dshape
     t, d = _corpus(tmp_path, seqs, tshape, dshape, n)
     out = tmp_path / "top.npz"
     args = ["llm", "import", "--target-records", str(t), "--draft-records", str(d), "--out", str(out)]
-    if tshape not in _STRINGS:
+    if tshape in _STRINGS:                               # strings: checked against the vocabulary's strings
+        (tmp_path / "names.json").write_text(json.dumps([_name(i) for i in range(V)]))
+        args += ["--token-strings", str(tmp_path / "names.json")]
+    else:
         args += ["--vocab-size", str(V)]
     rc = main(args)
     err = capsys.readouterr().err
@@ -404,6 +407,9 @@ def test_quoted_string_keys_case_refused(tmp_path, capsys):
     assert main(["llm", "import", "--target-records", str(t), "--draft-records", str(d), "--token-strings",
                  str(tmp_path / "names.json"), "--out", str(tmp_path / "o.npz")]) == 2
     assert "decoding of 2 token ids" in capsys.readouterr().err
+    assert main(["llm", "import", "--target-records", str(t), "--draft-records", str(d), "--assume-distinct-strings",
+                 "--out", str(tmp_path / "o.npz")]) == 2
+    assert "U+FFFD" in capsys.readouterr().err
     # broken variant: strings merged -> a "guaranteed" interval without the truth 0.5005
     monkey = importers._Keys.__call__
 
@@ -414,7 +420,7 @@ def test_quoted_string_keys_case_refused(tmp_path, capsys):
 
     importers._Keys.__call__ = merged
     try:
-        importers.import_topn_records(t, tmp_path / "m.npz", draft_records=d)
+        importers.import_topn_records(t, tmp_path / "m.npz", draft_records=d, assume_distinct_strings=True)
     finally:
         importers._Keys.__call__ = monkey
     lo, hi = acceptance_bounds(read_truncated_log(tmp_path / "m.npz"))
@@ -430,6 +436,19 @@ def test_string_keys_with_vocabulary_give_true_intervals(tmp_path, full):
     assert log.metadata["token_keys"].startswith("strings (checked")
     assert np.concatenate(log.tokens).tolist() == np.concatenate(run.tokens).tolist()
     _check_truncated(log, run, seqs)
+
+
+def test_string_keys_refused_unless_checked_or_assumed(tmp_path, full, capsys):
+    run, seqs = full
+    t, d = _corpus(tmp_path, seqs, "vllm-completions-strings", "same-shape", 5)
+    base = ["llm", "import", "--target-records", str(t), "--draft-records", str(d), "--out", str(tmp_path / "o.npz")]
+    assert main(base) == 2
+    assert "--assume-distinct-strings" in capsys.readouterr().err
+    assert main(base + ["--assume-distinct-strings"]) == 0
+    assert "assumed to name distinct ids" in capsys.readouterr().out
+    _check_truncated(read_truncated_log(tmp_path / "o.npz"), run, seqs)
+    assert main(["bound", "--log", str(tmp_path / "o.npz"), "--k", "1"]) == 0
+    assert "hold only under that assumption" in capsys.readouterr().out
 
 
 def test_draft_skip_flag(tmp_path, full):

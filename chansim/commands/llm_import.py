@@ -28,6 +28,9 @@ def register(subparsers) -> None:
     parser.add_argument("--token-strings", metavar="FILE", default=None,
                         help="with string-keyed records: JSON list of the decoded string of every token id (as the "
                              "tool writes them); strings are then mapped to ids and refused when ambiguous")
+    parser.add_argument("--assume-distinct-strings", action="store_true",
+                        help="with string-keyed records and no --token-strings: accept the strings as distinct ids "
+                             "(recorded; U+FFFD and repeated strings are still refused)")
     parser.add_argument("--strip-pads", action="store_true",
                         help="with --generate and no attention_mask in the file: drop the pad-token runs at the "
                              "edges of each prompt (otherwise a padded batch without a mask is refused)")
@@ -62,6 +65,7 @@ def run(args) -> int:
                             suffixes=(".npz",))
     records = bool(args.target_records)
     for flag, value, ok in (("--draft-skip", args.draft_skip, records), ("--token-strings", args.token_strings, records),
+                            ("--assume-distinct-strings", args.assume_distinct_strings, records),
                             ("--vocab-size", args.vocab_size, records), ("--strip-pads", args.strip_pads, bool(args.generate)),
                             ("--prompt-length", args.prompt_length, bool(args.generate)),
                             ("--eos-token-id", args.eos_token_id, bool(args.generate))):
@@ -95,7 +99,8 @@ def run(args) -> int:
                 raise ValueError(f"--token-strings {args.token_strings}: must be a JSON list of strings")
         out = importers.import_topn_records(args.target_records, out_path, draft_records=args.draft_records,
                                             vocab_size=args.vocab_size, draft_skip=args.draft_skip,
-                                            token_strings=strings, temperature=temperature)
+                                            token_strings=strings, temperature=temperature,
+                                            assume_distinct_strings=args.assume_distinct_strings)
     print(f"wrote {out}")
     for note in _notes(out):
         print(f"note: {note}")

@@ -321,7 +321,8 @@ def parse_topn_records(path, vocab_size=None) -> list[list[tuple]]:
 class _Keys:
     """Token keys of both files -> ids: ids as given; strings through ``token_strings`` or numbered, refused when ambiguous."""
 
-    def __init__(self, token_strings=None):
+    def __init__(self, token_strings=None, assume_distinct: bool = False):
+        self.assume_distinct = assume_distinct
         self.kinds: set = set()
         self.table: dict = {}
         self.by_string = None
@@ -344,6 +345,12 @@ class _Keys:
                                            f"the records cannot say which -- return token ids (vLLM: "
                                            f"--return-tokens-as-token-ids)")
             return ids[0]
+        if not self.assume_distinct:
+            raise where.error(field, f"the records key tokens by strings ({key!r}); different ids can decode to one "
+                                     f"string (byte pieces to U+FFFD, SentencePiece '\u2581the' and 'the'), which would "
+                                     f"merge them silently -- return token ids (vLLM: --return-tokens-as-token-ids), "
+                                     f"or pass --token-strings FILE to check each string names one id, or "
+                                     f"--assume-distinct-strings to accept the risk (recorded in the log)")
         if "\ufffd" in key:
             raise where.error(field, f"the token string {key!r} holds U+FFFD, the decoding of an incomplete UTF-8 "
                                        f"byte sequence that many different token ids share; the records cannot say "
@@ -356,7 +363,7 @@ class _Keys:
     def mode(self) -> str:
         if self.kinds == {str}:
             return "strings (checked unique in --token-strings)" if self.by_string is not None else \
-                "strings (unverified: distinct strings assumed to be distinct ids; pass --token-strings to check)"
+                "strings (assumed distinct ids: --assume-distinct-strings)"
         return "ids"
 
 
@@ -424,7 +431,7 @@ def _align(tgt, drf, skip, tpath, dpath) -> int:
 
 def import_topn_records(target_records, out, *, draft_records=None, vocab_size=None, prompts=None,
                         metadata: dict | None = None, draft_skip: int | None = None, token_strings=None,
-                        temperature: float = 1.0) -> Path:
+                        assume_distinct_strings: bool = False, temperature: float = 1.0) -> Path:
     r"""Top-n log-prob records of target and draft -> truncated log (:mod:`chansim.logs.truncated`).
 
     ``target_records``: the target's responses (every shape of :mod:`chansim.logs.readers`;
@@ -443,8 +450,10 @@ def import_topn_records(target_records, out, *, draft_records=None, vocab_size=N
 
     Heads and floors: :func:`chansim.logs.truncated.record_head`. Token keys are ids, or
     strings mapped through ``token_strings`` (the decoded string of every id, as the tool
-    writes them) or, without it, numbered in order of appearance after refusing the
-    strings known to be ambiguous (U+FFFD; the same string twice in one list).
+    writes them; a string naming several ids is refused). Without ``token_strings``,
+    string keys are refused unless ``assume_distinct_strings``: then they are numbered in
+    order of appearance, the strings known to be ambiguous (U+FFFD; the same string twice
+    in one list) are still refused, and the log's notes record the assumption.
 
     ``temperature`` must be 1: records hold the server's log-probs, and re-tempering a
     top-n list needs the whole distribution's normaliser (refused otherwise, never ignored).
@@ -476,7 +485,7 @@ def import_topn_records(target_records, out, *, draft_records=None, vocab_size=N
         raise ValueError(f"{len(tgt)} target sequences ({target_records}) but {len(drf)} draft responses "
                          f"({draft_records}); give one draft response per target sequence (scoring its text) or one "
                          f"per target position (a request per prefix, {n_pos} in all)")
-    keys = _Keys(token_strings)
+    keys = _Keys(token_strings, assume_distinct_strings)
     tokens, th, dh = [], [], []
     k = 0
     for i, ts in enumerate(tgt):
@@ -508,9 +517,10 @@ def import_topn_records(target_records, out, *, draft_records=None, vocab_size=N
                              "server sampled at temperature 1 without truncation"}
     notes = [f"log-probs as the tools returned them (target: {', '.join(meta['logprobs']['target'])}; draft: "
              f"{', '.join(meta['logprobs']['draft'])}); " + meta["logprobs_note"]]
-    if keys.mode.startswith("strings (unverified"):
-        notes.append("token keys are strings, assumed to name distinct ids (U+FFFD and repeated strings were checked; "
-                     "pass --token-strings, or return token ids, to make the intervals guaranteed)")
+    if keys.mode.startswith("strings (assumed"):
+        notes.append("token keys are strings assumed to name distinct ids (--assume-distinct-strings; U+FFFD and "
+                     "repeated strings were refused): the intervals hold only under that assumption -- return token "
+                     "ids or pass --token-strings to make them guaranteed")
     meta["notes"] = notes
     meta.update(metadata or {})
     return write_truncated_log(out, prompts=prompts or [[] for _ in tokens], tokens=tokens, target_heads=th,
