@@ -164,7 +164,12 @@ def test_records_must_score_the_same_text(tmp_path):
 
 # ---------------------------------------------------------------- the real SmolLM2 pair
 def _records_from_log(run, side, n):
-    """vLLM chat-completions JSON lines (return_tokens_as_token_ids) for one side of a full log."""
+    """vLLM chat-completions JSON lines (return_tokens_as_token_ids) for one side of a full log.
+
+    vLLM's own order (v1 ``_make_logprob_dict`` over the sampled id then the top-n ids; chat's
+    ``_create_chat_logprobs`` keeps the first n items): the produced token first, so the n-th
+    ranked token is dropped whenever the produced token is outside the top-n.
+    """
     lines = []
     lp_all = run.target_log_probs if side == "target" else run.draft_log_probs
     for i in range(run.n_sequences):
@@ -173,9 +178,9 @@ def _records_from_log(run, side, n):
         for t, y in zip(range(a, b), run.tokens[i]):
             lp = lp_all[t].astype(np.float64)
             lp = lp - np.log(np.exp(lp).sum())
-            top = np.argsort(-lp)[:n]
+            order = list(dict.fromkeys([int(y)] + [int(x) for x in np.argsort(-lp)[:n]]))[:n]
             content.append({"token": f"token_id:{int(y)}", "logprob": float(lp[y]),
-                            "top_logprobs": [{"token": f"token_id:{int(x)}", "logprob": float(lp[x])} for x in top]})
+                            "top_logprobs": [{"token": f"token_id:{x}", "logprob": float(lp[x])} for x in order]})
         lines.append(json.dumps(_chat(content)))
     return "\n".join(lines) + "\n"
 
@@ -244,12 +249,24 @@ def test_vllm_records_import_gives_intervals_around_full_log(generated, capsys):
         assert main(["llm", "import", "--generate", str(d / "gen.pt"), "--out", str(d / "run.npz")]) == 0
     run = read_log(d / "run.npz")
     full_beta = run.pair_statistics()["sd_acceptance"]
-    for n in (5, 20):
+    rows = {"target": np.exp(run.target_log_probs.astype(np.float64)),
+            "draft": np.exp(run.draft_log_probs.astype(np.float64))}
+    broken_violations = 0
+    for n in (1, 5, 20):
         (d / "t.jsonl").write_text(_records_from_log(run, "target", n))
         (d / "q.jsonl").write_text(_records_from_log(run, "draft", n))
         assert main(["llm", "import", "--target-records", str(d / "t.jsonl"), "--draft-records",
-                     str(d / "q.jsonl"), "--vocab-size", str(run.vocab_size), "--out", str(d / "top.npz")]) == 0
+                     str(d / "q.jsonl"), "--vocab-size", str(run.vocab_size), "--out", str(d / "top.npz"),
+                     "--force"]) == 0
         trunc = read_truncated_log(d / "top.npz")
+        for side, full_p in rows.items():                   # every floor bounds every unlisted token (true rows)
+            ids, probs, floor = trunc.heads[side]
+            full_p = full_p / full_p.sum(1, keepdims=True)
+            unlisted = np.ones(full_p.shape, bool)
+            np.put_along_axis(unlisted, np.maximum(ids, 0), False, axis=1)
+            assert (np.where(unlisted, full_p, 0).max(1) <= floor * (1 + 1e-3)).all()
+            listed_min = np.where(ids >= 0, probs, np.inf).min(1)      # broken: floor = smallest listed value
+            broken_violations += int((np.where(unlisted, full_p, 0).max(1) > listed_min * (1 + 1e-3)).sum())
         lo, hi = acceptance_bounds(trunc)
         assert np.all(lo <= full_beta + 1e-3) and np.all(full_beta <= hi + 1e-3)   # float16 vs float32 rows
         capsys.readouterr()
@@ -259,6 +276,7 @@ def test_vllm_records_import_gives_intervals_around_full_log(generated, capsys):
         for row in rep["predictions"]:
             full = predict_from_log(run, row["method"], row["tree"])["mean"]
             assert row["low"] - 1e-3 <= full <= row["high"] + 1e-3
+    assert broken_violations > 0             # vLLM's order breaks the old floor on the real log
 
 
 def test_bound_top_n_table(tmp_path, capsys):
