@@ -398,3 +398,27 @@ def test_generate_config_ids():
                             config=SimpleNamespace(eos_token_id=2, pad_token_id=0))
     pair = SimpleNamespace(target=SimpleNamespace(model=model), tokenizer=SimpleNamespace(eos_token_id=2, pad_token_id=9))
     assert _config_ids(pair) == ([2, 7], 0, "SimpleNamespace")
+
+
+def test_generate_scores_checked_against_logits(tmp_path):
+    """Both logits and scores saved: top-k masking or another temperature is caught (the paths' true law)."""
+    import torch
+
+    from chansim.logs.importers import load_generate_output
+
+    rng = np.random.default_rng(4)
+    z = [rng.normal(size=(2, 6)) * 3 for _ in range(3)]
+    seqs = [[1, 2, 3, 4, 5], [5, 4, 3, 2, 1]]
+
+    def save(scores, name):
+        torch.save({"sequences": torch.tensor(seqs), "logits": tuple(torch.tensor(a) for a in z),
+                    "scores": tuple(torch.tensor(a) for a in scores)}, tmp_path / name)
+        return tmp_path / name
+
+    ok = save([a / 0.7 + 1.0 for a in z], "ok.pt")
+    assert len(load_generate_output(ok, temperature=0.7)[2]) == 2
+    with pytest.raises(ValueError, match="not logits / 1"):
+        load_generate_output(ok)                                     # wrong --temperature: caught
+    topk = [np.where(a >= np.sort(a, -1)[:, -2:-1], a, -np.inf) for a in z]
+    with pytest.raises(ValueError, match="top-k/top-p"):
+        load_generate_output(save(topk, "topk.pt"))

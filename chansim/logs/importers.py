@@ -146,6 +146,36 @@ def _pad_runs(row: np.ndarray, pad: int) -> tuple[int, int]:
     return lead, trail
 
 
+def _check_scores(path, logits: np.ndarray, scores, temperature: float, dtype: str) -> None:
+    r"""With both ``logits`` (raw) and ``scores`` (processed) saved: the sampled rows must be ``logits / T``.
+
+    Without top-k, top-p or penalties, generate's processed scores equal the raw logits
+    divided by T (up to a constant per row, and the dtype's rounding). Masked tokens
+    (``-inf`` scores where the logit is finite) or a row that is not ``z / T + c`` mean the
+    paths were not sampled from :math:`\mathrm{softmax}(z/T)`: refused, naming the cause.
+    """
+    sc = np.stack([_real_array(z, f"{path}: scores") for z in scores]) if isinstance(scores, (list, tuple)) \
+        else _real_array(scores, f"{path}: scores")
+    if sc.shape != logits.shape:
+        raise ValueError(f"{path}: scores {sc.shape} and logits {logits.shape} differ in shape")
+    masked = np.isneginf(sc) & np.isfinite(logits)
+    if masked.any():
+        t, b, _ = np.argwhere(masked)[0]
+        raise ValueError(f"{path}: the saved scores mask tokens that the logits do not (new token {t}, row {b}): the "
+                         f"paths were sampled with top-k/top-p (transformers' default top_k is 50), so they are not "
+                         f"samples of softmax(logits/T); regenerate with top_k=0, top_p=1.0, or import the scores alone")
+    fin = np.isfinite(sc) & np.isfinite(logits)
+    diff = np.where(fin, sc - logits / temperature, np.nan)
+    spread = np.nanmax(diff, axis=-1) - np.nanmin(diff, axis=-1)
+    zmax = float(np.abs(logits[np.isfinite(logits)]).max()) if np.isfinite(logits).any() else 0.0
+    tol = 4 * _ROUNDOFF.get(dtype, 2.0 ** -24) * zmax * max(1.0, 1 / temperature) + 1e-4
+    if np.nanmax(spread) > tol:
+        t, b = np.unravel_index(int(np.nanargmax(spread)), spread.shape)
+        raise ValueError(f"{path}: the saved scores are not logits / {temperature:g} (new token {t}, row {b}: they "
+                         f"differ by up to {float(spread[t, b]):.3g} beyond a constant): the paths were sampled at "
+                         f"another temperature or with penalties/processors; pass the sampling --temperature")
+
+
 def load_generate_output(path, prompt_length: int | None = None, eos_token_id=None, trust_pickle: bool = False,
                          *, pad_token_id: int | None = None, strip_pads: bool = False,
                          temperature: float = 1.0) -> tuple[list, list, list, dict]:
@@ -156,8 +186,9 @@ def load_generate_output(path, prompt_length: int | None = None, eos_token_id=No
     *raw*, before temperature/top-k/top-p); from safetensors, ``torch.stack(out.logits)``
     of shape (new_tokens, B, V). ``scores`` (``output_scores``: *processed* by generate's
     logits processors, the distribution that was sampled) are read when ``logits`` are
-    absent; they already hold the temperature, so ``temperature`` must then be 1.
-    Target rows are :math:`\log\mathrm{softmax}(z/T)`.
+    absent; they already hold the temperature, so ``temperature`` must then be 1. With both
+    saved, the scores must be ``logits / T`` (checked: :func:`_check_scores` refuses top-k,
+    top-p, penalties or another temperature). Target rows are :math:`\log\mathrm{softmax}(z/T)`.
 
     Optional keys: ``prompt_length`` (default ``L - new_tokens``) and ``attention_mask``
     (B, prompt_length) or (B, L) of the input, whose zeros (left or right padding) are
@@ -196,6 +227,8 @@ def load_generate_output(path, prompt_length: int | None = None, eos_token_id=No
     if seqs.ndim != 2 or logits.ndim != 3 or logits.shape[1] != seqs.shape[0]:
         raise ValueError(f"{path}: sequences {seqs.shape} and {key} {logits.shape} do not fit "
                          f"((B, L) and (new_tokens, B, V))")
+    if key == "logits" and data.get("scores") is not None:
+        _check_scores(path, logits, data["scores"], temperature, dtype)
     if seqs.size and (seqs.min() < 0 or seqs.max() >= logits.shape[2]):
         raise ValueError(f"{path}: sequences hold token ids outside [0, {logits.shape[2]})")
     n_new = logits.shape[0]
