@@ -9,18 +9,16 @@ Three sources:
   :func:`chansim.llm.import_generate.import_generate` (the one part that needs a model);
 * :func:`import_arrays` -- plain arrays of target and draft logits (or log-probs) with the
   token ids;
-* :func:`import_topn_records` -- top-n log-prob records as returned by vLLM /
-  OpenAI-compatible servers (JSON lines, ``choices[0].logprobs.content[i].top_logprobs``
-  or the legacy ``logprobs.top_logprobs``) and by llama.cpp's server
-  (``completion_probabilities``): a truncated log (:mod:`chansim.logs.truncated`).
+* :func:`import_topn_records` -- top-n log-prob records of vLLM / OpenAI-compatible servers,
+  llama.cpp, TGI and SGLang, read by :mod:`chansim.logs.readers` (one function per real
+  shape, behind one validating door) and turned into heads and floors by
+  :func:`chansim.logs.truncated.record_head`: a truncated log (:mod:`chansim.logs.truncated`).
 
 Full imports write :func:`chansim.logs.format.write_log` files, usable by ``chansim bound
 --log`` and, when the metadata names the models, ``chansim llm validate``.
 """
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 import numpy as np
 
@@ -513,7 +511,9 @@ def import_topn_records(target_records, out, *, draft_records=None, vocab_size=N
     tgt = _target_sequences(target_records, read_records(target_records, vocab_size))
     drf = _draft_sequences(read_records(draft_records, vocab_size))
     n_pos = sum(len(s.positions) for s in tgt)
-    per_prefix = len(drf) != len(tgt) and len(drf) == n_pos and all(len(s.positions) == 1 for s in drf)
+    # one single-position draft response per target position: per prefix (when every T_i = 1 this is also what
+    # one response per sequence means, with the draft's token allowed to differ from the target's)
+    per_prefix = len(drf) == n_pos and all(len(s.positions) == 1 for s in drf)
     if len(drf) != len(tgt) and not per_prefix:
         raise ValueError(f"{len(tgt)} target sequences ({target_records}) but {len(drf)} draft responses "
                          f"({draft_records}); give one draft response per target sequence (scoring its text) or one "
