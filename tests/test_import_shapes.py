@@ -469,3 +469,21 @@ def test_n_choices_are_one_sequence_each(tmp_path, full):
     importers.import_topn_records(t, tmp_path / "o.npz", draft_records=d, vocab_size=V)
     log = read_truncated_log(tmp_path / "o.npz")
     assert [s.tolist() for s in log.tokens] == [seqs[0][2].tolist(), seqs[1][2].tolist()]
+
+
+def test_draft_token_outside_its_head_gives_an_interval(tmp_path, full):
+    """Per-prefix drafts at n = 1: q(y) is often unknown; the sd interval is then wide but holds (never an error)."""
+    from chansim.logs.truncated import _token_probs, sd_path_acceptance_bounds
+
+    run, seqs = full
+    t, d = _corpus(tmp_path, seqs, "llamacpp", "llamacpp-per-prefix", 1)
+    importers.import_topn_records(t, tmp_path / "o.npz", draft_records=d, vocab_size=V)
+    log = read_truncated_log(tmp_path / "o.npz")
+    _, known = _token_probs(log, "draft")
+    assert (~known).sum() >= 3
+    lo, hi = sd_path_acceptance_bounds(log)
+    p = np.exp(np.concatenate([s[0] for s in seqs]))
+    q = np.exp(np.concatenate([s[1] for s in seqs]))
+    y = np.concatenate([s[2] for s in seqs])
+    c = np.minimum(1, q[np.arange(y.size), y] / p[np.arange(y.size), y])
+    assert np.all(lo <= c + 1e-6) and np.all(c <= hi + 1e-6) and np.all((hi - lo)[~known] > 0)
