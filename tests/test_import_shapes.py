@@ -487,3 +487,20 @@ def test_draft_token_outside_its_head_gives_an_interval(tmp_path, full):
     y = np.concatenate([s[2] for s in seqs])
     c = np.minimum(1, q[np.arange(y.size), y] / p[np.arange(y.size), y])
     assert np.all(lo <= c + 1e-6) and np.all(c <= hi + 1e-6) and np.all((hi - lo)[~known] > 0)
+
+
+def test_chat_prompt_logprobs_at_top_level(tmp_path, full):
+    """vLLM chat puts ``prompt_logprobs`` beside ``choices``; the draft's own generated tokens are ignored."""
+    run, seqs = full
+    rng = np.random.default_rng(5)
+    t = _write(tmp_path / "t.jsonl", [vllm_chat(list(zip(tl, y)), 5) for tl, _, y in seqs])
+    docs = []
+    for _, dl, y in seqs:
+        plp = vllm_prompt_logprobs(list(zip(dl, y)), 5, rng)["choices"][0]["prompt_logprobs"]
+        own = vllm_chat([(dl[0], 7)], 5)
+        docs.append({"choices": own["choices"], "prompt_logprobs": plp})
+    d = _write(tmp_path / "d.jsonl", docs)
+    importers.import_topn_records(t, tmp_path / "o.npz", draft_records=d, vocab_size=V)
+    log = read_truncated_log(tmp_path / "o.npz")
+    assert log.metadata["source"]["draft_shape"] == ["vllm-prompt-logprobs"]
+    _check_truncated(log, run, seqs)

@@ -254,3 +254,46 @@ def test_log_metadata_checked(tmp_path, capsys, meta, match):
     _one_line_error(capsys, match)
     with pytest.raises(ValueError, match=match.split(" must")[0]):
         _log(tmp_path, meta={"temperature": 1.0, **meta}, name="w.npz")
+
+
+def test_out_is_a_folder(tmp_path, capsys):
+    (tmp_path / "o.npz").mkdir()
+    assert _import(tmp_path, GOOD) == 2
+    _one_line_error(capsys, "is a directory")
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signal_mid_write_keeps_the_old_file(tmp_path, sig):
+    """A real signal while ``llm import --out`` writes over an existing log: the old file stays byte-identical."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    assert _import(tmp_path, GOOD) == 0
+    before = (tmp_path / "o.npz").read_bytes()
+    marker = tmp_path / "writing"
+    code = (
+        "import sys, time, numpy as np\n"
+        "def slow(f, **arrays):\n"
+        "    f.write(b'PK\\x03\\x04 partial'); f.flush()\n"
+        f"    open({str(marker)!r}, 'w').close()\n"
+        "    time.sleep(60)\n"
+        "np.savez_compressed = slow\n"
+        "from chansim.cli import main\n"
+        f"sys.exit(main(['llm', 'import', '--target-records', {str(tmp_path / 't.jsonl')!r}, '--draft-records', "
+        f"{str(tmp_path / 'd.jsonl')!r}, '--vocab-size', '8', '--out', {str(tmp_path / 'o.npz')!r}, '--force']))\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), proc.communicate()[1].decode()[-500:]
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert (tmp_path / "o.npz").read_bytes() == before
+    if sig == "SIGINT":
+        assert b"Traceback" not in err
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".o.npz")] == []
