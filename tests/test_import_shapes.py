@@ -504,3 +504,59 @@ def test_chat_prompt_logprobs_at_top_level(tmp_path, full):
     log = read_truncated_log(tmp_path / "o.npz")
     assert log.metadata["source"]["draft_shape"] == ["vllm-prompt-logprobs"]
     _check_truncated(log, run, seqs)
+
+
+_HOSTILE = [None, "x", "-0.5", 1.5, -1, 10 ** 20, 1e20, True, [], {}, [1], {"a": 1}, float("nan"), float("inf"),
+            -float("inf"), 0.5]
+
+
+def _leaves(o, path=()):
+    yield path
+    if isinstance(o, dict):
+        for k, v in o.items():
+            yield from _leaves(v, path + (k,))
+    elif isinstance(o, list):
+        for i, v in enumerate(o[:2]):
+            yield from _leaves(v, path + (i,))
+
+
+def _mutated(doc, path, value):
+    import copy
+
+    doc = copy.deepcopy(doc)
+    cur = doc
+    for p in path[:-1]:
+        cur = cur[p]
+    if value is _leaves:
+        del cur[path[-1]]
+    else:
+        cur[path[-1]] = value
+    return doc
+
+
+def test_hostile_mutations_are_clean_errors(tmp_path, full):
+    """Seeded mutations of every shape (a field set to a wrong type/value, or deleted): read or a ValueError, nothing else."""
+    import random
+
+    run, seqs = full
+    pick = random.Random(22)
+    runs = 0
+    for tshape, dshape in CASES:
+        t, d = _corpus(tmp_path, seqs, tshape, dshape, 3)
+        good = {"t": t.read_text().splitlines(), "d": d.read_text().splitlines()}
+        for side in ("t", "d"):
+            doc = json.loads(good[side][0])
+            paths = [p for p in _leaves(doc) if p]
+            for path in pick.sample(paths, min(4, len(paths))):
+                for value in pick.sample(_HOSTILE, 2) + [_leaves]:
+                    lines = dict(good)
+                    lines[side] = [json.dumps(_mutated(doc, path, value))] + good[side][1:]
+                    t.write_text("\n".join(lines["t"]) + "\n")
+                    d.write_text("\n".join(lines["d"]) + "\n")
+                    runs += 1
+                    try:
+                        importers.import_topn_records(t, tmp_path / "o.npz", draft_records=d, vocab_size=V,
+                                                      token_strings=[_name(i) for i in range(V)])
+                    except ValueError as err:
+                        assert len(str(err).splitlines()) == 1
+    assert runs > 300

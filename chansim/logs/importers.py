@@ -451,11 +451,13 @@ def _align(tgt, drf, skip, tpath, dpath) -> int:
         return hits[0]
     if not hits:
         o = 0 if len(d) == len(y) else max(0, len(d) - len(y))
-        bad = next((t for t in range(len(y)) if o + t >= len(d) or d[o + t].token != y[t]), None)
-        got = d[o + bad].token if bad is not None and o + bad < len(d) else "nothing"
+        bad = next((t for t in range(len(y)) if o + t >= len(d) or d[o + t].token != y[t] or not d[o + t].scored),
+                   len(y) - 1)
+        got = "nothing" if o + bad >= len(d) else (f"{d[o + bad].token!r}" if d[o + bad].scored else
+                                                    f"{d[o + bad].token!r} without a log-prob")
         raise ValueError(f"{where}: {len(y)} target positions but the draft's record ({drf.shape}, {len(d)} "
                          f"positions) never scores them in order (position {bad}: target produced {y[bad]!r} "
-                         f"but the draft record scores {got!r}); the draft must be scored on the target's text")
+                         f"but the draft record scores {got}); the draft must be scored on the target's text")
     raise ValueError(f"{where}: the target's tokens occur at {len(hits)} offsets of the draft's scored text "
                      f"({hits[:4]}); pass --draft-skip (number of the draft's leading prompt positions)")
 

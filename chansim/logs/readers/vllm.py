@@ -216,7 +216,8 @@ def read_openai_response(where: Where, resp: dict) -> list:
         if "content" in lpobj:
             s = read_chat_choice(where, ch, j)
         elif "tokens" in lpobj:
-            echo = prompt_tokens if any(v is None for v in (lpobj.get("token_logprobs") or [])) else None
+            tlps = lpobj.get("token_logprobs")
+            echo = prompt_tokens if isinstance(tlps, list) and any(v is None for v in tlps) else None
             s = read_completion_choice(where, ch, j, echo)
         else:
             raise where.error(f"choices[{j}].logprobs", f"unknown layout (keys {sorted(lpobj)}; expected 'content' "
