@@ -297,3 +297,25 @@ def test_signal_mid_write_keeps_the_old_file(tmp_path, sig):
     if sig == "SIGINT":
         assert b"Traceback" not in err
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".o.npz")] == []
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda a, m: m.update(notes=5), "notes must be a list of strings"),
+    (lambda a, m: m.update(n_positions=99), "n_positions 99 disagrees"),
+    (lambda a, m: m.update(vocab_size="8"), "vocab_size must be an integer"),
+    (lambda a, m: a.update(draft_floor=np.full_like(a["draft_floor"], np.nan)), "floor must lie in [0, 1]"),
+    (lambda a, m: a.update(target_ids=a["target_ids"].astype(np.float64)), "must be an integer array"),
+    (lambda a, m: a.update(target_ids=np.full_like(a["target_ids"], -5)), "negative token id"),
+    (lambda a, m: a.update(token_offsets=a["token_offsets"][:-1]), "do not split"),
+])
+def test_topn_log_fields_checked(tmp_path, capsys, edit, match):
+    assert _import(tmp_path, GOOD) == 0
+    with np.load(tmp_path / "o.npz") as npz:
+        arr = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arr["metadata"][()]))
+    edit(arr, meta)
+    arr["metadata"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "bad.npz", **arr)
+    capsys.readouterr()
+    assert main(["bound", "--log", str(tmp_path / "bad.npz")]) == 2
+    _one_line_error(capsys, match)

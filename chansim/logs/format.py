@@ -477,7 +477,8 @@ def _check_metadata(path, meta: dict) -> None:
     ``temperature``, ``draft_temperature``: a finite number > 0 (absent: 1, and the
     target's); ``seed``: an integer >= 0 or null (null only when the log is not a keyed-race
     log, whose tokens the seed re-derives); ``n_sequences``, ``n_positions``: integers >= 1;
-    ``vocab_size``: integer >= 1 (or null in a truncated log); ``top_n``: integer >= 1.
+    ``vocab_size``: integer >= 1 (or null in a truncated log); ``top_n``: integer >= 1;
+    ``notes``: a list of strings.
     """
     for key in ("temperature", "draft_temperature"):
         if key in meta:
@@ -492,6 +493,8 @@ def _check_metadata(path, meta: dict) -> None:
                             "tokens is needed")
         elif isinstance(v, bool) or not isinstance(v, int) or v < 0:
             _fail(path, f"metadata seed must be an integer >= 0 or null, got {v!r}")
+    if "notes" in meta and not (isinstance(meta["notes"], list) and all(isinstance(n, str) for n in meta["notes"])):
+        _fail(path, f"metadata notes must be a list of strings, got {meta['notes']!r:.60}")
     for key in ("n_sequences", "n_positions", "top_n"):
         if key in meta and (isinstance(meta[key], bool) or not isinstance(meta[key], int) or meta[key] < 1):
             _fail(path, f"metadata {key} must be an integer >= 1, got {meta[key]!r}")

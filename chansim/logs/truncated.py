@@ -323,6 +323,9 @@ def read_truncated_log(path) -> TruncatedLog:
     tokens = arr["tokens"].astype(np.int64)
     _check_offsets(path, "token_offsets", toff, tokens.size)
     _check_offsets(path, "prompt_offsets", poff, arr["prompt_ids"].size)
+    for key, val in (("n_sequences", toff.size - 1), ("n_positions", tokens.size)):
+        if key in meta and meta[key] != val:
+            raise LogError(f"{path}: metadata {key} {meta[key]!r} disagrees with the arrays ({val})")
     if poff.size != toff.size or np.any(np.diff(toff) == 0):
         raise LogError(f"{path}: {poff.size - 1} prompts for {toff.size - 1} continuations, or an empty continuation")
     heads = {}
