@@ -42,7 +42,8 @@ def register(subparsers) -> None:
                              "and recorded (default 1); refused with records (their values are the server's)")
     parser.add_argument("--prompt-length", type=int, default=None, help="with --generate: prompt tokens per row")
     parser.add_argument("--eos-token-id", type=int, default=None,
-                        help="with --generate: cut continuations at their first EOS (default: the model config's EOS)")
+                        help="with --generate: cut continuations at their first EOS (default: the model config's EOS; "
+                             "-1: keep them whole)")
     parser.add_argument("--seed", type=int, default=None, help="seed recorded in the log (for 'llm validate')")
     parser.add_argument("--trust-pickle", action="store_true", help="load a pickled GenerateOutput object")
     parser.add_argument("--device", default="cpu")

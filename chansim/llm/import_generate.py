@@ -68,7 +68,8 @@ def import_generate(path, out, *, target=None, draft=None, skip_layers=None, tem
         recorded in the metadata. Refused with a file of processed ``scores``.
     eos_token_id : int, optional
         Continuations end at their first EOS; default: the loaded target's config
-        (generation config, model config, tokenizer), recorded with its source.
+        (generation config, model config, tokenizer), recorded with its source; -1 keeps
+        them whole (a file generated with EOS disabled).
     strip_pads : bool
         Without an ``attention_mask`` in the file, drop pad runs (the config's pad id) at the
         prompts' edges instead of refusing the file.
@@ -87,8 +88,10 @@ def import_generate(path, out, *, target=None, draft=None, skip_layers=None, tem
 
         pair = load_pair(target, draft, skip_layers=skip_layers, device=device, dtype=dtype)
     cfg_eos, pad, eos_source = _config_ids(pair)
-    eos = cfg_eos if eos_token_id is None else [int(e) for e in np.atleast_1d(eos_token_id)]
+    eos = cfg_eos if eos_token_id is None else [int(e) for e in np.atleast_1d(eos_token_id) if int(e) != -1]
     eos_source = eos_source if eos_token_id is None else "--eos-token-id"
+    if any(e < 0 or e >= pair.vocab_size for e in eos):
+        raise ValueError(f"--eos-token-id {eos} is outside [0, {pair.vocab_size}) (-1: keep continuations whole)")
     prompts, tokens, tlp, info = load_generate_output(path, prompt_length, eos or None, trust_pickle,
                                                       pad_token_id=pad, strip_pads=strip_pads,
                                                       temperature=temperature)

@@ -364,8 +364,11 @@ def read_log(path) -> LogRun:
         raise LogFileNotFoundError(f"{path}: log file not found")
     if not path.is_file():
         _fail(path, "not a regular file")
-    with open(path, "rb") as f:
-        head = f.read(4)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        _fail(path, f"cannot read the log ({err.strerror or type(err).__name__})")
     if len(head) < 4 or head not in _ZIP_MAGIC:
         _fail(path, "not an .npz log (the file does not start with the zip signature"
                     + (", it is empty)" if not head else ")"))

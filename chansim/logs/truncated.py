@@ -286,8 +286,10 @@ def is_truncated_log(path) -> bool:
 def read_truncated_log(path) -> TruncatedLog:
     """Read and check a truncated log written by :func:`write_truncated_log`."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: truncated log not found")
+    if not path.is_file():
+        raise LogError(f"{path}: not a regular file")
     import zipfile
     import zlib
 
