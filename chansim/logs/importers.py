@@ -513,9 +513,9 @@ def import_topn_records(target_records, out, *, draft_records=None, vocab_size=N
     tgt = _target_sequences(target_records, read_records(target_records, vocab_size))
     drf = _draft_sequences(read_records(draft_records, vocab_size))
     n_pos = sum(len(s.positions) for s in tgt)
-    # one single-position draft response per target position: per prefix (when every T_i = 1 this is also what
-    # one response per sequence means, with the draft's token allowed to differ from the target's)
-    per_prefix = len(drf) == n_pos and all(len(s.positions) == 1 for s in drf)
+    # one single-position draft response per target position: per prefix (when the counts of sequences and
+    # positions agree, every T_i = 1, the stricter reading wins: the draft must score the target's tokens)
+    per_prefix = len(drf) != len(tgt) and len(drf) == n_pos and all(len(s.positions) == 1 for s in drf)
     if len(drf) != len(tgt) and not per_prefix:
         raise ValueError(f"{len(tgt)} target sequences ({target_records}) but {len(drf)} draft responses "
                          f"({draft_records}); give one draft response per target sequence (scoring its text) or one "
