@@ -319,3 +319,12 @@ def test_topn_log_fields_checked(tmp_path, capsys, edit, match):
     capsys.readouterr()
     assert main(["bound", "--log", str(tmp_path / "bad.npz")]) == 2
     _one_line_error(capsys, match)
+
+
+def test_tail_must_fit_under_the_floor(tmp_path, capsys):
+    """A ranked entry at probability 0 (vLLM -9999 after top-k) leaves no room for unlisted mass: checked."""
+    assert _import(tmp_path, _chat([_e(1, -0.7, [(1, -0.7), (2, -9999.0)])])) == 2
+    _one_line_error(capsys, "leave mass")
+    # V = 8, floor e^-3 ~ 0.05: at most 6 * 0.05 = 0.3 unlisted, but 1 - e^-0.7 - e^-3 ~ 0.45
+    assert _import(tmp_path, _chat([_e(1, -0.7, [(1, -0.7), (2, -3.0)])])) == 2
+    _one_line_error(capsys, "allow at most")

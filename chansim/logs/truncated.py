@@ -146,7 +146,9 @@ otin S} p(x) \le \min_{	ext{ranked}} p`: the ranked
       target side it must be known and > 0 (the target sampled it);
     * a key listed twice is refused: for strings, two ids that decode alike (the records
       cannot say which is which); for a top-n-only list, a produced token outside the
-      list must not be more likely than the floor.
+      list must not be more likely than the floor; and the unlisted mass
+      :math:`1 - \sum_S p` must fit under the floor, :math:`\le m\,(V - |S|)` (with V
+      unknown: :math:`m = 0` forces it to 0), otherwise no distribution has these values.
 
     Returns ``(keys, log_probs, floor)``: the head's keys (ids or strings, produced token
     included when known), their log-probs, and the floor (a probability in [0, 1]).
@@ -205,6 +207,11 @@ otin S} p(x) \le \min_{	ext{ranked}} p`: the ranked
     if mass > 1 + _MASS_TOL:
         raise where.error("top list", f"listed probabilities sum to {mass:.6f} > 1: these are not log-probabilities "
                                       f"of one distribution")
+    room = floor * (where.vocab_size - len(listed)) if where.vocab_size is not None else (math.inf if floor > 0 else 0.0)
+    if 1 - mass > room + _MASS_TOL:
+        raise where.error("top list", f"the listed probabilities leave mass {1 - mass:.6f} to the unlisted tokens, "
+                                      f"but the ranked values allow at most {room:.6g} (each unlisted token <= "
+                                      f"{floor:.6g}): the list is not the top-n of this distribution")
     return list(listed), list(listed.values()), floor
 
 
