@@ -328,3 +328,14 @@ def test_tail_must_fit_under_the_floor(tmp_path, capsys):
     # V = 8, floor e^-3 ~ 0.05: at most 6 * 0.05 = 0.3 unlisted, but 1 - e^-0.7 - e^-3 ~ 0.45
     assert _import(tmp_path, _chat([_e(1, -0.7, [(1, -0.7), (2, -3.0)])])) == 2
     _one_line_error(capsys, "allow at most")
+
+
+def test_llamacpp_raw_values_with_sampling_settings_refused(tmp_path, capsys):
+    """llama.cpp's defaults (temperature 0.8, top_k 40, ...) with raw log-probs: the list is not the sampled law."""
+    rec = {"content": "", "completion_probabilities": [{"id": 1, "logprob": -0.5, "top_logprobs": [
+        {"id": 1, "logprob": -0.5}, {"id": 2, "logprob": -1.5}]}],
+        "generation_settings": {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "n_probs": 2}}
+    assert _import(tmp_path, rec, rec) == 2
+    _one_line_error(capsys, "temperature 0.8, top_k 40, top_p 0.95, min_p 0.05")
+    rec["generation_settings"] = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
+    assert _import(tmp_path, rec, rec, extra=("--force",)) == 0

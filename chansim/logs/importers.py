@@ -415,6 +415,12 @@ def _target_sequences(path, responses) -> list:
         for s in gen:
             if not s.positions:
                 raise ValueError(f"{path}: response {i}, choice {s.choice}: no generated positions")
+            if s.processors:
+                shown = ", ".join(f"{k} {v}" for k, v in s.processors.items())
+                raise ValueError(f"{path}: response {i}: the server sampled with {shown} (generation_settings) but "
+                                 f"the records hold raw log-probs, before those settings: the listed law is not the "
+                                 f"one the tokens were drawn from -- request post_sampling_probs: true, or sample "
+                                 f"with temperature 1, top_k 0, top_p 1, min_p 0 and no penalties")
             s.response = i
             out.append(s)
     return out

@@ -62,3 +62,6 @@ class Scored:
     response: int = 0
     choice: int = 0
     notes: list = field(default_factory=list)
+    #: sampling settings the tool echoed (llama.cpp ``generation_settings``) that change the
+    #: sampled distribution away from the listed raw values: ``{name: value}``; empty if none or unknown
+    processors: dict = field(default_factory=dict)

@@ -12,6 +12,11 @@ Field names follow ``tools/server`` (``completion_token_output::to_json``,
   distribution actually sampled from;
 * old shape (before ``logprob`` existed), ``{content, probs: [{tok_str, prob}]}``: strings
   only, and the produced token's probability is given only when it is in ``probs``.
+
+The response's ``generation_settings`` (``temperature``, ``top_k``, ``top_p``, ``min_p``,
+penalties, ...; the server's defaults are 0.8, 40, 0.95, 0.05) say how the token was
+sampled; with raw ``logprob`` values and non-neutral settings the listed law is not the
+sampled one, which :func:`chansim.logs.importers.import_topn_records` refuses for the target.
 """
 from __future__ import annotations
 
@@ -33,6 +38,26 @@ def _new_entry(w: Where, e: dict, field: str):
 def _old_entry(w: Where, e: dict, field: str):
     return w.text(w.get(e, "tok_str", field + ".tok_str"), field + ".tok_str"), w.prob(
         w.get(e, "prob", field + ".prob"), field + ".prob")
+
+
+#: llama.cpp ``generation_settings`` values that leave the raw distribution unchanged
+_NEUTRAL = {"temperature": lambda v: v == 1, "top_k": lambda v: v <= 0, "top_p": lambda v: v >= 1,
+            "min_p": lambda v: v <= 0, "typical_p": lambda v: v >= 1, "repeat_penalty": lambda v: v == 1,
+            "presence_penalty": lambda v: v == 0, "frequency_penalty": lambda v: v == 0, "mirostat": lambda v: v == 0,
+            "xtc_probability": lambda v: v <= 0, "dry_multiplier": lambda v: v <= 0}
+
+
+def _processors(resp: dict) -> dict:
+    """The echoed ``generation_settings`` that make the sampled law differ from raw ``softmax(logits)``."""
+    gs = resp.get("generation_settings")
+    if not isinstance(gs, dict):
+        return {}
+    out = {}
+    for name, neutral in _NEUTRAL.items():
+        v = gs.get(name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not neutral(v):
+            out[name] = v
+    return out
 
 
 def read_completion(where: Where, resp: dict) -> list:
@@ -62,4 +87,5 @@ def read_completion(where: Where, resp: dict) -> list:
         raise where.error("completion_probabilities", f"mixes shapes {sorted(shapes)}")
     shape = shapes.pop() if shapes else "llamacpp-completion"
     return [Scored(out, shape, logprobs={"llamacpp-post-sampling": "post-sampling",
-                                         "llamacpp-old": "unstated (old llama.cpp)"}.get(shape, "raw"))]
+                                         "llamacpp-old": "unstated (old llama.cpp)"}.get(shape, "raw"),
+                   processors=_processors(resp) if shape == "llamacpp-completion" else {})]
