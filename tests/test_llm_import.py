@@ -422,3 +422,35 @@ def test_generate_scores_checked_against_logits(tmp_path):
     topk = [np.where(a >= np.sort(a, -1)[:, -2:-1], a, -np.inf) for a in z]
     with pytest.raises(ValueError, match="top-k/top-p"):
         load_generate_output(save(topk, "topk.pt"))
+
+
+def test_import_generate_records_settings_and_notes(tmp_path, monkeypatch):
+    """Without a model: EOS from the config, the temperature applied and recorded, bf16 and raw-logit notes."""
+    from types import SimpleNamespace
+
+    import torch
+
+    import chansim.llm.import_generate as ig
+
+    rng = np.random.default_rng(6)
+    z = [rng.normal(size=(2, 6)).astype(np.float32) for _ in range(3)]
+    seqs = [[1, 3, 4, 5, 2], [1, 3, 2, 5, 5]]
+    torch.save({"sequences": torch.tensor(seqs), "logits": tuple(torch.tensor(a).to(torch.bfloat16) for a in z)},
+               tmp_path / "g.pt")
+    model = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=2, pad_token_id=0))
+    pair = SimpleNamespace(target=SimpleNamespace(model=model), draft=None, tokenizer=None, vocab_size=6,
+                           metadata={"target": {"path": "x"}})
+    seen = {}
+
+    def fake_draft(net, prompts, tokens, temperature):
+        seen["temperature"] = temperature
+        return [np.log(np.full((len(t), 6), 1 / 6)) for t in tokens]
+
+    monkeypatch.setattr(ig, "draft_log_probs", fake_draft)
+    out = ig.import_generate(tmp_path / "g.pt", tmp_path / "run.npz", pair=pair, temperature=0.5)
+    run = read_log(out)
+    assert [t.tolist() for t in run.tokens] == [[4, 5, 2], [2]]                  # cut at the config's EOS 2
+    assert run.metadata["temperature"] == 0.5 == seen["temperature"]
+    notes = " ".join(run.metadata["notes"])
+    assert "bfloat16" in notes and "raw logits" in notes and "EOS [2]" in notes
+    assert run.metadata["source"]["eos_source"] == "SimpleNamespace"
