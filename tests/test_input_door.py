@@ -339,3 +339,13 @@ def test_llamacpp_raw_values_with_sampling_settings_refused(tmp_path, capsys):
     _one_line_error(capsys, "temperature 0.8, top_k 40, top_p 0.95, min_p 0.05")
     rec["generation_settings"] = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
     assert _import(tmp_path, rec, rec, extra=("--force",)) == 0
+
+
+@pytest.mark.parametrize("extra,match", [
+    (("--strip-pads",), "--strip-pads does not apply"), (("--eos-token-id", "2"), "--eos-token-id does not apply"),
+    (("--skip-layers", "3"), "--skip-layers does not apply"), (("--device", "cuda"), "--device does not apply"),
+    (("--draft-skip", "-1"), "--draft-skip must be an integer >= 0"), (("--seed", "-4"), "--seed must be >= 0"),
+])
+def test_flags_never_accepted_and_ignored(tmp_path, capsys, extra, match):
+    assert _import(tmp_path, GOOD, extra=extra) == 2
+    _one_line_error(capsys, match)

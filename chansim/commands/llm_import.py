@@ -44,10 +44,11 @@ def register(subparsers) -> None:
     parser.add_argument("--eos-token-id", type=int, default=None,
                         help="with --generate: cut continuations at their first EOS (default: the model config's EOS; "
                              "-1: keep them whole)")
-    parser.add_argument("--seed", type=int, default=None, help="seed recorded in the log (for 'llm validate')")
+    parser.add_argument("--seed", type=int, default=None, help="seed recorded in the log (for 'llm validate'; the "
+                                                                "server's sampling seed for records)")
     parser.add_argument("--trust-pickle", action="store_true", help="load a pickled GenerateOutput object")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--device", default=None, help="with --generate: device of the draft (default cpu)")
+    parser.add_argument("--dtype", default=None, help="with --generate: dtype of the draft (default float32)")
     parser.add_argument("--out", required=True, help="output .npz log (never an input; existing: needs --force)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     parser.set_defaults(func=run)
@@ -64,14 +65,21 @@ def run(args) -> int:
               args.draft_records, args.token_strings]
     out_path = check_output(args.out, inputs=[i for i in inputs if i], force=args.force, what="--out",
                             suffixes=(".npz",))
-    records = bool(args.target_records)
+    records, arrays, generate = bool(args.target_records), bool(args.target_logits), bool(args.generate)
     for flag, value, ok in (("--draft-skip", args.draft_skip, records), ("--token-strings", args.token_strings, records),
                             ("--assume-distinct-strings", args.assume_distinct_strings, records),
-                            ("--vocab-size", args.vocab_size, records), ("--strip-pads", args.strip_pads, bool(args.generate)),
-                            ("--prompt-length", args.prompt_length, bool(args.generate)),
-                            ("--eos-token-id", args.eos_token_id, bool(args.generate))):
+                            ("--vocab-size", args.vocab_size, records), ("--draft-records", args.draft_records, records),
+                            ("--draft-logits", args.draft_logits, arrays), ("--tokens", args.tokens, arrays),
+                            ("--strip-pads", args.strip_pads, generate), ("--prompt-length", args.prompt_length, generate),
+                            ("--eos-token-id", args.eos_token_id, generate), ("--target", args.target, generate),
+                            ("--draft", args.draft, generate), ("--skip-layers", args.skip_layers, generate),
+                            ("--trust-pickle", args.trust_pickle, generate), ("--device", args.device, generate),
+                            ("--dtype", args.dtype, generate)):
         if value not in (None, False) and not ok:
-            raise ValueError(f"{flag} does not apply to this source")
+            raise ValueError(f"{flag} does not apply to this source (it would be ignored)")
+    if args.seed is not None and args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    seed_meta = {} if args.seed is None else {"seed": int(args.seed)}
     if args.temperature is not None and not (args.temperature > 0 and args.temperature < float("inf")):
         raise ValueError(f"--temperature must be a finite number > 0, got {args.temperature}")
     temperature = 1.0 if args.temperature is None else float(args.temperature)
@@ -82,13 +90,13 @@ def run(args) -> int:
         out = import_generate(args.generate, out_path, target=args.target, draft=args.draft,
                               skip_layers=skip, temperature=temperature,
                               prompt_length=args.prompt_length, eos_token_id=args.eos_token_id,
-                              trust_pickle=args.trust_pickle, device=args.device, dtype=args.dtype,
-                              seed=args.seed, strip_pads=args.strip_pads)
+                              trust_pickle=args.trust_pickle, device=args.device or "cpu",
+                              dtype=args.dtype or "float32", seed=args.seed, strip_pads=args.strip_pads)
     elif args.target_logits:
         if not (args.draft_logits and args.tokens):
             raise ValueError("--target-logits needs --draft-logits and --tokens")
         out = importers.import_arrays(args.target_logits, args.draft_logits, args.tokens, out_path,
-                                      temperature=temperature)
+                                      temperature=temperature, metadata=seed_meta)
     else:
         strings = None
         if args.token_strings:
@@ -101,7 +109,8 @@ def run(args) -> int:
         out = importers.import_topn_records(args.target_records, out_path, draft_records=args.draft_records,
                                             vocab_size=args.vocab_size, draft_skip=args.draft_skip,
                                             token_strings=strings, temperature=temperature,
-                                            assume_distinct_strings=args.assume_distinct_strings)
+                                            assume_distinct_strings=args.assume_distinct_strings,
+                                            metadata=seed_meta)
     print(f"wrote {out}")
     for note in _notes(out):
         print(f"note: {note}")

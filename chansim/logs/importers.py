@@ -510,6 +510,8 @@ def import_topn_records(target_records, out, *, draft_records=None, vocab_size=N
                          f"normaliser of the whole distribution); give the log-probs of the distribution that was "
                          f"sampled (vLLM --logprobs-mode processed_logprobs, llama.cpp post_sampling_probs) and "
                          f"leave --temperature at 1")
+    if draft_skip is not None and (isinstance(draft_skip, bool) or not isinstance(draft_skip, int) or draft_skip < 0):
+        raise ValueError(f"--draft-skip must be an integer >= 0, got {draft_skip!r}")
     if vocab_size is not None and (isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1):
         raise ValueError(f"--vocab-size must be an integer >= 1, got {vocab_size!r}")
     if token_strings is not None and vocab_size is not None and len(token_strings) != vocab_size:
