@@ -10,8 +10,8 @@ module                     shapes                             produced token / l
 ========================== ================================== ====================================
 :mod:`.vllm`               chat, legacy completions (+echo),  produced first, then top-N (vLLM);
                            ``prompt_logprobs``, offline       ranks in ``prompt_logprobs`` and
-                           ``RequestOutput``, ``n > 1``;      ``RequestOutput``; llama.cpp's OAI
-                           llama.cpp's OpenAI endpoint        endpoint (``id``): top-n only
+                           ``RequestOutput``, ``n > 1``;      ``RequestOutput``; any chat list:
+                           llama.cpp's OpenAI endpoint        the produced entry is not ranked
 :mod:`.llamacpp`           ``/completion`` new, post-sampling top-n only, produced separately
                            (``top_probs``) and old (``probs``)
 :mod:`.tgi`                ``details`` (``tokens``,           top-n only (ties kept)

@@ -180,7 +180,7 @@ def load_json_records(path) -> list:
     if path.is_dir():
         raise ValueError(f"{path}: is a folder, not a records file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")                # a byte-order mark is not an error
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except OSError as err:

@@ -46,7 +46,8 @@ def read_chat_choice(where: Where, choice: dict, index: int) -> Scored:
 
     ``token`` is ``"token_id:N"`` with vLLM's ``--return-tokens-as-token-ids``, else the
     decoded string; llama.cpp's OpenAI endpoint adds ``id`` (its list is the top-n only) and,
-    with ``post_sampling_probs``, gives ``prob`` / ``top_probs`` instead.
+    with ``post_sampling_probs``, gives ``prob`` / ``top_probs`` instead. The produced
+    token's entry is never taken as ranked (vLLM lists it first whether or not it is).
     """
     lpobj = where.obj(choice["logprobs"], f"choices[{index}].logprobs")
     content = lpobj.get("content")
@@ -54,7 +55,7 @@ def read_chat_choice(where: Where, choice: dict, index: int) -> Scored:
         raise where.error(f"choices[{index}].logprobs.content", "is null (the server returned no log-probs: "
                                                                  "request logprobs: true, top_logprobs: n)")
     content = where.lst(content, f"choices[{index}].logprobs.content")
-    out, post = [], False
+    out, post, ids_given = [], False, False
     for t, e in enumerate(content):
         w = where.at(t)
         e = w.obj(e, "content[]")
@@ -64,9 +65,11 @@ def read_chat_choice(where: Where, choice: dict, index: int) -> Scored:
         top = e.get(top_field) or []
         top = w.lst(top, top_field)
         listed = tuple(_entry(w, d, f"{top_field}[{k}]") for k, d in enumerate(top))
-        has_ids = "id" in e
-        out.append(Position(key, lp, listed, ranked_only=has_ids))
-    shape = "llamacpp-oai-chat" if any(p.ranked_only for p in out) else "openai-chat"
+        # llama.cpp's entries (with "id") list the top-n only, vLLM's put the produced token first; nothing in
+        # the chat shape itself proves which, so the produced entry never sets the floor (valid for both)
+        ids_given |= "id" in e
+        out.append(Position(key, lp, listed))
+    shape = "llamacpp-oai-chat" if ids_given else "openai-chat"
     return Scored(out, shape, logprobs="post-sampling" if post else "raw", choice=index)
 
 
