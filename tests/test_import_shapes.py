@@ -9,6 +9,7 @@ be caught.
 """
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,9 +28,12 @@ def _lsm(z):
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
-@pytest.fixture(scope="module")
-def full(tmp_path_factory):
-    """A synthetic full log (3 sequences x 6 positions, V = 40) and its rows as float64 log-probs."""
+CORPUS = Path(__file__).resolve().parent / "data" / "records"
+CORPUS_N = 3
+
+
+def _full_log(path):
+    """The synthetic full log every record is cut from: 3 sequences x 6 positions, V = 40, seed 21."""
     rng = np.random.default_rng(21)
     tl, dl, toks = [], [], []
     for _ in range(3):
@@ -38,11 +42,19 @@ def full(tmp_path_factory):
         toks.append(np.array([rng.choice(V, p=np.exp(r) / np.exp(r).sum()) for r in t]))
         tl.append(t)
         dl.append(d)
-    path = write_log(tmp_path_factory.mktemp("full") / "full.npz", prompts=[PROMPT] * 3, tokens=toks,
-                     target_log_probs=tl, draft_log_probs=dl, metadata={"temperature": 1.0})
-    run = read_log(path)
-    seqs = [(np.log(p), np.log(q), y) for p, q, y in run.sequences()]      # the reader's float64 rows
-    return run, seqs
+    return write_log(path, prompts=[PROMPT] * 3, tokens=toks, target_log_probs=tl, draft_log_probs=dl,
+                     metadata={"temperature": 1.0, "created": "2026-01-01T00:00:00+00:00"})
+
+
+def _rows(run):
+    return [(np.log(p), np.log(q), y) for p, q, y in run.sequences()]      # the reader's float64 rows
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """The full log (:func:`_full_log`) and its rows as float64 log-probs."""
+    run = read_log(_full_log(tmp_path_factory.mktemp("full") / "full.npz"))
+    return run, _rows(run)
 
 
 def _name(i):
@@ -560,3 +572,53 @@ def test_hostile_mutations_are_clean_errors(tmp_path, full):
                     except ValueError as err:
                         assert len(str(err).splitlines()) == 1
     assert runs > 300
+
+
+
+# ----------------------------------------------------------------------------- the committed corpus
+def write_corpus(folder=CORPUS):
+    """Write the corpus files (``python tests/test_import_shapes.py``): the full log and, per case, both sides at n = 3."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    run = read_log(_full_log(folder / "full.npz")) if not (folder / "full.npz").exists() else read_log(folder / "full.npz")
+    seqs = _rows(run)
+    for tshape, dshape in CASES:
+        case = folder / f"{tshape}__{dshape}"
+        case.mkdir(exist_ok=True)
+        _corpus(case, seqs, tshape, dshape, CORPUS_N)
+    quoted = folder / "quoted"
+    quoted.mkdir(exist_ok=True)
+    _quoted_list_order(quoted)
+    _quoted_strings(quoted)
+    return folder
+
+
+def test_committed_corpus_is_what_the_builders_write(tmp_path):
+    """tests/data/records holds every case's files, equal to what the builders cut from its full log (no drift)."""
+    assert (CORPUS / "full.npz").exists(), "run: python tests/test_import_shapes.py"
+    (tmp_path / "full.npz").write_bytes((CORPUS / "full.npz").read_bytes())
+    write_corpus(tmp_path)
+    for tshape, dshape in CASES:
+        for side in ("t.jsonl", "d.jsonl"):
+            name = f"{tshape}__{dshape}/{side}"
+            assert (CORPUS / name).read_text() == (tmp_path / name).read_text(), name
+    for name in ("t.jsonl", "d.jsonl", "t2.jsonl", "d2.jsonl"):
+        assert (CORPUS / "quoted" / name).read_text() == (tmp_path / "quoted" / name).read_text()
+
+
+@pytest.mark.parametrize("tshape,dshape", CASES)
+def test_committed_corpus_imports(tmp_path, tshape, dshape):
+    """Each committed case imports (or, for llama.cpp's old target shape, is refused with the reason)."""
+    case = CORPUS / f"{tshape}__{dshape}"
+    kw = {"token_strings": [_name(i) for i in range(V)]} if tshape in _STRINGS else {"vocab_size": V}
+    try:
+        importers.import_topn_records(case / "t.jsonl", tmp_path / "o.npz", draft_records=case / "d.jsonl", **kw)
+    except ValueError as err:
+        assert tshape == "llamacpp-old" and "no probability for the produced token" in str(err)
+        return
+    run = read_log(CORPUS / "full.npz")
+    _check_truncated(read_truncated_log(tmp_path / "o.npz"), run, _rows(run))
+
+
+if __name__ == "__main__":
+    print(f"wrote {write_corpus()}")
