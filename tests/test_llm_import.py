@@ -149,7 +149,7 @@ def test_parse_record_layouts(tmp_path):
         (entries,) = parse_topn_records(f)
         assert entries[0][0] == first and entries[0][1] <= 0
     f.write_text(json.dumps({"choices": [{}]}))
-    with pytest.raises(ValueError, match="logprobs is missing"):
+    with pytest.raises(ValueError, match=r"logprobs: is missing"):
         parse_topn_records(f)
 
 
@@ -164,7 +164,12 @@ def test_records_must_score_the_same_text(tmp_path):
 
 # ---------------------------------------------------------------- the real SmolLM2 pair
 def _records_from_log(run, side, n):
-    """vLLM chat-completions JSON lines (return_tokens_as_token_ids) for one side of a full log."""
+    """vLLM chat-completions JSON lines (return_tokens_as_token_ids) for one side of a full log.
+
+    vLLM's own order (v1 ``_make_logprob_dict`` over the sampled id then the top-n ids; chat's
+    ``_create_chat_logprobs`` keeps the first n items): the produced token first, so the n-th
+    ranked token is dropped whenever the produced token is outside the top-n.
+    """
     lines = []
     lp_all = run.target_log_probs if side == "target" else run.draft_log_probs
     for i in range(run.n_sequences):
@@ -173,9 +178,9 @@ def _records_from_log(run, side, n):
         for t, y in zip(range(a, b), run.tokens[i]):
             lp = lp_all[t].astype(np.float64)
             lp = lp - np.log(np.exp(lp).sum())
-            top = np.argsort(-lp)[:n]
+            order = list(dict.fromkeys([int(y)] + [int(x) for x in np.argsort(-lp)[:n]]))[:n]
             content.append({"token": f"token_id:{int(y)}", "logprob": float(lp[y]),
-                            "top_logprobs": [{"token": f"token_id:{int(x)}", "logprob": float(lp[x])} for x in top]})
+                            "top_logprobs": [{"token": f"token_id:{x}", "logprob": float(lp[x])} for x in order]})
         lines.append(json.dumps(_chat(content)))
     return "\n".join(lines) + "\n"
 
@@ -244,12 +249,24 @@ def test_vllm_records_import_gives_intervals_around_full_log(generated, capsys):
         assert main(["llm", "import", "--generate", str(d / "gen.pt"), "--out", str(d / "run.npz")]) == 0
     run = read_log(d / "run.npz")
     full_beta = run.pair_statistics()["sd_acceptance"]
-    for n in (5, 20):
+    rows = {"target": np.exp(run.target_log_probs.astype(np.float64)),
+            "draft": np.exp(run.draft_log_probs.astype(np.float64))}
+    broken_violations = 0
+    for n in (1, 5, 20):
         (d / "t.jsonl").write_text(_records_from_log(run, "target", n))
         (d / "q.jsonl").write_text(_records_from_log(run, "draft", n))
         assert main(["llm", "import", "--target-records", str(d / "t.jsonl"), "--draft-records",
-                     str(d / "q.jsonl"), "--vocab-size", str(run.vocab_size), "--out", str(d / "top.npz")]) == 0
+                     str(d / "q.jsonl"), "--vocab-size", str(run.vocab_size), "--out", str(d / "top.npz"),
+                     "--force"]) == 0
         trunc = read_truncated_log(d / "top.npz")
+        for side, full_p in rows.items():                   # every floor bounds every unlisted token (true rows)
+            ids, probs, floor = trunc.heads[side]
+            full_p = full_p / full_p.sum(1, keepdims=True)
+            unlisted = np.ones(full_p.shape, bool)
+            np.put_along_axis(unlisted, np.maximum(ids, 0), False, axis=1)
+            assert (np.where(unlisted, full_p, 0).max(1) <= floor * (1 + 1e-3)).all()
+            listed_min = np.where(ids >= 0, probs, np.inf).min(1)      # broken: floor = smallest listed value
+            broken_violations += int((np.where(unlisted, full_p, 0).max(1) > listed_min * (1 + 1e-3)).sum())
         lo, hi = acceptance_bounds(trunc)
         assert np.all(lo <= full_beta + 1e-3) and np.all(full_beta <= hi + 1e-3)   # float16 vs float32 rows
         capsys.readouterr()
@@ -259,6 +276,7 @@ def test_vllm_records_import_gives_intervals_around_full_log(generated, capsys):
         for row in rep["predictions"]:
             full = predict_from_log(run, row["method"], row["tree"])["mean"]
             assert row["low"] - 1e-3 <= full <= row["high"] + 1e-3
+    assert broken_violations > 0             # vLLM's order breaks the old floor on the real log
 
 
 def test_bound_top_n_table(tmp_path, capsys):
@@ -287,3 +305,152 @@ def test_docs_examples_import(tmp_path, capsys, stem, ext):
     rep = json.loads(capsys.readouterr().out)
     assert rep["sd_acceptance"]["low"] <= rep["sd_acceptance"]["high"]
     assert all(1 <= r["low"] <= r["high"] <= 3 for r in rep["predictions"])
+
+
+# ---------------------------------------------------------------- transformers generate files (no model)
+def _gen_file(tmp_path, seqs, logits, name="gen.pt", **extra):
+    import torch
+
+    d = {"sequences": torch.tensor(seqs), "logits": tuple(torch.tensor(z) for z in logits)}
+    d.update({k: torch.tensor(v) for k, v in extra.items()})
+    torch.save(d, tmp_path / name)
+    return tmp_path / name
+
+
+def _left_padded(rng, pad=0):
+    """Two prompts of lengths 2 and 4, left-padded to 4 with ``pad``; 3 new tokens each; V = 6."""
+    seqs = [[pad, pad, 3, 4, 5, 2, 1], [3, 4, 5, 1, 2, 2, 3]]
+    logits = [rng.normal(size=(2, 6)) for _ in range(3)]
+    return seqs, logits
+
+
+def test_generate_padding_without_mask_refused_or_stripped(tmp_path):
+    from chansim.logs.importers import load_generate_output
+
+    seqs, logits = _left_padded(np.random.default_rng(0))
+    f = _gen_file(tmp_path, seqs, logits)
+    with pytest.raises(ValueError, match=r"row 0: the prompt starts with 2 pad token\(s\) \(id 0\)"):
+        load_generate_output(f, pad_token_id=0)
+    prompts, tokens, rows, info = load_generate_output(f, pad_token_id=0, strip_pads=True)
+    assert prompts == [[3, 4], [3, 4, 5, 1]] and "stripped" in info["padding"]
+    # the old behaviour (no pad id known): the pads are scored as prompt -- what the refusal prevents
+    assert load_generate_output(f)[0][0] == [0, 0, 3, 4]
+
+
+@pytest.mark.parametrize("width", ["prompt", "full"])
+def test_generate_mask_drops_left_and_right_padding(tmp_path, width):
+    from chansim.logs.importers import load_generate_output
+
+    seqs, logits = _left_padded(np.random.default_rng(1))
+    seqs[1] = [3, 4, 0, 0, 2, 2, 3]                                  # right-padded prompt (mask zeros at its end)
+    mask = [[0, 0, 1, 1], [1, 1, 0, 0]]
+    if width == "full":
+        mask = [m + [1, 1, 1] for m in mask]
+    f = _gen_file(tmp_path, seqs, logits, attention_mask=mask)
+    prompts, tokens, _, info = load_generate_output(f, pad_token_id=0)
+    assert prompts == [[3, 4], [3, 4]] and info["padding"].startswith("dropped")
+    f2 = _gen_file(tmp_path, seqs, logits, name="bad.pt", attention_mask=[[1, 1, 1], [1, 1, 1]])
+    with pytest.raises(ValueError, match="attention_mask"):
+        load_generate_output(f2)
+
+
+def test_generate_eos_cut_and_scores(tmp_path):
+    from chansim.logs.importers import load_generate_output
+
+    seqs, logits = _left_padded(np.random.default_rng(2))
+    f = _gen_file(tmp_path, seqs, logits, attention_mask=[[0, 0, 1, 1], [1, 1, 1, 1]])
+    _, tokens, rows, _ = load_generate_output(f, eos_token_id=[2, 9])
+    assert [t.tolist() for t in tokens] == [[5, 2], [2]] and rows[0].shape == (2, 6)
+    import torch
+
+    torch.save({"sequences": torch.tensor(seqs), "scores": tuple(torch.tensor(z) for z in logits)}, tmp_path / "s.pt")
+    with pytest.raises(ValueError, match="temperature twice"):
+        load_generate_output(tmp_path / "s.pt", temperature=0.7)
+    assert "processed" in load_generate_output(tmp_path / "s.pt")[3]["log_probs"]
+
+
+def test_generate_bf16_rounding_bound_holds(tmp_path):
+    """bf16 logits: the stated log-prob error bound 2u·max|z|/T holds against the float32 logits (reference)."""
+    import torch
+
+    from chansim.logs.importers import load_generate_output, log_softmax
+
+    rng = np.random.default_rng(3)
+    z32 = [rng.normal(size=(2, 50)).astype(np.float32) * 8 for _ in range(3)]
+    seqs = [[1, 2, 3, 4, 5], [5, 4, 3, 2, 1]]
+    torch.save({"sequences": torch.tensor(seqs), "logits": tuple(torch.tensor(z).to(torch.bfloat16) for z in z32)},
+               tmp_path / "b.pt")
+    _, _, rows, info = load_generate_output(tmp_path / "b.pt", temperature=0.8)
+    bound = info["rounding"]["log_prob_error_bound"]
+    assert info["logits_dtype"] == "bfloat16" and "bfloat16" in info["rounding"]["note"]
+    err = max(np.abs(rows[b] - log_softmax(np.stack([z[b] for z in z32]), 0.8)).max() for b in range(2))
+    assert 0 < err <= bound
+    # a broken bound (float16's unit roundoff for bf16 data) would not hold
+    assert err > bound * 2.0 ** -3
+
+
+def test_generate_config_ids():
+    from types import SimpleNamespace
+
+    from chansim.llm.import_generate import _config_ids
+
+    model = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=[2, 7], pad_token_id=None),
+                            config=SimpleNamespace(eos_token_id=2, pad_token_id=0))
+    pair = SimpleNamespace(target=SimpleNamespace(model=model), tokenizer=SimpleNamespace(eos_token_id=2, pad_token_id=9))
+    assert _config_ids(pair) == ([2, 7], 0, "SimpleNamespace")
+
+
+def test_generate_scores_checked_against_logits(tmp_path):
+    """Both logits and scores saved: top-k masking or another temperature is caught (the paths' true law)."""
+    import torch
+
+    from chansim.logs.importers import load_generate_output
+
+    rng = np.random.default_rng(4)
+    z = [rng.normal(size=(2, 6)) * 3 for _ in range(3)]
+    seqs = [[1, 2, 3, 4, 5], [5, 4, 3, 2, 1]]
+
+    def save(scores, name):
+        torch.save({"sequences": torch.tensor(seqs), "logits": tuple(torch.tensor(a) for a in z),
+                    "scores": tuple(torch.tensor(a) for a in scores)}, tmp_path / name)
+        return tmp_path / name
+
+    ok = save([a / 0.7 + 1.0 for a in z], "ok.pt")
+    assert len(load_generate_output(ok, temperature=0.7)[2]) == 2
+    with pytest.raises(ValueError, match="not logits / 1"):
+        load_generate_output(ok)                                     # wrong --temperature: caught
+    topk = [np.where(a >= np.sort(a, -1)[:, -2:-1], a, -np.inf) for a in z]
+    with pytest.raises(ValueError, match="top-k/top-p"):
+        load_generate_output(save(topk, "topk.pt"))
+
+
+def test_import_generate_records_settings_and_notes(tmp_path, monkeypatch):
+    """Without a model: EOS from the config, the temperature applied and recorded, bf16 and raw-logit notes."""
+    from types import SimpleNamespace
+
+    import torch
+
+    import chansim.llm.import_generate as ig
+
+    rng = np.random.default_rng(6)
+    z = [rng.normal(size=(2, 6)).astype(np.float32) for _ in range(3)]
+    seqs = [[1, 3, 4, 5, 2], [1, 3, 2, 5, 5]]
+    torch.save({"sequences": torch.tensor(seqs), "logits": tuple(torch.tensor(a).to(torch.bfloat16) for a in z)},
+               tmp_path / "g.pt")
+    model = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=2, pad_token_id=0))
+    pair = SimpleNamespace(target=SimpleNamespace(model=model), draft=None, tokenizer=None, vocab_size=6,
+                           metadata={"target": {"path": "x"}})
+    seen = {}
+
+    def fake_draft(net, prompts, tokens, temperature):
+        seen["temperature"] = temperature
+        return [np.log(np.full((len(t), 6), 1 / 6)) for t in tokens]
+
+    monkeypatch.setattr(ig, "draft_log_probs", fake_draft)
+    out = ig.import_generate(tmp_path / "g.pt", tmp_path / "run.npz", pair=pair, temperature=0.5)
+    run = read_log(out)
+    assert [t.tolist() for t in run.tokens] == [[4, 5, 2], [2]]                  # cut at the config's EOS 2
+    assert run.metadata["temperature"] == 0.5 == seen["temperature"]
+    notes = " ".join(run.metadata["notes"])
+    assert "bfloat16" in notes and "raw logits" in notes and "EOS [2]" in notes
+    assert run.metadata["source"]["eos_source"] == "SimpleNamespace"

@@ -22,39 +22,108 @@ def register(subparsers) -> None:
     parser.add_argument("--draft-records", metavar="FILE", help="with --target-records: the draft's records on "
                                                                  "the same text")
     parser.add_argument("--vocab-size", type=int, default=None, help="with records: vocabulary size, if known")
+    parser.add_argument("--draft-skip", type=int, default=None, metavar="N",
+                        help="with records: drop the draft's first N scored positions (its prompt) instead of finding "
+                             "the target's continuation in the draft's scored text")
+    parser.add_argument("--token-strings", metavar="FILE", default=None,
+                        help="with string-keyed records: JSON list of the decoded string of every token id (as the "
+                             "tool writes them); strings are then mapped to ids and refused when ambiguous")
+    parser.add_argument("--assume-distinct-strings", action="store_true",
+                        help="with string-keyed records and no --token-strings: accept the strings as distinct ids "
+                             "(recorded; U+FFFD and repeated strings are still refused)")
+    parser.add_argument("--strip-pads", action="store_true",
+                        help="with --generate and no attention_mask in the file: drop the pad-token runs at the "
+                             "edges of each prompt (otherwise a padded batch without a mask is refused)")
     parser.add_argument("--target", default=None, help="target model (recorded for 'llm validate'; default SmolLM2)")
     parser.add_argument("--draft", default=None, help="draft model path (default: the target minus --skip-layers)")
     parser.add_argument("--skip-layers", default=None, help="draft layers to skip, comma-separated (default 15)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the logits (> 0)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="with --generate / --target-logits: softmax temperature applied to both sides' logits "
+                             "and recorded (default 1); refused with records (their values are the server's)")
     parser.add_argument("--prompt-length", type=int, default=None, help="with --generate: prompt tokens per row")
-    parser.add_argument("--eos-token-id", type=int, default=None, help="with --generate: cut continuations at EOS")
-    parser.add_argument("--seed", type=int, default=None, help="seed recorded in the log (for 'llm validate')")
+    parser.add_argument("--eos-token-id", type=int, default=None,
+                        help="with --generate: cut continuations at their first EOS (default: the model config's EOS; "
+                             "-1: keep them whole)")
+    parser.add_argument("--seed", type=int, default=None, help="seed recorded in the log (for 'llm validate'; the "
+                                                                "server's sampling seed for records)")
     parser.add_argument("--trust-pickle", action="store_true", help="load a pickled GenerateOutput object")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--out", required=True, help="output .npz log")
+    parser.add_argument("--device", default=None, help="with --generate: device of the draft (default cpu)")
+    parser.add_argument("--dtype", default=None, help="with --generate: dtype of the draft (default float32)")
+    parser.add_argument("--out", required=True, help="output .npz log (never an input; existing: needs --force)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..logs import importers
+    import json
+    from pathlib import Path
 
+    from ..logs import importers
+    from ..outputs import check_output
+
+    inputs = [args.generate, args.target_logits, args.draft_logits, args.tokens, args.target_records,
+              args.draft_records, args.token_strings]
+    out_path = check_output(args.out, inputs=[i for i in inputs if i], force=args.force, what="--out",
+                            suffixes=(".npz",))
+    records, arrays, generate = bool(args.target_records), bool(args.target_logits), bool(args.generate)
+    for flag, value, ok in (("--draft-skip", args.draft_skip, records), ("--token-strings", args.token_strings, records),
+                            ("--assume-distinct-strings", args.assume_distinct_strings, records),
+                            ("--vocab-size", args.vocab_size, records), ("--draft-records", args.draft_records, records),
+                            ("--draft-logits", args.draft_logits, arrays), ("--tokens", args.tokens, arrays),
+                            ("--strip-pads", args.strip_pads, generate), ("--prompt-length", args.prompt_length, generate),
+                            ("--eos-token-id", args.eos_token_id, generate), ("--target", args.target, generate),
+                            ("--draft", args.draft, generate), ("--skip-layers", args.skip_layers, generate),
+                            ("--trust-pickle", args.trust_pickle, generate), ("--device", args.device, generate),
+                            ("--dtype", args.dtype, generate)):
+        if value not in (None, False) and not ok:
+            raise ValueError(f"{flag} does not apply to this source (it would be ignored)")
+    if args.seed is not None and args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    seed_meta = {} if args.seed is None else {"seed": int(args.seed)}
+    if args.temperature is not None and not (args.temperature > 0 and args.temperature < float("inf")):
+        raise ValueError(f"--temperature must be a finite number > 0, got {args.temperature}")
+    temperature = 1.0 if args.temperature is None else float(args.temperature)
     if args.generate:
         from ..llm.import_generate import import_generate
 
         skip = None if args.skip_layers is None else [int(v) for v in args.skip_layers.split(",") if v.strip()]
-        out = import_generate(args.generate, args.out, target=args.target, draft=args.draft,
-                              skip_layers=skip, temperature=args.temperature,
+        out = import_generate(args.generate, out_path, target=args.target, draft=args.draft,
+                              skip_layers=skip, temperature=temperature,
                               prompt_length=args.prompt_length, eos_token_id=args.eos_token_id,
-                              trust_pickle=args.trust_pickle, device=args.device, dtype=args.dtype,
-                              seed=args.seed)
+                              trust_pickle=args.trust_pickle, device=args.device or "cpu",
+                              dtype=args.dtype or "float32", seed=args.seed, strip_pads=args.strip_pads)
     elif args.target_logits:
         if not (args.draft_logits and args.tokens):
             raise ValueError("--target-logits needs --draft-logits and --tokens")
-        out = importers.import_arrays(args.target_logits, args.draft_logits, args.tokens, args.out,
-                                      temperature=args.temperature)
+        out = importers.import_arrays(args.target_logits, args.draft_logits, args.tokens, out_path,
+                                      temperature=temperature, metadata=seed_meta)
     else:
-        out = importers.import_topn_records(args.target_records, args.out, draft_records=args.draft_records,
-                                            vocab_size=args.vocab_size)
+        strings = None
+        if args.token_strings:
+            try:
+                strings = json.loads(Path(args.token_strings).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise ValueError(f"--token-strings {args.token_strings}: cannot read a JSON list ({err})") from None
+            if not isinstance(strings, list) or not all(isinstance(v, str) for v in strings):
+                raise ValueError(f"--token-strings {args.token_strings}: must be a JSON list of strings")
+        out = importers.import_topn_records(args.target_records, out_path, draft_records=args.draft_records,
+                                            vocab_size=args.vocab_size, draft_skip=args.draft_skip,
+                                            token_strings=strings, temperature=temperature,
+                                            assume_distinct_strings=args.assume_distinct_strings,
+                                            metadata=seed_meta)
     print(f"wrote {out}")
+    for note in _notes(out):
+        print(f"note: {note}")
     return 0
+
+
+def _notes(path) -> list:
+    """What the user must know about the written log: rounding of the source, what the log-probs are, string keys."""
+    import json
+
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as npz:
+        meta = json.loads(str(npz["metadata"][()]))
+    return list(meta.get("notes", []))
+

@@ -203,6 +203,7 @@ def write_log(path, *, prompts: Sequence[Sequence[int]], tokens: Sequence[Sequen
         raise ValueError(f"position {t}: the logged token has target probability 0 (after float16 rounding)")
     meta = dict(metadata)
     meta.update(_standard_metadata(n, int(all_tok.size), int(vocab), meta))
+    _check_metadata(path, meta)
     try:
         meta_json = json.dumps(meta, allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as err:
@@ -363,8 +364,11 @@ def read_log(path) -> LogRun:
         raise LogFileNotFoundError(f"{path}: log file not found")
     if not path.is_file():
         _fail(path, "not a regular file")
-    with open(path, "rb") as f:
-        head = f.read(4)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        _fail(path, f"cannot read the log ({err.strerror or type(err).__name__})")
     if len(head) < 4 or head not in _ZIP_MAGIC:
         _fail(path, "not an .npz log (the file does not start with the zip signature"
                     + (", it is empty)" if not head else ")"))
@@ -466,6 +470,39 @@ def _check_race(path, meta, tl, dl, tokens, toff, poff) -> None:
     _fail(path, f"{why}; the target log-probs do not belong to these tokens (mismatched log, seed or prompts)")
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_metadata(path, meta: dict) -> None:
+    """The metadata fields chansim reads back, by type and range (one :class:`LogError` naming the field).
+
+    ``temperature``, ``draft_temperature``: a finite number > 0 (absent: 1, and the
+    target's); ``seed``: an integer >= 0 or null (null only when the log is not a keyed-race
+    log, whose tokens the seed re-derives); ``n_sequences``, ``n_positions``: integers >= 1;
+    ``vocab_size``: integer >= 1 (or null in a truncated log); ``top_n``: integer >= 1;
+    ``notes``: a list of strings.
+    """
+    for key in ("temperature", "draft_temperature"):
+        if key in meta:
+            v = meta[key]
+            if not (_number(v) and np.isfinite(v) and v > 0):
+                _fail(path, f"metadata {key} must be a finite number > 0, got {v!r}")
+    if "seed" in meta:
+        v = meta["seed"]
+        if v is None:
+            if str(meta.get("sampling", "")).startswith("keyed race"):
+                _fail(path, "metadata seed is null but the log's sampling is a keyed race: the seed that drew its "
+                            "tokens is needed")
+        elif isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            _fail(path, f"metadata seed must be an integer >= 0 or null, got {v!r}")
+    if "notes" in meta and not (isinstance(meta["notes"], list) and all(isinstance(n, str) for n in meta["notes"])):
+        _fail(path, f"metadata notes must be a list of strings, got {meta['notes']!r:.60}")
+    for key in ("n_sequences", "n_positions", "top_n"):
+        if key in meta and (isinstance(meta[key], bool) or not isinstance(meta[key], int) or meta[key] < 1):
+            _fail(path, f"metadata {key} must be an integer >= 1, got {meta[key]!r}")
+
+
 def _scalar(path, arr, key, kind):
     a = arr[key]
     if a.shape != () or a.dtype.kind not in kind:
@@ -499,6 +536,7 @@ def _validate(path, arr) -> LogRun:
         _fail(path, f"metadata is not valid JSON ({err})")
     if not isinstance(meta, dict):
         _fail(path, f"metadata must be a JSON object, got {type(meta).__name__}")
+    _check_metadata(path, meta)
     tl, dl = arr["target_log_probs"], arr["draft_log_probs"]
     for name, a in (("target_log_probs", tl), ("draft_log_probs", dl)):
         if a.ndim != 2 or a.dtype.kind != "f":

@@ -16,6 +16,17 @@ What is known at a row (one side, say p)
   value of a top-n list; 0 when the head is the whole vocabulary);
 * hence the tail mass :math:`r_p = 1-\sum_{x\in S}p(x)`.
 
+The head model of real records (:func:`record_head`)
+----------------------------------------------------
+A tool's list mixes two kinds of entries: *ranked* ones (the top-n of the distribution,
+so every unlisted token is at most as likely as the least likely of them) and the
+*produced* token, which vLLM puts first whether or not it is in the top-n (chat keeps the
+first n items, so the n-th ranked token is then dropped; legacy completions keep n+1).
+The floor is therefore the smallest *ranked* value, never the produced token's: when the
+produced token is outside the top-n its probability is an extra known value, usually far
+below the ranked ones, and taking it as the floor is false for the dropped n-th token
+(and for every other unlisted token above it).
+
 File format (``chansim-llm-topn-log``, version 1)
 -------------------------------------------------
 An ``.npz`` archive like a full log (:mod:`chansim.logs.format`) with ``format``,
@@ -42,13 +53,15 @@ import numpy as np
 from .format import LogError, LoggedSequences, _offsets, _standard_metadata
 from ..verify.registry import METHODS, default_methods, get_method, method_names
 
-__all__ = ["TOPN_FORMAT", "TruncatedLog", "write_truncated_log", "read_truncated_log", "truncate_log",
+__all__ = ["TOPN_FORMAT", "TruncatedLog", "record_head", "write_truncated_log", "read_truncated_log", "truncate_log",
            "is_truncated_log", "acceptance_bounds", "sd_path_acceptance_bounds", "specinfer_path_acceptance_bounds",
            "predict_interval", "INTERVAL_METHODS", "truncation_widths", "format_truncation_widths", "expected_calls_interval",
            "truncated_report", "format_truncated_report"]
 
 TOPN_FORMAT = "chansim-llm-topn-log"
 _MASS_TOL = 1e-3          # head masses above 1 + this are rejected (float32 log-probs from servers)
+_TOPN_KEYS = ("format", "format_version", "metadata", "prompt_ids", "prompt_offsets", "tokens", "token_offsets",
+              "target_ids", "target_log_probs", "target_floor", "draft_ids", "draft_log_probs", "draft_floor")
 
 
 class TruncatedLog(LoggedSequences):
@@ -90,6 +103,8 @@ def _pad_rows(rows_ids: Sequence, rows_lp: Sequence) -> tuple[np.ndarray, np.nda
 def _check_side(name: str, ids: np.ndarray, lp: np.ndarray, floor: np.ndarray, vocab) -> None:
     if ids.shape != lp.shape or ids.ndim != 2 or floor.shape != ids.shape[:1]:
         raise ValueError(f"{name}: ids {ids.shape}, log-probs {lp.shape} and floor {floor.shape} do not match")
+    if np.any(ids < -1):
+        raise ValueError(f"{name}: negative token id {int(ids.min())} (only -1 marks a pad)")
     real = ids >= 0
     if np.any(np.isnan(lp)) or np.any(lp[real] > 1e-6) or np.any(np.isposinf(lp)):
         raise ValueError(f"{name}: log-probabilities must be <= 0 (no NaN)")
@@ -105,6 +120,99 @@ def _check_side(name: str, ids: np.ndarray, lp: np.ndarray, floor: np.ndarray, v
         raise ValueError(f"{name}: row {r} has head mass {mass[r]:.6f} > 1: these are not log-probabilities")
     if np.any(~(floor >= 0)) or np.any(floor > 1):
         raise ValueError(f"{name}: floor must lie in [0, 1]")
+
+
+_LP_AGREE = 1e-5          # produced token's log-prob vs its list entry: same float, up to JSON/float32 rounding
+
+
+def record_head(pos, where, side: str = "target") -> tuple[list, list, float]:
+    r"""The head (known values) and the floor of one scored position of a tool's record.
+
+    ``pos`` is a :class:`chansim.logs.readers.Position`; ``where`` a
+    :class:`chansim.logs.readers._door.Where` (for the errors).  Rules:
+
+    * **ranked entries**: with ranks (vLLM ``Logprob.rank``), the entries of ranks
+      :math:`1..K` for the largest K with no gap; for a top-n-only list (llama.cpp, TGI,
+      SGLang, ``pos.ranked_only``), all entries; otherwise (vLLM / OpenAI), every entry but
+      the produced token's, which may sit in the list without being ranked;
+    * **floor** :math:`m = \max_{x
+otin S} p(x) \le \min_{	ext{ranked}} p`: the ranked
+      entries are the top-k of the distribution for some k, so every unlisted token is at
+      most the least likely of them; 1 (no information) when there is no ranked entry;
+    * **sentinels**: ``-inf``, vLLM's ``-9999.0`` and llama.cpp's lowest float (read as
+      ``-inf`` by the door) are probability 0; an empty list is no ranked entry;
+    * the **produced token** joins the head with its own log-prob (an extra known value
+      when it is not ranked); its list entry, if any, must carry the same value; on the
+      target side it must be known and > 0 (the target sampled it);
+    * a key listed twice is refused: for strings, two ids that decode alike (the records
+      cannot say which is which); for a top-n-only list, a produced token outside the
+      list must not be more likely than the floor; and the unlisted mass
+      :math:`1 - \sum_S p` must fit under the floor, :math:`\le m\,(V - |S|)` (with V
+      unknown: :math:`m = 0` forces it to 0), otherwise no distribution has these values.
+
+    Returns ``(keys, log_probs, floor)``: the head's keys (ids or strings, produced token
+    included when known), their log-probs, and the floor (a probability in [0, 1]).
+
+    >>> from chansim.logs.readers import Position
+    >>> from chansim.logs.readers._door import Where
+    >>> import math
+    >>> pos = Position(7, math.log(.01), ((7, math.log(.01)), (0, math.log(.6)), (1, math.log(.3))))
+    >>> keys, lps, floor = record_head(pos, Where("t.jsonl"))   # vLLM chat, n = 3, produced outside the top 3
+    >>> keys, round(floor, 6)
+    ([7, 0, 1], 0.3)
+    """
+    import math
+
+    listed = {}
+    for k, lp in pos.listed:
+        if k in listed:
+            if isinstance(k, str):
+                raise where.error("top list", f"lists the token string {k!r} twice: two different token ids decode "
+                                              f"to it and the records cannot say which is which -- return token ids "
+                                              f"(vLLM: --return-tokens-as-token-ids; llama.cpp, TGI and SGLang give ids)")
+            raise where.error("top list", f"lists token id {k} twice")
+        listed[k] = lp
+    if pos.ranks is not None and all(r is not None for r in pos.ranks):
+        have = set(pos.ranks)
+        top_k = 0
+        while top_k + 1 in have:
+            top_k += 1
+        ranked = [lp for (_, lp), r in zip(pos.listed, pos.ranks) if r <= top_k]
+    elif pos.ranked_only:
+        ranked = list(listed.values())
+    else:
+        ranked = [lp for k, lp in listed.items() if k != pos.token]
+    floor = math.exp(min(ranked)) if ranked else 1.0
+    if pos.logprob is not None:
+        if pos.token in listed and abs(listed[pos.token] - pos.logprob) > _LP_AGREE * max(1.0, abs(pos.logprob)) \
+                and not (math.isinf(pos.logprob) and math.isinf(listed[pos.token])):
+            raise where.error("logprob", f"the produced token {pos.token!r} has log-prob {pos.logprob!r} but its list "
+                                         f"entry says {listed[pos.token]!r}")
+        if pos.ranked_only and pos.token not in listed and ranked and math.exp(pos.logprob) > floor * (1 + 1e-4) + 1e-9:
+            raise where.error("logprob", f"the produced token {pos.token!r} (log-prob {pos.logprob:.6g}) is not listed "
+                                         f"but is more likely than a listed one ({math.log(floor):.6g}): the list is "
+                                         f"not the top-n of this distribution")
+        listed[pos.token] = pos.logprob
+    if side == "target":
+        if pos.logprob is None:
+            raise where.error("logprob", f"the record gives no probability for the produced token {pos.token!r} (it "
+                                         f"is outside the listed top-n: llama.cpp's old 'probs' shape); the target's "
+                                         f"p(y) is needed -- use a llama.cpp with per-token 'logprob' or a larger "
+                                         f"n_probs")
+        if pos.logprob == -math.inf:
+            raise where.error("logprob", f"the target's produced token {pos.token!r} has probability 0 (log-prob -inf "
+                                         f"or a sentinel such as vLLM's -9999.0): these log-probs are not the "
+                                         f"distribution it was sampled from")
+    mass = sum(math.exp(v) for v in listed.values())
+    if mass > 1 + _MASS_TOL:
+        raise where.error("top list", f"listed probabilities sum to {mass:.6f} > 1: these are not log-probabilities "
+                                      f"of one distribution")
+    room = floor * (where.vocab_size - len(listed)) if where.vocab_size is not None else (math.inf if floor > 0 else 0.0)
+    if 1 - mass > room + _MASS_TOL:
+        raise where.error("top list", f"the listed probabilities leave mass {1 - mass:.6f} to the unlisted tokens, "
+                                      f"but the ranked values allow at most {room:.6g} (each unlisted token <= "
+                                      f"{floor:.6g}): the list is not the top-n of this distribution")
+    return list(listed), list(listed.values()), floor
 
 
 def write_truncated_log(path, *, prompts, tokens, target_heads, draft_heads, metadata: dict,
@@ -151,6 +259,9 @@ def write_truncated_log(path, *, prompts, tokens, target_heads, draft_heads, met
     meta["vocab_size"] = vocab_size
     std = _standard_metadata(len(tok), n_pos, vocab_size, {k: v for k, v in meta.items() if k != "vocab_size"})
     meta.update({**std, "format": TOPN_FORMAT})
+    from .format import _check_metadata
+
+    _check_metadata(path, meta)
     pr = [np.asarray(p, dtype=np.int64).reshape(-1) for p in prompts]
     arrays.update({
         "format": np.array(TOPN_FORMAT), "format_version": np.array(1, dtype=np.int64),
@@ -160,45 +271,87 @@ def write_truncated_log(path, *, prompts, tokens, target_heads, draft_heads, met
         "token_offsets": _offsets([t.size for t in tok]),
     })
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
+    from ..outputs import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:   # whole or nothing (an interrupt keeps the old file)
         np.savez_compressed(f, **arrays)
     return path
 
 
 def is_truncated_log(path) -> bool:
     """True if ``path`` is an ``.npz`` whose ``format`` is :data:`TOPN_FORMAT`."""
+    import zipfile
+    import zlib
+
     try:
         with np.load(Path(path), allow_pickle=False) as npz:
             return "format" in npz.files and str(npz["format"][()]) == TOPN_FORMAT
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
         return False
 
 
 def read_truncated_log(path) -> TruncatedLog:
     """Read and check a truncated log written by :func:`write_truncated_log`."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: truncated log not found")
+    if not path.is_file():
+        raise LogError(f"{path}: not a regular file")
+    import zipfile
+    import zlib
+
+    from .format import _check_metadata, _check_offsets
+
     try:
         with np.load(path, allow_pickle=False) as npz:
             arr = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as err:
-        raise LogError(f"{path}: not a readable .npz ({err})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise LogError(f"{path}: not a readable .npz, truncated or corrupt ({type(err).__name__}: {err})") from None
     if str(arr.get("format", np.array(""))[()]) != TOPN_FORMAT:
         raise LogError(f"{path}: format is not {TOPN_FORMAT!r}")
-    meta = json.loads(str(arr["metadata"][()]))
+    missing = [k for k in _TOPN_KEYS if k not in arr]
+    if missing:
+        raise LogError(f"{path}: missing key(s) {', '.join(missing)} (has: {', '.join(sorted(arr))})")
+    try:
+        meta = json.loads(str(arr["metadata"][()]))
+    except json.JSONDecodeError as err:
+        raise LogError(f"{path}: metadata is not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise LogError(f"{path}: metadata must be a JSON object")
+    _check_metadata(path, meta)
+    vocab = meta.get("vocab_size")
+    if vocab is not None and (isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 1):
+        raise LogError(f"{path}: metadata vocab_size must be an integer >= 1 or null, got {vocab!r}")
+    for k in ("tokens", "token_offsets", "prompt_ids", "prompt_offsets", "target_ids", "draft_ids"):
+        if arr[k].dtype.kind not in "iu":
+            raise LogError(f"{path}: {k!r} must be an integer array, got {arr[k].dtype}")
+    for k in ("target_log_probs", "draft_log_probs", "target_floor", "draft_floor"):
+        if arr[k].dtype.kind != "f":
+            raise LogError(f"{path}: {k!r} must be a float array, got {arr[k].dtype}")
     toff, poff = arr["token_offsets"].astype(np.int64), arr["prompt_offsets"].astype(np.int64)
     tokens = arr["tokens"].astype(np.int64)
+    _check_offsets(path, "token_offsets", toff, tokens.size)
+    _check_offsets(path, "prompt_offsets", poff, arr["prompt_ids"].size)
+    for key, val in (("n_sequences", toff.size - 1), ("n_positions", tokens.size)):
+        if key in meta and meta[key] != val:
+            raise LogError(f"{path}: metadata {key} {meta[key]!r} disagrees with the arrays ({val})")
+    if poff.size != toff.size or np.any(np.diff(toff) == 0):
+        raise LogError(f"{path}: {poff.size - 1} prompts for {toff.size - 1} continuations, or an empty continuation")
     heads = {}
     for side in ("target", "draft"):
         ids, lp, floor = arr[f"{side}_ids"], arr[f"{side}_log_probs"].astype(np.float64), arr[f"{side}_floor"]
         try:
-            _check_side(side, ids, lp, floor, meta.get("vocab_size"))
+            _check_side(side, ids, lp, floor, vocab)
         except ValueError as err:
             raise LogError(f"{path}: {err}") from None
         if ids.shape[0] != tokens.size:
             raise LogError(f"{path}: {side} heads have {ids.shape[0]} rows for {tokens.size} tokens")
         heads[side] = (ids, np.where(ids >= 0, np.exp(np.minimum(lp, 0.0)), 0.0), floor.astype(np.float64))
+    hit = heads["target"][0] == tokens[:, None]
+    if not hit.any(1).all() or np.any(np.where(hit, heads["target"][1], 1.0).min(1) <= 0):
+        r = int(np.flatnonzero(~hit.any(1) | (np.where(hit, heads["target"][1], 1.0).min(1) <= 0))[0])
+        raise LogError(f"{path}: position {r}: the logged token {int(tokens[r])} has no positive target "
+                       f"probability in its head (the target could not have sampled it)")
     prompts = [arr["prompt_ids"][poff[i]:poff[i + 1]].tolist() for i in range(poff.size - 1)]
     toks = [tokens[toff[i]:toff[i + 1]] for i in range(toff.size - 1)]
     return TruncatedLog(path, meta, prompts, toks, toff, heads)
@@ -432,7 +585,8 @@ def truncated_report(log, k: Sequence[int] = (1, 2, 4, 8), methods: Sequence[str
     return {"log": str(log.path), "sequences": log.n_sequences, "positions": log.n_positions,
             "top_n": {s: int(log.heads[s][0].shape[1]) for s in ("target", "draft")},
             "sd_acceptance": {"low": float(b_lo.mean()), "high": float(b_hi.mean())},
-            "tail_mass": tails, "predictions": rows, "skipped": skipped}
+            "tail_mass": tails, "predictions": rows, "skipped": skipped,
+            "notes": list(log.metadata.get("notes", []))}
 
 
 def format_truncated_report(rep: dict) -> str:
@@ -453,6 +607,7 @@ def format_truncated_report(rep: dict) -> str:
             shown.add((r["method"], tree))
             lines.append(f"  {r['method']:<10}{tree:<10}      n/a: {r['reason']}")
     lines.append("  (proofs: docs/log-format.md)")
+    lines += [f"  note: {n}" for n in rep.get("notes", [])]
     return "\n".join(lines)
 
 

@@ -1,0 +1,54 @@
+r"""Readers of the log-prob records that real tools write, one small function per shape.
+
+Each reader maps one tool's JSON onto :class:`Position` / :class:`Scored` through the
+input door (:mod:`._door`: types, ranges, one-line errors naming file, response,
+position and field).  What the listed values *mean* (which entries are ranked, what
+bounds the unlisted tokens) is decided once, in :func:`chansim.logs.truncated.record_head`.
+
+========================== ================================== ====================================
+module                     shapes                             produced token / list
+========================== ================================== ====================================
+:mod:`.vllm`               chat, legacy completions (+echo),  produced first, then top-N (vLLM);
+                           ``prompt_logprobs``, offline       ranks in ``prompt_logprobs`` and
+                           ``RequestOutput``, ``n > 1``;      ``RequestOutput``; any chat list:
+                           llama.cpp's OpenAI endpoint        the produced entry is not ranked
+:mod:`.llamacpp`           ``/completion`` new, post-sampling top-n only, produced separately
+                           (``top_probs``) and old (``probs``)
+:mod:`.tgi`                ``details`` (``tokens``,           top-n only (ties kept)
+                           ``top_tokens``, ``prefill``)
+:mod:`.sglang`             ``meta_info`` (``output_*``,       top-n only
+                           ``input_*``)
+========================== ================================== ====================================
+"""
+from __future__ import annotations
+
+from ._door import Where, load_json_records
+from ._types import Position, Scored
+from .llamacpp import read_completion
+from .sglang import read_meta_info
+from .tgi import read_details
+from .vllm import read_openai_response, read_request_output
+
+__all__ = ["Position", "Scored", "read_response", "read_records"]
+
+
+def read_response(where: Where, resp: dict) -> list:
+    """One response object -> its :class:`Scored` sequences (generated ones first, then prompt-scored ones)."""
+    if "completion_probabilities" in resp:
+        return read_completion(where, resp)
+    if "choices" in resp:
+        return read_openai_response(where, resp)
+    if "outputs" in resp:
+        return read_request_output(where, resp)
+    if "meta_info" in resp:
+        return read_meta_info(where, resp)
+    if "details" in resp or "generated_text" in resp:
+        return read_details(where, resp)
+    raise where.error("response", f"unknown shape (keys {sorted(resp)[:8]}): expected 'choices' (vLLM/OpenAI), "
+                                  f"'outputs' (vLLM RequestOutput), 'completion_probabilities' (llama.cpp), "
+                                  f"'details' (TGI) or 'meta_info' (SGLang)")
+
+
+def read_records(path, vocab_size=None) -> list:
+    """A records file -> one list of :class:`Scored` per response (``load_json_records`` + :func:`read_response`)."""
+    return [read_response(Where(path, i, vocab_size=vocab_size), r) for i, r in enumerate(load_json_records(path))]
