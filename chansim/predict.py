@@ -37,6 +37,8 @@ produce the whole path solves the backward recursion
 """
 from __future__ import annotations
 
+import math
+
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -318,9 +320,13 @@ class PathPrediction(NamedTuple):
         return float(self.tokens.sum() / self.expected_calls.sum())
 
     def interval(self, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-        """Bootstrap interval over sequences of total tokens / total expected calls."""
+        """Bootstrap interval over sequences of total tokens / total expected calls.
+
+        One sequence gives no interval (nothing to resample): ``(-inf, inf)``, which callers
+        clip to the feasible range 1 .. depth + 1 tokens per call.
+        """
         if len(self.tokens) < 2:
-            return self.tokens_per_call, self.tokens_per_call
+            return -math.inf, math.inf
         lo, hi, _ = bootstrap_ratios(self.tokens, self.expected_calls, confidence, resamples, seed)
         return lo, hi
 

@@ -152,3 +152,17 @@ def test_rsd_two_drafts_exact(seed):
     p, q = rng.dirichlet(np.ones(6)), rng.dirichlet(np.ones(6))
     c = rsd_path_acceptance(np.tile(p, (6, 1)), np.tile(q, (6, 1)), np.arange(6), 2)
     np.testing.assert_allclose(c * p, _rsd_node_by_enumeration(p, q), atol=1e-12)
+
+
+def test_one_sequence_gives_the_feasible_range_not_a_zero_width_interval(tmp_path, markov_tables):
+    """A bootstrap over one sequence has nothing to resample: the interval is the feasible
+    range 1 .. depth + 1 (the old zero-width interval claimed a certainty the log cannot give)."""
+    _markov_log(tmp_path / "one.npz", "sd", "chain:3", runs=1, tables=markov_tables)
+    pred = predict_from_log(tmp_path / "one.npz", "sd", "chain:3")
+    assert (pred["ci_low"], pred["ci_high"]) == (1.0, 4.0)
+    assert pred["small_sample"]
+    ar = predict_from_log(tmp_path / "one.npz", "autoregressive", "chain:0")
+    assert (ar["mean"], ar["ci_low"], ar["ci_high"]) == (1.0, 1.0, 1.0)      # exactly one token per call
+    _markov_log(tmp_path / "two.npz", "sd", "chain:3", runs=2, tables=markov_tables)
+    two = predict_from_log(tmp_path / "two.npz", "sd", "chain:3")
+    assert 1.0 <= two["ci_low"] <= two["mean"] <= two["ci_high"] <= 4.0 and two["ci_high"] - two["ci_low"] < 3.0

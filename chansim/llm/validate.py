@@ -227,8 +227,8 @@ def _predict(run, method: str, tree, lengths, confidence: float):
         widths = [] if is_baseline(method) else tree_widths(tree)   # measured on a prefix of the log
         seqs = ((p[:n], q[:n], y[:n]) for (p, q, y), n in zip(run.sequences(), lengths))
         pred = predict_path(method if widths else baseline(), widths, seqs)
-        lo, hi = pred.interval(confidence)
-        return {"mean": pred.tokens_per_call, "ci_low": lo, "ci_high": hi}
+        lo, hi = pred.interval(confidence)                 # (-inf, inf) from one sequence: the feasible range
+        return {"mean": pred.tokens_per_call, "ci_low": max(1.0, lo), "ci_high": min(float(len(widths) + 1), hi)}
     except ValueError as err:
         return str(err)
 
