@@ -38,10 +38,15 @@ from ..distributions import check_pair
 from ..paths import check_path_inputs, expected_calls_from_lengths
 from ..stats import normal_quantile
 from .base import IIDDrafting, Method, NodeNoise, sample_rows, take_rows
+from .block_exact import block_tokens
 from .specinfer import SpecInfer
 
 __all__ = ["Block", "block_weights", "block_mean_weights", "block_chain_tokens", "block_chain_tokens_mc",
            "block_call_lengths", "block_path_calls"]
+
+
+#: guaranteed half-width aimed at by the bound report's block values (docs/methods_block_multidraft.md §1.5)
+REPORT_TOL = 1e-5
 
 
 def block_weights(p_rows, q_rows, drafts) -> np.ndarray:
@@ -83,26 +88,29 @@ class Block(IIDDrafting, Method):
         return float(np.minimum(p, q).sum())
 
     def tree_tokens(self, tree, p, q):
-        """Exact E[tokens per call] on ``chain:γ`` (:func:`block_chain_tokens`)."""
-        return block_chain_tokens(p, q, int(tree.size))
+        """E[tokens per call] on ``chain:γ`` at any V (Spitzer's identity, :func:`~chansim.verify.block_exact.block_tokens`).
+
+        Exact (enumerated overlaps) on small V, else the midpoint of an interval of half-width
+        at most 1e-8 (wider only where the grid budget runs out: very long chains on nearly
+        equal p and q; :func:`~chansim.verify.block_exact.block_tokens` gives the interval).
+        """
+        return block_tokens(p, q, int(tree.size), tol=1e-8).at(int(tree.size))[0]
 
     def report_tokens(self, p, q, ks, tree: str, ctx=None):
         """Tokens per call at each k for the bound report: the chain (optimal and ``chain``), batch only at k = 1.
 
-        Exact (:func:`block_mean_weights`) while the law of w stays small, else Monte
-        Carlo (:func:`block_chain_tokens_mc`'s estimator, ``exact`` False).
+        :func:`~chansim.verify.block_exact.block_tokens` (Spitzer's identity; exact on small V,
+        else a guaranteed interval of half-width <= :data:`REPORT_TOL`); ``exact`` when every
+        half-width is at most 1e-4 (the report's convention).
         """
         ks = [int(k) for k in ks]
         beta = float(np.minimum(p, q).sum())
         if tree == "batch":
             return [1 + beta if k == 1 else None for k in ks], [1 if k == 1 else None for k in ks], True
-        seed = 0 if ctx is None else int(ctx.get("seed", 0))
-        try:
-            mean_w, exact = block_mean_weights(p, q, max(ks)), True
-        except ValueError:
-            mean_w, exact = _mc_mean_weights(p, q, max(ks), 20_000, seed)[0], False
-        total = 1 + np.cumsum(mean_w)
-        return [float(total[k - 1]) for k in ks], list(ks), exact
+        bt = block_tokens(p, q, max(ks), tol=REPORT_TOL)
+        vals = [bt.at(k) for k in ks]
+        exact = bt.exact or all((hi - lo) / 2 <= 1e-4 for _, lo, hi in vals)
+        return [v for v, _, _ in vals], list(ks), exact
 
     def verify_chain(self, p, q, drafts, noise: NodeNoise):
         r"""Verify a batch of chains jointly.
