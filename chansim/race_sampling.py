@@ -11,6 +11,9 @@ For a fixed pair of rows (p, q) a :class:`RaceTable` sorts the tokens once by
   exponentials :math:`t_M \rho_x + F_x / p_x`, whose minimum has the piecewise-linear
   cumulative hazard :math:`\Lambda(t) = t\,P_{\le i} - t_M Q_{\le i}` over the
   :math:`\rho` order, and whose identity is :math:`\propto p` over that prefix;
+* :meth:`RaceTable.scaled_residual_mass` / :meth:`RaceTable.scaled_residual_sample` — block
+  verification's :math:`\sum_x (w p_x - q_x)_+` and its residual law, a prefix of the
+  :math:`\rho` order for every weight w;
 * :meth:`RaceTable.rsd_verify` — RSD's rounds with the residuals
   :math:`r_j \propto (p - \lambda_j q)_+` on the untried tokens, a prefix of the
   :math:`\rho` order, so no V-row is renormalised per rejected draft.
@@ -287,6 +290,61 @@ class RaceTable:
         if count:
             s = np.where(drafted_wins, pos[np.arange(batch), first], s)
         return self.tokens(rows, s), np.where(drafted_wins, first, -1)
+
+    # ------------------------------------------------------------------ scaled residuals (block verification)
+    def scaled_residual_mass(self, rows: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r""":math:`R(w) = \sum_x (w\,p_x - q_x)_+` per batch row, in O(log V): ``(mass [B], prefix [B])``.
+
+        The positive part is the sorted prefix :math:`\rho_x = q_x/p_x < w` (``prefix`` tokens),
+        so :math:`R(w) = w\,P_{<s} - Q_{<s}` with the prefix sums of the table (clipped at 0).
+
+        >>> t = RaceTable([[0.5, 0.3, 0.2]], [[0.2, 0.3, 0.5]])
+        >>> [round(float(v), 12) for v in t.scaled_residual_mass(np.zeros(2, dtype=int), np.array([1.0, 0.5]))[0]]
+        [0.3, 0.05]
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        w = np.asarray(w, dtype=np.float64)
+        prefix = self._count_below(rows, w)                                    # [B] tokens with rho < w
+        mass = w * self._at(self.p_cum, rows, prefix) - self._at(self.q_cum, rows, prefix)
+        return np.maximum(mass, 0.0), prefix
+
+    def scaled_residual_sample(self, rows: np.ndarray, w: np.ndarray, u: np.ndarray,
+                               rng: np.random.Generator) -> np.ndarray:
+        r"""Tokens :math:`y \propto (w\,p - q)_+` per batch row (one uniform each), in O(log V); token ids ``[B]``.
+
+        Inverse CDF over the sorted prefix :math:`\rho < w`, whose cumulative weights are
+        :math:`w P_{\le j} - Q_{\le j}` (increasing there).  A row without mass (w p <= q
+        everywhere, only reached by rounding) samples from p instead, like
+        :func:`chansim.kernels.residual`, and so does ``w = inf`` (block's bonus token);
+        a rounding-level landing on a zero weight is redrawn.  ``w = 1`` is sd's residual
+        :math:`\mathrm{norm}((p - q)_+)`.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        w = np.asarray(w, dtype=np.float64)
+        finite = np.isfinite(w)
+        mass, prefix = self.scaled_residual_mass(rows, np.where(finite, w, 1.0))
+        plain = ~finite | (mass <= 0) | (prefix == 0)                           # y ~ p
+        scale = np.where(plain, 1.0, w)                                        # weights scale p - coef q
+        coef = np.where(plain, 0.0, 1.0)
+        top = np.where(plain, self.n_target[rows], prefix) - 1                 # [B] last token of the support
+        total = np.where(plain, self._at(self.p_cum, rows, top + 1), mass)
+
+        def value(x, r=rows, a=scale, b=coef):
+            return a * self._at(self.p_cum, r, x + 1) - b * self._at(self.q_cum, r, x + 1)
+
+        def weight(x, r=rows, a=scale, b=coef):
+            return a * self._at(self.p, r, x) - b * self._at(self.q, r, x)
+
+        s = _search(value, np.asarray(u) * total, np.zeros(len(rows)), top)
+        bad = weight(s) <= 0
+        while bad.any():                                                       # rounding-level boundary: redraw
+            idx = np.flatnonzero(bad)
+            sub = (rows[idx], scale[idx], coef[idx])
+            s_new = _search(lambda x: value(x, *sub), rng.random(idx.size) * total[idx], np.zeros(idx.size),
+                            top[idx])
+            s[idx] = s_new
+            bad[idx] = weight(s_new, *sub) <= 0
+        return self.tokens(rows, s)
 
     # ------------------------------------------------------------------ rsd rounds
     def rsd_verify(self, rows: np.ndarray, drafts: np.ndarray, u: np.ndarray, rng: np.random.Generator):

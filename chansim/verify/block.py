@@ -77,6 +77,8 @@ class Block(IIDDrafting, Method):
     tree_family = "block-chain"
     chains_only = True
     verifies_chain = True
+    #: the batched engine hands ``verify_chain`` sorted tables (``noise.table``, rows ``[γ+1, B]`` per depth)
+    uses_table = True
     #: a logged path gives the law of a call's length (:meth:`path_call_lengths`), not per-node acceptances
     has_path_prediction = True
 
@@ -123,7 +125,11 @@ class Block(IIDDrafting, Method):
             Draft rows along the chain.
         drafts : ndarray of int, shape (B, γ)
         noise : NodeNoise
-            Only ``rng`` is used (γ + 1 uniforms per chain).
+            ``rng`` (γ + 1 uniforms per chain) and, from the batched engine, ``table`` (a
+            :class:`~chansim.race_sampling.RaceTable` of the rows) with ``table_rows``
+            ``[γ+1, B]`` (the table row after :math:`X_{\le i}`): then R_i and the output
+            token cost O(log V) per chain (:meth:`~chansim.race_sampling.RaceTable.scaled_residual_mass`,
+            :meth:`~chansim.race_sampling.RaceTable.scaled_residual_sample`), no V-wide work per chain.
 
         Returns
         -------
@@ -135,9 +141,10 @@ class Block(IIDDrafting, Method):
         batch, gamma = drafts.shape
         u = noise.rng.random((batch, gamma + 1))                           # [B, γ+1]
         w = block_weights(p, q, drafts)                                    # [B, γ+1]
+        table = noise.table                                                # sorted tables: O(log V) per chain
         h = np.zeros((batch, gamma + 1))                                   # h[:, 0] unused
         for i in range(1, gamma):
-            mass = np.maximum(w[:, i, None] * p[i] - q[i], 0.0).sum(-1)     # R_i [B]
+            mass = self._residual_mass(p[i], q[i], w[:, i], table, None if table is None else noise.table_rows[i])
             den = mass + 1.0 - w[:, i]
             h[:, i] = np.where(den > 0, mass / np.where(den > 0, den, 1.0), 0.0)
         h[:, gamma] = w[:, gamma]
@@ -145,12 +152,23 @@ class Block(IIDDrafting, Method):
         last = gamma - np.argmax(passed[:, ::-1], axis=1)                  # longest passing prefix
         tau = np.where(passed.any(axis=1), last, 0).astype(np.int64)       # [B]
         rows = np.arange(batch)
+        if table is not None:                                              # y ~ (w_τ p_{τ+1} - q_{τ+1})+ or p_{γ+1}
+            t_rows = noise.table_rows[tau, rows]                           # [B] table row after X_{≤τ}
+            w_tau = np.where(tau < gamma, w[rows, tau], np.inf)            # w = inf: the whole of p (bonus)
+            return tau, table.scaled_residual_sample(t_rows, w_tau, u[:, 0], noise.rng)
         p_tau = _pick(p, tau, rows)                                        # [B, V] p_{τ+1}
         q_tau = _pick(q, np.minimum(tau, gamma - 1), rows) if gamma else np.zeros_like(p_tau)
         w_tau = w[rows, tau][:, None]
         weights = np.where((tau < gamma)[:, None], np.maximum(w_tau * p_tau - q_tau, 0.0), p_tau)
         token = sample_rows(weights, u[:, 0])                              # [B]
         return tau, token
+
+    @staticmethod
+    def _residual_mass(p_row, q_row, w, table, table_rows):
+        r""":math:`R = \sum_x (w\,p_x - q_x)_+` per chain ``[B]``: from the sorted table (O(log V)) or the rows ``[R, V]``."""
+        if table is not None:
+            return table.scaled_residual_mass(table_rows, w)[0]
+        return np.maximum(w[:, None] * p_row - q_row, 0.0).sum(-1)
 
     #: one node seen alone (γ = 1 from its root) is sd's node rule: accept w.p. min(1, p/q)
     verify = SpecInfer.verify

@@ -44,6 +44,8 @@ class ERSD(Method):
     uses_race = True
     any_ranks = True
     uses_table = True
+    #: below this V the full-V race sampler is cheaper than the table's per-visit overhead (race_tables="auto")
+    table_min_vocab = 32
     tree_family = "rank-set"
     has_path_prediction = True
 

@@ -48,6 +48,8 @@ class RSD(Method):
     #: rejection rounds before the exact fallback (sampling from the renormalised remainder)
     max_redraws = 16
     uses_table = True
+    #: below this V the full-V race sampler is cheaper than the table's per-visit overhead (race_tables="auto")
+    table_min_vocab = 32
 
     def slot_weights(self, p, q, m: int, *, trials: int = 20_000, seed: int = 0, **_) -> SlotWeights:
         """Exact by enumeration when cheap, else Monte Carlo (:func:`rsd_weights`)."""
