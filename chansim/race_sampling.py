@@ -184,52 +184,50 @@ class RaceTable:
             q_arr[li, j] = self._at(self.q, r, s_)[live]
         return np.where(pos < self.vocab, pos, -1), times
 
-    def _distinct_prefix(self, count: int, rng: np.random.Generator, pos, times, q_arr, block: int = 1 << 20):
-        r"""Fill the first arrivals of every row from L >= 2 count i.i.d. draws :math:`\propto q` (one table row).
+    def _distinct_prefix(self, count: int, rng: np.random.Generator, pos, times, q_arr, block: int = 1 << 20,
+                         tries: int = 8):
+        r"""Fill the first arrivals of every row by rejection from i.i.d. draws :math:`\propto q` (one table row).
 
         The distinct values of an i.i.d. :math:`\propto q` stream, in order of first
         appearance, are successive sampling without replacement :math:`\propto q` — the
-        arrival order of the race; the stream after the fixed length L is independent of it,
-        so the next new token is :math:`\propto q` over the unseen ones and the sequential
-        draws may continue from the prefix (docs/theory.md §2.4).  Given the order, the gaps
+        arrival order of the race (docs/theory.md §2.4): slot j takes the first draw not
+        among slots 0..j-1, i.e. a draw :math:`\propto q` over the unseen tokens whatever
+        the rejected draws were.  A row still without a new token after ``tries`` draws stops
+        there; the rejected draws carry no information about the next new token, so the
+        caller's sequential draws continue exactly from that slot.  Given the order, the gaps
         are independent :math:`\mathrm{Exp}(1)/Q_{\text{rem}}` (memorylessness).  Writes
         ``pos``, ``times``, ``q_arr`` in place; returns the prefix length per row, ``[B]``.
+        ``block`` bounds the rows handled at once.
         """
         batch = pos.shape[0]
-        # stream length: the first power of two >= 2 count whose expected number of distinct
-        # tokens, sum_x 1 - (1 - q_x)^L, reaches 1.2 count (capped at 64 count)
-        qn = self.q[0][self.q[0] > 0] / self.q_cum[0, -1]
-        draws_per_row = 2 * count
-        while draws_per_row < 64 * count and -np.expm1(draws_per_row * np.log1p(-np.minimum(qn, 1 - 1e-16))).sum() < 1.2 * count:
-            draws_per_row *= 2
+        cum, total, q_row = self.q_cum[0], self.q_cum[0, -1], self.q[0]
         found = np.zeros(batch, dtype=np.int64)
-        cum, total = self.q_cum[0], self.q_cum[0, -1]
-        step = max(1, block // draws_per_row)
-        cols = np.arange(draws_per_row)
-        for b0 in range(0, batch, step):
-            sl = slice(b0, min(batch, b0 + step))
-            n = sl.stop - sl.start
-            draw = np.searchsorted(cum[1:], rng.random((n, draws_per_row)) * total, side="right")   # [n, L]
-            draw = np.minimum(draw, self.vocab - 1)
-            order = np.argsort(draw, axis=1, kind="stable")
-            ranked = np.take_along_axis(draw, order, 1)
-            first_sorted = np.ones_like(ranked, dtype=bool)
-            first_sorted[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
-            first = np.zeros_like(first_sorted)
-            np.put_along_axis(first, order, first_sorted, 1)                     # first appearance, draw order
-            first &= self.q[0][draw] > 0
-            keep = first & (np.cumsum(first, axis=1) <= count)
-            k_row = keep.sum(1)                                                 # [n] <= count
-            sel = np.argsort(np.where(keep, cols, draws_per_row + cols), axis=1, kind="stable")[:, :count]
-            tok = np.take_along_axis(draw, sel, 1)                              # [n, count] valid below k_row
-            valid = cols[None, :count] < k_row[:, None]
-            qv = np.where(valid, self.q[0][tok], 0.0)
-            rem = total - np.concatenate([np.zeros((n, 1)), np.cumsum(qv, axis=1)[:, :-1]], axis=1)
-            gaps = rng.standard_exponential((n, count)) / np.where(valid, rem, 1.0)
-            pos[sl] = np.where(valid, tok, pos[sl])
-            q_arr[sl] = np.where(valid, qv, q_arr[sl])
-            times[sl] = np.where(valid, np.cumsum(np.where(valid, gaps, 0.0), axis=1), times[sl])
-            found[sl] = k_row
+        for b0 in range(0, batch, max(1, block // max(1, count))):
+            sl = np.arange(b0, min(batch, b0 + max(1, block // max(1, count))))
+            live = sl
+            clock = np.zeros(len(sl))
+            for j in range(min(count, int(self.n_draft[0]))):
+                new = np.full(len(live), -1, dtype=np.int64)
+                pending = np.arange(len(live))
+                for _ in range(tries):
+                    draw = np.minimum(np.searchsorted(cum[1:], rng.random(len(pending)) * total, side="right"),
+                                      self.vocab - 1)
+                    fresh = (q_row[draw] > 0) & ~(pos[live[pending], :j] == draw[:, None]).any(axis=1)
+                    new[pending[fresh]] = draw[fresh]
+                    pending = pending[~fresh]
+                    if not len(pending):
+                        break
+                ok = new >= 0
+                rows_ok = live[ok]
+                rem = total - q_arr[rows_ok, :j].sum(axis=1)
+                clock_ok = clock[ok] + rng.standard_exponential(len(rows_ok)) / rem
+                pos[rows_ok, j] = new[ok]
+                q_arr[rows_ok, j] = q_row[new[ok]]
+                times[rows_ok, j] = clock_ok
+                found[rows_ok] = j + 1
+                live, clock = rows_ok, clock_ok
+                if not len(live):
+                    break
         return found
 
     # ------------------------------------------------------------------ target race

@@ -33,6 +33,7 @@ intervals of the :math:`c_n` give a guaranteed interval of the tokens per call
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 from dataclasses import dataclass
@@ -260,7 +261,21 @@ def block_tokens(target_probs, draft_probs, gamma: int, tol: float = 1e-6, max_m
         raise ValueError(f"block_tokens takes one pair of 1-D vectors, got shape {p.shape}")
     if isinstance(gamma, bool) or int(gamma) != gamma or gamma < 1:
         raise ValueError(f"gamma must be a positive integer, got {gamma!r}")
-    gamma, vocab = min(int(gamma), MAX_DEPTH), len(p)
+    key = (hashlib.sha1(p.tobytes() + q.tobytes()).hexdigest(), min(int(gamma), MAX_DEPTH), float(tol),
+           int(max_multisets), int(max_cells))
+    if key not in _CACHE:                                     # the bound report asks twice (chain, optimal)
+        if len(_CACHE) >= 16:
+            _CACHE.clear()
+        _CACHE[key] = _block_tokens(p, q, *key[1:])
+    return _CACHE[key]
+
+
+_CACHE: dict = {}
+
+
+def _block_tokens(p, q, gamma, tol, max_multisets, max_cells) -> BlockTokens:
+    """:func:`block_tokens` on a validated pair."""
+    vocab = len(p)
     bc = float(np.sqrt(p * q).sum())                          # c_n <= bc^n
     if sum(multisets(vocab, n) for n in range(1, gamma + 1)) <= max_multisets:
         c = product_overlaps_exact(p, q, gamma)
