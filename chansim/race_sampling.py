@@ -262,15 +262,27 @@ class RaceTable:
         t_hazard = t_last if offsets else np.zeros(batch)
         n_target = self.n_target[rows]
 
-        def level(i):                                                          # Λ(b_i) / t_M, undrafted only
-            rho_i = self._at(self.rho, rows, i)
+        def level_at(i, sel):                                                  # Λ(b_i) / t_M, undrafted only
+            rho_i = self._at(self.rho, rows[sel], i)
             with np.errstate(invalid="ignore"):                                # inf - inf on finished rows only
-                corr = ((pos_m < i[:, None]) * (rho_i[:, None] * p_d - q_d)).sum(axis=1)
-                return self._at(self.level, rows, i) - corr
+                corr = ((pos_m[sel] < i[:, None]) * (rho_i[:, None] * p_d[sel] - q_d[sel])).sum(axis=1)
+                return self._at(self.level, rows[sel], i) - corr
+
+        def level(i):
+            return level_at(i, slice(None))
 
         with np.errstate(divide="ignore"):
             thr = np.where(t_hazard > 0, u_time / np.where(t_hazard > 0, t_hazard, 1.0), np.inf)
-        top = _search(level, thr, np.ones(batch), n_target) - 1                # [B] last active position
+        if self.rows == 1:
+            # level <= the uncorrected level (the drafted tokens only lower it) and both are
+            # non-decreasing, so the answer is at or after the uncorrected one: usually equal
+            first = np.clip(np.searchsorted(self.level[0], thr, side="right"), 1, n_target)   # [B]
+            settled = (first >= n_target) | (level(np.minimum(first, n_target - 1)) > thr)
+            first[~settled] = _search(lambda i: level_at(i, ~settled), thr[~settled], first[~settled] + 1,
+                                      n_target[~settled])
+            top = first - 1                                                    # [B] last active position
+        else:
+            top = _search(level, thr, np.ones(batch), n_target) - 1            # [B] last active position
         inside = pos_m <= top[:, None]                                         # [B, M]
         p_act = self._at(self.p_cum, rows, top + 1) - (p_d * inside).sum(axis=1)
         q_act = self._at(self.q_cum, rows, top + 1) - (q_d * inside).sum(axis=1)

@@ -92,11 +92,11 @@ class Block(IIDDrafting, Method):
     def tree_tokens(self, tree, p, q):
         """E[tokens per call] on ``chain:γ`` at any V (Spitzer's identity, :func:`~chansim.verify.block_exact.block_tokens`).
 
-        Exact (enumerated overlaps) on small V, else the midpoint of an interval of half-width
-        at most 1e-8 (wider only where the grid budget runs out: very long chains on nearly
-        equal p and q; :func:`~chansim.verify.block_exact.block_tokens` gives the interval).
+        Exact (enumerated overlaps) on small V, else the midpoint of a guaranteed interval of
+        half-width at most 1e-6 (wider only where the grid budget runs out: very long chains on
+        nearly equal p and q; :func:`~chansim.verify.block_exact.block_tokens` gives the interval).
         """
-        return block_tokens(p, q, int(tree.size), tol=1e-8).at(int(tree.size))[0]
+        return block_tokens(p, q, int(tree.size)).at(int(tree.size))[0]
 
     def report_tokens(self, p, q, ks, tree: str, ctx=None):
         """Tokens per call at each k for the bound report: the chain (optimal and ``chain``), batch only at k = 1.

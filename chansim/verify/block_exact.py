@@ -249,7 +249,8 @@ def block_tokens(target_probs, draft_probs, gamma: int, tol: float = 1e-6, max_m
     until the guaranteed half-width is at most ``tol`` (or the grid would exceed
     ``max_cells``; the interval is then wider, and still guaranteed).  Past the depth N
     where the Bhattacharyya bound :math:`c_n \le (\sum_x \sqrt{p_x q_x})^n` makes the rest
-    negligible, overlaps enter the interval through that bound.  Formula and proof:
+    negligible, overlaps enter the interval through that bound.  Results are cached per
+    (pair, γ, settings) for the last few pairs.  Formula and proof:
     docs/methods_block_multidraft.md §1.5.
 
     >>> bt = block_tokens([1/3, 2/3], [2/3, 1/3], 2)
