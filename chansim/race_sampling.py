@@ -301,6 +301,24 @@ class RaceTable:
             s = np.where(drafted_wins, pos[np.arange(batch), first], s)
         return self.tokens(rows, s), np.where(drafted_wins, first, -1)
 
+    def sample_target(self, rows: np.ndarray, u: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        r"""Tokens :math:`\propto p` per batch row from uniforms ``u`` ``[B]`` (inverse CDF in the sorted order).
+
+        The target race's winner when nothing has arrived in the draft race
+        (:math:`\arg\min_x E_x/p_x \sim p`).  One table row: one ``searchsorted``; several rows:
+        :meth:`scaled_residual_sample` at w = inf (``rng`` redraws rounding-level boundary cases).
+
+        >>> RaceTable([[0.5, 0.5, 0.0]], [[0.2, 0.3, 0.5]]).sample_target(np.zeros(2, dtype=int), np.array([0.1, 0.9])).tolist()
+        [0, 1]
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.rows > 1:
+            return self.scaled_residual_sample(rows, np.full(len(rows), np.inf), u,
+                                               rng if rng is not None else np.random.default_rng())
+        cum = self.p_cum[0]
+        s = np.searchsorted(cum[1:], np.asarray(u) * cum[-1], side="right")
+        return self.tokens(rows, np.minimum(s, self.n_target[0] - 1))
+
     # ------------------------------------------------------------------ scaled residuals (block verification)
     def scaled_residual_mass(self, rows: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r""":math:`R(w) = \sum_x (w\,p_x - q_x)_+` per batch row, in O(log V): ``(mass [B], prefix [B])``.
