@@ -273,11 +273,22 @@ class RaceTable:
 
         with np.errstate(divide="ignore"):
             thr = np.where(t_hazard > 0, u_time / np.where(t_hazard > 0, t_hazard, 1.0), np.inf)
+        if count:
+            first_drafted = np.argmin(t_drafted, axis=1)
+            t_first = t_drafted[np.arange(batch), first_drafted]
+        else:
+            first_drafted, t_first = np.zeros(batch, dtype=np.int64), np.full(batch, np.inf)
+        decided = np.zeros(batch, dtype=bool)                                  # a drafted token surely wins
         if self.rows == 1:
+            if count:
+                # the undrafted minimum T solves Λ(T) = U, so a drafted token wins iff Λ(t_first) < U:
+                # Λ(t) = t P_{<s} - t_M Q_{<s} over the tokens with ρ < t / t_M, less the drafted ones
+                lam = self._undrafted_hazard(t_first, t_hazard, n_target)
+                decided = np.isfinite(t_first) & (lam < u_time)
             # level <= the uncorrected level (the drafted tokens only lower it) and both are
             # non-decreasing, so the answer is at or after the uncorrected one: usually equal
             first = np.clip(np.searchsorted(self.level[0], thr, side="right"), 1, n_target)   # [B]
-            settled = (first >= n_target) | (level(np.minimum(first, n_target - 1)) > thr)
+            settled = decided | (first >= n_target) | (level(np.minimum(first, n_target - 1)) > thr)
             first[~settled] = _search(lambda i: level_at(i, ~settled), thr[~settled], first[~settled] + 1,
                                       n_target[~settled])
             top = first - 1                                                    # [B] last active position
@@ -289,17 +300,27 @@ class RaceTable:
         n_act = top + 1 - inside.sum(axis=1)                                   # undrafted tokens with p > 0
         with np.errstate(divide="ignore", invalid="ignore"):
             t_rest = np.where((n_act > 0) & (p_act > 0), (u_time + t_hazard * q_act) / p_act, np.inf)
-        if count:
-            first = np.argmin(t_drafted, axis=1)
-            t_first = t_drafted[np.arange(batch), first]
-        else:
-            first, t_first = np.zeros(batch, dtype=np.int64), np.full(batch, np.inf)
-        drafted_wins = t_first < t_rest
-        s = self._pick(self.p_cum, lambda r, x: self._at(self.p, r, x), rows, u_pick * p_act, top,
-                       pos_m, p_d, rng, hit=~drafted_wins)
-        if count:
-            s = np.where(drafted_wins, pos[np.arange(batch), first], s)
+        first = first_drafted
+        drafted_wins = decided | (t_first < t_rest)
+        s = pos[np.arange(batch), first] if count else np.zeros(batch, dtype=np.int64)
+        lost = np.flatnonzero(~drafted_wins)                                   # an undrafted token wins: ~ p there
+        s[lost] = self._pick(self.p_cum, lambda r, x: self._at(self.p, r, x), rows[lost], (u_pick * p_act)[lost],
+                             top[lost], pos_m[lost], p_d[lost], rng)
         return self.tokens(rows, s), np.where(drafted_wins, first, -1)
+
+    def _undrafted_hazard(self, t, t_m, n_target):
+        r""":math:`\Lambda(t) = \sum_{x \text{ undrafted}} p_x (t - t_M \rho_x)_+` per row (one table row), ``[B]``.
+
+        The positive terms are the sorted prefix :math:`\rho < t / t_M`, one ``searchsorted``:
+        :math:`\Lambda(t) = t P_{<s} - t_M Q_{<s}`.  At :math:`t = t_{\text{first}} = \min_j t_j \rho_j`
+        no drafted token is in that prefix (:math:`t_j \le t_M` gives
+        :math:`t_{\text{first}} / t_M \le \rho_j`), so nothing is taken out.  Rows with t = inf give 0.
+        """
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cut = np.where(t_m > 0, t / np.where(t_m > 0, t_m, 1.0), np.inf)
+            finite = np.isfinite(t)
+            s_cut = np.minimum(np.searchsorted(self.rho[0], np.where(finite, cut, 0.0), side="left"), n_target)
+            return np.where(finite, t, 0.0) * self.p_cum[0][s_cut] - t_m * self.q_cum[0][s_cut]
 
     def sample_target(self, rows: np.ndarray, u: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         r"""Tokens :math:`\propto p` per batch row from uniforms ``u`` ``[B]`` (inverse CDF in the sorted order).

@@ -143,7 +143,7 @@ def product_overlap_bounds(target_probs, draft_probs, n_max: int, step: float = 
     (:data:`FFT_ERROR_CONSTANT`), and both are clipped to :math:`[0, 1]`.
 
     >>> lo, hi = product_overlap_bounds([1/3, 2/3], [2/3, 1/3], 2, step=2**-10)
-    >>> bool(lo[1] <= 2/3 <= hi[1]) and float(hi[1] - lo[1]) < 1e-5
+    >>> bool(lo[1] <= 2/3 <= hi[1]) and float(hi[1] - lo[1]) < 1e-3   # the pairs ab, ba sit at S_2 = 0
     True
     """
     p, q = check_pair(target_probs, draft_probs)
