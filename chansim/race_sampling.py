@@ -11,6 +11,9 @@ For a fixed pair of rows (p, q) a :class:`RaceTable` sorts the tokens once by
   exponentials :math:`t_M \rho_x + F_x / p_x`, whose minimum has the piecewise-linear
   cumulative hazard :math:`\Lambda(t) = t\,P_{\le i} - t_M Q_{\le i}` over the
   :math:`\rho` order, and whose identity is :math:`\propto p` over that prefix;
+* :meth:`RaceTable.scaled_residual_mass` / :meth:`RaceTable.scaled_residual_sample` — block
+  verification's :math:`\sum_x (w p_x - q_x)_+` and its residual law, a prefix of the
+  :math:`\rho` order for every weight w;
 * :meth:`RaceTable.rsd_verify` — RSD's rounds with the residuals
   :math:`r_j \propto (p - \lambda_j q)_+` on the untried tokens, a prefix of the
   :math:`\rho` order, so no V-row is renormalised per rejected draft.
@@ -181,52 +184,50 @@ class RaceTable:
             q_arr[li, j] = self._at(self.q, r, s_)[live]
         return np.where(pos < self.vocab, pos, -1), times
 
-    def _distinct_prefix(self, count: int, rng: np.random.Generator, pos, times, q_arr, block: int = 1 << 20):
-        r"""Fill the first arrivals of every row from L >= 2 count i.i.d. draws :math:`\propto q` (one table row).
+    def _distinct_prefix(self, count: int, rng: np.random.Generator, pos, times, q_arr, block: int = 1 << 20,
+                         tries: int = 8):
+        r"""Fill the first arrivals of every row by rejection from i.i.d. draws :math:`\propto q` (one table row).
 
         The distinct values of an i.i.d. :math:`\propto q` stream, in order of first
         appearance, are successive sampling without replacement :math:`\propto q` — the
-        arrival order of the race; the stream after the fixed length L is independent of it,
-        so the next new token is :math:`\propto q` over the unseen ones and the sequential
-        draws may continue from the prefix (docs/theory.md §2.4).  Given the order, the gaps
+        arrival order of the race (docs/theory.md §2.4): slot j takes the first draw not
+        among slots 0..j-1, i.e. a draw :math:`\propto q` over the unseen tokens whatever
+        the rejected draws were.  A row still without a new token after ``tries`` draws stops
+        there; the rejected draws carry no information about the next new token, so the
+        caller's sequential draws continue exactly from that slot.  Given the order, the gaps
         are independent :math:`\mathrm{Exp}(1)/Q_{\text{rem}}` (memorylessness).  Writes
         ``pos``, ``times``, ``q_arr`` in place; returns the prefix length per row, ``[B]``.
+        ``block`` bounds the rows handled at once.
         """
         batch = pos.shape[0]
-        # stream length: the first power of two >= 2 count whose expected number of distinct
-        # tokens, sum_x 1 - (1 - q_x)^L, reaches 1.2 count (capped at 64 count)
-        qn = self.q[0][self.q[0] > 0] / self.q_cum[0, -1]
-        draws_per_row = 2 * count
-        while draws_per_row < 64 * count and -np.expm1(draws_per_row * np.log1p(-np.minimum(qn, 1 - 1e-16))).sum() < 1.2 * count:
-            draws_per_row *= 2
+        cum, total, q_row = self.q_cum[0], self.q_cum[0, -1], self.q[0]
         found = np.zeros(batch, dtype=np.int64)
-        cum, total = self.q_cum[0], self.q_cum[0, -1]
-        step = max(1, block // draws_per_row)
-        cols = np.arange(draws_per_row)
-        for b0 in range(0, batch, step):
-            sl = slice(b0, min(batch, b0 + step))
-            n = sl.stop - sl.start
-            draw = np.searchsorted(cum[1:], rng.random((n, draws_per_row)) * total, side="right")   # [n, L]
-            draw = np.minimum(draw, self.vocab - 1)
-            order = np.argsort(draw, axis=1, kind="stable")
-            ranked = np.take_along_axis(draw, order, 1)
-            first_sorted = np.ones_like(ranked, dtype=bool)
-            first_sorted[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
-            first = np.zeros_like(first_sorted)
-            np.put_along_axis(first, order, first_sorted, 1)                     # first appearance, draw order
-            first &= self.q[0][draw] > 0
-            keep = first & (np.cumsum(first, axis=1) <= count)
-            k_row = keep.sum(1)                                                 # [n] <= count
-            sel = np.argsort(np.where(keep, cols, draws_per_row + cols), axis=1, kind="stable")[:, :count]
-            tok = np.take_along_axis(draw, sel, 1)                              # [n, count] valid below k_row
-            valid = cols[None, :count] < k_row[:, None]
-            qv = np.where(valid, self.q[0][tok], 0.0)
-            rem = total - np.concatenate([np.zeros((n, 1)), np.cumsum(qv, axis=1)[:, :-1]], axis=1)
-            gaps = rng.standard_exponential((n, count)) / np.where(valid, rem, 1.0)
-            pos[sl] = np.where(valid, tok, pos[sl])
-            q_arr[sl] = np.where(valid, qv, q_arr[sl])
-            times[sl] = np.where(valid, np.cumsum(np.where(valid, gaps, 0.0), axis=1), times[sl])
-            found[sl] = k_row
+        for b0 in range(0, batch, max(1, block // max(1, count))):
+            sl = np.arange(b0, min(batch, b0 + max(1, block // max(1, count))))
+            live = sl
+            clock = np.zeros(len(sl))
+            for j in range(min(count, int(self.n_draft[0]))):
+                new = np.full(len(live), -1, dtype=np.int64)
+                pending = np.arange(len(live))
+                for _ in range(tries):
+                    draw = np.minimum(np.searchsorted(cum[1:], rng.random(len(pending)) * total, side="right"),
+                                      self.vocab - 1)
+                    fresh = (q_row[draw] > 0) & ~(pos[live[pending], :j] == draw[:, None]).any(axis=1)
+                    new[pending[fresh]] = draw[fresh]
+                    pending = pending[~fresh]
+                    if not len(pending):
+                        break
+                ok = new >= 0
+                rows_ok = live[ok]
+                rem = total - q_arr[rows_ok, :j].sum(axis=1)
+                clock_ok = clock[ok] + rng.standard_exponential(len(rows_ok)) / rem
+                pos[rows_ok, j] = new[ok]
+                q_arr[rows_ok, j] = q_row[new[ok]]
+                times[rows_ok, j] = clock_ok
+                found[rows_ok] = j + 1
+                live, clock = rows_ok, clock_ok
+                if not len(live):
+                    break
         return found
 
     # ------------------------------------------------------------------ target race
@@ -261,32 +262,138 @@ class RaceTable:
         t_hazard = t_last if offsets else np.zeros(batch)
         n_target = self.n_target[rows]
 
-        def level(i):                                                          # Λ(b_i) / t_M, undrafted only
-            rho_i = self._at(self.rho, rows, i)
+        def level_at(i, sel):                                                  # Λ(b_i) / t_M, undrafted only
+            rho_i = self._at(self.rho, rows[sel], i)
             with np.errstate(invalid="ignore"):                                # inf - inf on finished rows only
-                corr = ((pos_m < i[:, None]) * (rho_i[:, None] * p_d - q_d)).sum(axis=1)
-                return self._at(self.level, rows, i) - corr
+                corr = ((pos_m[sel] < i[:, None]) * (rho_i[:, None] * p_d[sel] - q_d[sel])).sum(axis=1)
+                return self._at(self.level, rows[sel], i) - corr
+
+        def level(i):
+            return level_at(i, slice(None))
 
         with np.errstate(divide="ignore"):
             thr = np.where(t_hazard > 0, u_time / np.where(t_hazard > 0, t_hazard, 1.0), np.inf)
-        top = _search(level, thr, np.ones(batch), n_target) - 1                # [B] last active position
+        if count:
+            first_drafted = np.argmin(t_drafted, axis=1)
+            t_first = t_drafted[np.arange(batch), first_drafted]
+        else:
+            first_drafted, t_first = np.zeros(batch, dtype=np.int64), np.full(batch, np.inf)
+        decided = np.zeros(batch, dtype=bool)                                  # a drafted token surely wins
+        if self.rows == 1:
+            if count:
+                # the undrafted minimum T solves Λ(T) = U, so a drafted token wins iff Λ(t_first) < U:
+                # Λ(t) = t P_{<s} - t_M Q_{<s} over the tokens with ρ < t / t_M, less the drafted ones
+                lam = self._undrafted_hazard(t_first, t_hazard, n_target)
+                decided = np.isfinite(t_first) & (lam < u_time)
+            # level <= the uncorrected level (the drafted tokens only lower it) and both are
+            # non-decreasing, so the answer is at or after the uncorrected one: usually equal
+            first = np.clip(np.searchsorted(self.level[0], thr, side="right"), 1, n_target)   # [B]
+            settled = decided | (first >= n_target) | (level(np.minimum(first, n_target - 1)) > thr)
+            first[~settled] = _search(lambda i: level_at(i, ~settled), thr[~settled], first[~settled] + 1,
+                                      n_target[~settled])
+            top = first - 1                                                    # [B] last active position
+        else:
+            top = _search(level, thr, np.ones(batch), n_target) - 1            # [B] last active position
         inside = pos_m <= top[:, None]                                         # [B, M]
         p_act = self._at(self.p_cum, rows, top + 1) - (p_d * inside).sum(axis=1)
         q_act = self._at(self.q_cum, rows, top + 1) - (q_d * inside).sum(axis=1)
         n_act = top + 1 - inside.sum(axis=1)                                   # undrafted tokens with p > 0
         with np.errstate(divide="ignore", invalid="ignore"):
             t_rest = np.where((n_act > 0) & (p_act > 0), (u_time + t_hazard * q_act) / p_act, np.inf)
-        if count:
-            first = np.argmin(t_drafted, axis=1)
-            t_first = t_drafted[np.arange(batch), first]
-        else:
-            first, t_first = np.zeros(batch, dtype=np.int64), np.full(batch, np.inf)
-        drafted_wins = t_first < t_rest
-        s = self._pick(self.p_cum, lambda r, x: self._at(self.p, r, x), rows, u_pick * p_act, top,
-                       pos_m, p_d, rng, hit=~drafted_wins)
-        if count:
-            s = np.where(drafted_wins, pos[np.arange(batch), first], s)
+        first = first_drafted
+        drafted_wins = decided | (t_first < t_rest)
+        s = pos[np.arange(batch), first] if count else np.zeros(batch, dtype=np.int64)
+        lost = np.flatnonzero(~drafted_wins)                                   # an undrafted token wins: ~ p there
+        s[lost] = self._pick(self.p_cum, lambda r, x: self._at(self.p, r, x), rows[lost], (u_pick * p_act)[lost],
+                             top[lost], pos_m[lost], p_d[lost], rng)
         return self.tokens(rows, s), np.where(drafted_wins, first, -1)
+
+    def _undrafted_hazard(self, t, t_m, n_target):
+        r""":math:`\Lambda(t) = \sum_{x \text{ undrafted}} p_x (t - t_M \rho_x)_+` per row (one table row), ``[B]``.
+
+        The positive terms are the sorted prefix :math:`\rho < t / t_M`, one ``searchsorted``:
+        :math:`\Lambda(t) = t P_{<s} - t_M Q_{<s}`.  At :math:`t = t_{\text{first}} = \min_j t_j \rho_j`
+        no drafted token is in that prefix (:math:`t_j \le t_M` gives
+        :math:`t_{\text{first}} / t_M \le \rho_j`), so nothing is taken out.  Rows with t = inf give 0.
+        """
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cut = np.where(t_m > 0, t / np.where(t_m > 0, t_m, 1.0), np.inf)
+            finite = np.isfinite(t)
+            s_cut = np.minimum(np.searchsorted(self.rho[0], np.where(finite, cut, 0.0), side="left"), n_target)
+            return np.where(finite, t, 0.0) * self.p_cum[0][s_cut] - t_m * self.q_cum[0][s_cut]
+
+    def sample_target(self, rows: np.ndarray, u: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        r"""Tokens :math:`\propto p` per batch row from uniforms ``u`` ``[B]`` (inverse CDF in the sorted order).
+
+        The target race's winner when nothing has arrived in the draft race
+        (:math:`\arg\min_x E_x/p_x \sim p`).  One table row: one ``searchsorted``; several rows:
+        :meth:`scaled_residual_sample` at w = inf (``rng`` redraws rounding-level boundary cases).
+
+        >>> RaceTable([[0.5, 0.5, 0.0]], [[0.2, 0.3, 0.5]]).sample_target(np.zeros(2, dtype=int), np.array([0.1, 0.9])).tolist()
+        [0, 1]
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.rows > 1:
+            return self.scaled_residual_sample(rows, np.full(len(rows), np.inf), u,
+                                               rng if rng is not None else np.random.default_rng())
+        cum = self.p_cum[0]
+        s = np.searchsorted(cum[1:], np.asarray(u) * cum[-1], side="right")
+        return self.tokens(rows, np.minimum(s, self.n_target[0] - 1))
+
+    # ------------------------------------------------------------------ scaled residuals (block verification)
+    def scaled_residual_mass(self, rows: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r""":math:`R(w) = \sum_x (w\,p_x - q_x)_+` per batch row, in O(log V): ``(mass [B], prefix [B])``.
+
+        The positive part is the sorted prefix :math:`\rho_x = q_x/p_x < w` (``prefix`` tokens),
+        so :math:`R(w) = w\,P_{<s} - Q_{<s}` with the prefix sums of the table (clipped at 0).
+
+        >>> t = RaceTable([[0.5, 0.3, 0.2]], [[0.2, 0.3, 0.5]])
+        >>> [round(float(v), 12) for v in t.scaled_residual_mass(np.zeros(2, dtype=int), np.array([1.0, 0.5]))[0]]
+        [0.3, 0.05]
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        w = np.asarray(w, dtype=np.float64)
+        prefix = self._count_below(rows, w)                                    # [B] tokens with rho < w
+        mass = w * self._at(self.p_cum, rows, prefix) - self._at(self.q_cum, rows, prefix)
+        return np.maximum(mass, 0.0), prefix
+
+    def scaled_residual_sample(self, rows: np.ndarray, w: np.ndarray, u: np.ndarray,
+                               rng: np.random.Generator) -> np.ndarray:
+        r"""Tokens :math:`y \propto (w\,p - q)_+` per batch row (one uniform each), in O(log V); token ids ``[B]``.
+
+        Inverse CDF over the sorted prefix :math:`\rho < w`, whose cumulative weights are
+        :math:`w P_{\le j} - Q_{\le j}` (increasing there).  A row without mass (w p <= q
+        everywhere, only reached by rounding) samples from p instead, like
+        :func:`chansim.kernels.residual`, and so does ``w = inf`` (block's bonus token);
+        a rounding-level landing on a zero weight is redrawn.  ``w = 1`` is sd's residual
+        :math:`\mathrm{norm}((p - q)_+)`.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        w = np.asarray(w, dtype=np.float64)
+        finite = np.isfinite(w)
+        mass, prefix = self.scaled_residual_mass(rows, np.where(finite, w, 1.0))
+        plain = ~finite | (mass <= 0) | (prefix == 0)                           # y ~ p
+        scale = np.where(plain, 1.0, w)                                        # weights scale p - coef q
+        coef = np.where(plain, 0.0, 1.0)
+        top = np.where(plain, self.n_target[rows], prefix) - 1                 # [B] last token of the support
+        total = np.where(plain, self._at(self.p_cum, rows, top + 1), mass)
+
+        def value(x, r=rows, a=scale, b=coef):
+            return a * self._at(self.p_cum, r, x + 1) - b * self._at(self.q_cum, r, x + 1)
+
+        def weight(x, r=rows, a=scale, b=coef):
+            return a * self._at(self.p, r, x) - b * self._at(self.q, r, x)
+
+        s = _search(value, np.asarray(u) * total, np.zeros(len(rows)), top)
+        bad = weight(s) <= 0
+        while bad.any():                                                       # rounding-level boundary: redraw
+            idx = np.flatnonzero(bad)
+            sub = (rows[idx], scale[idx], coef[idx])
+            s_new = _search(lambda x: value(x, *sub), rng.random(idx.size) * total[idx], np.zeros(idx.size),
+                            top[idx])
+            s[idx] = s_new
+            bad[idx] = weight(s_new, *sub) <= 0
+        return self.tokens(rows, s)
 
     # ------------------------------------------------------------------ rsd rounds
     def rsd_verify(self, rows: np.ndarray, drafts: np.ndarray, u: np.ndarray, rng: np.random.Generator):

@@ -155,13 +155,16 @@ class _Plan:
 _MAX_TABLE_ELEMENTS = 2**21
 
 
-def _race_table(method, target, draft, vocab):
+def _race_table(method, target, draft, vocab, race_tables="auto"):
     """``(RaceTable, rows_of_context)`` for methods with ``uses_table`` (None: full-V sampling).
 
     i.i.d.: one row.  Markov: one row per context (V + 1 rows, the last = empty prefix),
-    when (V + 1) V <= ``_MAX_TABLE_ELEMENTS``.
+    when (V + 1) V <= ``_MAX_TABLE_ELEMENTS``.  ``race_tables="auto"`` skips the table where
+    the method's full-V sampler is cheaper (V below ``Method.table_min_vocab``).
     """
-    if not getattr(method, "uses_table", False):
+    if not getattr(method, "uses_table", False) or race_tables is False:
+        return None
+    if race_tables == "auto" and vocab < getattr(method, "table_min_vocab", 0):
         return None
     if isinstance(target, IIDSource) and isinstance(draft, IIDSource):
         return RaceTable(target.probs[None, :], draft.probs[None, :]), lambda ctx: np.zeros(len(ctx), dtype=np.int64)
@@ -194,7 +197,7 @@ def _batched_calls(method, plan: _Plan, target, draft, ctx, rng, vocab, table=No
     accepted ``[D+1]`` and the new last tokens ``[S]``.
     """
     if method.verifies_chain:
-        return _chain_calls(method, plan, target, draft, ctx, rng)
+        return _chain_calls(method, plan, target, draft, ctx, rng, table)
     n = len(ctx)
     depth_max = plan.max_depth
     out = np.full((n, depth_max + 1), -1, dtype=np.int64)              # [S, D+1]
@@ -240,18 +243,24 @@ def _batched_calls(method, plan: _Plan, target, draft, ctx, rng, vocab, table=No
     return out, n_tok, reached, accepted, ctx
 
 
-def _chain_calls(method, plan: _Plan, target, draft, ctx, rng):
-    """:func:`_batched_calls` for a whole-chain verifier (block): draft the chain, verify it at once."""
+def _chain_calls(method, plan: _Plan, target, draft, ctx, rng, table=None):
+    """:func:`_batched_calls` for a whole-chain verifier (block): draft the chain, verify it at once.
+
+    With a table the verifier gets its rows per depth, ``table_rows`` ``[γ+1, S]``.
+    """
     n, gamma = len(ctx), plan.max_depth
     noise = NodeNoise(rng, n, None)
     last = np.array(ctx, dtype=np.int64)
     drafts = np.empty((n, gamma), dtype=np.int64)                      # [S, γ]
-    p_rows, q_rows = [], []
+    p_rows, q_rows, contexts = [], [], [last]
     for d in range(gamma):
         p_rows.append(target.next_probs(last))                          # [S or 1, V]
         q_rows.append(draft.next_probs(last))
         drafts[:, d] = last = method.draft(q_rows[-1], plan.slots[plan.depth_nodes[d][0]], noise)[:, 0]
+        contexts.append(last)
     p_rows.append(target.next_probs(last))
+    if table is not None:
+        noise.table, noise.table_rows = table[0], np.stack([table[1](c) for c in contexts])   # [γ+1, S]
     tau, token = method.verify_chain(np.stack(p_rows), np.stack(q_rows), drafts, noise)
     out = np.full((n, gamma + 1), -1, dtype=np.int64)                  # [S, γ+1]
     out[:, :gamma] = np.where(np.arange(gamma)[None, :] < tau[:, None], drafts, -1)
@@ -278,6 +287,29 @@ def _reference_call(method, tree, target, draft, last, rng):
 
 
 # ----------------------------------------------------------------------------- helpers
+#: per-trial elements of a node visit for a method that draws no V-wide noise per trial (i.i.d. model:
+#: the rows are shared, so a visit costs O(V) once plus O(m log V) per trial)
+_NARROW_WIDTH = 64
+
+
+def _trial_width(method, table, vocab: int) -> int:
+    """Memory per trial of one node visit, in array elements, in the i.i.d. model.
+
+    V for a race method on full-V noise (``[B, V]`` exponentials per visit) or a whole-chain
+    verifier without its table (``[B, V]`` residual rows); else :data:`_NARROW_WIDTH` —
+    sd, specinfer, spectr, multidraft and autoregressive touch only the shared ``[1, V]``
+    rows and ``[B, m]`` draws, and the table samplers are O(m log V) per trial.
+    """
+    if table is None and (method.uses_race or method.verifies_chain):
+        return vocab
+    return _NARROW_WIDTH
+
+
+def _check_race_tables(value) -> None:
+    if value not in (True, False, "auto"):
+        raise ValueError(f"race_tables must be True, False or 'auto', got {value!r}")
+
+
 def _positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -338,7 +370,7 @@ def _estimate(hist, stream_tokens, stream_calls, model, confidence) -> Estimate:
 # ----------------------------------------------------------------------------- public
 def simulate(method, tree, target_probs, draft_probs, calls: int, seed: int = 0, *, streams: int | None = None,
              emit_tokens: bool = False, engine: str = "batched", confidence: float = 0.95,
-             max_batch_elements: int = 2**22, progress: bool = False, race_tables: bool = True,
+             max_batch_elements: int = 2**22, progress: bool = False, race_tables="auto",
              **method_options) -> SimulationResult:
     r"""Simulate ``calls`` target calls of ``method`` on ``tree``; tokens per call with a CI.
 
@@ -357,18 +389,22 @@ def simulate(method, tree, target_probs, draft_probs, calls: int, seed: int = 0,
         Seed of the ``numpy.random.Generator``; same seed, same result.
     streams : int, optional
         Markov: number of independent generations (default ``min(calls, 1024)``).
-        i.i.d.: batch size (default ``max_batch_elements // V``, at least 16).
+        i.i.d.: batch size (default ``max_batch_elements`` divided by the memory one call
+        needs per node visit: V for methods that draw V-wide noise per call — ersd/rsd on
+        full-V races, block without its table — else 64, since sd, specinfer, spectr,
+        multidraft, block and the table samplers only touch the shared rows; at least 16).
     emit_tokens : bool
         Keep the output token stream (see the module docstring).
     engine : {"batched", "reference"}
     confidence : float
         Level of the normal confidence interval of tokens per call.
-    race_tables : bool
-        Batched engine, ``ersd`` and ``rsd``: sample races and residuals exactly in
+    race_tables : {"auto", True, False}
+        Batched engine, ``ersd``, ``rsd`` and ``block``: sample races and residuals exactly in
         O(m log V) per node from tables sorted once per context
         (:class:`chansim.race_sampling.RaceTable`, docs/theory.md §2.4) instead of V
-        fresh draws per node; the i.i.d. batch then defaults to ``max_batch_elements // 64``.
-        ``False`` keeps the full-V samplers (same law, other random stream).
+        fresh draws per node.  ``False`` keeps the full-V samplers (same law, other random
+        stream); ``"auto"`` (default) uses the tables except where the full-V sampler is
+        cheaper (V below the method's ``table_min_vocab``: 32 for ersd/rsd).
     **method_options
         Passed to the method (e.g. ``rho`` for spectr).
 
@@ -394,10 +430,11 @@ def simulate(method, tree, target_probs, draft_probs, calls: int, seed: int = 0,
         raise ValueError(f"engine must be 'batched' or 'reference', got {engine!r}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    table = _race_table(method, target, draft, vocab) if race_tables and engine == "batched" else None
+    _check_race_tables(race_tables)
+    table = _race_table(method, target, draft, vocab, race_tables) if engine == "batched" else None
     if streams is None:
-        width = 64 if table is not None else vocab                      # per-trial elements of a node visit
-        streams = min(calls, 1024) if model == "markov" else max(16, max_batch_elements // width)
+        streams = min(calls, 1024) if model == "markov" else max(16, max_batch_elements // _trial_width(method, table,
+                                                                                                     vocab))
     streams = min(_positive_int(streams, "streams"), calls)
     rng = np.random.default_rng(seed)
     plan = _Plan(tree, method.merges_duplicates)
@@ -489,7 +526,7 @@ def _progress(total, enabled, desc):
 
 
 def generate(method, tree, target_probs, draft_probs, streams: int, length: int, seed: int = 0,
-             race_tables: bool = True, **method_options) -> np.ndarray:
+             race_tables="auto", **method_options) -> np.ndarray:
     """``streams`` independent generations of ``length`` tokens each, batched; shape ``[streams, length]``.
 
     Every generation starts from the empty prefix and chains target calls until it has
@@ -504,7 +541,8 @@ def generate(method, tree, target_probs, draft_probs, streams: int, length: int,
     """
     method, tree, target, draft, vocab, _ = _setup(method, tree, target_probs, draft_probs, method_options)
     streams, length = _positive_int(streams, "streams"), _positive_int(length, "length")
-    table = _race_table(method, target, draft, vocab) if race_tables else None
+    _check_race_tables(race_tables)
+    table = _race_table(method, target, draft, vocab, race_tables)
     rng = np.random.default_rng(seed)
     plan = _Plan(tree, method.merges_duplicates)
     buf = np.full((streams, length + tree.max_depth + 1), -1, dtype=np.int64)

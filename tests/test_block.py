@@ -40,6 +40,39 @@ class UnweightedResidualBlock(Block):
         return tau, token
 
 
+class TableMassAtOneBlock(Block):
+    """Bug in the sorted-table path: R_i = sum (p - q)+ (the weight w_i forgotten in the mass, h_i wrong)."""
+
+    @staticmethod
+    def _residual_mass(p_row, q_row, w, table, table_rows):
+        return Block._residual_mass(p_row, q_row, np.ones_like(w), table, table_rows)
+
+
+def test_broken_table_path_is_caught():
+    p, q = IID_PAIRS["zeros"]
+    assert min(iid_pvalues(TableMassAtOneBlock(), "chain:3", p, q, calls=40_000, seed=2024)) < ALPHA
+    target, draft = _rolled_markov(p, q)
+    assert min(markov_pvalues(TableMassAtOneBlock(), "chain:3", target, draft, streams=40_000, seed=99)) < ALPHA
+
+
+def test_table_residual_sampler_matches_rows():
+    """RaceTable.scaled_residual_sample draws (w p - q)+ (and p at w = inf) exactly: chi-square per weight."""
+    from chansim.race_sampling import RaceTable
+    from test_verify_exactness import chisquare_pvalue
+
+    p, q = IID_PAIRS["zeros"]
+    table = RaceTable(p[None], q[None])
+    rng = np.random.default_rng(4)
+    n = 40_000
+    for w in (1.0, 0.7, 0.3, np.inf):
+        tok = table.scaled_residual_sample(np.zeros(n, dtype=np.int64), np.full(n, w), rng.random(n), rng)
+        law = p if np.isinf(w) else np.maximum(w * p - q, 0.0)
+        assert chisquare_pvalue(np.bincount(tok, minlength=len(p)), law / law.sum()) > ALPHA
+        if np.isfinite(w):
+            assert table.scaled_residual_mass(np.zeros(1, dtype=np.int64), np.array([w]))[0][0] == \
+                pytest.approx(np.maximum(w * p - q, 0.0).sum(), abs=1e-15)
+
+
 def test_broken_block_is_caught():
     p, q = IID_PAIRS["zeros"]
     assert min(iid_pvalues(UnweightedResidualBlock(), "chain:2", p, q, calls=40_000, seed=2024)) < ALPHA
@@ -156,11 +189,11 @@ def test_method_theory_hooks():
     assert exact and depth == [1, 2] and tok == pytest.approx([5 / 3, 20 / 9])
     tok, _, exact = meth.report_tokens(PAPER_P, PAPER_Q, [1, 2], "batch")
     assert tok == [pytest.approx(5 / 3), None]
-    rng = np.random.default_rng(2)                               # V = 64, k = 8: Monte Carlo rows
+    rng = np.random.default_rng(2)                               # V = 64, k = 8: Spitzer on the grid, exact to 1e-4
     p, q = rng.dirichlet(np.ones(64)), rng.dirichlet(np.ones(64))
     tok, _, exact = meth.report_tokens(p, q, [8], "optimal")
     est, lo, hi = block_chain_tokens_mc(p, q, 8, trials=20_000, seed=5, confidence=1 - 1e-8)
-    assert not exact and lo - 0.05 <= tok[0] <= hi + 0.05
+    assert exact and lo <= tok[0] <= hi
 
 
 def test_bound_report_rows_come_from_the_method():

@@ -107,6 +107,26 @@ def test_race_without_offsets_is_caught():
     assert fast_vs_brute_pvalue(*PAIRS["dense"], 2, correct=False) < ALPHA
 
 
+class _HalvedHazard(RaceTable):
+    """Deliberately wrong shortcut: Λ(t_first) halved (too small, so the shortcut declares a drafted winner
+    too often; an overestimate would only send rows to the exact path)."""
+
+    def _undrafted_hazard(self, t, t_m, n_target):
+        return super()._undrafted_hazard(t, t_m, n_target) / 2
+
+
+def test_winner_shortcut_with_wrong_hazard_is_caught():
+    """The O(log V) "a drafted token surely wins" test (Λ(t_first) < U) must use the exact hazard."""
+    p, q = PAIRS["dense"]
+    n = 30_000
+    table = _HalvedHazard(p[None], q[None])
+    drafts, winner = fast_race(table, np.zeros(n, dtype=np.int64), 3, np.random.default_rng(1))
+    ref_drafts, ref_winner = brute_race(p, q, n, 3, np.random.default_rng(2))
+    a = encode(list(drafts.T) + [winner], len(p))
+    b = encode(list(ref_drafts.T) + [ref_winner], len(p))
+    assert two_sample_pvalue(a, b) < ALPHA
+
+
 class _PrefixWithoutGaps(RaceTable):
     """Deliberately wrong prefix: the gaps ignore the mass already arrived (Exp(1)/Q_total each)."""
 

@@ -69,8 +69,8 @@ def ngram_counts(seqs, vocab):
     return np.bincount(idx, minlength=vocab ** n).reshape((vocab,) * n)
 
 
-def iid_pvalues(method, tree, p, q, calls, seed):
-    res = simulate(method, tree, p, q, calls=calls, seed=seed, emit_tokens=True)
+def iid_pvalues(method, tree, p, q, calls, seed, **options):
+    res = simulate(method, tree, p, q, calls=calls, seed=seed, emit_tokens=True, **options)
     toks, vocab = res.tokens, len(p)
     half = len(toks) // 2
     tri = toks[: 3 * (half // 3)].reshape(-1, 3)                        # non-overlapping 3-grams
@@ -79,8 +79,8 @@ def iid_pvalues(method, tree, p, q, calls, seed):
     return chisquare_pvalue(ngram_counts(tri, vocab), p3), chisquare_pvalue(ngram_counts(bi, vocab), np.outer(p, p))
 
 
-def markov_pvalues(method, tree, target, draft, streams, seed):
-    seqs = generate(method, tree, target, draft, streams=streams, length=5, seed=seed)   # [N, 5]
+def markov_pvalues(method, tree, target, draft, streams, seed, **options):
+    seqs = generate(method, tree, target, draft, streams=streams, length=5, seed=seed, **options)   # [N, 5]
     vocab, T = target.vocab_size, target.transition
     first = target.initial[:, None, None] * T[:, :, None] * T[None, :, :]               # x0, x1, x2
     marg2 = target.initial @ T @ T                                                       # law of x2
@@ -112,6 +112,23 @@ def test_markov_ngrams_follow_target(method, tree, model):
     target, draft = _markov_pair() if model == "dirichlet" else _rolled_markov(*IID_PAIRS["zeros"])
     pvals = markov_pvalues(method, tree, target, draft, streams=40_000, seed=99)
     assert min(pvals) > ALPHA, pvals
+
+
+TABLE_CASES = [("ersd", "batch:3"), ("ersd", "branch:2,2"), ("rsd", "batch:3"), ("rsd", "branch:3,2"),
+               ("block", "chain:3")]
+
+
+@pytest.mark.parametrize("method,tree", TABLE_CASES)
+def test_table_samplers_follow_target(method, tree):
+    """The sorted-table samplers forced on (``race_tables=True``; "auto" skips them for ersd/rsd at small V)
+    and the full-V samplers forced on (block), i.i.d. and Markov."""
+    for tables in (True, False):
+        if method != "block" and not tables:
+            continue                                   # the default batteries above run ersd/rsd full-V
+        p, q = IID_PAIRS["zeros"]
+        assert min(iid_pvalues(method, tree, p, q, calls=40_000, seed=2024, race_tables=tables)) > ALPHA
+        target, draft = _rolled_markov(p, q)
+        assert min(markov_pvalues(method, tree, target, draft, streams=40_000, seed=99, race_tables=tables)) > ALPHA
 
 
 @pytest.mark.parametrize("method,tree", [("sd", "chain:2"), ("specinfer", "branch:2,2"), ("rsd", "batch:2"),

@@ -145,6 +145,7 @@ class Method:
     sequences_only = False  # disjoint chains below the root (spectr)
     any_ranks = False       # children may hold any set of slots (generalised ersd)
     uses_table = False      # has an exact O(m log V) path through NodeNoise.table
+    table_min_vocab = 0     # the engine's race_tables="auto" uses the table only from this V on
     #: the method decides on a whole drafted chain at once (block): the walks call
     #: ``verify_chain(p [γ+1, R, V], q [γ, R, V], drafts [B, γ], noise) -> (τ [B], token [B])``
     verifies_chain = False

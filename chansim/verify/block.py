@@ -38,10 +38,15 @@ from ..distributions import check_pair
 from ..paths import check_path_inputs, expected_calls_from_lengths
 from ..stats import normal_quantile
 from .base import IIDDrafting, Method, NodeNoise, sample_rows, take_rows
+from .block_exact import block_tokens
 from .specinfer import SpecInfer
 
 __all__ = ["Block", "block_weights", "block_mean_weights", "block_chain_tokens", "block_chain_tokens_mc",
            "block_call_lengths", "block_path_calls"]
+
+
+#: guaranteed half-width aimed at by the bound report's block values (docs/methods_block_multidraft.md §1.5)
+REPORT_TOL = 1e-5
 
 
 def block_weights(p_rows, q_rows, drafts) -> np.ndarray:
@@ -72,6 +77,8 @@ class Block(IIDDrafting, Method):
     tree_family = "block-chain"
     chains_only = True
     verifies_chain = True
+    #: the batched engine hands ``verify_chain`` sorted tables (``noise.table``, rows ``[γ+1, B]`` per depth)
+    uses_table = True
     #: a logged path gives the law of a call's length (:meth:`path_call_lengths`), not per-node acceptances
     has_path_prediction = True
 
@@ -83,26 +90,29 @@ class Block(IIDDrafting, Method):
         return float(np.minimum(p, q).sum())
 
     def tree_tokens(self, tree, p, q):
-        """Exact E[tokens per call] on ``chain:γ`` (:func:`block_chain_tokens`)."""
-        return block_chain_tokens(p, q, int(tree.size))
+        """E[tokens per call] on ``chain:γ`` at any V (Spitzer's identity, :func:`~chansim.verify.block_exact.block_tokens`).
+
+        Exact (enumerated overlaps) on small V, else the midpoint of a guaranteed interval of
+        half-width at most 1e-6 (wider only where the grid budget runs out: very long chains on
+        nearly equal p and q; :func:`~chansim.verify.block_exact.block_tokens` gives the interval).
+        """
+        return block_tokens(p, q, int(tree.size)).at(int(tree.size))[0]
 
     def report_tokens(self, p, q, ks, tree: str, ctx=None):
         """Tokens per call at each k for the bound report: the chain (optimal and ``chain``), batch only at k = 1.
 
-        Exact (:func:`block_mean_weights`) while the law of w stays small, else Monte
-        Carlo (:func:`block_chain_tokens_mc`'s estimator, ``exact`` False).
+        :func:`~chansim.verify.block_exact.block_tokens` (Spitzer's identity; exact on small V,
+        else a guaranteed interval of half-width <= :data:`REPORT_TOL`); ``exact`` when every
+        half-width is at most 1e-4 (the report's convention).
         """
         ks = [int(k) for k in ks]
         beta = float(np.minimum(p, q).sum())
         if tree == "batch":
             return [1 + beta if k == 1 else None for k in ks], [1 if k == 1 else None for k in ks], True
-        seed = 0 if ctx is None else int(ctx.get("seed", 0))
-        try:
-            mean_w, exact = block_mean_weights(p, q, max(ks)), True
-        except ValueError:
-            mean_w, exact = _mc_mean_weights(p, q, max(ks), 20_000, seed)[0], False
-        total = 1 + np.cumsum(mean_w)
-        return [float(total[k - 1]) for k in ks], list(ks), exact
+        bt = block_tokens(p, q, max(ks), tol=REPORT_TOL)
+        vals = [bt.at(k) for k in ks]
+        exact = bt.exact or all((hi - lo) / 2 <= 1e-4 for _, lo, hi in vals)
+        return [v for v, _, _ in vals], list(ks), exact
 
     def verify_chain(self, p, q, drafts, noise: NodeNoise):
         r"""Verify a batch of chains jointly.
@@ -115,7 +125,11 @@ class Block(IIDDrafting, Method):
             Draft rows along the chain.
         drafts : ndarray of int, shape (B, γ)
         noise : NodeNoise
-            Only ``rng`` is used (γ + 1 uniforms per chain).
+            ``rng`` (γ + 1 uniforms per chain) and, from the batched engine, ``table`` (a
+            :class:`~chansim.race_sampling.RaceTable` of the rows) with ``table_rows``
+            ``[γ+1, B]`` (the table row after :math:`X_{\le i}`): then R_i and the output
+            token cost O(log V) per chain (:meth:`~chansim.race_sampling.RaceTable.scaled_residual_mass`,
+            :meth:`~chansim.race_sampling.RaceTable.scaled_residual_sample`), no V-wide work per chain.
 
         Returns
         -------
@@ -127,9 +141,10 @@ class Block(IIDDrafting, Method):
         batch, gamma = drafts.shape
         u = noise.rng.random((batch, gamma + 1))                           # [B, γ+1]
         w = block_weights(p, q, drafts)                                    # [B, γ+1]
+        table = noise.table                                                # sorted tables: O(log V) per chain
         h = np.zeros((batch, gamma + 1))                                   # h[:, 0] unused
         for i in range(1, gamma):
-            mass = np.maximum(w[:, i, None] * p[i] - q[i], 0.0).sum(-1)     # R_i [B]
+            mass = self._residual_mass(p[i], q[i], w[:, i], table, None if table is None else noise.table_rows[i])
             den = mass + 1.0 - w[:, i]
             h[:, i] = np.where(den > 0, mass / np.where(den > 0, den, 1.0), 0.0)
         h[:, gamma] = w[:, gamma]
@@ -137,12 +152,23 @@ class Block(IIDDrafting, Method):
         last = gamma - np.argmax(passed[:, ::-1], axis=1)                  # longest passing prefix
         tau = np.where(passed.any(axis=1), last, 0).astype(np.int64)       # [B]
         rows = np.arange(batch)
+        if table is not None:                                              # y ~ (w_τ p_{τ+1} - q_{τ+1})+ or p_{γ+1}
+            t_rows = noise.table_rows[tau, rows]                           # [B] table row after X_{≤τ}
+            w_tau = np.where(tau < gamma, w[rows, tau], np.inf)            # w = inf: the whole of p (bonus)
+            return tau, table.scaled_residual_sample(t_rows, w_tau, u[:, 0], noise.rng)
         p_tau = _pick(p, tau, rows)                                        # [B, V] p_{τ+1}
         q_tau = _pick(q, np.minimum(tau, gamma - 1), rows) if gamma else np.zeros_like(p_tau)
         w_tau = w[rows, tau][:, None]
         weights = np.where((tau < gamma)[:, None], np.maximum(w_tau * p_tau - q_tau, 0.0), p_tau)
         token = sample_rows(weights, u[:, 0])                              # [B]
         return tau, token
+
+    @staticmethod
+    def _residual_mass(p_row, q_row, w, table, table_rows):
+        r""":math:`R = \sum_x (w\,p_x - q_x)_+` per chain ``[B]``: from the sorted table (O(log V)) or the rows ``[R, V]``."""
+        if table is not None:
+            return table.scaled_residual_mass(table_rows, w)[0]
+        return np.maximum(w[:, None] * p_row - q_row, 0.0).sum(-1)
 
     #: one node seen alone (γ = 1 from its root) is sd's node rule: accept w.p. min(1, p/q)
     verify = SpecInfer.verify

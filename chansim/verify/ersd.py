@@ -44,6 +44,8 @@ class ERSD(Method):
     uses_race = True
     any_ranks = True
     uses_table = True
+    #: below this V the full-V race sampler is cheaper than the table's per-visit overhead (race_tables="auto")
+    table_min_vocab = 32
     tree_family = "rank-set"
     has_path_prediction = True
     default_in = frozenset({"bound", "temperature", "settings-check"})
@@ -104,8 +106,10 @@ class ERSD(Method):
 
     def verify(self, p, q, drafts, noise: NodeNoise):
         if noise.race is None and noise.table is not None:
-            empty = (np.empty((noise.batch, 0), dtype=np.int64), np.empty((noise.batch, 0)))
-            pos, times = noise.state.get("arrivals", empty)
+            if drafts.shape[1] == 0:                                      # a leaf: nothing arrived, winner ~ p
+                token = noise.table.sample_target(noise.table_rows, noise.rng.random(noise.batch), noise.rng)
+                return np.full(noise.batch, -1, dtype=np.int64), token
+            pos, times = noise.state["arrivals"]
             token, _ = noise.table.race_winner(noise.table_rows, pos, times, noise.rng)   # [B]
         else:
             token = np.argmin(race_times(noise.race, p), axis=-1)         # [B] target's race winner

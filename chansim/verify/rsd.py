@@ -50,6 +50,8 @@ class RSD(Method):
     #: rejection rounds before the exact fallback (sampling from the renormalised remainder)
     max_redraws = 16
     uses_table = True
+    #: below this V the full-V race sampler is cheaper than the table's per-visit overhead (race_tables="auto")
+    table_min_vocab = 32
 
     def in_default(self, purpose: str, vocab: int | None = None, kmax: int | None = None) -> bool:
         return purpose == "bound" and vocab is not None and vocab <= self.bound_default_max_vocab

@@ -84,7 +84,9 @@ class SpecInfer(IIDDrafting, Method):
             ok = (accepted < 0) & (u[:, j] * take_rows(q, x) < take_rows(r, x))   # w.p. min(1, r/q)
             accepted[ok] = j
             r = residual(r, q)
-        token = sample_rows(r, u[:, m])                                   # y ~ r_{m+1}
         hit = accepted >= 0
-        token[hit] = drafts[hit, accepted[hit]]
+        token = np.where(hit, drafts[np.arange(batch), np.maximum(accepted, 0)], -1) if m else np.full(batch, -1)
+        miss = np.flatnonzero(~hit)                                       # y ~ r_{m+1}, only where all rejected
+        if miss.size:
+            token[miss] = sample_rows(r if r.shape[0] == 1 else r[miss], u[miss, m])
         return accepted, token

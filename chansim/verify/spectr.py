@@ -246,7 +246,9 @@ class SpecTr(IIDDrafting, Method):
         p_res = np.maximum(p - np.minimum(q, p / rho[:, None]) * c[:, None], 0.0)   # [R, V] unnormalised
         # beta = 1 (q = p): no residual mass, and the first draft is accepted surely
         p_res = np.where(p_res.sum(axis=-1, keepdims=True) > 0, p_res, p)
-        token = sample_rows(p_res, u[:, k])
         hit = accepted >= 0
-        token[hit] = drafts[hit, accepted[hit]]
+        token = np.where(hit, drafts[np.arange(batch), np.maximum(accepted, 0)], -1)
+        miss = np.flatnonzero(~hit)                                       # y ~ p_res, only where none accepted
+        if miss.size:
+            token[miss] = sample_rows(p_res if p_res.shape[0] == 1 else p_res[miss], u[miss, k])
         return accepted, token
