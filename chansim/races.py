@@ -199,14 +199,48 @@ def race_times(noise, probs):
         return np.asarray(noise) / np.asarray(probs, dtype=float)
 
 
+def _check_rates(probs, name: str = "probs") -> None:
+    """Rates of a race must be >= 0 and not NaN (numpy inputs; one pass over ``probs``, not the noise)."""
+    r = np.asarray(probs)
+    if r.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be real numbers, got dtype {r.dtype}")
+    if r.size and not float(np.min(r)) >= 0:                          # NaN fails too
+        raise ValueError(f"{name} must be non-negative rates (probabilities), got minimum {float(np.min(r)):g}")
+    if r.size and not np.isfinite(float(np.max(r))):
+        raise ValueError(f"{name} must be finite, got {float(np.max(r)):g}")
+
+
+def _check_times(first):
+    """The earliest arrival of each race must be a number >= 0: a negative or NaN time means noise that is
+    not Exp(1) values (a NaN anywhere in a row makes argmin pick it, so checking the winner finds it)."""
+    if first.size and not float(np.min(first)) >= 0:
+        raise ValueError("noise must hold Exp(1) values (>= 0, not NaN): a race time is negative or NaN")
+
+
 def race_winner(noise, probs):
     r"""Winner :math:`\arg\min_x E_x / r_x` of the race along the last axis (distributed as r).
 
+    numpy inputs are checked (``ValueError``): rates ``probs`` >= 0 and finite, noise >= 0 and
+    not NaN; torch tensors are taken as checked (a check would synchronise the device).
+
     >>> int(race_winner(np.array([1.0, 0.5, 2.0]), np.array([0.2, 0.0, 0.8])))
     2
+    >>> race_winner(np.array([1.0, 1.0]), np.array([-0.5, 1.5]))
+    Traceback (most recent call last):
+    ...
+    ValueError: probs must be non-negative rates (probabilities), got minimum -0.5
     """
-    t = race_times(noise, probs)
-    return t.argmin(-1) if _is_torch(t) else np.argmin(t, axis=-1)
+    if _is_torch(noise):
+        return race_times(noise, probs).argmin(-1)
+    _check_rates(probs)
+    t = np.asarray(race_times(noise, probs))
+    if t.ndim == 0:
+        raise ValueError("a race needs at least one token (noise and probs are scalars)")
+    if t.shape[-1] == 0:
+        raise ValueError("a race needs at least one token (empty last axis)")
+    win = np.argmin(t, axis=-1)
+    _check_times(np.take_along_axis(t, np.asarray(win)[..., None], -1))
+    return win
 
 
 def race_top_m(noise, probs, m: int):
@@ -216,6 +250,8 @@ def race_top_m(noise, probs, m: int):
     :math:`r_x > 0` can arrive; ``m`` larger than the support raises ``ValueError``.
     """
     m = _check_m(m)
+    if not _is_torch(noise):
+        _check_rates(probs)
     t = race_times(noise, probs)
     if _is_torch(t):
         if m > t.shape[-1]:
@@ -232,6 +268,7 @@ def race_top_m(noise, probs, m: int):
     if not np.all(np.isfinite(vals)):
         raise ValueError(f"m={m} exceeds the number of tokens with positive probability")
     order = np.argsort(vals, axis=-1, kind="stable")
+    _check_times(np.take_along_axis(vals, order[..., :1], -1))
     return np.take_along_axis(part, order, -1)
 
 
@@ -241,11 +278,21 @@ def race_rank(noise, probs, token):
     A token with :math:`r_t = 0` gets rank ``V + 1`` (it never arrives).
     ``token`` has the batch shape of ``noise[..., 0]``.
     """
+    _check_rates(probs)
     t = np.asarray(race_times(noise, probs))
     token = np.asarray(token)
+    if token.dtype.kind not in "iu" or (token.size and (token.min() < 0 or token.max() >= t.shape[-1])):
+        raise ValueError(f"token must hold integer ids in [0, {t.shape[-1]}), got {token!r}")
     tt = np.take_along_axis(t, token[..., None], -1)
     rank = 1 + np.count_nonzero(t < tt, axis=-1)
     return np.where(np.isfinite(tt[..., 0]), rank, t.shape[-1] + 1)
+
+
+def _check_trials(trials) -> int:
+    if isinstance(trials, bool) or not isinstance(trials, (int, np.integer, float, np.floating)) \
+            or trials != trials or int(trials) != trials or trials < 1:
+        raise ValueError(f"trials must be a positive integer, got {trials!r}")
+    return int(trials)
 
 
 def _check_m(m) -> int:
@@ -429,6 +476,7 @@ def sample_ranks(target_probs, draft_probs, trials: int, rng: np.random.Generato
         p, q = np.asarray(target_probs, dtype=np.float64), np.asarray(draft_probs, dtype=np.float64)
     if p.ndim != 1:
         raise ValueError(f"sample_ranks takes one pair of 1-D vectors, got shape {p.shape}")
+    trials = _check_trials(trials)
     vocab = p.shape[-1]
     with np.errstate(divide="ignore"):
         inv_p, inv_q = (1.0 / p).astype(dtype), (1.0 / q).astype(dtype)   # [V], inf where r = 0
@@ -457,7 +505,18 @@ def sample_ranks(target_probs, draft_probs, trials: int, rng: np.random.Generato
 
 def rank_distribution_mc(target_probs, draft_probs, trials: int = 200_000, seed: int = 0,
                          confidence: float = 0.999) -> RankDistribution:
-    """Monte Carlo rank law with simultaneous Wilson intervals (Bonferroni over the observed ranks)."""
+    """Monte Carlo rank law with simultaneous Wilson intervals (Bonferroni over the observed ranks).
+
+    ``trials`` must be a positive integer and ``confidence`` in (0, 1) (``ValueError``).
+
+    >>> rank_distribution_mc([0.5, 0.5], [0.5, 0.5], trials=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: trials must be a positive integer, got 0
+    """
+    trials = _check_trials(trials)
+    if isinstance(confidence, bool) or not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     p, q = check_pair(target_probs, draft_probs)
     vocab = p.shape[-1]
     ranks = sample_ranks(p, q, trials, np.random.default_rng(seed))

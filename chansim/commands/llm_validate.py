@@ -165,7 +165,7 @@ def run(args) -> int:
     if args.out and args.out != "-":
         from ..outputs import write_text_atomic
 
-        out = write_text_atomic(args.out, json.dumps(doc, indent=1, allow_nan=False) + "\n")
+        out = write_text_atomic(args.out, json.dumps(doc, indent=1, allow_nan=False) + "\n", "--out")
         get_logger("validate").info("[validate] wrote %d rows to %s", len(doc["rows"]), out)
     if args.plot:
         _plot(doc, args.plot)
@@ -237,6 +237,6 @@ def _plot(doc: dict, path: str) -> None:
     fig = plot({"rows": doc["rows"]})
     from ..outputs import atomic_path
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path, "--plot") as tmp:
         fig.savefig(tmp, dpi=150, format=Path(path).suffix[1:].lower())
     plt.close(fig)
