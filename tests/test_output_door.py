@@ -232,7 +232,7 @@ def test_bound_plot_onto_its_log_refused_even_with_force(tmp_path, capsys):
 
 
 def test_bound_temperature_plot_needs_force(tmp_path, capsys):
-    from tests.test_hostile_reproducers import _race_log
+    from test_hostile_reproducers import _race_log
 
     log = _race_log(tmp_path / "run.npz", n_seq=2, length=6, vocab=12)
     old = tmp_path / "old.png"
@@ -317,7 +317,7 @@ if sys.argv[1] == "--library":          # a writer the CLI reaches only with a m
     try:
         with _sigterm_as_interrupt():
             if kind == "log":
-                from tests.test_hostile_reproducers import _race_log
+                from test_hostile_reproducers import _race_log
                 _race_log(path, n_seq=2, length=8, vocab=16)
             else:
                 from chansim.outputs import write_text_atomic

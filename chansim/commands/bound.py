@@ -93,10 +93,10 @@ def _methods(values):
     A ``--method`` that names nothing (``''``, ``',,,'``) is refused rather than read as "all"."""
     if not values:
         return None
-    names = [m.strip() for v in values for m in v.split(",") if m.strip()]
-    if not names:
-        raise ValueError(f"--method names no method, got {', '.join(map(repr, values))}")
-    return names
+    for v in values:
+        if not [m for m in v.split(",") if m.strip()]:
+            raise ValueError(f"--method {v!r} names no method; give names such as sd,ersd")
+    return [m.strip() for v in values for m in v.split(",") if m.strip()]
 
 
 #: smallest --rank-tol accepted: below it the rank law's work grows past any useful run time
