@@ -142,7 +142,7 @@ def keyed_exponential(seed: int, position, tokens):
     >>> bool(abs(E.mean() - 1) < 0.01 and abs(E.var() - 1) < 0.02)
     True
     """
-    return -portable_log(keyed_uniform(seed, position, tokens))
+    return -_portable_log(keyed_uniform(seed, position, tokens))
 
 
 _LN2 = 0.6931471805599453
@@ -159,10 +159,25 @@ def portable_log(x):
     (|s| <= 0.172, truncation < 1e-20).  IEEE arithmetic is exactly rounded, so numpy,
     torch CPU and torch CUDA give the same bits (relative error vs ``np.log`` ~1e-16).
 
+    numpy input must be >= 0 and not NaN (``ValueError``; ``log 0 = -inf``); torch tensors are
+    taken as checked.
+
     >>> x = np.array([1e-300, 0.1, 0.5, 1.0, 7.0])
     >>> bool(np.allclose(portable_log(x), np.log(x), rtol=1e-15, atol=1e-15))
     True
     """
+    if not _is_torch(x):
+        v = np.asarray(x)
+        if v.dtype.kind not in "biuf":
+            raise ValueError(f"portable_log takes real numbers, got dtype {v.dtype}")
+        if v.size and not float(np.min(v)) >= 0:
+            raise ValueError(f"portable_log takes values >= 0, got minimum {float(np.min(v)):g}")
+        x = v.astype(np.float64)
+    return _portable_log(x)
+
+
+def _portable_log(x):
+    """:func:`portable_log` without the input check (keyed uniforms lie in (0, 1])."""
     if _is_torch(x):
         import torch
 
@@ -185,6 +200,10 @@ def portable_log(x):
 # ----------------------------------------------------------------------------- races
 def race_times(noise, probs):
     r"""Arrival times :math:`E_x / r_x` (``+inf`` where :math:`r_x = 0`).
+
+    A kernel on checked input (the verification walks call it on every node, so it does not
+    scan its arguments): ``noise`` >= 0 and ``probs`` >= 0, neither NaN. :func:`race_winner`,
+    :func:`race_top_m` and :func:`race_rank` are the checked entry points.
 
     ``noise`` shape ``(..., V)`` (Exp(1) values), ``probs`` broadcastable to it.  Plain
     float64 division rather than log space: division is exactly rounded on every
@@ -425,6 +444,8 @@ def rank_distribution_exact(target_probs, draft_probs, epsabs: float = 1e-14) ->
     Each quadrature node costs O(V^3): V winners x a V-step recursion over V counts.
     """
     p, q = check_pair(target_probs, draft_probs)
+    if p.ndim != 1:
+        raise ValueError(f"rank_distribution_exact takes one pair of 1-D vectors, got shape {p.shape}")
     vocab = p.shape[-1]
     winners = np.flatnonzero((p > 0) & (q > 0))
     never = float(p[(p > 0) & (q == 0)].sum())

@@ -690,7 +690,8 @@ def test_signal_during_write(tmp_path, kind, sig, status, word, at):
     before = _digest([target])
     COUNTS["inputs"] += 1
     r = subprocess.run([sys.executable, "-c", _HOOK] + argv, capture_output=True, text=True, timeout=300, cwd=ROOT,
-                       env={**os.environ, "PYTHONPATH": str(ROOT), "HOSTILE_SIGNAL": sig, "HOSTILE_AT": str(at)})
+                       env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", "HOSTILE_SIGNAL": sig,
+                            "HOSTILE_AT": str(at)})
     lines = [ln for ln in r.stderr.strip().splitlines() if not ln.startswith("chansim: ")]
     if _digest([target]) != before or _mode(target) != 0o644:
         CLASSES["clobber"] += 1
@@ -702,6 +703,173 @@ def test_signal_during_write(tmp_path, kind, sig, status, word, at):
         CLASSES["traceback"] += 1
         raise AssertionError(f"{kind} {sig}: exit {r.returncode}, stderr {r.stderr!r}")
     CLASSES["clean error"] += 1
+
+
+# ----------------------------------------------------------------------------- issue 22: public functions
+_PV = np.array([0.5, 0.3, 0.2])
+_QV = np.array([0.2, 0.3, 0.5])
+#: hostile probability-like arguments (the first two valid)
+_PROBS = [_PV, _QV, np.array([-0.2, 0.7, 0.5]), np.array([np.nan, 0.5, 0.5]), np.array([0.5, 0.5, 0.5]),
+          np.array([]), np.array(0.5), np.array([[0.5, 0.5, 0.0]] * 2)[:, :2], np.array([np.inf, 0.0, 0.0]),
+          np.array([1, 0, 0], dtype=bool), np.array(["0.5", "0.5"]), np.array([0.5, 0.5]) + 0j, [0.5, 0.5, 0.0],
+          None, "p"]
+#: hostile counts (trials, m, kmax, ...): the first two valid
+_COUNTS = [3, 10, 0, -1, 2.5, True, float("nan"), "3", None]
+#: hostile levels / real parameters (confidence, alpha, temperature...): the first valid
+_LEVELS = [0.9, 0.0, 1.0, -0.5, 2.0, float("nan"), float("inf"), True, "0.9", None]
+
+
+def _api_calls():
+    """(name, function, strategy of an argument tuple) for the exported functions of races, stats, channel,
+    distributions and simulate (a representative argument signature each)."""
+    from chansim import channel as ch, distributions as di, races as ra, simulate as si, stats as sta
+
+    probs, counts, levels = st.sampled_from(_PROBS), st.sampled_from(_COUNTS), st.sampled_from(_LEVELS)
+    rng = st.just(None).map(lambda _: np.random.default_rng(0))
+    noise = st.sampled_from([np.array([1.0, 0.5, 2.0]), np.array([-1.0, 0.5, 2.0]), np.array([np.nan, 1.0, 1.0]),
+                             np.array([1.0, 1.0]), np.array([])])
+    ks = st.sampled_from([[1, 2], [0], [-1], [1.5], [], [True], "1", None, [10 ** 30]])
+    calls = [
+        ("races.race_winner", ra.race_winner, st.tuples(noise, probs)),
+        ("races.race_top_m", ra.race_top_m, st.tuples(noise, probs, counts)),
+        ("races.race_rank", ra.race_rank, st.tuples(noise, probs, st.sampled_from([0, 2, 3, -1, 1.5, None]))),
+        # races.race_times is a kernel on checked input (its docstring): not swept
+        ("races.competitor_rates", ra.competitor_rates, st.tuples(probs, probs)),
+        ("races.er_acceptance", ra.er_acceptance, st.tuples(probs, probs)),
+        ("races.er_acceptance_quadratic", ra.er_acceptance_quadratic, st.tuples(probs, probs)),
+        ("races.rank_distribution_exact", ra.rank_distribution_exact, st.tuples(probs, probs)),
+        ("races.rank_distribution_mc", ra.rank_distribution_mc, st.tuples(probs, probs, counts, st.just(0), levels)),
+        ("races.sample_ranks", ra.sample_ranks, st.tuples(probs, probs, counts, rng)),
+        ("races.keyed_uniform", ra.keyed_uniform, st.tuples(counts, counts, st.sampled_from([np.arange(3), -1, 2.5]))),
+        ("races.portable_log", ra.portable_log, st.tuples(st.sampled_from([np.array([0.5, 1.0]), np.array([-1.0]),
+                                                                           np.array([np.nan]), 0.0, "x"]))),
+        ("stats.normal_quantile", sta.normal_quantile, st.tuples(levels)),
+        ("stats.student_quantile", sta.student_quantile, st.tuples(levels, counts)),
+        ("stats.no_spread_fraction", sta.no_spread_fraction, st.tuples(levels, counts)),
+        ("stats.wilson_interval", sta.wilson_interval,
+         st.tuples(st.sampled_from([5, 11, -1, np.array([1, 20]), 2.5, float("nan"), "5"]), counts, levels)),
+        ("stats.ratio_standard_error", sta.ratio_standard_error,
+         st.tuples(st.sampled_from([[2.0, 4.0], [2.0], [], [-1.0, 2.0]]), st.sampled_from([[1.0, 1.0], [0.0, 1.0]]),
+                   st.sampled_from([3.0, float("nan")]))),
+        ("stats.ratio_interval", sta.ratio_interval,
+         st.tuples(st.sampled_from([[10, 12, 9, 11], [], [-1, 2, 3, 4], [np.nan] * 4]),
+                   st.sampled_from([[4, 5, 4, 5], [0, 5, 4, 5], [4, 5]]), levels)),
+        ("stats.bootstrap_ratios", sta.bootstrap_ratios,
+         st.tuples(st.sampled_from([[10, 12], [], [np.nan, 1]]), st.sampled_from([[4, 5], [0, 5], [4]]), levels,
+                   counts)),
+        ("stats.bootstrap_ratio_interval", sta.bootstrap_ratio_interval,
+         st.tuples(st.sampled_from([[10, 12], [], [np.nan, 1]]), st.sampled_from([[4, 5], [0, 5], [4]]), levels,
+                   counts)),
+        ("channel.pfr_sample", ch.pfr_sample, st.tuples(probs, probs, counts, rng)),
+        ("channel.index_rates", ch.index_rates, st.tuples(probs, probs)),
+        ("channel.index_pmf", ch.index_pmf, st.tuples(probs, probs, counts)),
+        ("channel.index_cdf", ch.index_cdf, st.tuples(probs, probs, ks)),
+        ("channel.list_acceptance", ch.list_acceptance, st.tuples(probs, probs, ks)),
+        ("channel.expected_log2_index", ch.expected_log2_index, st.tuples(probs, probs)),
+        ("channel.index_entropy", ch.index_entropy, st.tuples(probs, probs)),
+        ("channel.elias_gamma_length", ch.elias_gamma_length, st.tuples(ks)),
+        ("channel.elias_delta_length", ch.elias_delta_length, st.tuples(ks)),
+        ("channel.expected_code_length", ch.expected_code_length,
+         st.tuples(probs, probs, st.sampled_from(["delta", "gamma", "nope", None]))),
+        ("channel.zipf_code_length", ch.zipf_code_length, st.tuples(probs, probs)),
+        ("channel.pfr_log_bound", ch.pfr_log_bound, st.tuples(levels)),
+        ("channel.sfrl_entropy_bound", ch.sfrl_entropy_bound, st.tuples(levels)),
+        ("channel.channel_summary", ch.channel_summary, st.tuples(probs, probs, ks, st.sampled_from([0, 10, -1]))),
+        ("channel.mc_index_stats", ch.mc_index_stats,
+         st.tuples(st.sampled_from([np.array([1, 2, 3]), np.array([0, 1]), np.array([]), np.array([1.5])]), ks,
+                   levels)),
+        ("distributions.check_probs", di.check_probs, st.tuples(probs)),
+        ("distributions.check_pair", di.check_pair, st.tuples(probs, probs)),
+        ("distributions.check_rank_probs", di.check_rank_probs, st.tuples(probs)),
+        ("distributions.check_logits", di.check_logits, st.tuples(probs)),
+        ("distributions.softmax", di.softmax, st.tuples(probs, levels)),
+        ("distributions.log_softmax", di.log_softmax, st.tuples(probs, levels)),
+        ("distributions.entropy", di.entropy, st.tuples(probs, st.sampled_from(["nats", "bits", "x"]))),
+        ("distributions.kl_divergence", di.kl_divergence, st.tuples(probs, probs)),
+        ("distributions.total_variation", di.total_variation, st.tuples(probs, probs)),
+        ("distributions.sd_acceptance", di.sd_acceptance, st.tuples(probs, probs)),
+        ("distributions.renyi_divergence", di.renyi_divergence, st.tuples(probs, probs, levels)),
+        ("distributions.dtype_atol", di.dtype_atol, st.tuples(st.sampled_from(["float64", "float16", "nope", None]),
+                                                             counts)),
+        ("distributions.synthetic_pair", di.synthetic_pair,
+         st.tuples(st.sampled_from(["dirichlet", "zipf", "noisy", "nope"]), counts, levels)),
+        ("distributions.dirichlet_pair", di.dirichlet_pair, st.tuples(counts, levels, levels)),
+        ("distributions.zipf_pair", di.zipf_pair, st.tuples(counts, levels, levels)),
+        ("distributions.noisy_target_pair", di.noisy_target_pair, st.tuples(counts, levels, levels, levels)),
+        ("simulate.simulate", si.simulate,
+         st.tuples(st.sampled_from(["sd", "nope", None]), st.sampled_from(["chain:1", "chain:-1", "x", None]), probs,
+                   probs, counts)),
+        ("simulate.generate", si.generate,
+         st.tuples(st.sampled_from(["sd", "nope"]), st.sampled_from(["chain:1", "x"]), probs, probs, counts, counts)),
+    ]
+    return calls
+
+
+_API = None
+
+
+def _api():
+    global _API
+    if _API is None:
+        _API = _api_calls()
+    return _API
+
+
+def _has_nan(value) -> bool:
+    """Whether a returned value holds a NaN anywhere (arrays, numbers, tuples, dicts, dataclasses)."""
+    if isinstance(value, dict):
+        return any(_has_nan(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nan(v) for v in value)
+    if hasattr(value, "__dataclass_fields__"):
+        return any(_has_nan(getattr(value, f)) for f in value.__dataclass_fields__)
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value))
+    if isinstance(value, np.ndarray) and value.dtype.kind in "fc":
+        return bool(np.isnan(value).any())
+    return False
+
+
+@settings(max_examples=400, **SETTINGS)
+@given(data=st.data())
+def test_public_api_hostile(data):
+    """Exported functions of races, stats, channel, distributions and simulate with hostile arguments:
+    ``ValueError`` (or ``TypeError`` for a wrong type) is a clean error; a returned NaN is silently wrong."""
+    name, func, args = data.draw(st.sampled_from(_api()), label="function")
+    args = data.draw(args, label="args")
+    COUNTS["inputs"] += 1
+    try:
+        with warnings_as_errors(), _budget(30):
+            out = func(*args)
+    except (ValueError, TypeError) as err:
+        if not str(err).strip() or "\n" in str(err).strip():
+            CLASSES["traceback"] += 1
+            raise AssertionError(f"{name}{_short(args)}: error message not one line: {err!r}") from err
+        CLASSES["clean error"] += 1
+        return
+    except Runaway:
+        CLASSES["runaway"] += 1
+        raise AssertionError(f"{name}{_short(args)} still running after 30 s") from None
+    except BaseException as exc:  # noqa: BLE001
+        CLASSES["traceback"] += 1
+        COUNTS["tracebacks"] += 1
+        raise AssertionError(f"{name}{_short(args)} raised {type(exc).__name__}: {exc}") from exc
+    CLASSES["valid"] += 1
+    if _has_nan(out):
+        _silent(f"{name}{_short(args)} returned NaN instead of refusing")
+
+
+def _short(args) -> str:
+    return "(" + ", ".join(np.array2string(a, threshold=6) if isinstance(a, np.ndarray) else repr(a)[:30]
+                           for a in args) + ")"
+
+
+@contextlib.contextmanager
+def warnings_as_errors():
+    """numpy's RuntimeWarnings (0/0, log of a negative) mean the function computed on bad input: count as
+    tracebacks? No -- they are left as warnings; only the result is judged."""
+    with np.errstate(all="ignore"):
+        yield
 
 
 def test_battery_counts(capsys):
