@@ -544,6 +544,9 @@ FIXED = {
     "bound --method ',,,'": (lambda d: _case_bound(d, "--method", ",,,"), "error"),
     "bound --log --method ',,,'": (lambda d: _case_log(d, "--method", ",,,"), "error"),
     "bound --method ''": (lambda d: _case_bound(d, "--method", ""), "error"),
+    "bound --log --top-n ''": (lambda d: _case_log(d, "--top-n", ""), "error"),
+    "bound --log --top-n 0": (lambda d: _case_log(d, "--top-n", "0"), "error"),
+    "bound --log --top-n a": (lambda d: _case_log(d, "--top-n", "a"), "error"),
     "bound --temperatures 0,1 (valid)": (lambda d: _case_log(d, "--temperatures", "0,1", "--positions", "3"), "valid"),
     # figure 6's data
     "fig6 predicted mean 0": (lambda d: _case_fig6(d, _set(("predicted",), {"mean": 0, "ci_low": 0, "ci_high": 0})),

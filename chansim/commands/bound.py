@@ -186,11 +186,14 @@ def _run_log(args) -> int:
         return _run_temperatures(args)
     if args.draft_temperatures is not None or args.positions is not None:
         raise ValueError("--draft-temperatures and --positions apply with --temperatures only")
-    if getattr(args, "top_n", None):
+    if args.top_n is not None:
         from ..logs.format import read_log
         from ..logs.truncated import format_truncation_widths, truncation_widths
 
-        rows = truncation_widths(read_log(args.log), [int(v) for v in args.top_n.split(",") if v.strip()],
+        top_n = [v.strip() for v in args.top_n.split(",")]
+        if not top_n or any(not v.isdigit() or int(v) < 1 for v in top_n):
+            raise ValueError(f"--top-n must be comma-separated positive integers, got {args.top_n!r}")
+        rows = truncation_widths(read_log(args.log), [int(v) for v in top_n],
                                  methods=_methods(args.method) or ("sd", "specinfer"))
         print(json.dumps(rows, indent=1) if args.json else format_truncation_widths(rows))
         return 0
