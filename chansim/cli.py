@@ -137,9 +137,10 @@ def main(argv=None) -> int:
         _quiet_broken_pipe()
         return 0
     except OSError as err:                       # the system refused: full disk, permissions, stdout on /dev/full
-        where = f": {err.filename}" if err.filename else " (writing standard output)" \
-            if err.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG) else ""
-        _quiet_broken_pipe()                     # nothing more goes to a stdout that failed
+        on_stdout = not err.filename and err.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG)
+        if on_stdout:
+            _quiet_broken_pipe()                 # the exit flush must not fail a second time
+        where = f": {err.filename}" if err.filename else " (writing standard output)" if on_stdout else ""
         return _one_line(f"chansim {name}: error: {err.strerror or type(err).__name__}{where}", 1)
     finally:
         warnings.showwarning = shown

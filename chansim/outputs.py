@@ -94,7 +94,8 @@ def _reason(err: OSError) -> str:
 
 def _check_folder(folder: Path, what: str, target) -> None:
     if not folder.is_dir():
-        raise OutputError(f"{what}: folder {folder} does not exist")
+        raise OutputError(f"{what}: folder {folder} " + ("is a file, not a folder" if folder.exists()
+                                                         else "does not exist"))
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"{what}: cannot write {target}: folder {folder} is not writable (permission denied)")
 

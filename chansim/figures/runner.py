@@ -173,16 +173,16 @@ def run_figures(names: Iterable[str] | None = None, settings: Settings | None = 
     written. ``out`` must be a folder (created if missing), not empty, not a file.
     """
     settings = settings or Settings()
-    out = check_output_dir(out, "--out")                     # before anything: '' is not "the current folder"
+    names = list(names) if names else list(FIGURES)
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        raise ValueError(f"unknown figure(s) {unknown}; choose from {list(FIGURES)}")
+    out = check_output_dir(out, "--out")                     # '' is refused, not read as "the current folder"
     if settings.data_dir is None:
         settings = replace(settings, data_dir=str(out / "data"))
     elif Path(settings.data_dir).exists() and not Path(settings.data_dir).is_dir():
         raise ValueError(f"--data {settings.data_dir} is a file; give the folder that holds "
                          "llm_validation.json")
-    names = list(names) if names else list(FIGURES)
-    unknown = [n for n in names if n not in FIGURES]
-    if unknown:
-        raise ValueError(f"unknown figure(s) {unknown}; choose from {list(FIGURES)}")
     foreign = [] if force else foreign_files(names, out)
     if foreign:
         raise OutputError(f"--out: {foreign[0]} already exists and was not written by chansim figures"
