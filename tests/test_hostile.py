@@ -591,6 +591,12 @@ FIXED = {
                                                               a[1] + [d / "t.npy"]))(_case_sim(d)), "error"),
     "simulate --emit-tokens onto --q --force": (
         lambda d: (lambda a: (a[0] + ["--emit-tokens", a[0][6], "--force"], a[1]))(_case_sim(d)), "error"),
+    "bound --plot ''": (lambda d: _case_bound(d, "--plot", ""), "error"),
+    "llm validate --out ''": (lambda d: (lambda log: (["llm", "validate", "--log", str(log), "--out", ""], [log]))(
+        _small_log(d)), "error"),
+    "llm validate --plot ''": (lambda d: (lambda log: (["llm", "validate", "--log", str(log), "--plot", ""], [log]))(
+        _small_log(d)), "error"),
+    "llm log --out ''": (lambda d: (["llm", "log", "--new-tokens", "1", "--out", ""], []), "error"),
     "simulate --emit-tokens ''": (lambda d: (lambda a: (a[0] + ["--emit-tokens", ""], a[1]))(_case_sim(d)), "error"),
     "llm log --out existing": (lambda d: (["llm", "log", "--new-tokens", "1", "--out", str(_old(d, "o.npz"))],
                                           [d / "o.npz"]), "error"),

@@ -112,6 +112,8 @@ def _check_common(args) -> None:
     if not args.rank_tol < 1:
         raise ValueError(f"--rank-tol must be a number in [{RANK_TOL_FLOOR:g}, 1), got {args.rank_tol:g}")
     _methods(args.method)
+    if args.plot is not None and not args.plot.strip():
+        raise ValueError("--plot: empty output file name")
 
 
 def _plot_output(args, inputs):

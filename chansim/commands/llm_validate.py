@@ -127,6 +127,9 @@ def run(args) -> int:
         raise ValueError(f"--confidence must be in (0, 1), got {args.confidence}")
     from ..outputs import check_output
 
+    for flag, value in (("--out", args.out), ("--plot", args.plot)):
+        if value is not None and not value.strip():
+            raise ValueError(f"{flag}: empty output file name" + (" (use '-' for none)" if flag == "--out" else ""))
     if args.out and args.out != "-":
         check_output(args.out, inputs=[args.log], force=args.force, what="--out", suffixes=(".json",),
                      make_parents=True)
