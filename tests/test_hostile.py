@@ -679,6 +679,87 @@ def test_fixed_reproducer(case, tmp_path, monkeypatch):
                 _silent(f"{case}: {path.name} has mode {oct(_mode(path))}, expected {oct(mode)}")
 
 
+def _unwritable(d: Path) -> Path:
+    """A folder this process cannot create files in (0555; as root, whom modes do not stop, /sys)."""
+    folder = d / "ro"
+    folder.mkdir()
+    os.chmod(folder, 0o555)
+    if not os.access(folder, os.W_OK):
+        return folder
+    try:
+        os.close(os.open("/sys/chansim-probe", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError:
+        return Path("/sys")
+    pytest.skip("no unwritable folder available")
+
+
+FIXED.update({
+    "bound --plot into an unwritable folder": (
+        lambda d: _case_bound(d, "--plot", str(_unwritable(d) / "x.png")), "error"),
+    "simulate --emit-tokens into an unwritable folder": (
+        lambda d: (lambda a: (a[0] + ["--emit-tokens", str(_unwritable(d) / "t.npy")], a[1]))(_case_sim(d)), "error"),
+    "figures --out in an unwritable folder": (
+        lambda d: (["figures", "--only", "fig1_trees", "--out", str(_unwritable(d) / "figs"), "--scale", "0.01"], []),
+        "error"),
+    "bound --plot into a folder that is a file": (
+        lambda d: _case_bound(d, "--plot", str(_old(d, "f.txt") / "x.png")), "error"),
+})
+
+
+def _api_fixed():
+    from chansim import races, stats
+
+    p, q = [0.5, 0.5], [0.5, 0.5]
+    return {
+        "races.race_winner with negative probabilities": lambda: races.race_winner(np.array([1.0, 1.0, 1.0]),
+                                                                                  np.array([-0.5, 0.5, 1.0])),
+        "races.race_winner with NaN noise": lambda: races.race_winner(np.array([np.nan, 1.0]), np.array([0.5, 0.5])),
+        "races.race_top_m with negative noise": lambda: races.race_top_m(np.array([-1.0, 1.0]), np.array([0.5, 0.5]),
+                                                                         1),
+        "races.rank_distribution_mc(trials=0)": lambda: races.rank_distribution_mc(p, q, trials=0),
+        "races.rank_distribution_mc(trials=-5)": lambda: races.rank_distribution_mc(p, q, trials=-5),
+        "races.sample_ranks(trials=2.5)": lambda: races.sample_ranks(p, q, 2.5, np.random.default_rng(0)),
+        "stats.wilson_interval successes > trials": lambda: stats.wilson_interval(11, 10),
+        "stats.wilson_interval trials 0": lambda: stats.wilson_interval(0, 0),
+        "stats.wilson_interval confidence 1": lambda: stats.wilson_interval(5, 10, 1.0),
+        "stats.normal_quantile(nan)": lambda: stats.normal_quantile(float("nan")),
+    }
+
+
+@pytest.mark.parametrize("case", list(_api_fixed()))
+def test_fixed_api_reproducer(case):
+    """The public functions issue 22 names refuse misuse with ``ValueError`` (they used to return a token or NaN)."""
+    COUNTS["inputs"] += 1
+    try:
+        out = _api_fixed()[case]()
+    except ValueError as err:
+        assert str(err).strip() and "\n" not in str(err).strip()
+        CLASSES["clean error"] += 1
+        return
+    except BaseException as exc:  # noqa: BLE001
+        CLASSES["traceback"] += 1
+        raise AssertionError(f"{case} raised {type(exc).__name__}: {exc}") from exc
+    CLASSES["valid"] += 1
+    _silent(f"{case}: returned {out!r} instead of refusing")
+
+
+def test_stdout_on_a_full_device():
+    """``chansim ... > /dev/full`` ends in one line and exit 1, not a traceback at the exit flush."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    COUNTS["inputs"] += 1
+    with tempfile.TemporaryDirectory() as d, open("/dev/full", "w") as full:
+        p, q = _pq_files(Path(d))
+        r = subprocess.run([sys.executable, "-m", "chansim", "bound", "--p", str(p), "--q", str(q), "--k", "1,2",
+                            "--method", "sd", "--jobs", "1", "--json"], stdout=full, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    if "Traceback" in r.stderr or r.returncode != 1 or len(r.stderr.strip().splitlines()) != 1:
+        CLASSES["traceback"] += 1
+        raise AssertionError(f"exit {r.returncode}: {r.stderr!r}")
+    assert "No space left on device (writing standard output)" in r.stderr
+    CLASSES["clean error"] += 1
+
+
 # ----------------------------------------------------------------------------- issue 22: signals mid-write
 @pytest.mark.parametrize("sig, status, word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
 @pytest.mark.parametrize("kind", ["plot", "tokens", "log", "json", pytest.param("figure", marks=pytest.mark.slow)])

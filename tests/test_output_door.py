@@ -1,9 +1,11 @@
 """The one output door (issue 22, item 2): :mod:`chansim.outputs` and every command that writes.
 
-Tiers: the writer's contract on its own (modes, refusals, OS errors, atomicity), each command's
-use of it (``--force``, never over an input, one-line errors), and interruption by SIGINT and
-SIGTERM in a subprocess in the middle of each kind of write (the old file stays byte-identical).
-A deliberately broken writer (``mkstemp``, mode 0600) must fail the mode checks.
+Tiers: the writer's contract on its own (modes, refusals, OS errors, atomicity) and each
+command's use of it (``--force``, never over an input, one-line errors). A deliberately broken
+writer (``mkstemp``, mode 0600) must fail the mode checks. Interruption by SIGINT and SIGTERM in
+the middle of each kind of write and stdout on a full device are in the hostile battery
+(``tests/test_hostile.py``), which counts their outcomes; :data:`_HOOK` and :func:`_writes` here
+are its helpers.
 """
 from __future__ import annotations
 
@@ -13,8 +15,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -210,15 +210,7 @@ def test_full_disk_while_saving_a_plot_is_one_line(pq, tmp_path, capsys, monkeyp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.png", "p.npy", "q.npy"]
 
 
-def test_stdout_on_a_full_device_is_one_line(pq):
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full")
-    with open("/dev/full", "w") as full:
-        r = subprocess.run([sys.executable, "-m", "chansim", "bound", "--p", str(pq[0]), "--q", str(pq[1]), "--k",
-                            "1,2", "--method", "sd", "--jobs", "1", "--json"], stdout=full, stderr=subprocess.PIPE,
-                           text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
-    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
-        "chansim bound: error: No space left on device (writing standard output)"], r.stderr
+# stdout on a full device: tests/test_hostile.py::test_stdout_on_a_full_device (counted by the battery)
 
 
 # ----------------------------------------------------------------------------- commands through the door
