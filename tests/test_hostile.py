@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from chansim.cli import main
 from chansim.distributions import dtype_atol
@@ -758,6 +758,75 @@ def test_stdout_on_a_full_device():
         raise AssertionError(f"exit {r.returncode}: {r.stderr!r}")
     assert "No space left on device (writing standard output)" in r.stderr
     CLASSES["clean error"] += 1
+
+
+# ----------------------------------------------------------------------------- issue 22: generated clobber attempts
+_WRITERS = {   # command -> (argv builder (d) -> (argv, inputs), output flag, suffix, may write without a model)
+    "bound --plot": (lambda d: _case_bound(d), "--plot", ".png", True),
+    "bound --temperatures --plot": (lambda d: _case_log(d, "--temperatures", "1"), "--plot", ".png", True),
+    "simulate --emit-tokens": (lambda d: _case_sim(d), "--emit-tokens", ".npy", True),
+    "llm validate --out": (lambda d: (lambda log: (["llm", "validate", "--log", str(log)], [log]))(_small_log(d)),
+                           "--out", ".json", False),
+    "llm log --out": (lambda d: (lambda f: (["llm", "log", "--new-tokens", "1", "--prompt-file", str(f)], [f]))(
+        _old(d, "prompts.json")), "--out", ".npz", False),
+}
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(writer=st.sampled_from(sorted(_WRITERS)), target=st.sampled_from(
+    ["input", "input-symlink", "existing", "existing-readonly", "new", "new-wrong-suffix", "directory", "empty",
+     "missing-folder", "folder-is-file"]), force=st.booleans(), mask=st.sampled_from([0o022, 0o077, 0o002, 0o027]),
+    mode=st.sampled_from([0o644, 0o600, 0o664, 0o444]))
+def test_output_names_hostile(writer, target, force, mask, mode):
+    """Every writing command, every kind of output name, with and without --force, under several umasks:
+    inputs never change; an existing file changes only with --force (and keeps its mode); a new file
+    follows the umask; no temporary file is left; refusals are one line."""
+    build, flag, suffix, runs = _WRITERS[writer]
+    passes_door = target in ("new", "missing-folder") or (target.startswith("existing") and force)
+    assume(runs or not passes_door)          # llm commands: only names the door refuses (no model is loaded)
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        argv, inputs = build(d)
+        existing = None
+        if target in ("input", "input-symlink"):
+            out = inputs[0]
+            if target == "input-symlink":
+                (d / f"alias{suffix}").symlink_to(inputs[0])
+                out = d / f"alias{suffix}"
+        elif target.startswith("existing"):
+            existing = out = _old(d, f"old{suffix}", 0o444 if target.endswith("readonly") else mode)
+        elif target == "new":
+            out = d / f"new{suffix}"
+        elif target == "new-wrong-suffix":
+            out = d / "new.txt"
+        elif target == "directory":
+            out = d
+        elif target == "empty":
+            out = ""
+        elif target == "missing-folder":
+            out = d / "missing" / f"x{suffix}"
+        else:
+            out = _old(d, "file.txt") / f"x{suffix}"
+        old_mode = _mode(existing) if existing else None
+        argv = argv + [flag, str(out)] + (["--force"] if force else [])
+        previous = os.umask(mask)
+        try:
+            rc, err = _run_cli(argv, inputs + ([] if force or existing is None else [existing]))
+        finally:
+            os.umask(previous)
+        if [f for f in d.rglob("*") if ".part" in f.name]:
+            CLASSES["valid" if rc == 0 else "clean error"] -= 1
+            CLASSES["clobber"] += 1
+            raise AssertionError(f"{argv}: a temporary file was left behind")
+        writes = target in ("new", "existing", "existing-readonly") and (force or target == "new") and runs
+        if rc == 0 and not writes:
+            _silent(f"{argv}: accepted (exit 0); must be refused")
+        if rc == 0 and writes:
+            expected = old_mode if existing else 0o666 & ~mask
+            if _mode(out) != expected:
+                _silent(f"{argv}: {Path(out).name} has mode {oct(_mode(out))}, expected {oct(expected)}")
+        if rc != 0 and writes:
+            raise AssertionError(f"{argv}: a valid write was refused: {err}")
 
 
 # ----------------------------------------------------------------------------- issue 22: signals mid-write
