@@ -106,11 +106,9 @@ RANK_TOL_FLOOR = 1e-12
 
 def _check_common(args) -> None:
     """Argument checks shared by every mode of ``bound`` (before any file is read)."""
-    if not (args.rank_tol >= RANK_TOL_FLOOR) or args.rank_tol != args.rank_tol or args.rank_tol == float("inf"):
+    if not RANK_TOL_FLOOR <= args.rank_tol < 1:                     # NaN fails too
         raise ValueError(f"--rank-tol must be a number in [{RANK_TOL_FLOOR:g}, 1) (the guaranteed l1 error of the "
                          f"rank law; smaller values do not fit float64 and run without end), got {args.rank_tol:g}")
-    if not args.rank_tol < 1:
-        raise ValueError(f"--rank-tol must be a number in [{RANK_TOL_FLOOR:g}, 1), got {args.rank_tol:g}")
     _methods(args.method)
     if args.plot is not None and not args.plot.strip():
         raise ValueError("--plot: empty output file name")
