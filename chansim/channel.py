@@ -447,7 +447,17 @@ def pfr_log_bound(kl_bits) -> np.ndarray:
     >>> round(float(pfr_log_bound(0.0)), 4)
     1.5307
     """
-    return np.asarray(kl_bits, float) + PFR_LOG_CONSTANT
+    return _check_kl(kl_bits) + PFR_LOG_CONSTANT
+
+
+def _check_kl(kl_bits) -> np.ndarray:
+    """A divergence in bits: numbers >= 0 (``inf`` allowed), not NaN, not booleans."""
+    if isinstance(kl_bits, (bool, np.bool_)) or kl_bits is None or isinstance(kl_bits, str):
+        raise ValueError(f"kl_bits must be a number >= 0, got {kl_bits!r}")
+    d = np.asarray(kl_bits, float)
+    if not np.all(d >= 0):
+        raise ValueError(f"kl_bits must be >= 0 and not NaN, got {kl_bits!r}")
+    return d
 
 
 def sfrl_entropy_bound(kl_bits) -> np.ndarray:
@@ -456,7 +466,7 @@ def sfrl_entropy_bound(kl_bits) -> np.ndarray:
     >>> float(sfrl_entropy_bound(1.0))
     6.0
     """
-    d = np.asarray(kl_bits, float)
+    d = _check_kl(kl_bits)
     return d + np.log2(d + 1.0) + 4.0
 
 
@@ -547,6 +557,8 @@ def mc_index_stats(index, ks=(1, 2, 4, 8), confidence: float = 0.999) -> dict:
     n = k.size
     if n == 0:
         raise ValueError("no samples")
+    if k.dtype.kind not in "iu" or k.min() < 1:
+        raise ValueError(f"index must hold the sampled K, integers >= 1, got dtype {k.dtype}, minimum {k.min()}")
     lg = np.log2(k)
     z = normal_quantile(confidence)
     half = z * lg.std(ddof=1) / math.sqrt(n) if n > 1 else math.inf

@@ -9,8 +9,11 @@ transformers) only affects the command that needs it.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
 import os
+import signal
 import sys
 import warnings
 
@@ -70,12 +73,37 @@ def _add_verbosity_everywhere(subparsers) -> None:
                 _add_verbosity_everywhere(action)
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised by the SIGTERM handler so that a terminated run cleans up as an interrupted one does
+    (temporary files of :func:`chansim.outputs.atomic_path` removed, old files left as they were)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While the command runs, SIGTERM raises :class:`Terminated` (main thread only; restored after)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except (ValueError, OSError, AttributeError):      # not the main thread, or no SIGTERM here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None) -> int:
     """Run the CLI; returns the exit status.
 
-    0: success; 2: bad input or options (one line ``chansim CMD: error: ...`` on stderr);
-    1: out of memory; 130: interrupted (Ctrl-C, one line). A closed output pipe
-    (``chansim ... | head``) ends quietly with status 0.
+    0: success; 2: bad input or options, or an output that must not or cannot be written
+    (one line ``chansim CMD: error: ...`` on stderr); 1: out of memory or another error of the
+    system (one line); 130: interrupted (Ctrl-C), 143: terminated (SIGTERM), one line each, after
+    the same cleanup. A closed output pipe (``chansim ... | head``) ends quietly with status 0;
+    standard output on a full device (``> /dev/full``) ends in one line, status 1.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -88,26 +116,49 @@ def main(argv=None) -> int:
         return 2
     shown = warnings.showwarning
     warnings.showwarning = _show_warning
+    name = args.command + (f" {args.llm_command}" if getattr(args, "llm_command", None) else "")
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"chansim {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except RecursionError:
-        print(f"chansim {args.command}: error: input nested too deeply", file=sys.stderr)
-        return 2
-    except MemoryError as err:
-        print(f"chansim {args.command}: error: out of memory ({err or 'allocation failed'}); "
-              "use smaller inputs or options", file=sys.stderr)
-        return 1
+        with _sigterm_as_interrupt():
+            status = int(args.func(args) or 0)
+            sys.stdout.flush()                   # a full device fails here, inside the handlers below
+            return status
+    except Terminated:
+        return _one_line(f"chansim {name}: terminated", 143)
     except KeyboardInterrupt:
-        print(f"chansim {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return _one_line(f"chansim {name}: interrupted", 130)
+    except (ValueError, FileNotFoundError) as err:
+        return _one_line(f"chansim {name}: error: {_first_line(err)}", 2)
+    except RecursionError:
+        return _one_line(f"chansim {name}: error: input nested too deeply", 2)
+    except MemoryError as err:
+        return _one_line(f"chansim {name}: error: out of memory ({err or 'allocation failed'}); "
+                         "use smaller inputs or options", 1)
     except BrokenPipeError:
         _quiet_broken_pipe()
         return 0
+    except OSError as err:                       # the system refused: full disk, permissions, stdout on /dev/full
+        on_stdout = not err.filename and err.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG)
+        if on_stdout:
+            _quiet_broken_pipe()                 # the exit flush must not fail a second time
+        where = f": {err.filename}" if err.filename else " (writing standard output)" if on_stdout else ""
+        return _one_line(f"chansim {name}: error: {err.strerror or type(err).__name__}{where}", 1)
     finally:
         warnings.showwarning = shown
+
+
+def _first_line(err) -> str:
+    """The message on one line (a multi-line message is joined, nothing dropped)."""
+    text = " ".join(line.strip() for line in str(err).strip().splitlines() if line.strip())
+    return text or type(err).__name__
+
+
+def _one_line(text: str, status: int) -> int:
+    """Print ``text`` on stderr (ignoring a stderr that fails too); return ``status``."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+    return status
 
 
 def _quiet_broken_pipe() -> None:

@@ -342,6 +342,9 @@ def dirichlet_pair(vocab: int, concentration: float = 1.0, distance: float = 1.0
     gives an independent pair (two independent Dirichlet draws).
     """
     _check_knob(distance, "distance", 0.0, 1.0)
+    _check_vocab(vocab)
+    if isinstance(concentration, bool) or not 0 < concentration < np.inf:
+        raise ValueError(f"concentration must be a finite number > 0, got {concentration!r}")
     rng = np.random.default_rng(seed)
     shape = _batch_shape(n) + (vocab,)
     p = rng.dirichlet(np.full(vocab, concentration), size=shape[:-1] or None).reshape(shape)
@@ -355,6 +358,9 @@ def zipf_pair(vocab: int, exponent: float = 1.1, distance: float = 0.5, n=None, 
     the draft uses the same law over a permutation in which a fraction ``distance`` of
     the ranks were shuffled (0: q = p; 1: unrelated orders)."""
     _check_knob(distance, "distance", 0.0, 1.0)
+    _check_vocab(vocab)
+    if isinstance(exponent, bool) or not 0 <= exponent < np.inf:
+        raise ValueError(f"exponent must be a finite number >= 0, got {exponent!r}")
     rng = np.random.default_rng(seed)
     batch = _batch_shape(n)
     weights = np.arange(1, vocab + 1, dtype=float) ** (-exponent)
@@ -377,7 +383,9 @@ def noisy_target_pair(vocab: int, noise: float = 1.0, temperature: float = 1.0, 
     r""""Draft = noisy target": target logits :math:`z \sim \mathcal N(0, s^2)`, p = softmax(z);
     draft q = softmax((z + \sigma \varepsilon) / T) with :math:`\varepsilon \sim \mathcal N(0, 1)`.
     ``noise`` is :math:`\sigma` and ``temperature`` is the draft's temperature change T."""
-    _check_knob(noise, "noise", 0.0, np.inf)
+    _check_knob(noise, "noise", 0.0, np.finfo(float).max)
+    _check_knob(logit_scale, "logit_scale", 0.0, np.finfo(float).max)
+    _check_vocab(vocab)
     rng = np.random.default_rng(seed)
     shape = _batch_shape(n) + (vocab,)
     z = logit_scale * rng.standard_normal(shape)
@@ -386,8 +394,14 @@ def noisy_target_pair(vocab: int, noise: float = 1.0, temperature: float = 1.0, 
 
 
 def _check_knob(value, name, low, high):
-    if not (low <= value <= high):
-        raise ValueError(f"{name} must lie in [{low}, {high}], got {value}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not (low <= value <= high):
+        raise ValueError(f"{name} must lie in [{low}, {high}], got {value!r}")
+
+
+def _check_vocab(vocab) -> None:
+    if isinstance(vocab, bool) or not isinstance(vocab, (int, np.integer)) or vocab < 1:
+        raise ValueError(f"vocab must be a positive integer, got {vocab!r}")
 
 
 #: Synthetic families by name: ``synthetic_pair(family, vocab, knob, n, seed)``.

@@ -142,7 +142,7 @@ def keyed_exponential(seed: int, position, tokens):
     >>> bool(abs(E.mean() - 1) < 0.01 and abs(E.var() - 1) < 0.02)
     True
     """
-    return -portable_log(keyed_uniform(seed, position, tokens))
+    return -_portable_log(keyed_uniform(seed, position, tokens))
 
 
 _LN2 = 0.6931471805599453
@@ -159,10 +159,25 @@ def portable_log(x):
     (|s| <= 0.172, truncation < 1e-20).  IEEE arithmetic is exactly rounded, so numpy,
     torch CPU and torch CUDA give the same bits (relative error vs ``np.log`` ~1e-16).
 
+    numpy input must be >= 0 and not NaN (``ValueError``; ``log 0 = -inf``); torch tensors are
+    taken as checked.
+
     >>> x = np.array([1e-300, 0.1, 0.5, 1.0, 7.0])
     >>> bool(np.allclose(portable_log(x), np.log(x), rtol=1e-15, atol=1e-15))
     True
     """
+    if not _is_torch(x):
+        v = np.asarray(x)
+        if v.dtype.kind not in "biuf":
+            raise ValueError(f"portable_log takes real numbers, got dtype {v.dtype}")
+        if v.size and not float(np.min(v)) >= 0:
+            raise ValueError(f"portable_log takes values >= 0, got minimum {float(np.min(v)):g}")
+        x = v.astype(np.float64)
+    return _portable_log(x)
+
+
+def _portable_log(x):
+    """:func:`portable_log` without the input check (keyed uniforms lie in (0, 1])."""
     if _is_torch(x):
         import torch
 
@@ -186,6 +201,10 @@ def portable_log(x):
 def race_times(noise, probs):
     r"""Arrival times :math:`E_x / r_x` (``+inf`` where :math:`r_x = 0`).
 
+    A kernel on checked input (the verification walks call it on every node, so it does not
+    scan its arguments): ``noise`` >= 0 and ``probs`` >= 0, neither NaN. :func:`race_winner`,
+    :func:`race_top_m` and :func:`race_rank` are the checked entry points.
+
     ``noise`` shape ``(..., V)`` (Exp(1) values), ``probs`` broadcastable to it.  Plain
     float64 division rather than log space: division is exactly rounded on every
     backend, so a race on the same (noise, probs) has the same winner in numpy and
@@ -199,14 +218,48 @@ def race_times(noise, probs):
         return np.asarray(noise) / np.asarray(probs, dtype=float)
 
 
+def _check_rates(probs, name: str = "probs") -> None:
+    """Rates of a race must be >= 0 and not NaN (numpy inputs; one pass over ``probs``, not the noise)."""
+    r = np.asarray(probs)
+    if r.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be real numbers, got dtype {r.dtype}")
+    if r.size and not float(np.min(r)) >= 0:                          # NaN fails too
+        raise ValueError(f"{name} must be non-negative rates (probabilities), got minimum {float(np.min(r)):g}")
+    if r.size and not np.isfinite(float(np.max(r))):
+        raise ValueError(f"{name} must be finite, got {float(np.max(r)):g}")
+
+
+def _check_times(first):
+    """The earliest arrival of each race must be a number >= 0: a negative or NaN time means noise that is
+    not Exp(1) values (a NaN anywhere in a row makes argmin pick it, so checking the winner finds it)."""
+    if first.size and not float(np.min(first)) >= 0:
+        raise ValueError("noise must hold Exp(1) values (>= 0, not NaN): a race time is negative or NaN")
+
+
 def race_winner(noise, probs):
     r"""Winner :math:`\arg\min_x E_x / r_x` of the race along the last axis (distributed as r).
 
+    numpy inputs are checked (``ValueError``): rates ``probs`` >= 0 and finite, noise >= 0 and
+    not NaN; torch tensors are taken as checked (a check would synchronise the device).
+
     >>> int(race_winner(np.array([1.0, 0.5, 2.0]), np.array([0.2, 0.0, 0.8])))
     2
+    >>> race_winner(np.array([1.0, 1.0]), np.array([-0.5, 1.5]))
+    Traceback (most recent call last):
+    ...
+    ValueError: probs must be non-negative rates (probabilities), got minimum -0.5
     """
-    t = race_times(noise, probs)
-    return t.argmin(-1) if _is_torch(t) else np.argmin(t, axis=-1)
+    if _is_torch(noise):
+        return race_times(noise, probs).argmin(-1)
+    _check_rates(probs)
+    t = np.asarray(race_times(noise, probs))
+    if t.ndim == 0:
+        raise ValueError("a race needs at least one token (noise and probs are scalars)")
+    if t.shape[-1] == 0:
+        raise ValueError("a race needs at least one token (empty last axis)")
+    win = np.argmin(t, axis=-1)
+    _check_times(np.take_along_axis(t, np.asarray(win)[..., None], -1))
+    return win
 
 
 def race_top_m(noise, probs, m: int):
@@ -216,6 +269,8 @@ def race_top_m(noise, probs, m: int):
     :math:`r_x > 0` can arrive; ``m`` larger than the support raises ``ValueError``.
     """
     m = _check_m(m)
+    if not _is_torch(noise):
+        _check_rates(probs)
     t = race_times(noise, probs)
     if _is_torch(t):
         if m > t.shape[-1]:
@@ -232,6 +287,7 @@ def race_top_m(noise, probs, m: int):
     if not np.all(np.isfinite(vals)):
         raise ValueError(f"m={m} exceeds the number of tokens with positive probability")
     order = np.argsort(vals, axis=-1, kind="stable")
+    _check_times(np.take_along_axis(vals, order[..., :1], -1))
     return np.take_along_axis(part, order, -1)
 
 
@@ -241,11 +297,21 @@ def race_rank(noise, probs, token):
     A token with :math:`r_t = 0` gets rank ``V + 1`` (it never arrives).
     ``token`` has the batch shape of ``noise[..., 0]``.
     """
+    _check_rates(probs)
     t = np.asarray(race_times(noise, probs))
     token = np.asarray(token)
+    if token.dtype.kind not in "iu" or (token.size and (token.min() < 0 or token.max() >= t.shape[-1])):
+        raise ValueError(f"token must hold integer ids in [0, {t.shape[-1]}), got {token!r}")
     tt = np.take_along_axis(t, token[..., None], -1)
     rank = 1 + np.count_nonzero(t < tt, axis=-1)
     return np.where(np.isfinite(tt[..., 0]), rank, t.shape[-1] + 1)
+
+
+def _check_trials(trials) -> int:
+    if isinstance(trials, bool) or not isinstance(trials, (int, np.integer, float, np.floating)) \
+            or trials != trials or int(trials) != trials or trials < 1:
+        raise ValueError(f"trials must be a positive integer, got {trials!r}")
+    return int(trials)
 
 
 def _check_m(m) -> int:
@@ -378,6 +444,8 @@ def rank_distribution_exact(target_probs, draft_probs, epsabs: float = 1e-14) ->
     Each quadrature node costs O(V^3): V winners x a V-step recursion over V counts.
     """
     p, q = check_pair(target_probs, draft_probs)
+    if p.ndim != 1:
+        raise ValueError(f"rank_distribution_exact takes one pair of 1-D vectors, got shape {p.shape}")
     vocab = p.shape[-1]
     winners = np.flatnonzero((p > 0) & (q > 0))
     never = float(p[(p > 0) & (q == 0)].sum())
@@ -429,6 +497,7 @@ def sample_ranks(target_probs, draft_probs, trials: int, rng: np.random.Generato
         p, q = np.asarray(target_probs, dtype=np.float64), np.asarray(draft_probs, dtype=np.float64)
     if p.ndim != 1:
         raise ValueError(f"sample_ranks takes one pair of 1-D vectors, got shape {p.shape}")
+    trials = _check_trials(trials)
     vocab = p.shape[-1]
     with np.errstate(divide="ignore"):
         inv_p, inv_q = (1.0 / p).astype(dtype), (1.0 / q).astype(dtype)   # [V], inf where r = 0
@@ -457,7 +526,18 @@ def sample_ranks(target_probs, draft_probs, trials: int, rng: np.random.Generato
 
 def rank_distribution_mc(target_probs, draft_probs, trials: int = 200_000, seed: int = 0,
                          confidence: float = 0.999) -> RankDistribution:
-    """Monte Carlo rank law with simultaneous Wilson intervals (Bonferroni over the observed ranks)."""
+    """Monte Carlo rank law with simultaneous Wilson intervals (Bonferroni over the observed ranks).
+
+    ``trials`` must be a positive integer and ``confidence`` in (0, 1) (``ValueError``).
+
+    >>> rank_distribution_mc([0.5, 0.5], [0.5, 0.5], trials=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: trials must be a positive integer, got 0
+    """
+    trials = _check_trials(trials)
+    if isinstance(confidence, bool) or not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     p, q = check_pair(target_probs, draft_probs)
     vocab = p.shape[-1]
     ranks = sample_ranks(p, q, trials, np.random.default_rng(seed))

@@ -132,7 +132,9 @@ def as_source(probs_or_source, name: str = "probs"):
     """A source from a 1-D probability vector (i.i.d. model) or an existing source."""
     if isinstance(probs_or_source, DistributionSource):
         return probs_or_source
-    arr = np.asarray(probs_or_source, dtype=np.float64)
+    from .distributions import as_real_array
+
+    arr = as_real_array(probs_or_source, name)          # complex, bool, str refused (never cast)
     if arr.ndim != 1:
         raise ValueError(f"{name} has shape {arr.shape}: pass a 1-D probability vector (i.i.d. model) "
                          "or a source such as MarkovSource(transition, initial)")

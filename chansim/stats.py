@@ -21,12 +21,38 @@ __all__ = ["normal_quantile", "student_quantile", "ratio_standard_error", "no_sp
            "wilson_interval", "ratio_interval", "bootstrap_ratios", "bootstrap_ratio_interval"]
 
 
+def _check_confidence(confidence) -> float:
+    """``confidence`` as a float in (0, 1); ``ValueError`` otherwise (bool, NaN, 0, 1, ...)."""
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.integer, np.floating)) \
+            or not 0 < confidence < 1:
+        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}")
+    return float(confidence)
+
+
+def _check_count(value, name: str, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``; ``ValueError`` for bools, non-integers and smaller values."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)) \
+            or value != value or int(value) != value or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_units(numer, denom, what: str = "numer and denom"):
+    n, c = np.asarray(numer, dtype=float).reshape(-1), np.asarray(denom, dtype=float).reshape(-1)
+    if n.size == 0 or n.shape != c.shape:
+        raise ValueError(f"{what} must be non-empty and of equal length, got {n.size} and {c.size}")
+    if np.any(c <= 0) or np.any(n < 0) or not (np.all(np.isfinite(n)) and np.all(np.isfinite(c))):
+        raise ValueError(f"{what}: denominators must be positive and numerators non-negative (finite)")
+    return n, c
+
+
 def normal_quantile(confidence: float) -> float:
     """Two-sided normal quantile :math:`z_{(1+\\gamma)/2}`.
 
     >>> round(normal_quantile(0.95), 4)
     1.96
     """
+    confidence = _check_confidence(confidence)
     return float(_st.norm.ppf(0.5 + confidence / 2))
 
 
@@ -36,6 +62,8 @@ def student_quantile(confidence: float, dof: int) -> float:
     >>> round(student_quantile(0.95, 3), 3)
     3.182
     """
+    confidence = _check_confidence(confidence)
+    dof = _check_count(dof, "dof")
     return float(_st.t.ppf(0.5 + confidence / 2, dof))
 
 
@@ -47,8 +75,12 @@ def ratio_standard_error(numer, denom, ratio: float) -> float:
     >>> round(ratio_standard_error([2.0, 4.0], [1.0, 1.0], 3.0), 6)
     1.0
     """
-    n, c = np.asarray(numer, dtype=float), np.asarray(denom, dtype=float)
+    n, c = _check_units(numer, denom)
     s = n.size
+    if s < 2:
+        raise ValueError(f"ratio_standard_error needs at least 2 units, got {s}")
+    if not math.isfinite(ratio):
+        raise ValueError(f"ratio must be finite, got {ratio!r}")
     dev = n - ratio * c
     return math.sqrt(s / (s - 1) * float((dev ** 2).sum())) / float(c.sum())
 
@@ -61,18 +93,31 @@ def no_spread_fraction(confidence: float, trials: int) -> float:
     >>> round(no_spread_fraction(0.95, 100), 5)
     0.03622
     """
+    confidence = _check_confidence(confidence)
+    trials = _check_count(trials, "trials")
     return 1.0 - ((1.0 - confidence) / 2.0) ** (1.0 / trials)
 
 
 def wilson_interval(successes, trials: int, confidence: float = 0.95):
     """Wilson score interval for binomial proportions (vectorised).
 
+    ``successes`` must lie in [0, ``trials``] (``ValueError`` otherwise, as for ``trials`` < 1
+    or ``confidence`` outside (0, 1)).
+
     >>> lo, hi = wilson_interval(5, 10)
     >>> round(float(lo), 4), round(float(hi), 4)
     (0.2366, 0.7634)
     """
+    confidence = _check_confidence(confidence)
+    trials = _check_count(trials, "trials")
     z = _st.norm.ppf(0.5 + confidence / 2)
-    k = np.asarray(successes, dtype=float)
+    raw = np.asarray(successes)
+    if raw.dtype.kind not in "biuf":
+        raise ValueError(f"successes must be numbers, got dtype {raw.dtype}")
+    k = raw.astype(float)
+    if not np.all((k >= 0) & (k <= trials)):
+        bad = k[~((k >= 0) & (k <= trials))].ravel()[0]
+        raise ValueError(f"successes must lie in [0, trials = {trials}], got {float(bad):g}")
     phat = k / trials
     denom = 1 + z**2 / trials
     centre = (phat + z**2 / (2 * trials)) / denom
@@ -129,14 +174,8 @@ def ratio_interval(tokens, calls, confidence: float = 0.95, call_tokens=None, mi
     >>> r["interval"], round(r["ci_high"] - r["mean"], 3)
     ('calls', 0.716)
     """
-    n = np.asarray(tokens, dtype=float).reshape(-1)
-    c = np.asarray(calls, dtype=float).reshape(-1)
-    if n.size == 0 or n.shape != c.shape:
-        raise ValueError(f"tokens and calls must be non-empty and of equal length, got {n.size} and {c.size}")
-    if np.any(c <= 0) or np.any(n < 0) or not (np.all(np.isfinite(n)) and np.all(np.isfinite(c))):
-        raise ValueError("calls must be positive and tokens non-negative (finite)")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    n, c = _check_units(tokens, calls, "tokens and calls")
+    confidence = _check_confidence(confidence)
     s = n.size
     mean = float(n.sum() / c.sum())
     half, se, kind = 0.0, float("nan"), "none"
@@ -167,7 +206,9 @@ def bootstrap_ratios(numer, denom, confidence: float = 0.95, resamples: int = 20
     >>> bool(lo <= 42 / 18 <= hi), r.shape
     (True, (200,))
     """
-    n, c = np.asarray(numer, dtype=float), np.asarray(denom, dtype=float)
+    n, c = _check_units(numer, denom)
+    confidence = _check_confidence(confidence)
+    resamples = _check_count(resamples, "resamples")
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n.size, size=(resamples, n.size))                # [resamples, s]
     ratios = n[idx].sum(1) / c[idx].sum(1)

@@ -67,7 +67,9 @@ def register(subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--plot", default=None, metavar="OUT.png",
                         help="plot tokens per call vs k with the bounds (.png, .pdf or .svg; never over an input)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --plot file; allow k above 10^7 (the O(k) memory guard)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite an existing --plot file; allow k above 10^7 (the O(k) memory guard) and a "
+                             "rank law estimated to run past the time limit")
     parser.add_argument("--atol", type=float, default=None,
                         help="tolerance on |sum(p) - 1| (default: follows the files' dtype, 1e-6 for float64)")
     parser.set_defaults(func=run)
@@ -87,12 +89,41 @@ def _parse_ks(text: str) -> list:
 
 
 def _methods(values):
+    """``--method`` values (repeated or comma-separated) as a list; None when not given.
+
+    A ``--method`` that names nothing (``''``, ``',,,'``) is refused rather than read as "all"."""
     if not values:
         return None
+    for v in values:
+        if not [m for m in v.split(",") if m.strip()]:
+            raise ValueError(f"--method {v!r} names no method; give names such as sd,ersd")
     return [m.strip() for v in values for m in v.split(",") if m.strip()]
 
 
+#: smallest --rank-tol accepted: below it the rank law's work grows past any useful run time
+#: (the tolerance is an l1 error on a law of float64 probabilities; 1e-12 is already at rounding level)
+RANK_TOL_FLOOR = 1e-12
+
+
+def _check_common(args) -> None:
+    """Argument checks shared by every mode of ``bound`` (before any file is read)."""
+    if not RANK_TOL_FLOOR <= args.rank_tol < 1:                     # NaN fails too
+        raise ValueError(f"--rank-tol must be a number in [{RANK_TOL_FLOOR:g}, 1) (the guaranteed l1 error of the "
+                         f"rank law; smaller values do not fit float64 and run without end), got {args.rank_tol:g}")
+    _methods(args.method)
+    if args.plot is not None and not args.plot.strip():
+        raise ValueError("--plot: empty output file name")
+
+
+def _plot_output(args, inputs):
+    """``--plot`` checked through the output door (never over an input, existing only with --force)."""
+    from ..outputs import check_output
+
+    return str(check_output(args.plot, inputs=inputs, force=args.force, what="--plot", suffixes=_PLOT_SUFFIXES))
+
+
 def run(args) -> int:
+    _check_common(args)
     if args.log is not None:
         if args.p is not None or args.q is not None:
             raise ValueError("give either --log or --p/--q, not both")
@@ -107,11 +138,8 @@ def run(args) -> int:
     from ..io import load_pair
     from ..theory.report import MAX_K, speedup_report
 
-    from ..outputs import check_output
-
     if args.plot:
-        args.plot = str(check_output(args.plot, inputs=[args.p, args.q], force=args.force, what="--plot",
-                                     suffixes=_PLOT_SUFFIXES))
+        args.plot = _plot_output(args, [args.p, args.q])
     p, q = load_pair(args.p, args.q, logits=args.logits, temperature=args.temperature, atol=args.atol)
     if p.ndim > 2:
         raise ValueError(f"--p/--q must hold one pair (V,) or a batch (positions, V), got shape {p.shape}")
@@ -121,8 +149,19 @@ def run(args) -> int:
         raise ValueError(f"--jobs must be a positive number of workers or -1 (all cores), got {args.jobs}")
     if getattr(args, "tree_spec", None):
         raise ValueError("--tree-spec applies to --log only; use --tree optimal|chain|batch for --p/--q")
-    if not (args.rank_tol > 0):
-        raise ValueError(f"--rank-tol must be > 0, got {args.rank_tol}")
+    for flag, value in (("--temperatures", args.temperatures), ("--draft-temperatures", args.draft_temperatures),
+                        ("--positions", args.positions), ("--top-n", args.top_n)):
+        if value is not None:
+            raise ValueError(f"{flag} applies to --log only")
+    from ..guards import check_rank_law_budget
+
+    seconds = check_rank_law_budget(p.shape[-1], args.rank_tol, positions=p.shape[0] if p.ndim == 2 else 1,
+                                    jobs=args.jobs, force=args.force)
+    if seconds > 10:
+        from ..logconfig import get_logger
+
+        get_logger("bound").info("the guaranteed rank law at V = %s (--rank-tol %g) takes about %.0f s; "
+                                    "Ctrl-C stops it", f"{p.shape[-1]:,}", args.rank_tol, seconds)
     report = speedup_report(p, q, k=_parse_ks(args.k), methods=_methods(args.method), tree=args.tree,
                             cost=args.cost, per_position=args.per_position, trials=args.trials, seed=args.seed,
                             n_jobs=args.jobs, confidence=args.confidence, rank_tol=args.rank_tol,
@@ -144,13 +183,18 @@ def _run_log(args) -> int:
     from ..logs.predict import format_log_report, log_report
     from ..logs.truncated import format_truncated_report, is_truncated_log, truncated_report
 
-    if getattr(args, "temperatures", None):
+    if args.temperatures is not None:
         return _run_temperatures(args)
-    if getattr(args, "top_n", None):
+    if args.draft_temperatures is not None or args.positions is not None:
+        raise ValueError("--draft-temperatures and --positions apply with --temperatures only")
+    if args.top_n is not None:
         from ..logs.format import read_log
         from ..logs.truncated import format_truncation_widths, truncation_widths
 
-        rows = truncation_widths(read_log(args.log), [int(v) for v in args.top_n.split(",") if v.strip()],
+        top_n = [v.strip() for v in args.top_n.split(",")]
+        if not top_n or any(not v.isdigit() or int(v) < 1 for v in top_n):
+            raise ValueError(f"--top-n must be comma-separated positive integers, got {args.top_n!r}")
+        rows = truncation_widths(read_log(args.log), [int(v) for v in top_n],
                                  methods=_methods(args.method) or default_methods("top-n"))
         print(json.dumps(rows, indent=1) if args.json else format_truncation_widths(rows))
         return 0
@@ -180,11 +224,24 @@ def _run_temperatures(args) -> int:
     from ..logs.temperature import format_sweep, plot_sweep, temperature_sweep
 
     def floats(text, name):
+        items = [v.strip() for v in text.split(",")]
         try:
-            return [float(v) for v in text.split(",") if v.strip()]
+            values = [float(v) for v in items]
         except ValueError:
-            raise ValueError(f"{name} must be comma-separated numbers, got {text!r}") from None
+            values = []
+        if not values or any(not (v >= 0 and v < float("inf")) for v in values):
+            raise ValueError(f"{name} must be comma-separated finite numbers >= 0 (0 = greedy), got {text!r}")
+        return values
 
+    temperatures = floats(args.temperatures, "--temperatures")
+    drafts = None if args.draft_temperatures is None else floats(args.draft_temperatures, "--draft-temperatures")
+    if drafts is not None and len(drafts) != len(temperatures):
+        raise ValueError(f"--draft-temperatures needs one value per --temperatures value ({len(temperatures)}), "
+                         f"got {len(drafts)}")
+    if args.positions is not None and args.positions < 1:
+        raise ValueError(f"--positions must be a positive number of positions, got {args.positions}")
+    if args.plot:
+        args.plot = _plot_output(args, [args.log])
     run = read_log(args.log)
     if run.metadata.get("temperature") not in (None, 1, 1.0):
         raise ValueError(f"--temperatures needs a log made at T = 1 (this one: T = {run.metadata['temperature']})")
@@ -192,14 +249,15 @@ def _run_temperatures(args) -> int:
     trees = {"optimal": ("chain", "batch"), "chain": ("chain",), "batch": ("batch",)}[args.tree]
     specs = [f"{kind}:{k}" for kind in trees for k in _parse_ks(args.k) if f"{kind}:{k}" != "batch:1"]
     rows = temperature_sweep(np.asarray(run.target_log_probs[:n]), np.asarray(run.draft_log_probs[:n]),
-                             floats(args.temperatures, "--temperatures"),
-                             None if args.draft_temperatures is None else floats(args.draft_temperatures,
-                                                                                  "--draft-temperatures"),
+                             temperatures, drafts,
                              methods=_methods(args.method) or default_methods("temperature"), trees=specs,
                              target_top_k=args.top_k, target_top_p=args.top_p, draft_top_k=args.draft_top_k,
                              draft_top_p=args.draft_top_p, trials=args.trials, seed=args.seed)
     if args.plot:
-        plot_sweep(rows, args.plot)
+        from ..outputs import atomic_path
+
+        with atomic_path(args.plot, "--plot") as tmp:       # the suffix of tmp is the plot's: same format
+            plot_sweep(rows, tmp)
     print(json.dumps(rows, indent=1) if args.json else format_sweep(rows))
     return 0
 
@@ -226,6 +284,6 @@ def _plot(report, path: str) -> None:
     fig.tight_layout()
     from ..outputs import atomic_path
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path, "--plot") as tmp:
         fig.savefig(tmp, dpi=120, format=Path(path).suffix[1:].lower())
     plt.close(fig)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 
-
 def register(subparsers) -> None:
     from . import add_confidence
 
@@ -22,6 +21,8 @@ def register(subparsers) -> None:
     parser.add_argument("--trials", type=int, default=0, help="also run the PFR sampler this many times (Monte Carlo)")
     parser.add_argument("--seed", type=int, default=0)
     add_confidence(parser, "Monte Carlo intervals (with --trials)")
+    parser.add_argument("--force", action="store_true",
+                        help="run --trials past the size guard (estimated memory or run time above the limit)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 
@@ -38,6 +39,15 @@ def run(args) -> int:
     ks = [int(k) for k in args.ks.split(",")]
     if args.trials < 0:
         raise ValueError(f"--trials must be >= 0, got {args.trials}")
+    if args.trials:
+        import numpy as np
+
+        from ..guards import check_pfr_trials
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = float(np.max(np.where(p > 0, p / q, 0.0)))          # arrivals a trial examines (inf: refused below)
+        if np.isfinite(ratio):
+            check_pfr_trials(args.trials, ratio, force=args.force)
     s = channel_summary(p, q, ks=ks, trials=args.trials, seed=args.seed, confidence=args.confidence)
     if args.json:
         print(json.dumps(s.as_dict(), indent=2))

@@ -20,6 +20,9 @@ def register(sub) -> None:
     parser.add_argument("--data", default=None,
                         help="folder with inputs made elsewhere, e.g. llm_validation.json (default: <out>/data)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every trial count (default 1)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite files in --out that chansim did not write, and run --scale past its limit "
+                             "(chansim's own figure files are regenerated without it)")
     parser.add_argument("--backend", default=None, help="joblib backend, e.g. 'dask' (needs the dask extra)")
     parser.add_argument("--scheduler", default=None, help="dask.distributed scheduler address for --backend dask")
     parser.set_defaults(func=run)
@@ -34,12 +37,25 @@ def run(args) -> int:
     if args.only is not None and not args.only.strip(","):
         raise ValueError("--only needs at least one figure name, e.g. --only fig4_tokens_per_call")
     names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only is not None else list(FIGURES)
-    if not args.scale > 0:
-        raise ValueError(f"--scale must be > 0, got {args.scale}")
+    if not 0 < args.scale < float("inf"):
+        raise ValueError(f"--scale must be a finite number > 0, got {args.scale}")
+    from chansim.guards import check_figure_scale
+
+    check_figure_scale(args.scale, args.mode, force=args.force)
+    if not args.out.strip():
+        raise ValueError("--out is empty; give a folder, e.g. --out figures")
+    if args.data is not None:
+        from pathlib import Path
+
+        if not args.data.strip():
+            raise ValueError("--data is empty; give the folder that holds llm_validation.json")
+        if not Path(args.data).is_dir():
+            raise ValueError(f"--data {args.data} " + ("is a file" if Path(args.data).exists() else "does not exist")
+                             + "; give the folder that holds llm_validation.json")
     settings = Settings.make(args.mode, seed=args.seed, jobs=args.jobs, backend=args.backend, scheduler=args.scheduler,
                              scale=args.scale, data_dir=args.data)
     start = time.perf_counter()
-    results = run_figures(names, settings, args.out)
+    results = run_figures(names, settings, args.out, force=args.force)
     for name, record in results.items():
         if record is None:
             get_logger("figures").warning("%s: skipped (its input data do not exist yet)", name)

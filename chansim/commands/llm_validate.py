@@ -127,6 +127,9 @@ def run(args) -> int:
         raise ValueError(f"--confidence must be in (0, 1), got {args.confidence}")
     from ..outputs import check_output
 
+    for flag, value in (("--out", args.out), ("--plot", args.plot)):
+        if value is not None and not value.strip():
+            raise ValueError(f"{flag}: empty output file name" + (" (use '-' for none)" if flag == "--out" else ""))
     if args.out and args.out != "-":
         check_output(args.out, inputs=[args.log], force=args.force, what="--out", suffixes=(".json",),
                      make_parents=True)
@@ -167,7 +170,7 @@ def run(args) -> int:
     if args.out and args.out != "-":
         from ..outputs import write_text_atomic
 
-        out = write_text_atomic(args.out, json.dumps(doc, indent=1, allow_nan=False) + "\n")
+        out = write_text_atomic(args.out, json.dumps(doc, indent=1, allow_nan=False) + "\n", "--out")
         get_logger("validate").info("[validate] wrote %d rows to %s", len(doc["rows"]), out)
     if args.plot:
         _plot(doc, args.plot)
@@ -239,6 +242,6 @@ def _plot(doc: dict, path: str) -> None:
     fig = plot({"rows": doc["rows"]})
     from ..outputs import atomic_path
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path, "--plot") as tmp:
         fig.savefig(tmp, dpi=150, format=Path(path).suffix[1:].lower())
     plt.close(fig)

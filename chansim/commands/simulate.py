@@ -59,7 +59,11 @@ def run(args) -> int:
     from ..outputs import atomic_path, check_output
     from ..guards import check_simulation_size
 
-    if args.emit_tokens:
+    if args.calls < 1:
+        raise ValueError(f"--calls must be a positive integer, got {args.calls}")
+    if args.streams is not None and args.streams < 1:
+        raise ValueError(f"--streams must be a positive integer, got {args.streams}")
+    if args.emit_tokens is not None:
         args.emit_tokens = str(check_output(args.emit_tokens, inputs=[args.p, args.q], force=args.force,
                                             what="--emit-tokens", suffixes=(".npy",)))
     p, q = load_pair(args.p, args.q, logits=args.logits, temperature=args.temperature, atol=args.atol)
@@ -84,12 +88,12 @@ def run(args) -> int:
         raise ValueError("--rho applies to --method spectr only")
     check_simulation_size(args.tree, p.vocab_size if hasattr(p, "vocab_size") else p.shape[-1], args.calls,
                           args.streams, force=args.force, markov=hasattr(p, "vocab_size"),
-                          emit_tokens=bool(args.emit_tokens))
+                          emit_tokens=bool(args.emit_tokens), engine=args.engine)
     result = simulate(args.method, args.tree, p, q, calls=args.calls, seed=args.seed, streams=args.streams,
                       emit_tokens=bool(args.emit_tokens), engine=args.engine, confidence=args.confidence,
                       **options)
     if args.emit_tokens:
-        with atomic_path(args.emit_tokens) as tmp, open(tmp, "wb") as fh:
+        with atomic_path(args.emit_tokens, "--emit-tokens") as tmp, open(tmp, "wb") as fh:
             np.save(fh, result.tokens)                          # a handle: exactly this name, nothing appended
     if args.json:
         out = result.to_dict()

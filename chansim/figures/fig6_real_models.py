@@ -36,19 +36,28 @@ def _interval(row, key, i):
     if not isinstance(iv, dict) or not all(isinstance(iv.get(f), (int, float)) for f in ("mean", "ci_low", "ci_high")):
         raise ValueError(f"{RESULTS_FILE} row {i}: '{key}' must be an object with numeric mean, ci_low, ci_high; "
                          f"got {iv!r}")
+    if any(isinstance(iv[f], bool) for f in ("mean", "ci_low", "ci_high")):
+        raise ValueError(f"{RESULTS_FILE} row {i}: '{key}' must hold numbers, not booleans; got {iv!r}")
     vals = [float(iv[f]) for f in ("mean", "ci_low", "ci_high")]
     if not all(math.isfinite(v) for v in vals) or not vals[1] <= vals[0] <= vals[2]:
         raise ValueError(f"{RESULTS_FILE} row {i}: '{key}' needs finite ci_low <= mean <= ci_high, got {vals}")
+    if vals[0] < 1:                 # every target call yields at least one token
+        raise ValueError(f"{RESULTS_FILE} row {i}: '{key}' mean {vals[0]:g} is below 1 token per target call, "
+                         "which no decoding can give")
     return {"mean": vals[0], "ci_low": vals[1], "ci_high": vals[2]}
 
 
 def load_results(path) -> dict:
     """Read and check the validation results; raises ``ValueError`` naming the bad row/field."""
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file")
     try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply") from None
     meta = {}
     if isinstance(raw, dict):
         rows = raw.get("rows")
@@ -67,10 +76,19 @@ def load_results(path) -> dict:
         k = row["k"]
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ValueError(f"{path} row {i}: k must be a non-negative integer, got {k!r}")
-        out.append({"method": str(row["method"]), "tree": str(row["tree"]), "k": int(k),
+        for key in ("method", "tree"):
+            if not isinstance(row[key], str) or not row[key].strip():
+                raise ValueError(f"{path} row {i}: '{key}' must be a non-empty string, got {row[key]!r}")
+        calls = row.get("target_calls")
+        if calls is not None and (isinstance(calls, bool) or not isinstance(calls, int) or calls < 0):
+            raise ValueError(f"{path} row {i}: target_calls must be a non-negative integer, got {calls!r}")
+        wall = row.get("wall_seconds")
+        if wall is not None and (isinstance(wall, bool) or not isinstance(wall, (int, float))
+                                 or not math.isfinite(wall) or wall < 0):
+            raise ValueError(f"{path} row {i}: wall_seconds must be a non-negative number, got {wall!r}")
+        out.append({"method": row["method"], "tree": row["tree"], "k": int(k),
                     "predicted": _interval(row, "predicted", i), "measured": _interval(row, "measured", i),
-                    "target_calls": int(row.get("target_calls") or 0),
-                    "wall_seconds": float(row.get("wall_seconds") or 0.0)})
+                    "target_calls": int(calls or 0), "wall_seconds": float(wall or 0.0)})
     return {"rows": out, "meta": meta}
 
 
@@ -78,6 +96,8 @@ def compute(settings, parallel) -> dict | None:
     path = results_path(settings)
     if not path.exists():
         return None
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file (figure 6 reads the results of 'chansim llm validate' from it)")
     res = load_results(path)
     rows = res["rows"]
     overlap = sum(r["predicted"]["ci_low"] <= r["measured"]["ci_high"] and r["measured"]["ci_low"]

@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..outputs import atomic_path, write_text_atomic
+from ..outputs import OutputError, atomic_path, check_output_dir, write_text_atomic
 from ..parallel import backend_context, parallel_map
 
 #: figure name -> module under chansim.figures, in the order they are drawn
@@ -113,14 +113,16 @@ def run_figure(name: str, settings: Settings, out: Path) -> dict | None:
         return None
     record = {"figure": name, "title": module.TITLE, "settings": _jsonable(asdict(settings)), "data": _jsonable(data)}
     path = out / f"{name}.json"
-    write_text_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n", "--out")
     loaded = json.loads(path.read_text())["data"]       # plots read the file, not memory
     fig = module.plot(loaded)
-    for ext in ("png", "pdf"):
-        with atomic_path(out / f"{name}.{ext}") as tmp:
-            fig.savefig(tmp, format=ext, dpi=130, bbox_inches="tight", metadata=_fixed_metadata(ext))
-    plt.close(fig)
-    write_text_atomic(out / f"{name}.txt", f"{module.TITLE}\n{loaded['caption']}\n")   # caption last: figure done
+    try:
+        for ext in ("png", "pdf"):
+            with atomic_path(out / f"{name}.{ext}", "--out") as tmp:
+                fig.savefig(tmp, format=ext, dpi=130, bbox_inches="tight", metadata=_fixed_metadata(ext))
+    finally:
+        plt.close(fig)
+    write_text_atomic(out / f"{name}.txt", f"{module.TITLE}\n{loaded['caption']}\n", "--out")   # caption last
     record["seconds"] = time.perf_counter() - start
     return record
 
@@ -130,26 +132,62 @@ def _fixed_metadata(ext: str) -> dict:
     return {"CreationDate": None} if ext == "pdf" else {"Software": None}
 
 
-def run_figures(names: Iterable[str] | None = None, settings: Settings | None = None, out="figures") -> dict:
+def _is_record(path: Path, test: Callable[[dict], bool]) -> bool:
+    """Whether ``path`` holds a JSON object written by chansim (``test`` recognises it)."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(obj, dict) and bool(test(obj))
+
+
+def foreign_files(names: Iterable[str], out) -> list[Path]:
+    """Files in ``out`` that a run of figures ``names`` would replace but that chansim did not write.
+
+    A figure's files (:data:`FIGURE_FILES`) are chansim's when ``<name>.json`` is a figure
+    record of that name; the :data:`MANIFEST` when it is a chansim manifest. Only these are
+    regenerated without ``force``: anything else of the same name is the user's.
+    """
+    out = Path(out)
+    found = []
+    for name in names:
+        ours = _is_record(out / f"{name}.json", lambda o: o.get("figure") == name)
+        found += [out / f"{name}.{e}" for e in FIGURE_FILES
+                  if not ours and ((out / f"{name}.{e}").exists() or (out / f"{name}.{e}").is_symlink())]
+    manifest = out / MANIFEST
+    if manifest.exists() and not _is_record(manifest, lambda o: "complete" in o and "figures" in o):
+        found.append(manifest)
+    return found
+
+
+def run_figures(names: Iterable[str] | None = None, settings: Settings | None = None, out="figures",
+                force: bool = False) -> dict:
     """Run several figures (all by default); returns ``{name: record or None}``.
 
-    Every file is written atomically (temporary file, then rename); each figure's caption
-    ``.txt`` comes after its data and plots, and the set's :data:`MANIFEST` (figures written
-    and skipped) after every figure -- it is removed first, so an interrupted run leaves a
-    folder without a manifest. Files of a figure set are regenerated in place; inputs
-    (``data/``) are never written.
+    Every file is written atomically (temporary file, then rename: :mod:`chansim.outputs`);
+    each figure's caption ``.txt`` comes after its data and plots, and the set's
+    :data:`MANIFEST` (figures written and skipped) after every figure -- it is removed first,
+    so an interrupted run leaves a folder without a manifest. Files of a figure set that
+    chansim wrote are regenerated in place; a file of the same name that chansim did not
+    write (:func:`foreign_files`) is refused unless ``force``; inputs (``data/``) are never
+    written. ``out`` must be a folder (created if missing), not empty, not a file.
     """
     settings = settings or Settings()
-    if settings.data_dir is None:
-        settings = replace(settings, data_dir=str(Path(out) / "data"))
     names = list(names) if names else list(FIGURES)
     unknown = [n for n in names if n not in FIGURES]
     if unknown:
         raise ValueError(f"unknown figure(s) {unknown}; choose from {list(FIGURES)}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; give a folder for the figure set")
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(out, "--out")                     # '' is refused, not read as "the current folder"
+    if settings.data_dir is None:
+        settings = replace(settings, data_dir=str(out / "data"))
+    elif Path(settings.data_dir).exists() and not Path(settings.data_dir).is_dir():
+        raise ValueError(f"--data {settings.data_dir} is a file; give the folder that holds "
+                         "llm_validation.json")
+    foreign = [] if force else foreign_files(names, out)
+    if foreign:
+        raise OutputError(f"--out: {foreign[0]} already exists and was not written by chansim figures"
+                          + (f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else "")
+                          + "; pass --force to overwrite, or choose another --out")
     manifest = out / MANIFEST
     manifest.unlink(missing_ok=True)    # an interrupted run leaves no manifest: visibly incomplete
     results = {}
@@ -159,5 +197,5 @@ def run_figures(names: Iterable[str] | None = None, settings: Settings | None = 
     written = {n: [f"{n}.{e}" for e in FIGURE_FILES] for n, r in results.items() if r is not None}
     write_text_atomic(manifest, json.dumps({"complete": True, "mode": settings.mode, "figures": written,
                                             "skipped": [n for n, r in results.items() if r is None]},
-                                           indent=1, sort_keys=True) + "\n")
+                                           indent=1, sort_keys=True) + "\n", "--out")
     return results
