@@ -33,7 +33,11 @@ Wall clock.  A call verifying n tokens (the last committed token + m = n - 1 dra
 :math:`c(n)` (measured on the device, :func:`chansim.llm.wallclock.measure_call_costs`), a proposal
 :math:`c_d`, autoregressive decoding :math:`c(1)` per token, so
 
-.. math:: \hat S = \frac{\sum_i T_i\, c(1)}{\sum_i \sum_{\text{calls}} \big(c(m + 1) + c_d\big)}.
+.. math:: \hat S = \frac{\sum_i \big(L_i c_{\text{pre}} + T_i\, c(1)\big)}
+          {\sum_i \big(L_i c_{\text{pre}} + \sum_{\text{calls}} (c(m + 1) + c_d)\big)},
+
+with :math:`L_i c_{\text{pre}}` the pre-fill of prompt i (its length times the measured pre-fill cost
+per token; both runs pay it, as the measured end-to-end times do; 0 when not measured).
 
 Its interval: the bootstrap over sequences at the median costs, widened by the costs' quartiles
 (low end: autoregressive at its first quartile and calls at their third, and conversely).
@@ -78,6 +82,7 @@ def lookup_log_calls(logged, draft) -> dict:
         tokens.append(int(len(text)))
     seconds = time.perf_counter() - t0
     return {"draft": d.name, "k": int(d.num_tokens), "proposed": proposed, "accepted": accepted, "tokens": tokens,
+            "prompt_lengths": [len(p) for p in logged.prompts],
             "propose_seconds": seconds, "proposals": int(sum(m.size for m in proposed))}
 
 
@@ -136,8 +141,10 @@ def lookup_wall_speedup(calls: dict, costs: dict, confidence: float = 0.95, resa
                         seed: int = 0) -> dict:
     """Predicted wall-clock speed-up of a deterministic draft over autoregressive decoding (module docstring).
 
-    ``costs``: ``{"call": {n: [seconds, ...]}, "propose": seconds per proposal (optional)}``; with no
-    ``propose`` the proposals' own time measured by :func:`lookup_log_calls` is used.
+    ``costs``: ``{"call": {n: [seconds, ...]}, "propose": seconds per proposal (optional),
+    "prefill_per_token": [seconds, ...] (optional)}``; with no ``propose`` the proposals' own time
+    measured by :func:`lookup_log_calls` is used; with ``prefill_per_token`` the prompt's pre-fill
+    :math:`L_i\, c_{\text{pre}}` is added to both runs of sequence i (end-to-end speed-up, as measured).
     Returns ``{mean, ci_low, ci_high, seconds_per_token, autoregressive_seconds}``.
     """
     prop = costs.get("propose")
@@ -149,17 +156,23 @@ def lookup_wall_speedup(calls: dict, costs: dict, confidence: float = 0.95, resa
         return np.array([sum(_call_cost(costs, int(mm) + 1, which_call) for mm in m) + prop * m.size
                          for m in calls["proposed"]])
 
+    pre = np.zeros(tokens.size)
+    if costs.get("prefill_per_token"):
+        pre = np.asarray(calls.get("prompt_lengths", [0] * tokens.size), dtype=float) * float(
+            np.median(costs["prefill_per_token"]))
     ar = [_call_cost(costs, 1, w) for w in range(3)]
-    spec = [seconds(w) for w in range(3)]
-    mean = float(tokens.sum() * ar[1] / spec[1].sum())
+    spec = [seconds(w) + pre for w in range(3)]
+    base = [tokens * ar[w] + pre for w in range(3)]
+    mean = float(base[1].sum() / spec[1].sum())
     if tokens.size >= 2:
-        lo, hi, _ = bootstrap_ratios(tokens * ar[1], spec[1], confidence, resamples, seed)
+        lo, hi, _ = bootstrap_ratios(base[1], spec[1], confidence, resamples, seed)
     else:
         lo = hi = mean
-    low_scale = (tokens.sum() * ar[0] / spec[2].sum()) / mean
-    high_scale = (tokens.sum() * ar[2] / spec[0].sum()) / mean
+    low_scale = (base[0].sum() / spec[2].sum()) / mean
+    high_scale = (base[2].sum() / spec[0].sum()) / mean
     return {"mean": mean, "ci_low": float(min(lo, mean) * low_scale), "ci_high": float(max(hi, mean) * high_scale),
-            "seconds_per_token": float(spec[1].sum() / tokens.sum()), "autoregressive_seconds": ar[1]}
+            "seconds_per_token": float((spec[1] - pre).sum() / tokens.sum()), "autoregressive_seconds": ar[1],
+            "prefill_seconds": float(pre.sum())}
 
 
 def predict_lookup(logged, drafts: Sequence, costs: dict | None = None, confidence: float = 0.95,
