@@ -139,7 +139,7 @@ def _call_cost(costs: dict, n: int, which: int) -> float:
 
 def lookup_wall_speedup(calls: dict, costs: dict, confidence: float = 0.95, resamples: int = 2000,
                         seed: int = 0) -> dict:
-    """Predicted wall-clock speed-up of a deterministic draft over autoregressive decoding (module docstring).
+    r"""Predicted wall-clock speed-up of a deterministic draft over autoregressive decoding (module docstring).
 
     ``costs``: ``{"call": {n: [seconds, ...]}, "propose": seconds per proposal (optional),
     "prefill_per_token": [seconds, ...] (optional)}``; with no ``propose`` the proposals' own time
