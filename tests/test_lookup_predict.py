@@ -116,3 +116,24 @@ def test_choose_draft_picks_the_best_predicted(markov_log):
     assert best["wall_speedup"]["mean"] == max(r["wall_speedup"]["mean"] for r in rows)
     with pytest.raises(ValueError):
         choose_draft(predict_lookup(run, ["lookup:1"]))
+
+
+def test_cli_lookup_predicts_from_a_log_with_given_costs(markov_log, tmp_path, capsys):
+    import json
+
+    from chansim.cli import main
+
+    run, _ = markov_log
+    costs = tmp_path / "costs.json"
+    costs.write_text(json.dumps({"call": {str(n): [1.0 + 0.3 * (n - 1)] for n in range(1, 6)}, "propose": 0.0}))
+    out = tmp_path / "pred.json"
+    assert main(["llm", "lookup", "--log", str(run.path), "--costs", str(costs), "--drafts", "lookup:2,lookup:4",
+                 "--choose", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    assert saved["chosen"] in ("lookup:2", "lookup:4") and f"chosen: {saved['chosen']}" in text
+    assert [r["draft"] for r in saved["rows"]] == ["lookup:2", "lookup:4"]
+    for argv, message in ((["--costs", str(costs), "--out", str(out)], "already exists"),
+                          (["--choose"], "needs call costs"), (["--drafts", "lookahead:3"], "unknown draft")):
+        assert main(["llm", "lookup", "--log", str(run.path)] + argv) == 2
+        assert message in capsys.readouterr().err
