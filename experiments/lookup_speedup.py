@@ -31,7 +31,7 @@ def main(argv=None):
     ap.add_argument("--prompts", type=int, default=6)
     ap.add_argument("--new-tokens", type=int, default=48)
     ap.add_argument("--size", type=int, default=96, help="passage / function / prompt tokens (see workloads)")
-    ap.add_argument("--temperature", type=float, default=0.5, help="> 0 (a log needs full-support rows)")
+    ap.add_argument("--temperature", type=float, default=0.5, help="0 = greedy (log: chansim.llm.lookup.greedy_log)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--drafts", default="lookup:1,lookup:2,lookup:3,lookup:4,lookup:6,lookup:8,lookup:12,lookup:16,"
                                         "ngram:2,ngram:4,ngram:4@0.5",
@@ -52,7 +52,7 @@ def main(argv=None):
 
     from chansim.drafts import parse_draft
     from chansim.llm.logging_run import log_run
-    from chansim.llm.lookup import format_speedups, measure_lookup_speedups
+    from chansim.llm.lookup import format_speedups, greedy_log, measure_lookup_speedups
     from chansim.llm.models import load_default_pair
     from chansim.llm.wallclock import measure_call_costs
     from chansim.llm.workloads import workload_prompts
@@ -82,8 +82,11 @@ def main(argv=None):
         path = out / f"{w}.npz"
         if not path.exists():
             t0 = time.time()
-            write_log(path, **log_run(pair, prompts, a.new_tokens, a.temperature, a.seed, progress=False,
-                                      prompt_source=dict(source, workload=w)))
+            if a.temperature > 0:
+                write_log(path, **log_run(pair, prompts, a.new_tokens, a.temperature, a.seed, progress=False,
+                                          prompt_source=dict(source, workload=w)))
+            else:
+                write_log(path, **greedy_log(pair, prompts, a.new_tokens, prompt_source=dict(source, workload=w)))
             print(f"[{w}] logged {len(prompts)} x {a.new_tokens} tokens in {time.time() - t0:.0f} s", file=sys.stderr)
     # 2. costs
     cost_path = out / "costs.json"
@@ -109,7 +112,7 @@ def main(argv=None):
         (out / f"{w}.predicted.json").write_text(json.dumps({"rows": rows, "chosen": best["draft"], "workload": w,
                                                              "machine": machine}, indent=1))
         print(f"\n[{w}] predicted from {out / f'{w}.npz'} ({run.n_sequences} x {len(run.tokens[0])} tokens, "
-              f"T = {a.temperature}); chosen: {best['draft']}")
+              f"T = {a.temperature or 'greedy'}); chosen: {best['draft']}")
         print(format_lookup_rows(rows))
         if a.skip_measure:
             continue

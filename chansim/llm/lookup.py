@@ -32,7 +32,7 @@ from ..stats import bootstrap_ratio_interval
 from ..verify import KeyedNoise
 from .generate import ModelSource, generate_real
 
-__all__ = ["lookup_generate", "HFLookup", "measure_lookup_speedups", "format_speedups"]
+__all__ = ["lookup_generate", "greedy_log", "HFLookup", "measure_lookup_speedups", "format_speedups"]
 
 
 def _settings(temperature: float):
@@ -59,6 +59,44 @@ def lookup_generate(pair, method, draft, prompt, new_tokens: int, temperature: f
     return {"tokens": out.tokens.tolist(), "n_tokens": int(out.tokens.size), "calls": out.calls,
             "proposed": out.proposed.tolist(), "accepted": out.accepted.tolist(), "wall_seconds": wall,
             "target_seconds": target.seconds, "propose_seconds": out.draft_seconds}
+
+
+def greedy_log(pair, prompts: Sequence[Sequence[int]], new_tokens: int, prompt_source: dict | None = None) -> dict:
+    r"""A log of the target's *greedy* continuations, :math:`y_t = \arg\max_x p_t(x)`, for :func:`write_log`.
+
+    Greedy decoding has no randomness, so the text -- and with it every deterministic draft's calls
+    (:func:`chansim.drafts.call_lengths`) -- is fixed: the prediction from this log is the exact
+    number of calls a greedy run makes (up to argmax near-ties between the incremental and the
+    tree-attention forward).  Rows: the target's T = 1 log-probs; ``draft_log_probs`` repeat them
+    (no draft model is run; ``metadata["draft"] = "none"``), ``metadata["decoding"] = "greedy"``.
+    """
+    import datetime as _dt
+
+    from .scoring import TreeScorer
+
+    prompts = [[int(t) for t in p] for p in prompts]
+    if not prompts or any(not p for p in prompts):
+        raise ValueError("need at least one prompt, each with at least one token")
+    if isinstance(new_tokens, bool) or int(new_tokens) != new_tokens or new_tokens < 1:
+        raise ValueError(f"new_tokens must be a positive integer, got {new_tokens!r}")
+    scorer = TreeScorer(pair.target)
+    tokens, rows = [], []
+    for prompt in prompts:
+        seq, lp_rows = list(prompt), []
+        for _ in range(int(new_tokens)):
+            lp = scorer.next_log_probs(seq, 1.0)                       # [V] float64
+            lp_rows.append(lp)
+            seq.append(int(np.argmax(lp)))
+        tokens.append(np.array(seq[len(prompt):], dtype=np.int64))
+        rows.append(np.stack(lp_rows))
+        scorer.reset()
+    meta = dict(pair.metadata)
+    meta.update({"temperature": 1.0, "decoding": "greedy", "draft": "none",
+                 "sampling": "greedy: token = argmax_x p(x) (rows: T = 1 log-probs; draft rows repeat the target's)",
+                 "new_tokens": int(new_tokens), "prompts": dict(prompt_source or {"source": "given token ids"}),
+                 "prompt_lengths": [len(p) for p in prompts],
+                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+    return {"prompts": prompts, "tokens": tokens, "target_log_probs": rows, "draft_log_probs": rows, "metadata": meta}
 
 
 def _autoregressive(pair, prompt, new_tokens, temperature, seed, index) -> dict:

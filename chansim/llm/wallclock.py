@@ -225,6 +225,7 @@ def measure_call_costs(pair, prompt: Sequence[int], sizes: Sequence[int], repeat
         ``method``.
     """
     from ..drafts import deterministic_step
+    from ..logs.temperature import SamplingSettings
     from ..verify import GeneratorNoise
     from .generate import ModelSource
 
@@ -235,7 +236,8 @@ def measure_call_costs(pair, prompt: Sequence[int], sizes: Sequence[int], repeat
     V = pair.vocab_size
     prefix = [int(t) for t in prompt][:context]
     prefix += rng.integers(0, V, size=max(0, context - len(prefix))).tolist()
-    source = ModelSource(pair.target, temperature)
+    settings = SamplingSettings(float(temperature))                  # 0: greedy, as the runs it predicts
+    source = ModelSource(pair.target, settings=settings)
     noise = GeneratorNoise(rng)
     out = {"call": {n: [] for n in sizes}, "context": len(prefix), "repeats": int(repeats), "method": method}
     source.tree_probs(prefix[:-1], [-1], [-1])                       # pre-fill the prefix once
@@ -253,7 +255,7 @@ def measure_call_costs(pair, prompt: Sequence[int], sizes: Sequence[int], repeat
         for n in sizes:
             out["call"][n].append(call(n))
     if prefill:                                                       # the prompt's pre-fill, per token
-        fresh = ModelSource(pair.target, temperature)
+        fresh = ModelSource(pair.target, settings=settings)
         seconds = []
         for _ in range(max(1, int(repeats) // 2)):
             fresh.reset()

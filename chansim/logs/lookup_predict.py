@@ -17,7 +17,9 @@ reproduces the logged text, hence these very calls.
 Acceptance probabilities from the logged distributions.  A drafted node at text position s is
 *reached* when every earlier node of its call was accepted; its context is then the logged text,
 so its acceptance probability is read off the log: :math:`\beta = p_s(d)` (sd's
-:math:`\sum_x \min(p_s(x), \delta_d(x))`).  The realised acceptances minus these probabilities
+:math:`\sum_x \min(p_s(x), \delta_d(x))`; for a greedy log, ``metadata["decoding"] == "greedy"``,
+:math:`p_s` is the point mass on the row's argmax, so :math:`\beta \in \{0, 1\}` and the realised
+acceptances must equal the expected ones exactly).  The realised acceptances minus these probabilities
 form a martingale, so
 
 .. math:: z = \frac{\sum_{\text{reached}} (\mathbb 1[y_s = d] - p_s(d))}{\sqrt{\sum p_s(d)(1 - p_s(d))}}
@@ -89,11 +91,15 @@ def lookup_log_calls(logged, draft) -> dict:
 def _node_probabilities(run, draft, calls: dict):
     """``(p_s(d), accepted)`` at every reached drafted node of every sequence (module docstring)."""
     d = parse_draft(draft)
+    greedy = run.metadata.get("decoding") == "greedy"
     probs, hits = [], []
     for i, (prompt, text) in enumerate(zip(run.prompts, run.tokens)):
         a0 = int(run.offsets[i])
         rows = np.asarray(run.target_log_probs[a0:a0 + len(text)], dtype=np.float64)     # [T, V]
-        lse = np.log(np.exp(rows).sum(-1))                                               # [T]
+        if greedy:                                   # the greedy target's law: a point mass on its argmax
+            rows = np.where(np.arange(rows.shape[1]) == rows.argmax(1)[:, None], 0.0, -np.inf)
+        with np.errstate(divide="ignore"):
+            lse = np.log(np.exp(rows).sum(-1))                                           # [T]
         seq = np.concatenate([np.asarray(prompt, dtype=np.int64), text])
         t = 0
         for m, a in zip(calls["proposed"][i], calls["accepted"][i]):
@@ -238,7 +244,7 @@ def format_lookup_rows(rows: Sequence[dict]) -> str:
     for r in rows:
         pos = " ".join(f"{x:.2f}" for x in r["per_position_acceptance"][:8])
         e = f"{r['expected_accepted']:.1f}/{r['realised_accepted']}" if "expected_accepted" in r else "-"
-        z = f"{r['acceptance_z']:+.2f}" if "acceptance_z" in r else "-"
+        z = f"{r['acceptance_z']:+.2f}" if np.isfinite(r.get("acceptance_z", np.nan)) else "-"
         lines.append(f"{r['draft']:<16}{iv(r['tokens_per_call']):<28}{iv(r.get('wall_speedup')):<28}"
                      f"{r['proposal_rate']:>6.2f}{r['mean_acceptance_length']:>7.2f}{r['draft_efficiency']:>7.2f}"
                      f"{e:>14}{z:>7}  {pos}")
