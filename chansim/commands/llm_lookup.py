@@ -12,6 +12,8 @@ import sys
 
 
 def register(subparsers) -> None:
+    from . import add_confidence
+
     parser = subparsers.add_parser(
         "lookup",
         help="predict prompt-lookup / n-gram drafts (tokens per call, wall-clock speed-up) from a log",
@@ -31,7 +33,7 @@ def register(subparsers) -> None:
     parser.add_argument("--choose", action="store_true", help="print the draft with the best predicted speed-up")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (for --cost auto)")
-    parser.add_argument("--confidence", type=float, default=0.95)
+    add_confidence(parser, "tokens-per-call and speed-up intervals")
     parser.add_argument("--out", default=None, help="write rows (and costs) as JSON (existing file: --force)")
     parser.add_argument("--force", action="store_true")
     parser.set_defaults(func=run)
