@@ -243,3 +243,27 @@ def test_deterministic_step_empty_proposal_is_one_target_token():
     assert step.n_tokens == 1 and step.accepted == 0
     with pytest.raises(ValueError, match="outside"):
         deterministic_step("sd", [5], PREFIX, target, GeneratorNoise(0))
+
+
+# ----------------------------------------------------------------------------- theory with q = point mass
+@pytest.mark.parametrize("method", CHAIN_METHODS[:-1])
+@pytest.mark.parametrize("d", [0, 2, 3])
+def test_theory_with_a_point_mass_draft(method, d):
+    """Node acceptance p(d) (alpha_ER too) and E[tokens per call] = (1 - p(d)^(k+1)) / (1 - p(d)) on chain:k,
+    computed by hand from the exact rationals of p; d = 3 is a token the target never emits."""
+    from fractions import Fraction
+
+    from chansim.races import er_acceptance
+    from chansim.theory import expected_tokens
+    from chansim.theory.nodes import node_acceptance
+    from chansim.trees import as_tree
+
+    p = IID_PAIRS["zeros"][0]
+    q = np.eye(p.size)[d]
+    beta = Fraction(str(p[d]))
+    assert node_acceptance(method, p, q, 1) == pytest.approx(float(beta), abs=1e-15)
+    assert er_acceptance(p, q) == pytest.approx(float(beta), abs=1e-15)
+    for k in (1, 3):
+        closed = sum(beta ** j for j in range(k + 1))
+        e = expected_tokens(method, as_tree(f"chain:{k}"), p, q)
+        assert e.exact and e.value == pytest.approx(float(closed), abs=1e-12)
