@@ -95,7 +95,7 @@ def main(argv=None):
         costs["call"] = {int(k): v for k, v in costs["call"].items()}
     else:
         first = prompt_sets[workloads[0]][0][0]
-        ctx = int(np.median([len(p) for p, _ in [(p, 0) for p in prompt_sets[workloads[0]][0]]])) + a.new_tokens // 2
+        ctx = int(np.median([len(p) for p in prompt_sets[workloads[0]][0]])) + a.new_tokens // 2
         t0 = time.time()
         costs = measure_call_costs(pair, first, sizes, repeats=a.cost_repeats, context=ctx, temperature=a.temperature)
         costs["load_average"] = list(np.round(_load(), 2))
