@@ -53,7 +53,8 @@ def plot(data: dict, out: Path) -> None:
     ax0.set_ylabel("cost relative to a 1-token call")
     ax0.set_title(f"(a) target call cost on this CPU (c(1) = {1e3 * data['c1_seconds']:.0f} ms)", fontsize=10)
     ax0.legend(fontsize=8)
-    lo = min([p["predicted"]["ci_low"] for p in data["points"]] + [p["measured"]["ci_low"] for p in data["points"]] + [0.8])
+    lo = min([p["predicted"]["ci_low"] for p in data["points"]] + [p["measured"]["ci_low"] for p in data["points"]]
+             + [0.8])
     hi = max([p["predicted"]["ci_high"] for p in data["points"]] + [p["measured"]["ci_high"] for p in data["points"]])
     ax1.plot([lo, hi], [lo, hi], color="0.5", lw=1)
     ax1.axhline(1, color="0.8", lw=1, ls="--")
@@ -95,7 +96,8 @@ def main(argv=None):
     out = Path(a.out)
     plot(data, out)
     out.with_suffix(".json").write_text(json.dumps(data, indent=1))
-    inside = sum(p["predicted"]["ci_low"] <= p["measured"]["ci_high"] and p["measured"]["ci_low"] <= p["predicted"]["ci_high"]
+    inside = sum(p["predicted"]["ci_low"] <= p["measured"]["ci_high"]
+                 and p["measured"]["ci_low"] <= p["predicted"]["ci_high"]
                  for p in data["points"])
     print(f"wrote {out} ({len(data['points'])} points; predicted and measured intervals overlap in {inside})")
 

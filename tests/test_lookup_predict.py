@@ -30,7 +30,8 @@ def _markov_log(path, n_seq, length, seed=3, vocab=4):
         for _ in range(length):
             p = T[seq[-1]]
             rows.append(np.log(p))
-            seq.append(int(race_winner(keyed_exponential(sequence_key(seed, i), np.int64(len(seq)), np.arange(vocab)), p)))
+            noise = keyed_exponential(sequence_key(seed, i), np.int64(len(seq)), np.arange(vocab))
+            seq.append(int(race_winner(noise, p)))
         prompts.append(prompt)
         tokens.append(seq[len(prompt):])
         lps.append(np.array(rows))
@@ -63,7 +64,8 @@ def test_predicted_tokens_per_call_matches_sd_runs(markov_log, draft):
     rng = np.random.default_rng(7)
     toks, calls = [], []
     for i in range(run.n_sequences):
-        out = deterministic_generate("sd", draft, target, len(run.tokens[i]), GeneratorNoise(rng), prefix=run.prompts[i])
+        out = deterministic_generate("sd", draft, target, len(run.tokens[i]), GeneratorNoise(rng),
+                                     prefix=run.prompts[i])
         toks.append(out.tokens.size)
         calls.append(out.calls)
     measured = sum(toks) / sum(calls)

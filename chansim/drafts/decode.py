@@ -110,7 +110,8 @@ class DeterministicGeneration:
         return self.tokens.size / max(1, self.calls)
 
 
-def deterministic_generate(method, draft, target_source, n_tokens: int, randomness, prefix=()) -> DeterministicGeneration:
+def deterministic_generate(method, draft, target_source, n_tokens: int, randomness,
+                           prefix=()) -> DeterministicGeneration:
     """Generate ``n_tokens`` tokens after ``prefix`` with ``method`` and a deterministic ``draft``.
 
     The draft proposes after ``prefix + text so far`` at the start of each call

@@ -101,7 +101,8 @@ def greedy_log(pair, prompts: Sequence[Sequence[int]], new_tokens: int, prompt_s
 
 def _autoregressive(pair, prompt, new_tokens, temperature, seed, index) -> dict:
     settings = _settings(temperature)
-    res = generate_real(pair, "autoregressive", "chain:0", list(prompt), int(new_tokens), seed=sequence_key(seed, index),
+    res = generate_real(pair, "autoregressive", "chain:0", list(prompt), int(new_tokens),
+                        seed=sequence_key(seed, index),
                         target_settings=settings, draft_settings=settings, rng=sequence_rng(seed, index))
     return {"tokens": res.tokens.tolist(), "n_tokens": int(res.new_tokens), "calls": res.target_calls,
             "wall_seconds": res.wall_seconds, "target_seconds": res.target_seconds}
@@ -177,7 +178,8 @@ def _summary(runs: list[dict], confidence: float) -> dict:
     tokens = [r["n_tokens"] for r in runs]
     calls = [r["calls"] for r in runs]
     tpc = bootstrap_ratio_interval(tokens, calls, confidence)
-    return {"tokens": int(sum(tokens)), "calls": int(sum(calls)), "wall_seconds": float(sum(r["wall_seconds"] for r in runs)),
+    return {"tokens": int(sum(tokens)), "calls": int(sum(calls)),
+            "wall_seconds": float(sum(r["wall_seconds"] for r in runs)),
             "tokens_per_call": {k: float(tpc[k]) for k in ("mean", "ci_low", "ci_high")},
             "sequence_tokens": tokens, "sequence_calls": calls,
             "sequence_wall_seconds": [float(r["wall_seconds"]) for r in runs]}

@@ -27,7 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["level_sizes", "measure_costs", "measure_call_costs", "predict_wall_speedup", "wallclock_rows", "format_wallclock"]
+__all__ = ["level_sizes", "measure_costs", "measure_call_costs", "predict_wall_speedup", "wallclock_rows",
+           "format_wallclock"]
 
 
 def level_sizes(tree_spec) -> list[int]:
