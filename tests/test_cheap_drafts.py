@@ -156,6 +156,7 @@ def _copy_target(vocab=3):
     return MarkovSource(t / t.sum(1, keepdims=True), np.full(vocab, 1 / vocab))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,draft", [("sd", "lookup:3"), ("ersd", "lookup:3"), ("sd", "ngram:3:2"),
                                           ("spectr", "lookup:2:1,last")])
 def test_lookup_decoding_generates_target_law(method, draft):
@@ -196,6 +197,7 @@ class ArgmaxWhenEmpty(Method):
         return SD().verify(p, q, drafts, noise)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("broken", [GreedyCopy(), ArgmaxWhenEmpty(), BrokenRounds("no-residual", SD())],
                          ids=["greedy-copy", "argmax-when-empty", "no-residual"])
 def test_broken_verifiers_caught_with_lookup_draft(broken):
