@@ -15,7 +15,8 @@ docstring to a standard-library function, ``open`` = continue a pydoc topic, the
    text), transformers' plain generate and generate(prompt_lookup_num_tokens=K) for ``--hf-lookup``
    -> ``<out>/<workload>.measured.json``.
 
-Usage (this 2-core CPU; about 10 minutes with the defaults):
+Usage (this 2-core CPU at load average 7-10: 34 min with the defaults, of which 10 min logging and
+4-9 min per workload measuring; greedy, load 4-8: 21 min):
     OMP_NUM_THREADS=1 python experiments/lookup_speedup.py --out runs/lookup
 """
 import argparse
