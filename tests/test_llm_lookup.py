@@ -57,3 +57,18 @@ def test_call_costs_and_workloads(default_pair):
     with pytest.raises(ValueError, match="unknown workload"):
         workload_prompts(tok, "poetry", 2)
     assert np.all([len(p) for p in workload_prompts(tok, "code", 2, 120)[0]])
+
+
+def test_greedy_log_is_what_greedy_lookup_decoding_generates(default_pair, copy_log):
+    """Greedy: sd with prompt lookup outputs the greedy log's text, with exactly the calls predicted from it."""
+    from chansim.drafts import call_lengths
+    from chansim.llm.lookup import greedy_log, lookup_generate
+
+    prompt = copy_log.prompts[1]
+    log = greedy_log(default_pair, [prompt], 10)
+    assert log["metadata"]["decoding"] == "greedy"
+    text = log["tokens"][0]
+    assert text.tolist() == np.argmax(log["target_log_probs"][0], axis=1).tolist()
+    out = lookup_generate(default_pair, "sd", "lookup:3", prompt, 10, temperature=0.0)
+    assert out["tokens"] == text.tolist()
+    assert out["proposed"] == call_lengths("lookup:3", prompt, text)[0].tolist()
