@@ -55,6 +55,8 @@ def run(args) -> int:
     if args.out:
         check_output(args.out, inputs=[args.log, args.costs], force=args.force, what="--out", suffixes=(".json",))
     log = read_log(args.log)
+    greedy = log.metadata.get("decoding") == "greedy"
+    temperature = 0.0 if greedy else float(log.metadata.get("temperature", 1.0))
     costs = None
     if args.costs:
         with open(args.costs, encoding="utf-8") as f:
@@ -80,10 +82,10 @@ def run(args) -> int:
         sizes |= {int(s) for s in args.cost_sizes.split(",") if s.strip()}
         context = int(np.median([len(p) for p in log.prompts])) + int(np.median([len(t) for t in log.tokens])) // 2
         costs = measure_call_costs(pair, log.prompts[0], sorted(sizes), repeats=args.repeats, context=context,
-                                   temperature=float(log.metadata.get("temperature", 1.0)))
+                                   temperature=temperature)
     rows = predict_lookup(log, drafts, costs, confidence=args.confidence)
     print(f"log {args.log}: {log.n_sequences} sequences, {log.n_positions} positions, "
-          f"T = {log.metadata.get('temperature', '?')}")
+          + ("greedy decoding" if greedy else f"T = {log.metadata.get('temperature', '?')}"))
     if costs is not None:
         c1 = float(sorted(costs["call"][1])[len(costs["call"][1]) // 2])
         print("call cost c(n)/c(1): " + ", ".join(
