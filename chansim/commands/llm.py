@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-SUBCOMMANDS = ("llm_log", "llm_validate", "llm_import")
+SUBCOMMANDS = ("llm_log", "llm_validate", "llm_import", "llm_lookup")
 
 
 def register(sub) -> None:

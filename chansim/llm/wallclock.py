@@ -29,7 +29,8 @@ import numpy as np
 
 from ..verify.registry import is_baseline
 
-__all__ = ["level_sizes", "measure_costs", "predict_wall_speedup", "wallclock_rows", "format_wallclock"]
+__all__ = ["level_sizes", "measure_costs", "measure_call_costs", "predict_wall_speedup", "wallclock_rows",
+           "format_wallclock"]
 
 
 def level_sizes(tree_spec) -> list[int]:
@@ -202,3 +203,67 @@ def format_wallclock(rows: list[dict], costs: dict) -> str:
                      "interleaved, paired bootstrap over prompts; predicted = sd's predicted tokens/call on that chain "
                      "with the costs above)")
     return "\n".join(lines)
+
+
+def measure_call_costs(pair, prompt: Sequence[int], sizes: Sequence[int], repeats: int = 5, context: int = 128,
+                       temperature: float = 1.0, method: str = "sd", seed: int = 0, prefill: bool = True) -> dict:
+    r"""Seconds of one target call verifying n tokens (the last token + a drafted chain of n - 1), n in ``sizes``.
+
+    Each call is a whole :func:`chansim.drafts.deterministic_step` -- the target's forward over n new
+    tokens under a cached prefix of ``context`` tokens (the prompt, extended with random ids), the
+    conversion of its n rows to probabilities and the method's verification -- with a fresh random
+    last token and random drafts (nothing is a cache hit).  This is the cost :math:`c(n)` of
+    :mod:`chansim.logs.lookup_predict`, and, measured over n = 1..64, the device's answer to "how
+    does a target call grow with the tokens it verifies".  Sizes are measured in an interleaved
+    order (all sizes once, ``repeats`` times), so a load change spreads over all of them.
+
+    With ``prefill`` also the pre-fill of the ``context``-token prefix in one forward, divided by its
+    length (``prefill_per_token``, seconds per prompt token): both a speculative run and its
+    autoregressive baseline pay it once per prompt, which dilutes the measured speed-up of short runs.
+
+    Returns
+    -------
+    dict
+        ``call`` ``{n: [seconds per repeat]}``, ``prefill_per_token`` (list), ``context``, ``repeats``,
+        ``method``.
+    """
+    from ..drafts import deterministic_step
+    from ..logs.temperature import SamplingSettings
+    from ..verify import GeneratorNoise
+    from .generate import ModelSource
+
+    sizes = sorted({int(n) for n in sizes})
+    if not sizes or sizes[0] < 1:
+        raise ValueError(f"sizes must be positive integers, got {sizes}")
+    rng = np.random.default_rng(seed)
+    V = pair.vocab_size
+    prefix = [int(t) for t in prompt][:context]
+    prefix += rng.integers(0, V, size=max(0, context - len(prefix))).tolist()
+    settings = SamplingSettings(float(temperature))                  # 0: greedy, as the runs it predicts
+    source = ModelSource(pair.target, settings=settings)
+    noise = GeneratorNoise(rng)
+    out = {"call": {n: [] for n in sizes}, "context": len(prefix), "repeats": int(repeats), "method": method}
+    source.tree_probs(prefix[:-1], [-1], [-1])                       # pre-fill the prefix once
+
+    def call(n):
+        last = int(rng.integers(0, V))
+        proposal = rng.integers(0, V, size=n - 1)
+        t0 = time.perf_counter()
+        deterministic_step(method, proposal, prefix[:-1] + [last], source, noise)
+        return time.perf_counter() - t0
+
+    for n in sizes:                                                   # warm-up
+        call(n)
+    for _ in range(int(repeats)):
+        for n in sizes:
+            out["call"][n].append(call(n))
+    if prefill:                                                       # the prompt's pre-fill, per token
+        fresh = ModelSource(pair.target, settings=settings)
+        seconds = []
+        for _ in range(max(1, int(repeats) // 2)):
+            fresh.reset()
+            t0 = time.perf_counter()
+            fresh.tree_probs(prefix, [-1], [-1])
+            seconds.append((time.perf_counter() - t0) / len(prefix))
+        out["prefill_per_token"] = seconds
+    return out
