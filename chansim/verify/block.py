@@ -84,14 +84,18 @@ class Block(IIDDrafting, Method):
 
     # ------------------------------------------------------------------ theory (i.i.d. model)
     def node_acceptance(self, p, q, m: int, **opts) -> float:
-        r"""The first node of a chain accepts with :math:`\beta = \sum_x \min(p_x, q_x)` (= sd); p, q checked ``[V]``."""
+        r"""The first node of a chain accepts with :math:`\beta = \sum_x \min(p_x, q_x)` (= sd).
+
+        ``p``, ``q``: a checked pair ``[V]``.
+        """
         if m != 1:
             raise ValueError(f"block verifies a chain: one draft per node, got m={m}")
         return float(np.minimum(p, q).sum())
 
     def tree_tokens(self, tree, p, q):
-        """E[tokens per call] on ``chain:γ`` at any V (Spitzer's identity, :func:`~chansim.verify.block_exact.block_tokens`);
-        p, q a checked pair ``[V]``.
+        """E[tokens per call] on ``chain:γ`` at any V (Spitzer's identity).
+
+        ``p``, ``q``: a checked pair ``[V]`` (:func:`~chansim.verify.block_exact.block_tokens` behind its door).
 
         Exact (enumerated overlaps) on small V, else the midpoint of a guaranteed interval of
         half-width at most 1e-6 (wider only where the grid budget runs out: very long chains on
@@ -186,7 +190,10 @@ class Block(IIDDrafting, Method):
                          "law of a call's length (chansim.predict.predict_path, Block.path_call_lengths)")
 
     def path_call_lengths(self, p, q, y, py, widths):
-        """:func:`block_call_lengths` on checked arrays (``q`` ``[T, V]``, ``y``, ``py`` ``[T]``), γ = ``len(widths)``; ``[T, γ+2]``."""
+        """:func:`block_call_lengths` on checked arrays, γ = ``len(widths)``.
+
+        ``q`` ``[T, V]``, ``y``, ``py`` ``[T]`` → ``[T, γ+2]``.
+        """
         return _call_lengths(q, y, py, len(widths))
 
 
@@ -197,7 +204,7 @@ def _pick(rows, depth, batch_rows):
 
 # ----------------------------------------------------------------------------- theory (i.i.d. model)
 def block_mean_weights(target_probs, draft_probs, gamma: int, max_states: int = 2_000_000) -> np.ndarray:
-    r""":math:`E[w_1], \dots, E[w_\gamma]` = P(τ >= i) on a chain, exactly (i.i.d. model), shape ``(γ,)``; pair ``[V]``.
+    r""":math:`E[w_1], \dots, E[w_\gamma]` = P(τ >= i) on a chain, exactly (i.i.d. model; pair ``[V]``), ``(γ,)``.
 
     :math:`w_i = \min(1, w_{i-1}\,p(X_i)/q(X_i))` with :math:`X_i` i.i.d. ~ q; the law of
     :math:`w_i` is propagated on its finite support (equal values merged); raises
@@ -321,7 +328,9 @@ def _call_lengths(q, y, py, gamma: int) -> np.ndarray:
 
 
 def block_path_calls(target_probs, draft_probs, tokens, gamma: int) -> float:
-    r"""Expected target calls of block verification (``chain:γ``) to produce the logged path (p, q ``[T, V]``, tokens ``[T]``).
+    r"""Expected target calls of block verification (``chain:γ``) to produce the logged path.
+
+    ``target_probs``, ``draft_probs`` ``[T, V]``, ``tokens`` ``[T]``.
 
     Backward recursion :math:`f(t) = 1 + \sum_j P_t(j)\, f(\min(t + j, T))`, f(T) = 0
     (:func:`chansim.predict.expected_calls_from_lengths`), with :math:`P_t(j)` from

@@ -55,7 +55,7 @@ FFT_ERROR_CONSTANT = 5.0
 
 
 def spitzer_weights(overlaps, gamma: int | None = None):
-    r""":math:`E[w_1..w_\gamma]` from the overlaps :math:`c_1..c_N` (``[N]``) by Spitzer's identity, a list of length γ.
+    r""":math:`E[w_1..w_\gamma]` from the overlaps :math:`c_1..c_N` ``[N]`` by Spitzer's identity: a list, length γ.
 
     :math:`f_0 = 1`, :math:`n f_n = \sum_{k=1}^{n} c_k f_{n-k}` (the coefficients of
     :math:`\exp(\sum_n c_n t^n / n)`); overlaps past N count as 0.  Works on floats and on
@@ -88,10 +88,10 @@ def multisets(vocab: int, n: int) -> int:
 
 
 def product_overlaps_exact(target_probs, draft_probs, n_max: int):
-    r""":math:`c_n = \sum_{x \in V^n} \min(p^{\otimes n}(x), q^{\otimes n}(x))` for n = 1..n_max, by enumeration (pair ``[V]``).
+    r""":math:`c_n = \sum_{x \in V^n} \min(p^{\otimes n}(x), q^{\otimes n}(x))` for n = 1..n_max (pair ``[V]``).
 
     A sequence's probabilities depend only on its multiset of tokens, so the sum runs over
-    the :math:`\binom{V+n-1}{n}` multisets with their multinomial counts.  Entries of type
+    the :math:`\binom{V+n-1}{n}` multisets with their multinomial counts (an enumeration).  Entries of type
     :class:`~fractions.Fraction` give exact rationals (no validation then); floats are
     validated.
 

@@ -96,7 +96,10 @@ class ERSD(Method):
         return ersd_path_weights(p, q, y, py, m)
 
     def draft(self, q, slots, noise: NodeNoise) -> np.ndarray:
-        """The tokens at ranks ``slots`` ``[m]`` of the q-race (``q`` ``[R, V]``, race ``[B, V]`` or the table) → ``[B, m]``."""
+        """The tokens at ranks ``slots`` ``[m]`` of the q-race → ``[B, m]``.
+
+        ``q`` ``[R, V]``; race noise ``[B, V]`` or the sorted table in ``noise``.
+        """
         if not len(slots):
             return np.empty((noise.batch, 0), dtype=np.int64)
         if noise.race is None and noise.table is not None:                # exact O(m log V) race

@@ -381,7 +381,7 @@ def multidraft_plan(target_probs, draft_probs, m: int) -> MultidraftPlan:
 
 
 def _plan(p: np.ndarray, q: np.ndarray, m: int) -> MultidraftPlan:
-    """:func:`multidraft_plan` on checked arrays ``p``, ``q`` ``[V]`` (see :func:`~chansim.distributions.check_pair_1d`)."""
+    """:func:`multidraft_plan` on checked arrays ``p``, ``q`` ``[V]`` (its door checks them), cached."""
     key = (p.tobytes(), q.tobytes(), m)
     if key in _PLANS:
         return _PLANS[key]
@@ -439,7 +439,10 @@ class Multidraft(IIDDrafting, Method):
 
     # ------------------------------------------------------------------ theory (i.i.d. model)
     def node_acceptance(self, p, q, m: int, **opts) -> float:
-        """α*, the LP optimum it attains, in O(V log V) (:func:`chansim.transport.optimal_acceptance_iid`); pair ``[V]``."""
+        """α*, the LP optimum it attains, of a checked pair ``[V]`` in O(V log V).
+
+        :func:`chansim.transport.optimal_acceptance_iid`.
+        """
         return optimal_acceptance_iid(p, q, m, validate=False)
 
     def tree_tokens(self, tree, p, q):
@@ -449,9 +452,10 @@ class Multidraft(IIDDrafting, Method):
         return _tree_tokens(p, q, tree)
 
     def report_tokens(self, p, q, ks, tree: str, ctx=None):
-        """Tokens per call at each k for the bound report: ``batch`` = 1 + α*(k), ``chain`` = sd; no optimal-tree search.
+        """Tokens per call at each k for the bound report: ``batch`` = 1 + α*(k), ``chain`` = sd.
 
-        ``p``, ``q``: a checked pair ``[V]``; returns ``(values [len(ks)], budgets [len(ks)], exact)``.
+        No optimal-tree search.  ``p``, ``q``: a checked pair ``[V]``; returns
+        ``(values [len(ks)], budgets [len(ks)], exact)``.
         """
         ks = [int(k) for k in ks]
         if tree == "batch":
@@ -511,7 +515,7 @@ class Multidraft(IIDDrafting, Method):
 
 # ----------------------------------------------------------------------------- theory (i.i.d. model)
 def multidraft_acceptance(target_probs, draft_probs, m: int) -> float:
-    r"""Node acceptance :math:`\sum_y \min(p_y, r_y)` of the sampler's selection law (= the LP optimum α*); pair ``[V]``.
+    r"""Node acceptance :math:`\sum_y \min(p_y, r_y)` of the selection law (= the LP optimum α*); pair ``[V]``.
 
     >>> round(multidraft_acceptance([0.5, 0.5], [0.9, 0.1], 2), 6)   # H = {1}: 0.5 + 1 - 0.9^2
     0.69
@@ -521,7 +525,7 @@ def multidraft_acceptance(target_probs, draft_probs, m: int) -> float:
 
 
 def first_holder_law(plan: MultidraftPlan) -> np.ndarray:
-    r""":math:`P(Y = y,\ y \text{ first drafted at slot } j)`, shape ``(V, m)``; rows sum to r.  ``plan``: one node's plan.
+    r""":math:`P(Y = y,\ y \text{ first drafted at slot } j)` of one node's ``plan``, shape ``(V, m)``; rows sum to r.
 
     Draft i has a priority point :math:`u_i` uniform on [0, 1] and token = owner of its
     cell.  For a cell [a, b] of y, :math:`\beta = a - |\text{cells}(y) \cap [0, a]|` is

@@ -233,7 +233,7 @@ def rsd_weights_mc(target_probs, draft_probs, m: int, trials: int = 20_000, seed
 
 def rsd_weights(target_probs, draft_probs, m: int, method: str = "auto", trials: int = 20_000,
                 seed: int = 0, max_histories: int = 100_000, validate: bool = True) -> SlotWeights:
-    """RSD slot weights ``[m]`` of a pair ``[V]``: exact enumeration when it needs <= ``max_histories`` histories, else MC.
+    """RSD slot weights ``[m]`` of a pair ``[V]``: exact enumeration up to ``max_histories`` histories, else MC.
 
     ``validate=False``: p, q are already checked (internal callers); the public call checks once.
 

@@ -67,7 +67,10 @@ class SD(SpecInfer):
         return float(sd_chain_tokens(np.minimum(p, q).sum(), tree.size))
 
     def path_acceptance(self, p, q, y, py, m: int) -> np.ndarray:
-        r""":math:`c_t = \min(1, q_t(y_t)/p_t(y_t))` for one drafted token; p, q ``[T, V]``, y, py ``[T]`` → ``[T]``."""
+        r""":math:`c_t = \min(1, q_t(y_t)/p_t(y_t))` for one drafted token.
+
+        ``p``, ``q`` ``[T, V]``, ``y``, ``py`` ``[T]`` → ``[T]``.
+        """
         self.check_widths([m])
         return np.minimum(1.0, q[np.arange(len(y)), y] / py)
 

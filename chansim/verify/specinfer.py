@@ -66,7 +66,10 @@ class SpecInfer(IIDDrafting, Method):
     default_in = frozenset({"bound", "top-n", "temperature"})
 
     def slot_weights(self, p, q, m: int, **_) -> SlotWeights:
-        r""":math:`w_j = \beta_j\prod_{i<j}(1-\beta_i)` (:func:`residual_rounds`), exact; p, q ``[..., V]`` → ``[..., m]``."""
+        r""":math:`w_j = \beta_j\prod_{i<j}(1-\beta_i)` (:func:`residual_rounds`), exact.
+
+        ``p``, ``q`` ``[..., V]`` → ``w`` ``[..., m]``.
+        """
         return SlotWeights.exact_weights(residual_rounds(p, q, m)[0])
 
     def path_acceptance(self, p, q, y, py, m: int) -> np.ndarray:

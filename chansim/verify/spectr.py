@@ -122,7 +122,7 @@ def spectr_transition(target_probs, draft_probs, count: int) -> np.ndarray:
 
 
 def spectr_transition_matrix(target_probs, draft_probs, cmax: int) -> np.ndarray:
-    """``T[n, n']`` = :func:`spectr_transition` for every count n = 1..cmax, shape ``(cmax+1, cmax+1)``; pair ``[V]``."""
+    """``T[n, n']`` = :func:`spectr_transition` for every count n = 1..cmax, ``(cmax+1, cmax+1)``; pair ``[V]``."""
     cmax = check_width(cmax)
     trans = np.zeros((cmax + 1, cmax + 1))
     for n in range(1, cmax + 1):
@@ -227,7 +227,10 @@ class SpecTr(IIDDrafting, Method):
         self.rho = rho
 
     def verify(self, p, q, drafts, noise: NodeNoise):
-        """k-sequential selection over ``drafts`` ``[B, k]``; ``p``, ``q`` ``[R, V]`` → ``(accepted [B], token [B])``."""
+        """k-sequential selection over ``drafts`` ``[B, k]``.
+
+        ``p``, ``q`` ``[R, V]`` → ``(accepted [B], token [B])``.
+        """
         batch, k = drafts.shape
         u = noise.rng.random((batch, k + 1))                              # [B, k + 1]
         accepted = np.full(batch, -1, dtype=np.int64)
