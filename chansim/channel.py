@@ -99,10 +99,14 @@ _LOG2E = 1.0 / math.log(2.0)
 PFR_LOG_CONSTANT = _LOG2E / math.e + 1.0
 
 
-def _pair_1d(target_probs, draft_probs, what: str):
+def _pair_1d(target_probs, draft_probs, what: str, validate: bool = True):
     """The door of every public function here: one checked 1-D pair ``[V]`` with q > 0 wherever p > 0
-    (else D(p||q) = inf and no PFR exists).  The private kernels behind the doors take its arrays."""
-    p, q = check_pair_1d(target_probs, draft_probs, what)
+    (else D(p||q) = inf and no PFR exists).  The private kernels behind the doors take its arrays.
+
+    ``validate=False`` (a caller holding a pair it already checked) skips :func:`check_pair`'s
+    scan; the shape and the support condition are still checked.
+    """
+    p, q = check_pair_1d(target_probs, draft_probs, what, validate)
     bad = (p > 0) & (q == 0)
     if np.any(bad):
         x = int(np.flatnonzero(bad)[0])
@@ -325,15 +329,17 @@ def _geom_log_mean(c: np.ndarray) -> np.ndarray:
     return np.where(c > 0, val, 0.0)
 
 
-def expected_log2_index(target_probs, draft_probs) -> float:
-    r"""Exact :math:`E[\log_2 K] = \sum_y p_y\, E[\log_2 K \mid y]` (quadrature, ~1e-10 bits).
+def expected_log2_index(target_probs, draft_probs, validate: bool = True) -> float:
+    r"""Exact :math:`E[\log_2 K] = \sum_y p_y\, E[\log_2 K \mid y]` (quadrature, ~1e-10 bits); pair ``[V]``.
+
+    ``validate=False``: p, q are already checked (e.g. by :func:`chansim.theory.speedup_report`'s door).
 
     >>> p = [1.0, 0.0]; q = [0.5, 0.5]
     >>> ref = sum(0.5 ** k * np.log2(k) for k in range(1, 200))
     >>> bool(abs(expected_log2_index(p, q) - ref) < 1e-9)
     True
     """
-    return _expected_log2_index(*_pair_1d(target_probs, draft_probs, "expected_log2_index"))
+    return _expected_log2_index(*_pair_1d(target_probs, draft_probs, "expected_log2_index", validate))
 
 
 def _expected_log2_index(p: np.ndarray, q: np.ndarray) -> float:
