@@ -88,10 +88,10 @@ def multisets(vocab: int, n: int) -> int:
 
 
 def product_overlaps_exact(target_probs, draft_probs, n_max: int):
-    r""":math:`c_n = \sum_{x \in V^n} \min(p^{\otimes n}(x), q^{\otimes n}(x))` for n = 1..n_max (pair ``[V]``).
+    r""":math:`c_n = \sum_{x \in V^n} \min(p^{\otimes n}(x), q^{\otimes n}(x))` for n = 1..n_max, by enumeration.
 
-    A sequence's probabilities depend only on its multiset of tokens, so the sum runs over
-    the :math:`\binom{V+n-1}{n}` multisets with their multinomial counts (an enumeration).  Entries of type
+    One pair ``[V]``.  A sequence's probabilities depend only on its multiset of tokens, so the sum runs over
+    the :math:`\binom{V+n-1}{n}` multisets with their multinomial counts.  Entries of type
     :class:`~fractions.Fraction` give exact rationals (no validation then); floats are
     validated.
 
