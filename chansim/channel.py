@@ -178,7 +178,7 @@ def _check_trials(trials) -> int:
     return int(trials)
 
 
-def _pfr_sample(p: np.ndarray, q: np.ndarray, trials: int, rng: np.random.Generator, block: int) -> PFRSample:
+def _pfr_sample(p: np.ndarray, q: np.ndarray, trials: int, rng: np.random.Generator, block: int = 8) -> PFRSample:
     """:func:`pfr_sample` on checked arrays ``p``, ``q`` ``[V]`` (see :func:`_pair_1d`)."""
     with np.errstate(divide="ignore"):
         ratio = np.where(p > 0, q / p, np.inf)               # [V] score per unit time
@@ -572,7 +572,7 @@ def channel_summary(target_probs, draft_probs, ks=(1, 2, 4, 8, 16, 32), trials: 
     zl, lam = _zipf_code_length(p, q)
     mc = None
     if trials:
-        sample = _pfr_sample(p, q, _check_trials(trials), np.random.default_rng(seed), 8)
+        sample = _pfr_sample(p, q, _check_trials(trials), np.random.default_rng(seed))
         mc = mc_index_stats(sample.index, ks, confidence)
     return ChannelSummary(
         kl_bits=d,
