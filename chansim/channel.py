@@ -69,7 +69,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import integrate, optimize, special
 
-from .distributions import check_pair, kl_divergence
+from .distributions import check_pair_1d, kl_divergence
 from .races import competitor_rates
 from .stats import normal_quantile, wilson_interval
 
@@ -99,11 +99,14 @@ _LOG2E = 1.0 / math.log(2.0)
 PFR_LOG_CONSTANT = _LOG2E / math.e + 1.0
 
 
-def _pair_1d(target_probs, draft_probs):
-    """Validated 1-D pair with q > 0 wherever p > 0 (else D(p||q) = inf and no PFR exists)."""
-    p, q = check_pair(target_probs, draft_probs)
-    if p.ndim != 1:
-        raise ValueError(f"expected one pair of 1-D probability vectors, got shape {p.shape}")
+def _pair_1d(target_probs, draft_probs, what: str, validate: bool = True):
+    """The door of every public function here: one checked 1-D pair ``[V]`` with q > 0 wherever p > 0
+    (else D(p||q) = inf and no PFR exists).  The private kernels behind the doors take its arrays.
+
+    ``validate=False`` (a caller holding a pair it already checked) skips :func:`check_pair`'s
+    scan; the shape and the support condition are still checked.
+    """
+    p, q = check_pair_1d(target_probs, draft_probs, what, validate)
     bad = (p > 0) & (q == 0)
     if np.any(bad):
         x = int(np.flatnonzero(bad)[0])
@@ -165,10 +168,18 @@ def pfr_sample(target_probs, draft_probs, trials: int, rng: np.random.Generator,
     >>> bool(abs((s.token == 0).mean() - 0.9) < 0.01)
     True
     """
-    p, q = _pair_1d(target_probs, draft_probs)
+    p, q = _pair_1d(target_probs, draft_probs, "pfr_sample")
+    return _pfr_sample(p, q, _check_trials(trials), rng, block)
+
+
+def _check_trials(trials) -> int:
     if isinstance(trials, bool) or int(trials) != trials or trials < 1:
         raise ValueError(f"trials must be a positive integer, got {trials!r}")
-    trials = int(trials)
+    return int(trials)
+
+
+def _pfr_sample(p: np.ndarray, q: np.ndarray, trials: int, rng: np.random.Generator, block: int = 8) -> PFRSample:
+    """:func:`pfr_sample` on checked arrays ``p``, ``q`` ``[V]`` (see :func:`_pair_1d`)."""
     with np.errstate(divide="ignore"):
         ratio = np.where(p > 0, q / p, np.inf)               # [V] score per unit time
     rho_min = float(ratio.min())                              # > 0 since q > 0 where p > 0
@@ -215,7 +226,11 @@ def index_rates(target_probs, draft_probs) -> np.ndarray:
     >>> index_rates([1.0, 0.0], [0.5, 0.5])          # K ~ Geometric(1/2)
     array([1., 0.])
     """
-    p, q = _pair_1d(target_probs, draft_probs)
+    return _index_rates(*_pair_1d(target_probs, draft_probs, "index_rates"))
+
+
+def _index_rates(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """:func:`index_rates` on checked arrays ``p``, ``q`` ``[V]`` → ``[V]`` (see :func:`_pair_1d`)."""
     return competitor_rates(p, q, validate=False)
 
 
@@ -233,10 +248,10 @@ def index_pmf(target_probs, draft_probs, kmax: int) -> np.ndarray:
     >>> index_pmf([1.0, 0.0], [0.5, 0.5], 3)
     array([0.5  , 0.25 , 0.125])
     """
-    p, q = _pair_1d(target_probs, draft_probs)
+    p, q = _pair_1d(target_probs, draft_probs, "index_pmf")
     if isinstance(kmax, bool) or int(kmax) != kmax or kmax < 1:
         raise ValueError(f"kmax must be a positive integer, got {kmax!r}")
-    c = index_rates(p, q)
+    c = _index_rates(p, q)
     return _mixture_pmf(p, c, np.arange(1, int(kmax) + 1))
 
 
@@ -263,11 +278,20 @@ def index_cdf(target_probs, draft_probs, k) -> np.ndarray:
     >>> index_cdf([1.0, 0.0], [0.5, 0.5], [0, 1, 2, 3])
     array([0.   , 0.5  , 0.75 , 0.875])
     """
-    p, q = _pair_1d(target_probs, draft_probs)
+    p, q = _pair_1d(target_probs, draft_probs, "index_cdf")
+    return _index_cdf(p, q, _check_list_sizes(k))
+
+
+def _check_list_sizes(k) -> np.ndarray:
     k = np.asarray(k)
     if k.size and (np.any(k < 0) or np.any(k != np.floor(k))):
         raise ValueError(f"list sizes k must be non-negative integers, got {k}")
-    c = index_rates(p, q)
+    return k
+
+
+def _index_cdf(p: np.ndarray, q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """:func:`index_cdf` on checked arrays ``p``, ``q`` ``[V]`` and list sizes ``k`` (any shape) → shape of k."""
+    c = _index_rates(p, q)
     keep = p > 0
     lk = _log_keep(c[keep])
     kf = k.astype(float).reshape(-1)
@@ -305,16 +329,22 @@ def _geom_log_mean(c: np.ndarray) -> np.ndarray:
     return np.where(c > 0, val, 0.0)
 
 
-def expected_log2_index(target_probs, draft_probs) -> float:
-    r"""Exact :math:`E[\log_2 K] = \sum_y p_y\, E[\log_2 K \mid y]` (quadrature, ~1e-10 bits).
+def expected_log2_index(target_probs, draft_probs, validate: bool = True) -> float:
+    r"""Exact :math:`E[\log_2 K] = \sum_y p_y\, E[\log_2 K \mid y]` (quadrature, ~1e-10 bits); pair ``[V]``.
+
+    ``validate=False``: p, q are already checked (e.g. by :func:`chansim.theory.speedup_report`'s door).
 
     >>> p = [1.0, 0.0]; q = [0.5, 0.5]
     >>> ref = sum(0.5 ** k * np.log2(k) for k in range(1, 200))
     >>> bool(abs(expected_log2_index(p, q) - ref) < 1e-9)
     True
     """
-    p, q = _pair_1d(target_probs, draft_probs)
-    c = index_rates(p, q)
+    return _expected_log2_index(*_pair_1d(target_probs, draft_probs, "expected_log2_index", validate))
+
+
+def _expected_log2_index(p: np.ndarray, q: np.ndarray) -> float:
+    """:func:`expected_log2_index` on checked arrays ``p``, ``q`` ``[V]``."""
+    c = _index_rates(p, q)
     keep = p > 0
     return float(p[keep] @ _geom_log_mean(c[keep])) * _LOG2E
 
@@ -339,8 +369,14 @@ def index_entropy(target_probs, draft_probs, exact_terms: int = 1024, grid_ratio
     >>> bool(abs(index_entropy([1.0, 0.0], [0.5, 0.5]) - ref) < 1e-9)
     True
     """
-    p, q = _pair_1d(target_probs, draft_probs)
-    c = index_rates(p, q)
+    p, q = _pair_1d(target_probs, draft_probs, "index_entropy")
+    return _index_entropy(p, q, exact_terms, grid_ratio, tail_tol)
+
+
+def _index_entropy(p: np.ndarray, q: np.ndarray, exact_terms: int = 1024, grid_ratio: float = 1.05,
+                   tail_tol: float = 1e-16) -> float:
+    """:func:`index_entropy` on checked arrays ``p``, ``q`` ``[V]``."""
+    c = _index_rates(p, q)
     keep = p > 0
     p, c = p[keep], c[keep]
     n0 = int(exact_terms)
@@ -410,8 +446,13 @@ def expected_code_length(target_probs, draft_probs, code: str = "delta") -> floa
     """
     if code not in ("gamma", "delta"):
         raise ValueError(f"code must be 'gamma' or 'delta', got {code!r}")
+    return _expected_code_length(*_pair_1d(target_probs, draft_probs, "expected_code_length"), code)
+
+
+def _expected_code_length(p: np.ndarray, q: np.ndarray, code: str) -> float:
+    """:func:`expected_code_length` on checked arrays ``p``, ``q`` ``[V]``."""
     j = np.arange(0, 63)
-    cdf = index_cdf(target_probs, draft_probs, np.concatenate([[0], 2 ** (j + 1) - 1]))
+    cdf = _index_cdf(p, q, np.concatenate([[0], 2 ** (j + 1) - 1]))
     block = np.diff(cdf)                                        # P(2^j <= K < 2^(j+1))
     length = 2 * j + 1 if code == "gamma" else j + 2 * _floor_log2(j + 1) + 1
     return float(block @ length)
@@ -430,7 +471,12 @@ def zipf_code_length(target_probs, draft_probs) -> tuple[float, float]:
     >>> bool(index_entropy([0.9, 0.1], [0.1, 0.9]) <= bits) and lam > 1
     True
     """
-    e = expected_log2_index(target_probs, draft_probs)
+    return _zipf_code_length(*_pair_1d(target_probs, draft_probs, "zipf_code_length"))
+
+
+def _zipf_code_length(p: np.ndarray, q: np.ndarray) -> tuple[float, float]:
+    """:func:`zipf_code_length` on checked arrays ``p``, ``q`` ``[V]``."""
+    e = _expected_log2_index(p, q)
 
     def cost(lam):
         return lam * e + math.log2(special.zeta(lam))
@@ -520,24 +566,24 @@ def channel_summary(target_probs, draft_probs, ks=(1, 2, 4, 8, 16, 32), trials: 
     >>> s.expected_log2_k, s.acceptance[0]
     (0.0, 1.0)
     """
-    p, q = _pair_1d(target_probs, draft_probs)
+    p, q = _pair_1d(target_probs, draft_probs, "channel_summary")
     ks = tuple(int(k) for k in ks)
-    d = float(kl_divergence(p, q, base="bits"))
-    zl, lam = zipf_code_length(p, q)
+    d = float(kl_divergence(p, q, base="bits", validate=False))
+    zl, lam = _zipf_code_length(p, q)
     mc = None
     if trials:
-        sample = pfr_sample(p, q, trials, np.random.default_rng(seed))
+        sample = _pfr_sample(p, q, _check_trials(trials), np.random.default_rng(seed))
         mc = mc_index_stats(sample.index, ks, confidence)
     return ChannelSummary(
         kl_bits=d,
-        expected_log2_k=expected_log2_index(p, q),
-        entropy_k=index_entropy(p, q),
-        gamma_length=expected_code_length(p, q, "gamma"),
-        delta_length=expected_code_length(p, q, "delta"),
+        expected_log2_k=_expected_log2_index(p, q),
+        entropy_k=_index_entropy(p, q),
+        gamma_length=_expected_code_length(p, q, "gamma"),
+        delta_length=_expected_code_length(p, q, "delta"),
         zipf_length=zl,
         zipf_exponent=lam,
         ks=ks,
-        acceptance=tuple(float(a) for a in index_cdf(p, q, np.array(ks))),
+        acceptance=tuple(float(a) for a in _index_cdf(p, q, _check_list_sizes(np.array(ks)))),
         pfr_bound=float(pfr_log_bound(d)),
         sfrl_bound=float(sfrl_entropy_bound(d)),
         mc=mc,

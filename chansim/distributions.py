@@ -22,6 +22,8 @@ __all__ = [
     "check_probs",
     "check_rank_probs",
     "check_pair",
+    "check_pair_1d",
+    "as_pair",
     "check_logits",
     "log_softmax",
     "softmax",
@@ -184,6 +186,37 @@ def check_pair(target_probs, draft_probs, atol: float = PROB_ATOL) -> tuple[np.n
     return p, q
 
 
+def as_pair(target_probs, draft_probs, validate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`check_pair` at a public entry (``validate=True``); else the arrays as float64, taken as
+    checked (internal callers that hold arrays a public function already checked).
+
+    >>> as_pair([0.5, 0.5], [0.5, 0.6], validate=False)[1].tolist()      # not checked
+    [0.5, 0.6]
+    """
+    if validate:
+        return check_pair(target_probs, draft_probs)
+    return np.asarray(target_probs, dtype=np.float64), np.asarray(draft_probs, dtype=np.float64)
+
+
+def check_pair_1d(target_probs, draft_probs, what: str = "this function", validate: bool = True,
+                  atol: float = PROB_ATOL) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`check_pair` for exactly one pair of 1-D vectors ``[V]``; float64 arrays back.
+
+    ``what`` names the caller in the one-line ``ValueError`` a batch (or a scalar) gets.
+    ``validate=False`` checks only the shape (free) and takes the values as checked (:func:`as_pair`).
+
+    >>> p, q = check_pair_1d([0.5, 0.5], [0.9, 0.1])
+    >>> check_pair_1d([[0.5, 0.5]], [[0.9, 0.1]], "selection_law")
+    Traceback (most recent call last):
+    ...
+    ValueError: selection_law takes one pair of 1-D vectors, got shape (1, 2)
+    """
+    p, q = check_pair(target_probs, draft_probs, atol) if validate else as_pair(target_probs, draft_probs, False)
+    if p.ndim != 1:
+        raise ValueError(f"{what} takes one pair of 1-D vectors, got shape {p.shape}")
+    return p, q
+
+
 def check_rank_probs(rank_probs, name: str = "rank_probs", atol: float = PROB_ATOL) -> np.ndarray:
     """Validate a 1-D law of ranks :math:`a_r` (may be sub-stochastic: mass left for "never").
 
@@ -270,13 +303,13 @@ def kl_divergence(target_probs, draft_probs, base: str = "nats", validate: bool 
     >>> float(kl_divergence([0.5, 0.5], [1.0, 0.0]))
     inf
     """
-    p, q = check_pair(target_probs, draft_probs) if validate else (np.asarray(target_probs, float), np.asarray(draft_probs, float))
+    p, q = as_pair(target_probs, draft_probs, validate)
     return _xlogy_ratio(p, q).sum(axis=-1) * _log_factor(base)
 
 
 def total_variation(target_probs, draft_probs, validate: bool = True) -> np.ndarray:
     r"""Total variation :math:`\mathrm{TV}(p,q) = \tfrac12 \sum_x |p_x - q_x| = 1 - \sum_x \min(p_x, q_x)`."""
-    p, q = check_pair(target_probs, draft_probs) if validate else (np.asarray(target_probs, float), np.asarray(draft_probs, float))
+    p, q = as_pair(target_probs, draft_probs, validate)
     return 0.5 * np.abs(p - q).sum(axis=-1)
 
 
@@ -288,7 +321,7 @@ def sd_acceptance(target_probs, draft_probs, validate: bool = True) -> np.ndarra
     >>> float(sd_acceptance([0.5, 0.5], [0.9, 0.1]))
     0.6
     """
-    p, q = check_pair(target_probs, draft_probs) if validate else (np.asarray(target_probs, float), np.asarray(draft_probs, float))
+    p, q = as_pair(target_probs, draft_probs, validate)
     return np.minimum(p, q).sum(axis=-1)
 
 
@@ -305,7 +338,7 @@ def renyi_divergence(target_probs, draft_probs, alpha: float, base: str = "nats"
     >>> float(np.round(renyi_divergence(p, q, np.inf), 12)) == round(float(np.log(1.6)), 12)
     True
     """
-    p, q = check_pair(target_probs, draft_probs) if validate else (np.asarray(target_probs, float), np.asarray(draft_probs, float))
+    p, q = as_pair(target_probs, draft_probs, validate)
     if not alpha >= 0:
         raise ValueError(f"Renyi order alpha must be >= 0, got {alpha}")
     f = _log_factor(base)

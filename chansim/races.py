@@ -32,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import integrate
 
-from .distributions import check_pair
+from .distributions import as_pair, check_pair_1d
 from .kernels import poisson_binomial_add
 from .stats import wilson_interval
 
@@ -339,7 +339,7 @@ def competitor_rates(target_probs, draft_probs, validate: bool = True) -> np.nda
     >>> competitor_rates([1.0, 0.0], [0.5, 0.5]).tolist()
     [1.0, 0.0]
     """
-    p, q = check_pair(target_probs, draft_probs) if validate else (np.asarray(target_probs, float), np.asarray(draft_probs, float))
+    p, q = as_pair(target_probs, draft_probs, validate)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         rho = np.where(p > 0, q / p, np.inf)                  # inf for p = 0 (always "above")
     order = np.argsort(rho, axis=-1, kind="stable")
@@ -374,7 +374,7 @@ def er_acceptance(target_probs, draft_probs, validate: bool = True) -> np.ndarra
     >>> bool(np.isclose(er_acceptance(p, q), er_acceptance_quadratic(p, q), rtol=0, atol=1e-12))
     True
     """
-    p, q = check_pair(target_probs, draft_probs) if validate else (np.asarray(target_probs, float), np.asarray(draft_probs, float))
+    p, q = as_pair(target_probs, draft_probs, validate)
     rates = competitor_rates(p, q, validate=False)
     with np.errstate(invalid="ignore"):
         return np.where(p > 0, p / (1.0 + rates), 0.0).sum(-1)
@@ -397,9 +397,7 @@ def er_acceptance_quadratic(target_probs, draft_probs, chunk: int = 256) -> floa
     >>> float(er_acceptance_quadratic([0.3, 0.7], [0.3, 0.7], chunk=1))
     1.0
     """
-    p, q = check_pair(target_probs, draft_probs)
-    if p.ndim != 1:
-        raise ValueError(f"er_acceptance_quadratic takes 1-D vectors, got shape {p.shape}")
+    p, q = check_pair_1d(target_probs, draft_probs, "er_acceptance_quadratic")
     chunk = max(1, int(chunk))
     keep = (p > 0) & (q > 0)
     pk, qk = p[keep], q[keep]
@@ -438,14 +436,15 @@ class RankDistribution(NamedTuple):
         return float(-(a * np.log(a)).sum())
 
 
-def rank_distribution_exact(target_probs, draft_probs, epsabs: float = 1e-14) -> RankDistribution:
-    """Exact rank law by adaptive quadrature of the Poisson-binomial mixture.
+def rank_distribution_exact(target_probs, draft_probs, epsabs: float = 1e-14,
+                            validate: bool = True) -> RankDistribution:
+    """Exact rank law by adaptive quadrature of the Poisson-binomial mixture; p, q ``[V]``.
 
     Each quadrature node costs O(V^3): V winners x a V-step recursion over V counts.
+    ``validate=False``: p, q are already checked (:func:`chansim.theory.rank_law`, the rank
+    law's entry point, checks them once).
     """
-    p, q = check_pair(target_probs, draft_probs)
-    if p.ndim != 1:
-        raise ValueError(f"rank_distribution_exact takes one pair of 1-D vectors, got shape {p.shape}")
+    p, q = check_pair_1d(target_probs, draft_probs, "rank_distribution_exact", validate)
     vocab = p.shape[-1]
     winners = np.flatnonzero((p > 0) & (q > 0))
     never = float(p[(p > 0) & (q == 0)].sum())
@@ -491,12 +490,7 @@ def sample_ranks(target_probs, draft_probs, trials: int, rng: np.random.Generato
     >>> bool(np.all(r == 1))
     True
     """
-    if validate:
-        p, q = check_pair(target_probs, draft_probs)
-    else:
-        p, q = np.asarray(target_probs, dtype=np.float64), np.asarray(draft_probs, dtype=np.float64)
-    if p.ndim != 1:
-        raise ValueError(f"sample_ranks takes one pair of 1-D vectors, got shape {p.shape}")
+    p, q = check_pair_1d(target_probs, draft_probs, "sample_ranks", validate)
     trials = _check_trials(trials)
     vocab = p.shape[-1]
     with np.errstate(divide="ignore"):
@@ -538,9 +532,9 @@ def rank_distribution_mc(target_probs, draft_probs, trials: int = 200_000, seed:
     trials = _check_trials(trials)
     if isinstance(confidence, bool) or not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    p, q = check_pair(target_probs, draft_probs)
+    p, q = check_pair_1d(target_probs, draft_probs, "rank_distribution_mc")
     vocab = p.shape[-1]
-    ranks = sample_ranks(p, q, trials, np.random.default_rng(seed))
+    ranks = sample_ranks(p, q, trials, np.random.default_rng(seed), validate=False)
     counts = np.bincount(ranks, minlength=vocab + 2)[1:]
     observed = max(1, int(np.count_nonzero(counts)))
     low, high = wilson_interval(counts, trials, 1 - (1 - confidence) / observed)

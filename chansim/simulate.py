@@ -176,7 +176,11 @@ def _race_table(method, target, draft, vocab, race_tables="auto"):
 
 
 def _visit(method, target, draft, ctx, slots, rng, vocab, table=None):
-    """Draft the children of a batch of nodes and apply the node rule: (accepted, token, drafts)."""
+    """Draft the children of a batch of nodes and apply the node rule: ``(accepted [B], token [B], drafts [B, m])``.
+
+    ``ctx`` ``[B]`` last tokens (-1: empty prefix), ``slots`` ``[m]`` the children's slots; the
+    sources give the checked rows ``[B or 1, V]`` (validated once, when they were built).
+    """
     batch = len(ctx)
     p = target.next_probs(ctx)                                          # [B or 1, V]
     q = draft.next_probs(ctx)                                           # [B or 1, V]
@@ -246,7 +250,8 @@ def _batched_calls(method, plan: _Plan, target, draft, ctx, rng, vocab, table=No
 def _chain_calls(method, plan: _Plan, target, draft, ctx, rng, table=None):
     """:func:`_batched_calls` for a whole-chain verifier (block): draft the chain, verify it at once.
 
-    With a table the verifier gets its rows per depth, ``table_rows`` ``[γ+1, S]``.
+    With a table the verifier gets its rows per depth, ``table_rows`` ``[γ+1, S]``.  ``ctx`` ``[S]``;
+    returns as :func:`_batched_calls`.
     """
     n, gamma = len(ctx), plan.max_depth
     noise = NodeNoise(rng, n, None)
@@ -273,7 +278,10 @@ def _chain_calls(method, plan: _Plan, target, draft, ctx, rng, table=None):
 
 
 def _reference_call(method, tree, target, draft, last, rng):
-    """One call through the shared walk (order-1 sources: the prefix is the last token)."""
+    """One call through the shared walk (order-1 sources: the prefix is the last token ``last``, -1: empty).
+
+    Returns out ``[D+1]`` (tokens, -1 padded), n_tokens, reached ``[D+1]``, accepted ``[D+1]``, the new last token.
+    """
     prefix = [] if last < 0 else [int(last)]
     step = speculative_step(method, tree, prefix, target, draft, GeneratorNoise(rng))
     depth_max = tree.max_depth
@@ -342,6 +350,8 @@ def _feasible(mean, low, high, max_tokens, se, confidence, small) -> Estimate:
 
 
 def _estimate(hist, stream_tokens, stream_calls, model, confidence) -> Estimate:
+    """Tokens per call with its interval from ``hist`` ``[D+2]`` (calls by tokens) and, Markov, the
+    per-stream totals ``stream_tokens``, ``stream_calls`` ``[S]`` (module docstring)."""
     counts = np.arange(len(hist))
     max_tokens = len(hist) - 1                               # depth + 1: the most one call can yield
     small = bool(int(hist.sum()) < SMALL_CALLS or (model == "markov" and len(stream_calls) < SMALL_SEQUENCES))
@@ -381,8 +391,9 @@ def simulate(method, tree, target_probs, draft_probs, calls: int, seed: int = 0,
     tree : Tree or str
         Draft tree or spec (``chain:4``, ``batch:4``, ``branch:4,2,1``, ``seq:3x4``).
     target_probs, draft_probs : array of shape (V,), or a source
-        1-D vectors (i.i.d. model) or :class:`~chansim.sources.IIDSource` /
-        :class:`~chansim.sources.MarkovSource` objects.
+        1-D vectors ``[V]`` (i.i.d. model) or :class:`~chansim.sources.IIDSource` /
+        :class:`~chansim.sources.MarkovSource` objects (transition ``[V, V]``); checked once here,
+        when the sources are built.
     calls : int
         Number of target calls.
     seed : int
@@ -424,6 +435,38 @@ def simulate(method, tree, target_probs, draft_probs, calls: int, seed: int = 0,
     """
     method, tree, target, draft, vocab, model = _setup(method, tree, target_probs, draft_probs, method_options)
     calls = _positive_int(calls, "calls")
+    _check_run_options(seed, engine, confidence, race_tables)
+    table = _race_table(method, target, draft, vocab, race_tables) if engine == "batched" else None
+    streams = _stream_count(streams, calls, model, max_batch_elements, _trial_width(method, table, vocab))
+    rng = np.random.default_rng(seed)
+    per_stream = np.full(streams, calls // streams, dtype=np.int64)     # [S] calls of each stream
+    per_stream[: calls % streams] += 1
+    tally = _Tally.empty(streams, tree.max_depth)
+    start = time.perf_counter()
+    if engine == "batched":
+        _run_batched(method, tree, target, draft, vocab, table, per_stream, rng, tally, emit_tokens, progress)
+    else:   # reference: the same calls, one at a time, stream after stream
+        _run_reference(method, tree, target, draft, per_stream, rng, tally, emit_tokens)
+    seconds = time.perf_counter() - start
+
+    depth_max = tree.max_depth
+    tokens = lengths = None
+    if emit_tokens:
+        tokens, lengths = _assemble(tally.blocks, streams, int(per_stream.max()), depth_max, model)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acceptance = (tally.accepted / np.where(tally.reached > 0, tally.reached, 1)).astype(float)
+    acceptance[tally.reached == 0] = np.nan
+    return SimulationResult(
+        method=method.name, tree=tree.name, k=tree.size, calls=calls, seed=int(seed), model=model, engine=engine,
+        streams=streams,
+        tokens_per_call=_estimate(tally.hist, tally.stream_tokens, tally.stream_calls, model, confidence),
+        acceptance_per_depth=acceptance[:depth_max].tolist(),
+        reached_per_depth=tally.reached[:depth_max].tolist(), accepted_per_depth=tally.accepted[:depth_max].tolist(),
+        tokens_histogram=tally.hist.tolist(), seconds=seconds, tokens=tokens, stream_lengths=lengths)
+
+
+def _check_run_options(seed, engine, confidence, race_tables) -> None:
+    """:func:`simulate`'s scalar options, checked at the door (one-line ``ValueError`` each)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if engine not in ("batched", "reference"):
@@ -431,72 +474,84 @@ def simulate(method, tree, target_probs, draft_probs, calls: int, seed: int = 0,
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     _check_race_tables(race_tables)
-    table = _race_table(method, target, draft, vocab, race_tables) if engine == "batched" else None
+
+
+def _stream_count(streams, calls: int, model: str, max_batch_elements: int, trial_width: int) -> int:
+    """Streams S (Markov: independent generations; i.i.d.: the batch size), at most ``calls``.
+
+    Default: ``min(calls, 1024)`` Markov streams, or as many i.i.d. trials as fit
+    ``max_batch_elements`` at ``trial_width`` elements each (at least 16).
+    """
     if streams is None:
-        streams = min(calls, 1024) if model == "markov" else max(16, max_batch_elements // _trial_width(method, table,
-                                                                                                     vocab))
-    streams = min(_positive_int(streams, "streams"), calls)
-    rng = np.random.default_rng(seed)
+        streams = min(calls, 1024) if model == "markov" else max(16, max_batch_elements // trial_width)
+    return min(_positive_int(streams, "streams"), calls)
+
+
+@dataclass
+class _Tally:
+    """Running counts of one :func:`simulate` run (D = the tree's depth, S = streams)."""
+
+    hist: np.ndarray               # [D+2] calls by the number of tokens they produced
+    reached: np.ndarray            # [D+1] calls that verified drafted children at depth d
+    accepted: np.ndarray           # [D+1] ... and accepted one of them
+    stream_tokens: np.ndarray      # [S] tokens per stream
+    stream_calls: np.ndarray       # [S] calls per stream
+    blocks: list = field(default_factory=list)   # per round: (streams [A], tokens [A, D+1] int32), if emitted
+
+    @classmethod
+    def empty(cls, streams: int, depth_max: int) -> "_Tally":
+        return cls(np.zeros(depth_max + 2, dtype=np.int64), np.zeros(depth_max + 1, dtype=np.int64),
+                   np.zeros(depth_max + 1, dtype=np.int64), np.zeros(streams, dtype=np.int64),
+                   np.zeros(streams, dtype=np.int64))
+
+    def add(self, streams, n_tok, reached, accepted) -> None:
+        """Count one call per stream in ``streams`` (``n_tok`` tokens each; per-depth counts summed)."""
+        self.reached += reached
+        self.accepted += accepted
+        self.stream_tokens[streams] += n_tok
+        self.stream_calls[streams] += 1
+
+
+def _run_batched(method, tree: Tree, target, draft, vocab: int, table, per_stream: np.ndarray, rng,
+                 tally: _Tally, emit_tokens: bool, progress: bool) -> None:
+    """The batched engine: round r runs one call of every stream with more than r calls, numpy over streams."""
     plan = _Plan(tree, method.merges_duplicates)
     depth_max = tree.max_depth
-
-    per_stream = np.full(streams, calls // streams, dtype=np.int64)
-    per_stream[: calls % streams] += 1
-    ctx = np.full(streams, -1, dtype=np.int64)                          # last token per stream
-    hist = np.zeros(depth_max + 2, dtype=np.int64)
-    reached = np.zeros(depth_max + 1, dtype=np.int64)
-    accepted = np.zeros(depth_max + 1, dtype=np.int64)
-    stream_tokens = np.zeros(streams, dtype=np.int64)
-    stream_calls = np.zeros(streams, dtype=np.int64)
+    ctx = np.full(len(per_stream), -1, dtype=np.int64)                 # [S] last token per stream
     rounds = int(per_stream.max())
-    blocks = []
-    start = time.perf_counter()
-    if engine == "batched":
-        bar = _progress(rounds, progress, f"{method.name} {tree.name}")
-        for r in range(rounds):
-            active = np.flatnonzero(per_stream > r)
-            out, n_tok, rch, acc, ctx[active] = _batched_calls(method, plan, target, draft, ctx[active], rng, vocab, table)
-            hist += np.bincount(n_tok, minlength=depth_max + 2)
-            reached += rch
-            accepted += acc
-            stream_tokens[active] += n_tok
-            stream_calls[active] += 1
-            if emit_tokens:
-                blocks.append((active, out.astype(np.int32)))
-            bar.update(1)
-        bar.close()
-    else:   # reference: the same calls, one at a time, stream after stream
-        outs = {}
-        for s in range(streams):
-            for r in range(int(per_stream[s])):
-                out, n_tok, rch, acc, ctx[s] = _reference_call(method, tree, target, draft, ctx[s], rng)
-                hist[n_tok] += 1
-                reached += rch
-                accepted += acc
-                stream_tokens[s] += n_tok
-                stream_calls[s] += 1
-                if emit_tokens:
-                    outs.setdefault(r, []).append((s, out))
-        for r in sorted(outs):
-            blocks.append((np.array([s for s, _ in outs[r]]), np.array([o for _, o in outs[r]], dtype=np.int32)))
-    seconds = time.perf_counter() - start
+    bar = _progress(rounds, progress, f"{method.name} {tree.name}")
+    for r in range(rounds):
+        active = np.flatnonzero(per_stream > r)
+        out, n_tok, rch, acc, ctx[active] = _batched_calls(method, plan, target, draft, ctx[active], rng, vocab, table)
+        tally.hist += np.bincount(n_tok, minlength=depth_max + 2)
+        tally.add(active, n_tok, rch, acc)
+        if emit_tokens:
+            tally.blocks.append((active, out.astype(np.int32)))
+        bar.update(1)
+    bar.close()
 
-    tokens = lengths = None
-    if emit_tokens:
-        tokens, lengths = _assemble(blocks, streams, rounds, depth_max, model)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        acceptance = (accepted / np.where(reached > 0, reached, 1)).astype(float)
-    acceptance[reached == 0] = np.nan
-    return SimulationResult(
-        method=method.name, tree=tree.name, k=tree.size, calls=calls, seed=int(seed), model=model, engine=engine,
-        streams=streams, tokens_per_call=_estimate(hist, stream_tokens, stream_calls, model, confidence),
-        acceptance_per_depth=acceptance[:depth_max].tolist(),
-        reached_per_depth=reached[:depth_max].tolist(), accepted_per_depth=accepted[:depth_max].tolist(),
-        tokens_histogram=hist.tolist(), seconds=seconds, tokens=tokens, stream_lengths=lengths)
+
+def _run_reference(method, tree: Tree, target, draft, per_stream: np.ndarray, rng, tally: _Tally,
+                   emit_tokens: bool) -> None:
+    """The reference engine: the same calls through the shared walk, one at a time, stream after stream."""
+    ctx = np.full(len(per_stream), -1, dtype=np.int64)                 # [S] last token per stream
+    outs = {}
+    for s in range(len(per_stream)):
+        for r in range(int(per_stream[s])):
+            out, n_tok, rch, acc, ctx[s] = _reference_call(method, tree, target, draft, ctx[s], rng)
+            tally.hist[n_tok] += 1
+            tally.add(s, n_tok, rch, acc)
+            if emit_tokens:
+                outs.setdefault(r, []).append((s, out))
+    for r in sorted(outs):                                             # blocks by round, as the batched engine
+        tally.blocks.append((np.array([s for s, _ in outs[r]]), np.array([o for _, o in outs[r]], dtype=np.int32)))
 
 
 def _assemble(blocks, streams, rounds, depth_max, model):
-    """Token stream from per-round output blocks: call order (i.i.d.) or stream after stream (Markov)."""
+    """Token stream from per-round output blocks: call order (i.i.d.) or stream after stream (Markov).
+
+    ``blocks``: per round ``(streams [A], tokens [A, D+1])``; returns ``(tokens [N], stream_lengths [S or 1])``.
+    """
     if model == "iid":
         parts = [out[out >= 0] for _, out in blocks]                      # round-major = call order
         tokens = np.concatenate(parts).astype(np.int64) if parts else np.empty(0, dtype=np.int64)

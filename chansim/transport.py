@@ -18,7 +18,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
 
-from .distributions import check_pair
+from .distributions import check_pair_1d
 
 __all__ = ["check_lp_inputs", "draft_set_law", "optimal_transport_plan", "optimal_acceptance_iid"]
 
@@ -32,9 +32,7 @@ _MAX_SETS = 6000
 def check_lp_inputs(p, q, m, draws, by_sets=False):
     """Validated (p, q, m) for the node LP; the problem size is bounded by V (2^V sets) or, with
     ``by_sets`` and i.i.d. drafts, by the number of possible draft sets."""
-    p, q = check_pair(p, q)
-    if p.ndim != 1:
-        raise ValueError("the optimal-node LP takes one 1-D pair")
+    p, q = check_pair_1d(p, q, "the optimal-node LP")
     if isinstance(m, bool) or int(m) != m or m < 1:
         raise ValueError(f"m must be a positive integer, got {m!r}")
     if by_sets and draws == "iid":
@@ -122,7 +120,7 @@ def optimal_transport_plan(target_probs, draft_probs, m: int, draws: str = "iid"
     return sets, np.array([law[s] for s in sets]), plan
 
 
-def optimal_acceptance_iid(target_probs, draft_probs, m: int) -> float:
+def optimal_acceptance_iid(target_probs, draft_probs, m: int, validate: bool = True) -> float:
     r"""The i.i.d. min-cut in O(V log V): the minimising set is a top set of the ratio p/q.
 
     With :math:`g(t) = 1 - (1 - t)^m` concave, if x is in an optimal B and y is not, then
@@ -133,14 +131,13 @@ def optimal_acceptance_iid(target_probs, draft_probs, m: int) -> float:
     .. math:: \alpha^* = \min_{k} \; 1 - P_k + g(Q_k)
 
     over the prefixes of the tokens sorted by decreasing p/q (q = 0 first), P and Q
-    their cumulative p and q.  Any V.
+    their cumulative p and q.  Any V.  ``validate=False``: p, q ``[V]`` are already checked
+    (internal callers such as :mod:`chansim.verify.multidraft`); the public call checks once.
 
     >>> round(optimal_acceptance_iid([0.5, 0.5], [0.9, 0.1], 2), 6)
     0.69
     """
-    p, q = check_pair(target_probs, draft_probs)
-    if p.ndim != 1:
-        raise ValueError("optimal_acceptance_iid takes one 1-D pair")
+    p, q = check_pair_1d(target_probs, draft_probs, "optimal_acceptance_iid", validate)
     if isinstance(m, bool) or int(m) != m or m < 1:
         raise ValueError(f"m must be a positive integer, got {m!r}")
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -255,3 +255,21 @@ def test_archive_members_are_chosen_with_path_colon_key(tmp_path):
     (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY\x01\x00garbage")
     with pytest.raises(ValueError, match="bad.npy"):
         load_array(tmp_path / "bad.npy", "--p")
+
+
+def test_each_public_function_checks_the_pair_once(monkeypatch):
+    """Validation once at the door: the costs behind channel_summary take the checked arrays."""
+    import chansim.distributions as D
+
+    calls = []
+    check = D.check_pair
+    monkeypatch.setattr(D, "check_pair", lambda *a, **k: calls.append(1) or check(*a, **k))
+    p, q = P, np.where(Q > 0, Q, 0.0)
+    for run in (lambda: C.channel_summary(p, q, trials=50), lambda: C.index_entropy(p, q),
+                lambda: C.expected_code_length(p, q), lambda: C.zipf_code_length(p, q), lambda: C.index_pmf(p, q, 3)):
+        calls.clear()
+        run()
+        assert len(calls) == 1
+    calls.clear()
+    C.expected_log2_index(p, q, validate=False)
+    assert not calls

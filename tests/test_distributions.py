@@ -43,6 +43,26 @@ def test_vocab_and_shape_mismatch():
         D.kl_divergence([0.5, 0.5], [1.0])
 
 
+def test_check_pair_1d_names_the_caller_and_checks_once():
+    p, q = D.check_pair_1d([1, 0], [0.5, 0.5], "caller")
+    assert p.dtype == q.dtype == np.float64 and p.tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match=r"^caller takes one pair of 1-D vectors, got shape \(1, 2\)$"):
+        D.check_pair_1d([[0.5, 0.5]], [[0.9, 0.1]], "caller")
+    with pytest.raises(ValueError, match="not normalised"):
+        D.check_pair_1d([0.5, 0.6], [0.5, 0.5], "caller")
+    # validate=False: the values are taken as checked, the shape is still checked (it costs nothing)
+    assert D.check_pair_1d([0.5, 0.6], [0.5, 0.5], "caller", validate=False)[0].tolist() == [0.5, 0.6]
+    with pytest.raises(ValueError, match="caller takes one pair of 1-D vectors"):
+        D.check_pair_1d([[0.5, 0.5]], [[0.5, 0.5]], "caller", validate=False)
+
+
+def test_as_pair_checks_only_when_asked():
+    with pytest.raises(ValueError, match="vocabulary mismatch"):
+        D.as_pair([0.5, 0.5], [1.0])
+    p, q = D.as_pair([1, 0], [0.5, 0.5], validate=False)
+    assert p.dtype == np.float64 and q.tolist() == [0.5, 0.5]
+
+
 @pytest.mark.parametrize("bad, match", [
     ([0.0, np.nan], "NaN or \\+inf"),
     ([0.0, np.inf], "NaN or \\+inf"),

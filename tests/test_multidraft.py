@@ -275,3 +275,20 @@ def test_path_acceptance_with_one_draft_is_selection_law():
     got = multidraft_path_acceptance(p, q, y, 1)
     want = np.array([min(1.0, selection_law(p[t], q[t], 1)[y[t]] / p[t, y[t]]) for t in range(12)])
     assert np.allclose(got, want, atol=1e-12) and np.allclose(got, np.minimum(1, q[np.arange(12), y] / p[np.arange(12), y]))
+
+
+def test_node_rule_and_theory_take_checked_arrays(monkeypatch):
+    """Validation once at the door: the sampler's visits and the tree theory do not re-check the rows."""
+    import chansim.distributions as D
+    from chansim.verify.multidraft import multidraft_tree_tokens
+
+    calls = []
+    check = D.check_pair
+    monkeypatch.setattr(D, "check_pair", lambda *a, **k: calls.append(1) or check(*a, **k))
+    rng = np.random.default_rng(5)
+    trans = rng.dirichlet(np.ones(6), size=6)
+    simulate("multidraft", "branch:2,2", MarkovSource(trans), MarkovSource(0.5 * trans + 0.5 / 6), calls=100, seed=0)
+    assert not calls                                 # the sources were checked when built
+    p, q = rng.dirichlet(np.ones(6)), rng.dirichlet(np.ones(6))
+    multidraft_tree_tokens(p, q, "branch:3,2")
+    assert len(calls) == 1

@@ -25,8 +25,10 @@ class Autoregressive(Method):
         raise ValueError("autoregressive decoding drafts nothing")
 
     def draft(self, q, slots, noise: NodeNoise) -> np.ndarray:
+        """Nothing: ``[B, 0]``."""
         return np.empty((noise.batch, 0), dtype=np.int64)                 # [B, 0]
 
     def verify(self, p, q, drafts, noise: NodeNoise):
+        """y ~ p: ``p`` ``[R, V]`` → ``(accepted [B] = -1, token [B])``."""
         token = sample_rows(p, noise.rng.random(noise.batch))             # [B]
         return np.full(noise.batch, -1, dtype=np.int64), token

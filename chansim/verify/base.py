@@ -185,17 +185,22 @@ class Method:
     def slot_weights(self, p, q, m: int, *, trials: int = 20_000, seed: int = 0, law=None) -> SlotWeights:
         """Per-slot weights :math:`w_1..w_m` of a node with m drafted children (docs/theory.md §1).
 
+        ``p``, ``q``: one checked pair ``[V]`` (the theory's door checks it), or ``[..., V]`` where
+        a method is batched over positions (sd, specinfer); ``w`` ``[m]`` (``[..., m]``).
         ``trials``, ``seed``: Monte Carlo effort where the weights are not exact; ``law``:
         the rank law of (p, q), passed by the theory to methods with ``uses_race``.
         """
         raise ValueError(f"method {self.name!r} has no per-slot node weights")
 
     def node_acceptance(self, p, q, m: int, **opts) -> float:
-        """P(a node with m drafted children moves to one of them) = :math:`\\sum_j w_j`."""
+        """P(a node with m drafted children moves to one of them) = :math:`\\sum_j w_j`; p, q checked ``[V]``."""
         return float(self.slot_weights(p, q, m, **opts).w.sum())
 
     def tree_tokens(self, tree, p, q):
-        """Exact E[tokens per call] on ``tree`` by a method-specific closed form, or None (use slot weights)."""
+        """Exact E[tokens per call] on ``tree`` by a method-specific closed form, or None (use slot weights).
+
+        ``p``, ``q``: one checked pair ``[V]`` (i.i.d. model: every node sees it).
+        """
         return None
 
     # ------------------------------------------------------------------ logged paths
@@ -221,9 +226,17 @@ class Method:
 
     # ------------------------------------------------------------------ sampling
     def draft(self, q, slots, noise: NodeNoise) -> np.ndarray:   # pragma: no cover - abstract
+        """Tokens of a node's children ``[B, m]`` (``-1``: slot holds no token).
+
+        ``q`` ``[R, V]`` (R = B or 1) checked draft rows; ``slots`` ``[m]`` the children's 1-based slots.
+        """
         raise NotImplementedError
 
     def verify(self, p, q, drafts, noise: NodeNoise):            # pragma: no cover - abstract
+        """The node rule: ``(accepted [B], token [B])`` (``accepted = -1``: stop with ``token``).
+
+        ``p``, ``q`` ``[R, V]`` (R = B or 1) checked rows; ``drafts`` ``[B, m]`` from :meth:`draft`.
+        """
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -234,6 +247,7 @@ class IIDDrafting:
     """Mixin: the m children of a node are drafted i.i.d. from q (duplicates allowed)."""
 
     def draft(self, q, slots, noise: NodeNoise) -> np.ndarray:
+        """m i.i.d. draws from ``q`` ``[R, V]`` per row → ``[B, m]`` (``slots`` ``[m]`` only counts them)."""
         u = noise.rng.random((noise.batch, len(slots)))                   # [B, m]
         return sample_rows(q, u).astype(np.int64)                         # [B, m] i.i.d. ~ q
 

@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..distributions import check_pair
+from ..distributions import check_pair_1d
 from ..paths import check_path_inputs, expected_calls_from_lengths
 from ..stats import normal_quantile
 from .base import IIDDrafting, Method, NodeNoise, sample_rows, take_rows
-from .block_exact import block_tokens
+from .block_exact import cached_block_tokens
 from .specinfer import SpecInfer
 
 __all__ = ["Block", "block_weights", "block_mean_weights", "block_chain_tokens", "block_chain_tokens_mc",
@@ -84,22 +84,29 @@ class Block(IIDDrafting, Method):
 
     # ------------------------------------------------------------------ theory (i.i.d. model)
     def node_acceptance(self, p, q, m: int, **opts) -> float:
-        r"""The first node of a chain accepts with :math:`\beta = \sum_x \min(p_x, q_x)` (= sd)."""
+        r"""The first node of a chain accepts with :math:`\beta = \sum_x \min(p_x, q_x)` (= sd).
+
+        ``p``, ``q``: a checked pair ``[V]``.
+        """
         if m != 1:
             raise ValueError(f"block verifies a chain: one draft per node, got m={m}")
         return float(np.minimum(p, q).sum())
 
     def tree_tokens(self, tree, p, q):
-        """E[tokens per call] on ``chain:γ`` at any V (Spitzer's identity, :func:`~chansim.verify.block_exact.block_tokens`).
+        """E[tokens per call] on ``chain:γ`` at any V (Spitzer's identity).
+
+        ``p``, ``q``: a checked pair ``[V]`` (:func:`~chansim.verify.block_exact.block_tokens` behind its door).
 
         Exact (enumerated overlaps) on small V, else the midpoint of a guaranteed interval of
         half-width at most 1e-6 (wider only where the grid budget runs out: very long chains on
         nearly equal p and q; :func:`~chansim.verify.block_exact.block_tokens` gives the interval).
         """
-        return block_tokens(p, q, int(tree.size)).at(int(tree.size))[0]
+        return cached_block_tokens(p, q, int(tree.size)).at(int(tree.size))[0]
 
     def report_tokens(self, p, q, ks, tree: str, ctx=None):
         """Tokens per call at each k for the bound report: the chain (optimal and ``chain``), batch only at k = 1.
+
+        ``p``, ``q``: a checked pair ``[V]``; returns ``(values [len(ks)], budgets [len(ks)], exact)``.
 
         :func:`~chansim.verify.block_exact.block_tokens` (Spitzer's identity; exact on small V,
         else a guaranteed interval of half-width <= :data:`REPORT_TOL`); ``exact`` when every
@@ -109,7 +116,7 @@ class Block(IIDDrafting, Method):
         beta = float(np.minimum(p, q).sum())
         if tree == "batch":
             return [1 + beta if k == 1 else None for k in ks], [1 if k == 1 else None for k in ks], True
-        bt = block_tokens(p, q, max(ks), tol=REPORT_TOL)
+        bt = cached_block_tokens(p, q, max(ks), tol=REPORT_TOL)
         vals = [bt.at(k) for k in ks]
         exact = bt.exact or all((hi - lo) / 2 <= 1e-4 for _, lo, hi in vals)
         return [v for v, _, _ in vals], list(ks), exact
@@ -183,7 +190,10 @@ class Block(IIDDrafting, Method):
                          "law of a call's length (chansim.predict.predict_path, Block.path_call_lengths)")
 
     def path_call_lengths(self, p, q, y, py, widths):
-        """:func:`block_call_lengths` on validated arrays, γ = ``len(widths)``."""
+        """:func:`block_call_lengths` on checked arrays, γ = ``len(widths)``.
+
+        ``q`` ``[T, V]``, ``y``, ``py`` ``[T]`` → ``[T, γ+2]``.
+        """
         return _call_lengths(q, y, py, len(widths))
 
 
@@ -194,7 +204,7 @@ def _pick(rows, depth, batch_rows):
 
 # ----------------------------------------------------------------------------- theory (i.i.d. model)
 def block_mean_weights(target_probs, draft_probs, gamma: int, max_states: int = 2_000_000) -> np.ndarray:
-    r""":math:`E[w_1], \dots, E[w_\gamma]` = P(τ >= i) on a chain, exactly (i.i.d. model), shape ``(γ,)``.
+    r""":math:`E[w_1], \dots, E[w_\gamma]` = P(τ >= i) on a chain, exactly (i.i.d. model; pair ``[V]``), ``(γ,)``.
 
     :math:`w_i = \min(1, w_{i-1}\,p(X_i)/q(X_i))` with :math:`X_i` i.i.d. ~ q; the law of
     :math:`w_i` is propagated on its finite support (equal values merged); raises
@@ -203,9 +213,7 @@ def block_mean_weights(target_probs, draft_probs, gamma: int, max_states: int = 
     >>> (block_mean_weights([1/3, 2/3], [2/3, 1/3], 2) * 9).round(9).tolist()
     [6.0, 5.0]
     """
-    p, q = check_pair(target_probs, draft_probs)
-    if p.ndim != 1:
-        raise ValueError(f"block theory takes one pair of 1-D vectors, got shape {p.shape}")
+    p, q = check_pair_1d(target_probs, draft_probs, "block theory")
     if isinstance(gamma, bool) or int(gamma) != gamma or gamma < 0:
         raise ValueError(f"gamma must be a non-negative integer, got {gamma!r}")
     drafted = q > 0
@@ -227,7 +235,7 @@ def block_mean_weights(target_probs, draft_probs, gamma: int, max_states: int = 
 
 
 def block_chain_tokens(target_probs, draft_probs, gamma: int, max_states: int = 2_000_000) -> float:
-    r"""Exact expected tokens per call of block verification on ``chain:γ`` (i.i.d. model).
+    r"""Exact expected tokens per call of block verification on ``chain:γ`` (i.i.d. model; pair ``[V]``).
 
     :math:`1 + \sum_{i=1}^{\gamma} E[w_i]` (:func:`block_mean_weights`;
     docs/methods_block_multidraft.md §1.3).
@@ -244,7 +252,7 @@ def block_chain_tokens(target_probs, draft_probs, gamma: int, max_states: int = 
 
 
 def _mc_mean_weights(p, q, gamma, trials, seed):
-    """Monte Carlo E[w_1..w_γ] ``[γ]`` and the per-chain sums Σ_i w_i ``[N]``."""
+    """Monte Carlo E[w_1..w_γ] ``[γ]`` and the per-chain sums Σ_i w_i ``[N]``; p, q checked ``[V]``."""
     rng = np.random.default_rng(seed)
     drafts = sample_rows(q[None, :], rng.random((int(trials), int(gamma))))           # [N, γ] i.i.d. ~ q
     rows = np.broadcast_to(np.stack([p, q])[:, None, None, :], (2, int(gamma), 1, len(p)))
@@ -254,7 +262,7 @@ def _mc_mean_weights(p, q, gamma, trials, seed):
 
 def block_chain_tokens_mc(target_probs, draft_probs, gamma: int, trials: int = 200_000, seed: int = 0,
                           confidence: float = 0.99) -> tuple[float, float, float]:
-    r"""Monte Carlo :math:`1 + \sum_i E[w_i]` for large V: ``(estimate, ci_low, ci_high)``.
+    r"""Monte Carlo :math:`1 + \sum_i E[w_i]` for large V (pair ``[V]``): ``(estimate, ci_low, ci_high)``.
 
     Rao–Blackwellised (the weights replace the accept coins); normal interval on the
     per-chain sums :math:`\sum_i w_i`.  For the exact value use :func:`block_chain_tokens`.
@@ -264,9 +272,7 @@ def block_chain_tokens_mc(target_probs, draft_probs, gamma: int, trials: int = 2
     True
     """
 
-    p, q = check_pair(target_probs, draft_probs)
-    if p.ndim != 1:
-        raise ValueError(f"block_chain_tokens_mc takes one pair of 1-D vectors, got shape {p.shape}")
+    p, q = check_pair_1d(target_probs, draft_probs, "block_chain_tokens_mc")
     if isinstance(gamma, bool) or int(gamma) != gamma or gamma < 1:
         raise ValueError(f"gamma must be a positive integer, got {gamma!r}")
     if isinstance(trials, bool) or int(trials) != trials or trials < 2:
@@ -323,6 +329,8 @@ def _call_lengths(q, y, py, gamma: int) -> np.ndarray:
 
 def block_path_calls(target_probs, draft_probs, tokens, gamma: int) -> float:
     r"""Expected target calls of block verification (``chain:γ``) to produce the logged path.
+
+    ``target_probs``, ``draft_probs`` ``[T, V]``, ``tokens`` ``[T]``.
 
     Backward recursion :math:`f(t) = 1 + \sum_j P_t(j)\, f(\min(t + j, T))`, f(T) = 0
     (:func:`chansim.predict.expected_calls_from_lengths`), with :math:`P_t(j)` from

@@ -42,7 +42,7 @@ from fractions import Fraction
 import numpy as np
 from scipy import fft as sfft
 
-from ..distributions import check_pair
+from ..distributions import check_pair, check_pair_1d
 
 __all__ = ["spitzer_weights", "product_overlaps_exact", "product_overlap_bounds", "BlockTokens", "block_tokens",
            "multisets"]
@@ -55,7 +55,7 @@ FFT_ERROR_CONSTANT = 5.0
 
 
 def spitzer_weights(overlaps, gamma: int | None = None):
-    r""":math:`E[w_1..w_\gamma]` from the overlaps :math:`c_1..c_N` by Spitzer's identity, a list of length γ.
+    r""":math:`E[w_1..w_\gamma]` from the overlaps :math:`c_1..c_N` ``[N]`` by Spitzer's identity: a list, length γ.
 
     :math:`f_0 = 1`, :math:`n f_n = \sum_{k=1}^{n} c_k f_{n-k}` (the coefficients of
     :math:`\exp(\sum_n c_n t^n / n)`); overlaps past N count as 0.  Works on floats and on
@@ -90,7 +90,7 @@ def multisets(vocab: int, n: int) -> int:
 def product_overlaps_exact(target_probs, draft_probs, n_max: int):
     r""":math:`c_n = \sum_{x \in V^n} \min(p^{\otimes n}(x), q^{\otimes n}(x))` for n = 1..n_max, by enumeration.
 
-    A sequence's probabilities depend only on its multiset of tokens, so the sum runs over
+    One pair ``[V]``.  A sequence's probabilities depend only on its multiset of tokens, so the sum runs over
     the :math:`\binom{V+n-1}{n}` multisets with their multinomial counts.  Entries of type
     :class:`~fractions.Fraction` give exact rationals (no validation then); floats are
     validated.
@@ -100,12 +100,20 @@ def product_overlaps_exact(target_probs, draft_probs, n_max: int):
     """
     if not (len(target_probs) and isinstance(target_probs[0], Fraction)):
         p, q = check_pair(target_probs, draft_probs)
+    else:
+        p, q = target_probs, draft_probs
+    return _overlaps_exact(p, q, int(n_max))
+
+
+def _overlaps_exact(p, q, n_max: int) -> list:
+    """:func:`product_overlaps_exact` on a checked pair ``[V]`` (floats) or on Fractions (exact rationals)."""
+    if not (len(p) and isinstance(p[0], Fraction)):
         p, q = [float(v) for v in p], [float(v) for v in q]
     else:
-        p, q = list(target_probs), list(draft_probs)
+        p, q = list(p), list(q)
     vocab = len(p)
     out = []
-    for n in range(1, int(n_max) + 1):
+    for n in range(1, n_max + 1):
         total = 0
         for combo in itertools.combinations_with_replacement(range(vocab), n):
             count = math.factorial(n)
@@ -126,7 +134,7 @@ def _fft_conv(a_hat, b, size):
 
 def product_overlap_bounds(target_probs, draft_probs, n_max: int, step: float = 2.0**-12,
                            window: float = WINDOW) -> tuple[np.ndarray, np.ndarray]:
-    r"""Guaranteed bounds ``(lower, upper)`` on :math:`c_1..c_{n_{\max}}`, each of shape ``(n_max,)``.
+    r"""Guaranteed bounds ``(lower, upper)`` on :math:`c_1..c_{n_{\max}}`, each of shape ``(n_max,)``; pair ``[V]``.
 
     Grid of step h (``step``) on the log-ratio :math:`z = \log p/q` of the drafted tokens
     (q > 0).  Cell j of :math:`S_n` holds the p-mass :math:`P_j` and q-mass :math:`Q_j` of the
@@ -146,10 +154,13 @@ def product_overlap_bounds(target_probs, draft_probs, n_max: int, step: float = 
     >>> bool(lo[1] <= 2/3 <= hi[1]) and float(hi[1] - lo[1]) < 1e-3   # the pairs ab, ba sit at S_2 = 0
     True
     """
-    p, q = check_pair(target_probs, draft_probs)
-    if p.ndim != 1:
-        raise ValueError(f"product_overlap_bounds takes one pair of 1-D vectors, got shape {p.shape}")
-    n_max = int(n_max)
+    p, q = check_pair_1d(target_probs, draft_probs, "product_overlap_bounds")
+    return _overlap_bounds(p, q, int(n_max), step, window)
+
+
+def _overlap_bounds(p: np.ndarray, q: np.ndarray, n_max: int, step: float = 2.0**-12,
+                    window: float = WINDOW) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`product_overlap_bounds` on checked arrays ``p``, ``q`` ``[V]`` → ``(lower [n_max], upper [n_max])``."""
     drafted = (q > 0) & (p > 0)                              # p = 0: z = -inf, overlap 0 (never counts)
     with np.errstate(divide="ignore"):
         z = np.log(p[drafted]) - np.log(q[drafted])           # [V'] log-ratios
@@ -242,7 +253,7 @@ MAX_DEPTH = 4096
 
 def block_tokens(target_probs, draft_probs, gamma: int, tol: float = 1e-6, max_multisets: int = 200_000,
                  max_cells: int = 2**22) -> BlockTokens:
-    r"""Tokens per call of block verification on ``chain:1`` .. ``chain:γ`` (i.i.d. model), at any V.
+    r"""Tokens per call of block verification on ``chain:1`` .. ``chain:γ`` (i.i.d. model; pair ``[V]``), at any V.
 
     Exact by enumeration of the overlaps when :math:`\sum_{n \le \gamma}\binom{V+n-1}{n}` is at
     most ``max_multisets``; otherwise :func:`product_overlap_bounds` with the grid step halved
@@ -257,9 +268,14 @@ def block_tokens(target_probs, draft_probs, gamma: int, tol: float = 1e-6, max_m
     >>> round(float(bt.value[-1]), 12) == round(20 / 9, 12), bt.exact
     (True, True)
     """
-    p, q = check_pair(target_probs, draft_probs)
-    if p.ndim != 1:
-        raise ValueError(f"block_tokens takes one pair of 1-D vectors, got shape {p.shape}")
+    p, q = check_pair_1d(target_probs, draft_probs, "block_tokens")
+    return cached_block_tokens(p, q, gamma, tol, max_multisets, max_cells)
+
+
+def cached_block_tokens(p: np.ndarray, q: np.ndarray, gamma: int, tol: float = 1e-6, max_multisets: int = 200_000,
+                        max_cells: int = 2**22) -> BlockTokens:
+    """:func:`block_tokens` on checked arrays ``p``, ``q`` ``[V]`` and γ >= 1 (the theory's and the bound
+    report's calls through :class:`~chansim.verify.block.Block`, which hold checked arrays)."""
     if isinstance(gamma, bool) or int(gamma) != gamma or gamma < 1:
         raise ValueError(f"gamma must be a positive integer, got {gamma!r}")
     key = (hashlib.sha1(p.tobytes() + q.tobytes()).hexdigest(), min(int(gamma), MAX_DEPTH), float(tol),
@@ -275,11 +291,11 @@ _CACHE: dict = {}
 
 
 def _block_tokens(p, q, gamma, tol, max_multisets, max_cells) -> BlockTokens:
-    """:func:`block_tokens` on a validated pair."""
+    """:func:`block_tokens` on a checked pair ``p``, ``q`` ``[V]`` (uncached)."""
     vocab = len(p)
     bc = float(np.sqrt(p * q).sum())                          # c_n <= bc^n
     if sum(multisets(vocab, n) for n in range(1, gamma + 1)) <= max_multisets:
-        c = product_overlaps_exact(p, q, gamma)
+        c = _overlaps_exact(p, q, gamma)
         val = _tokens(c, gamma)
         return BlockTokens(val, val.copy(), val.copy(), True, "enumeration", _limit(c, bc))
     # depth N past which the Bhattacharyya tail moves the value by < tol / 4: T <= 1/(1 - bc) and
@@ -290,7 +306,7 @@ def _block_tokens(p, q, gamma, tol, max_multisets, max_cells) -> BlockTokens:
         depth = min(gamma, tail[0]) if tail else gamma
     step = 2.0**-10
     while True:
-        lo_c, hi_c = product_overlap_bounds(p, q, depth, step=step)
+        lo_c, hi_c = _overlap_bounds(p, q, depth, step=step)
         hi_c = np.minimum(hi_c, bc ** np.arange(1, depth + 1))
         low = _tokens(lo_c, gamma)
         high = _tokens(list(hi_c) + [bc ** n for n in range(depth + 1, gamma + 1)], gamma)

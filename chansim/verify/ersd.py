@@ -69,7 +69,7 @@ class ERSD(Method):
         return np.asarray(sd_chain_tokens(alpha, int(k)), dtype=float)
 
     def slot_weights(self, p, q, m: int, *, law=None, confidence: float = 0.999, **_) -> SlotWeights:
-        r""":math:`w_r = a_r`, the rank law ``law`` of (p, q).
+        r""":math:`w_r = a_r`, the rank law ``law`` of (p, q) (a checked pair ``[V]``); w ``[m]``.
 
         The theory computes ``law`` with :func:`chansim.theory.rank_law` (the rank law's one
         entry point) and passes it for every method with ``uses_race``.  Monte Carlo laws
@@ -92,9 +92,14 @@ class ERSD(Method):
         return float(self.slot_weights(p, q, m, law=law).w.sum())
 
     def path_acceptance(self, p, q, y, py, m: int) -> np.ndarray:
+        """:func:`ersd_path_weights`: ``p``, ``q`` ``[T, V]``, ``y``, ``py`` ``[T]`` → ``[T]``."""
         return ersd_path_weights(p, q, y, py, m)
 
     def draft(self, q, slots, noise: NodeNoise) -> np.ndarray:
+        """The tokens at ranks ``slots`` ``[m]`` of the q-race → ``[B, m]``.
+
+        ``q`` ``[R, V]``; race noise ``[B, V]`` or the sorted table in ``noise``.
+        """
         if not len(slots):
             return np.empty((noise.batch, 0), dtype=np.int64)
         if noise.race is None and noise.table is not None:                # exact O(m log V) race
@@ -105,6 +110,8 @@ class ERSD(Method):
         return race_ranked_tokens(noise.race, q, slots)                   # [B, m]
 
     def verify(self, p, q, drafts, noise: NodeNoise):
+        """The target's race winner; move to the child holding it.  ``p`` ``[R, V]``, ``drafts`` ``[B, m]``
+        → ``(accepted [B], token [B])``."""
         if noise.race is None and noise.table is not None:
             if drafts.shape[1] == 0:                                      # a leaf: nothing arrived, winner ~ p
                 token = noise.table.sample_target(noise.table_rows, noise.rng.random(noise.batch), noise.rng)

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..distributions import check_pair
+from ..distributions import check_pair_1d
 from ..paths import check_path_inputs
 from ..trees import as_tree
 from ..transport import optimal_acceptance_iid
@@ -95,7 +95,7 @@ def _greedy_law(ps, qs, m: int):
 
 
 def selection_law(target_probs, draft_probs, m: int) -> np.ndarray:
-    r"""The optimal selection law r ``[V]`` of the canonical verifier, in O(V log V).
+    r"""The optimal selection law r ``[V]`` of the canonical verifier for a pair ``[V]``, in O(V log V).
 
     r is a law of "one token of the draft set" (a point of the base polytope of
     :math:`S \mapsto 1 - (1 - q(S))^m`) with :math:`\sum_y \min(p_y, r_y) = \alpha^*`
@@ -108,9 +108,7 @@ def selection_law(target_probs, draft_probs, m: int) -> np.ndarray:
     >>> selection_law([0.5, 0.5], [0.9, 0.1], 1).round(6).tolist()   # m = 1: r = q
     [0.9, 0.1]
     """
-    p, q = check_pair(target_probs, draft_probs)
-    if p.ndim != 1:
-        raise ValueError(f"selection_law takes one pair of 1-D vectors, got shape {p.shape}")
+    p, q = check_pair_1d(target_probs, draft_probs, "selection_law")
     m = _check_m(m)
     order = _ratio_order(p, q)
     r = np.zeros_like(p)
@@ -137,6 +135,154 @@ def _power_diff(hi, lo, n: int):
     return (hi - lo) * total
 
 
+def _measure(b: float, a: float, e: float) -> float:
+    r""":math:`b^e - a^e` for :math:`0 \le a \le b`, accurate when a is close to b."""
+    if a < 0.5 * b:                                                # no cancellation
+        return b ** e - a ** e
+    return -(b ** e) * math.expm1(e * math.log1p((a - b) / b)) if b > 0.0 else 0.0
+
+
+def _window(lo: list, hi: list, i: int, x: float, need: float, pw: float):
+    """``(measure, last fragment, end)`` of the window of free length ``need`` from x in fragment i.
+
+    ``lo``, ``hi``: the free fragments of the priority axis, ascending; the measure is
+    :math:`\\int m u^{m-1} du` over the window (``pw`` = m), ``inf`` when the free space runs out.
+    """
+    mu = 0.0
+    j, start = i, x
+    last = len(lo) - 1
+    while True:
+        avail = hi[j] - start
+        if avail >= need:
+            end = start + need
+            return mu + _measure(end, start, pw), j, end
+        mu += _measure(hi[j], start, pw)
+        need -= avail
+        if j == last:
+            return math.inf, j, hi[j]              # runs out of free space: too high
+        j += 1
+        start = lo[j]
+
+
+def _bracket_fragment(lo: list, hi: list, i: int, need: float, target: float, pw: float) -> int:
+    """The last fragment i whose window from its bottom, :math:`W(i, lo_i)`, has measure <= ``target``.
+
+    W increases with i; galloping from the guess ``i`` then bisection.
+    """
+    low, high = i, i                                           # W(low) <= target < W(high + 1) sought
+    step = 1
+    while low > 0 and _window(lo, hi, low, lo[low], need, pw)[0] > target:
+        high = low - 1
+        low = max(low - step, 0)
+        step *= 2
+    step = 1
+    while high + 1 < len(lo) and _window(lo, hi, high + 1, lo[high + 1], need, pw)[0] <= target:
+        low = high + 1
+        high = min(high + step, len(lo) - 1)
+        step *= 2
+    while low < high:                                          # W(low) <= target, answer in [low, high]
+        mid = (low + high + 1) // 2
+        if _window(lo, hi, mid, lo[mid], need, pw)[0] <= target:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _windows_in_fragment(lo: list, hi: list, i: int, need: float, pw: float):
+    """``window_i(x)``: :func:`_window` for starts x inside fragment i, in O(log span).
+
+    The free lengths and measures of the fragments above i are cumulated once (until they
+    hold the window), so each evaluation is one bisection instead of a walk.
+    """
+    cum_len, cum_mu, t, tot_len, tot_mu = [], [], i + 1, 0.0, 0.0
+    while t < len(lo) and tot_len < need:
+        tot_len += hi[t] - lo[t]
+        tot_mu += _measure(hi[t], lo[t], pw)
+        cum_len.append(tot_len)
+        cum_mu.append(tot_mu)
+        t += 1
+    b_i = hi[i]
+
+    def window_i(x):
+        rest = need - (b_i - x)
+        if rest <= 0.0:
+            return _measure(x + need, x, pw), i, x + need
+        k = bisect.bisect_left(cum_len, rest)
+        if k == len(cum_len):
+            return math.inf, len(lo) - 1, hi[-1]
+        below_len, below_mu = (cum_len[k - 1], cum_mu[k - 1]) if k else (0.0, 0.0)
+        end = lo[i + 1 + k] + (rest - below_len)
+        return _measure(b_i, x, pw) + below_mu + _measure(end, lo[i + 1 + k], pw), i + 1 + k, end
+
+    return window_i
+
+
+def _solve_window(lo: list, hi: list, i: int, need: float, target: float, u_star: float, pw: float):
+    """Start x in fragment i of the window of measure ``target``: safeguarded Newton from ``u_star``.
+
+    Returns ``(x, last fragment j, end)``.  The bracket [a, b] of fragment i shrinks with every
+    evaluation; a Newton step that leaves it (or has no slope) bisects instead.
+    """
+    a, b = lo[i], hi[i]
+    window_i = _windows_in_fragment(lo, hi, i, need, pw)
+    x = u_star - 0.5 * need
+    if not a < x < b - need:
+        x = max(a, b - need)                                   # windows from below x stay inside fragment i
+    val, j, end = window_i(x)
+    if val > target:
+        b = x
+    else:
+        a = x
+    for _ in range(200):
+        if val == target or b - a <= 4e-16 * b:
+            break
+        if math.isfinite(val) and abs(val - target) <= 1e-13 * target:
+            break
+        slope = pw * _measure(end, x, pw - 1.0) if math.isfinite(val) else 0.0
+        x_new = x - (val - target) / slope if slope > 0.0 else 0.5 * (a + b)
+        if slope > 0.0 and abs(x_new - x) <= 2e-16 * x:        # Newton step below one ulp: converged
+            break
+        if not a < x_new < b:
+            x_new = 0.5 * (a + b)
+        x = x_new
+        val, j, end = window_i(x)
+        if val > target:
+            b = x
+        else:
+            a = x
+    if not math.isfinite(val):                                 # only by rounding at the very top
+        x = a
+        val, j, end = window_i(x)
+    return x, j, end
+
+
+def _take_window(lo: list, hi: list, cells: list, k: int, i: int, j: int, x: float, end: float, top: float) -> int:
+    """Give token k the window [x, hi_i] + fragments i+1..j-1 + [lo_j, end]; cut it from the free
+    fragments (in place) and return the fragment where the next search starts."""
+    if j == i:
+        cells.append((k, x, end))
+    else:
+        cells.append((k, x, hi[i]))
+        cells.extend((k, lo[t], hi[t]) for t in range(i + 1, j))
+        cells.append((k, lo[j], end))
+    keep_low = x > lo[i]
+    keep_high = end < hi[j]
+    new_lo, new_hi = [], []
+    if keep_low:
+        new_lo.append(lo[i])
+        new_hi.append(x)
+    if keep_high:
+        new_lo.append(end)
+        new_hi.append(hi[j])
+    lo[i:j + 1] = new_lo
+    hi[i:j + 1] = new_hi
+    if not lo:                                                 # rounding ate the last fragment
+        lo.append(top)
+        hi.append(top)
+    return i if keep_low else max(i - 1, 0)
+
+
 def _curtain(sizes, targets, bottom: float, top: float, m: int):
     """Left-curtain partition of the priority interval [bottom, top] among one segment's tokens.
 
@@ -144,38 +290,15 @@ def _curtain(sizes, targets, bottom: float, top: float, m: int):
     the last (lowest ratio) up: each takes the window of the still-free part of free length
     ``sizes[k]`` whose measure :math:`\\int m u^{m-1} du` is ``targets[k]`` (the shadow of
     an atom, docs/methods_block_multidraft.md §2.4); the first token takes what is left.
-    Returns a list of ``(token, lo, hi)`` cells.  One pass over the tokens (the window of
-    each is found next to the previous one by a safeguarded Newton iteration).
+    Returns a list of ``(token, lo, hi)`` cells.  One pass over the tokens, four steps each:
+    a guess where the density :math:`m u^{m-1}` equals target/size, the fragment that holds
+    the window's start (:func:`_bracket_fragment`), the start itself (:func:`_solve_window`,
+    a safeguarded Newton iteration) and the cut (:func:`_take_window`).
     """
     lo, hi = [bottom], [top]                       # free fragments, ascending
     cells = []
     gap = 0                                        # fragment where the last window started
     pw = float(m)
-    expm1, log1p = math.expm1, math.log1p
-
-    def measure(b, a, e=pw):
-        """b^e - a^e, accurate when a is close to b."""
-        if a < 0.5 * b:                                            # no cancellation
-            return b ** e - a ** e
-        return -(b ** e) * expm1(e * log1p((a - b) / b)) if b > 0.0 else 0.0
-
-    def window(i, x, need):
-        """(measure, last fragment, end) of the window of free length ``need`` from x in fragment i."""
-        mu = 0.0
-        j, start = i, x
-        last = len(lo) - 1
-        while True:
-            avail = hi[j] - start
-            if avail >= need:
-                end = start + need
-                return mu + measure(end, start), j, end
-            mu += measure(hi[j], start)
-            need -= avail
-            if j == last:
-                return math.inf, j, hi[j]          # runs out of free space: too high
-            j += 1
-            start = lo[j]
-
     for k in range(len(sizes) - 1, 0, -1):
         need, target = float(sizes[k]), float(targets[k])
         if m > 1 and need > 0.0:                                   # where the density m u^(m-1) equals target/need
@@ -184,97 +307,9 @@ def _curtain(sizes, targets, bottom: float, top: float, m: int):
         else:
             u_star = lo[0]
             i = min(gap, len(lo) - 1)
-        # bracket: the last i with W(i, lo_i) <= target (W increases with i), by galloping then bisection
-        low, high = i, i                                           # W(low) <= target < W(high + 1) sought
-        step = 1
-        while low > 0 and window(low, lo[low], need)[0] > target:
-            high = low - 1
-            low = max(low - step, 0)
-            step *= 2
-        step = 1
-        while high + 1 < len(lo) and window(high + 1, lo[high + 1], need)[0] <= target:
-            low = high + 1
-            high = min(high + step, len(lo) - 1)
-            step *= 2
-        while low < high:                                          # W(low) <= target, answer in [low, high]
-            mid = (low + high + 1) // 2
-            if window(mid, lo[mid], need)[0] <= target:
-                low = mid
-            else:
-                high = mid - 1
-        i = low
-        a, b = lo[i], hi[i]
-        # free length and measure of the fragments above i, cumulated until they hold the window
-        cum_len, cum_mu, t, tot_len, tot_mu = [], [], i + 1, 0.0, 0.0
-        while t < len(lo) and tot_len < need:
-            tot_len += hi[t] - lo[t]
-            tot_mu += measure(hi[t], lo[t])
-            cum_len.append(tot_len)
-            cum_mu.append(tot_mu)
-            t += 1
-
-        def window_i(x):
-            """(measure, last fragment, end) of the window from x in fragment i, O(log span)."""
-            rest = need - (b_i - x)
-            if rest <= 0.0:
-                return measure(x + need, x), i, x + need
-            k = bisect.bisect_left(cum_len, rest)
-            if k == len(cum_len):
-                return math.inf, len(lo) - 1, hi[-1]
-            below_len, below_mu = (cum_len[k - 1], cum_mu[k - 1]) if k else (0.0, 0.0)
-            end = lo[i + 1 + k] + (rest - below_len)
-            return measure(b_i, x) + below_mu + measure(end, lo[i + 1 + k]), i + 1 + k, end
-
-        b_i = b
-        x = u_star - 0.5 * need
-        if not a < x < b - need:
-            x = max(a, b - need)                                   # windows from below x stay inside fragment i
-        val, j, end = window_i(x)
-        if val > target:
-            b = x
-        else:
-            a = x
-        for _ in range(200):
-            if val == target or b - a <= 4e-16 * b:
-                break
-            if math.isfinite(val) and abs(val - target) <= 1e-13 * target:
-                break
-            slope = pw * measure(end, x, pw - 1.0) if math.isfinite(val) else 0.0
-            x_new = x - (val - target) / slope if slope > 0.0 else 0.5 * (a + b)
-            if slope > 0.0 and abs(x_new - x) <= 2e-16 * x:        # Newton step below one ulp: converged
-                break
-            if not a < x_new < b:
-                x_new = 0.5 * (a + b)
-            x = x_new
-            val, j, end = window_i(x)
-            if val > target:
-                b = x
-            else:
-                a = x
-        if not math.isfinite(val):                                 # only by rounding at the very top
-            x = a
-            val, j, end = window_i(x)
-        # the window: [x, hi_i], whole fragments i+1..j-1, [lo_j, end]
-        if j == i:
-            cells.append((k, x, end))
-        else:
-            cells.append((k, x, hi[i]))
-            cells.extend((k, lo[t], hi[t]) for t in range(i + 1, j))
-            cells.append((k, lo[j], end))
-        keep_low = x > lo[i]
-        keep_high = end < hi[j]
-        new_lo, new_hi = [], []
-        if keep_low:
-            new_lo.append(lo[i])
-            new_hi.append(x)
-        if keep_high:
-            new_lo.append(end)
-            new_hi.append(hi[j])
-        lo[i:j + 1] = new_lo
-        hi[i:j + 1] = new_hi
-        if not lo:                                                 # rounding ate the last fragment
-            lo, hi = [top], [top]
-        gap = i if keep_low else max(i - 1, 0)
+        i = _bracket_fragment(lo, hi, i, need, target, pw)
+        x, j, end = _solve_window(lo, hi, i, need, target, u_star, pw)
+        gap = _take_window(lo, hi, cells, k, i, j, x, end, top)
     cells.extend((0, a, b) for a, b in zip(lo, hi) if b > a)
     return cells
 
@@ -330,7 +365,7 @@ _MAX_CACHED_PLANS = 256
 
 
 def multidraft_plan(target_probs, draft_probs, m: int) -> MultidraftPlan:
-    r"""The optimal selection rule for one (p, q) pair and m i.i.d. drafts (any V).
+    r"""The optimal selection rule for one (p, q) pair ``[V]`` and m i.i.d. drafts (any V).
 
     Builds :func:`selection_law` and its priority partition: segments between tight
     prefixes are independent (a one-token segment is the interval of the ratio order);
@@ -341,10 +376,12 @@ def multidraft_plan(target_probs, draft_probs, m: int) -> MultidraftPlan:
     >>> plan.selected.round(6).tolist()
     [0.81, 0.19]
     """
-    p, q = check_pair(target_probs, draft_probs)
-    if p.ndim != 1:
-        raise ValueError(f"multidraft_plan takes one pair of 1-D vectors, got shape {p.shape}")
-    m = _check_m(m)
+    p, q = check_pair_1d(target_probs, draft_probs, "multidraft_plan")
+    return _plan(p, q, _check_m(m))
+
+
+def _plan(p: np.ndarray, q: np.ndarray, m: int) -> MultidraftPlan:
+    """:func:`multidraft_plan` on checked arrays ``p``, ``q`` ``[V]`` (its door checks them), cached."""
     key = (p.tobytes(), q.tobytes(), m)
     if key in _PLANS:
         return _PLANS[key]
@@ -402,18 +439,27 @@ class Multidraft(IIDDrafting, Method):
 
     # ------------------------------------------------------------------ theory (i.i.d. model)
     def node_acceptance(self, p, q, m: int, **opts) -> float:
-        """α*, the LP optimum it attains, in O(V log V) (:func:`chansim.transport.optimal_acceptance_iid`)."""
-        return optimal_acceptance_iid(p, q, m)
+        """α*, the LP optimum it attains, of a checked pair ``[V]`` in O(V log V).
+
+        :func:`chansim.transport.optimal_acceptance_iid`.
+        """
+        return optimal_acceptance_iid(p, q, m, validate=False)
 
     def tree_tokens(self, tree, p, q):
-        """Exact E[tokens per call] on a sibling-closed tree (:func:`multidraft_tree_tokens`)."""
-        return multidraft_tree_tokens(p, q, tree)
+        """Exact E[tokens per call] on a sibling-closed tree (:func:`multidraft_tree_tokens`); p, q checked ``[V]``."""
+        tree = as_tree(tree)
+        self.check_tree(tree)
+        return _tree_tokens(p, q, tree)
 
     def report_tokens(self, p, q, ks, tree: str, ctx=None):
-        """Tokens per call at each k for the bound report: ``batch`` = 1 + α*(k), ``chain`` = sd; no optimal-tree search."""
+        """Tokens per call at each k for the bound report: ``batch`` = 1 + α*(k), ``chain`` = sd.
+
+        No optimal-tree search.  ``p``, ``q``: a checked pair ``[V]``; returns
+        ``(values [len(ks)], budgets [len(ks)], exact)``.
+        """
         ks = [int(k) for k in ks]
         if tree == "batch":
-            return [1.0 + optimal_acceptance_iid(p, q, k) for k in ks], [1] * len(ks), True
+            return [1.0 + optimal_acceptance_iid(p, q, k, validate=False) for k in ks], [1] * len(ks), True
         if tree == "chain":
             beta = float(np.minimum(p, q).sum())
             return ([float(k + 1) if beta >= 1 else float((1 - beta ** (k + 1)) / (1 - beta)) for k in ks],
@@ -422,7 +468,10 @@ class Multidraft(IIDDrafting, Method):
 
     # ------------------------------------------------------------------ logged paths
     def path_acceptance(self, p, q, y, py, m: int) -> np.ndarray:
-        """:func:`multidraft_path_acceptance` on validated arrays: min(1, r_t(y_t)/p_t(y_t)), O(V log V) per position."""
+        """:func:`multidraft_path_acceptance` on checked arrays: min(1, r_t(y_t)/p_t(y_t)), O(V log V) per position.
+
+        ``p``, ``q`` ``[T, V]``, ``y``, ``py`` ``[T]`` → ``[T]``.
+        """
         m = _check_m(m)
         if m == 1:                                                         # one draft: r = q (sd)
             return np.minimum(1.0, q[np.arange(len(y)), y] / py)
@@ -435,6 +484,8 @@ class Multidraft(IIDDrafting, Method):
         return np.minimum(1.0, ry / py)
 
     def verify(self, p, q, drafts, noise: NodeNoise):
+        """Select Y among ``drafts`` ``[B, m]``, then sd against the selection law; ``p``, ``q`` ``[R, V]`` (checked
+        rows, one plan per distinct row pair) → ``(accepted [B], token [B])``."""
         batch, m = drafts.shape
         u = noise.rng.random((batch, 2 * m + 2))                           # [B, 2m + 2]
         accepted = np.full(batch, -1, dtype=np.int64)
@@ -450,7 +501,7 @@ class Multidraft(IIDDrafting, Method):
             inverse = inverse.ravel()
             groups = [(np.flatnonzero(inverse == g), row[:vocab], row[vocab:]) for g, row in enumerate(rows)]
         for idx, p_row, q_row in groups:
-            plan = multidraft_plan(p_row, q_row, m)
+            plan = _plan(p_row, q_row, m)                                  # rows checked by the walk's sources
             x = drafts[idx]                                                # [b, m]
             y = plan.select(x, u[idx, 2:m + 2], u[idx, m + 2:])            # step 1: Y ~ beta(. | A)
             ok = u[idx, 0] * plan.selected[y] < p_row[y]                   # step 2: w.p. min(1, p/r)
@@ -464,17 +515,17 @@ class Multidraft(IIDDrafting, Method):
 
 # ----------------------------------------------------------------------------- theory (i.i.d. model)
 def multidraft_acceptance(target_probs, draft_probs, m: int) -> float:
-    r"""Node acceptance :math:`\sum_y \min(p_y, r_y)` of the sampler's selection law (= the LP optimum α*).
+    r"""Node acceptance :math:`\sum_y \min(p_y, r_y)` of the selection law (= the LP optimum α*); pair ``[V]``.
 
     >>> round(multidraft_acceptance([0.5, 0.5], [0.9, 0.1], 2), 6)   # H = {1}: 0.5 + 1 - 0.9^2
     0.69
     """
-    p, q = check_pair(target_probs, draft_probs)
-    return float(np.minimum(p, multidraft_plan(p, q, m).selected).sum())
+    p, q = check_pair_1d(target_probs, draft_probs, "multidraft_acceptance")
+    return float(np.minimum(p, _plan(p, q, _check_m(m)).selected).sum())
 
 
 def first_holder_law(plan: MultidraftPlan) -> np.ndarray:
-    r""":math:`P(Y = y,\ y \text{ first drafted at slot } j)`, shape ``(V, m)``; rows sum to r.
+    r""":math:`P(Y = y,\ y \text{ first drafted at slot } j)` of one node's ``plan``, shape ``(V, m)``; rows sum to r.
 
     Draft i has a priority point :math:`u_i` uniform on [0, 1] and token = owner of its
     cell.  For a cell [a, b] of y, :math:`\beta = a - |\text{cells}(y) \cap [0, a]|` is
@@ -508,7 +559,7 @@ def first_holder_law(plan: MultidraftPlan) -> np.ndarray:
 
 
 def multidraft_weights(target_probs, draft_probs, m: int) -> np.ndarray:
-    r"""Slot weights :math:`w_j` = P(move to child j) of a node with m children, shape ``(m,)``.
+    r"""Slot weights :math:`w_j` = P(move to child j) of a node with m children, shape ``(m,)``; pair ``[V]``.
 
     The accepted child is the first one holding Y, so
     :math:`w_j = \sum_y P(Y = y, \text{first at } j)\,\min(1, p_y/r_y)` with the first
@@ -517,15 +568,20 @@ def multidraft_weights(target_probs, draft_probs, m: int) -> np.ndarray:
     >>> multidraft_weights([0.5, 0.5], [0.5, 0.5], 2).round(6).tolist()
     [0.75, 0.25]
     """
-    p, q = check_pair(target_probs, draft_probs)
-    plan = multidraft_plan(p, q, m)
+    p, q = check_pair_1d(target_probs, draft_probs, "multidraft_weights")
+    return _weights(p, q, _check_m(m))
+
+
+def _weights(p: np.ndarray, q: np.ndarray, m: int) -> np.ndarray:
+    """:func:`multidraft_weights` on checked arrays ``p``, ``q`` ``[V]`` → ``[m]``."""
+    plan = _plan(p, q, m)
     with np.errstate(divide="ignore", invalid="ignore"):
         keep = np.where(plan.selected > 0, np.minimum(1.0, p / plan.selected), 0.0)     # [V]
     return keep @ first_holder_law(plan)
 
 
 def multidraft_tree_tokens(target_probs, draft_probs, tree) -> float:
-    r"""Exact expected tokens per call on a sibling-closed tree (i.i.d. model).
+    r"""Exact expected tokens per call on a sibling-closed tree (i.i.d. model; pair ``[V]``).
 
     :math:`1 + \sum_{v \ne \text{root}} P(\text{path passes } v)`, where the edge to the
     child in slot j of a node with :math:`m_u` children has weight
@@ -538,7 +594,12 @@ def multidraft_tree_tokens(target_probs, draft_probs, tree) -> float:
     """
     tree = as_tree(tree)
     Multidraft().check_tree(tree)
-    p, q = check_pair(target_probs, draft_probs)
+    p, q = check_pair_1d(target_probs, draft_probs, "multidraft_tree_tokens")
+    return _tree_tokens(p, q, tree)
+
+
+def _tree_tokens(p: np.ndarray, q: np.ndarray, tree) -> float:
+    """:func:`multidraft_tree_tokens` on checked arrays ``p``, ``q`` ``[V]`` and a checked sibling-closed tree."""
     cache = {}
     reach = np.zeros(tree.n_nodes)
     reach[0] = 1.0
@@ -547,7 +608,7 @@ def multidraft_tree_tokens(target_probs, draft_probs, tree) -> float:
         if len(kids):
             m = len(kids)
             if m not in cache:
-                cache[m] = multidraft_weights(p, q, m)
+                cache[m] = _weights(p, q, m)
             reach[kids] = reach[u] * cache[m][tree.ranks[kids] - 1]
     return float(reach.sum())
 
@@ -558,7 +619,7 @@ def multidraft_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.
 
     (Accepting outputs Y = y with probability :math:`r(y)\min(1, p(y)/r(y))`; r is the
     closed-form :func:`selection_law`, O(V log V) per position.)  Same signature as the
-    functions of :data:`chansim.predict.PATH_METHODS`.
+    functions of :data:`chansim.predict.PATH_METHODS`: p, q ``[T, V]``, tokens ``[T]`` → ``[T]``.
 
     >>> multidraft_path_acceptance([[0.5, 0.5]], [[0.9, 0.1]], [1], 2).round(6).tolist()
     [0.38]

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from ..distributions import check_pair
+from ..distributions import check_pair_1d
 from ..stats import normal_quantile
 from .base import Method, NodeNoise, SlotWeights, check_width, residual, sample_rows, take_rows
 
@@ -57,17 +57,19 @@ class RSD(Method):
         return purpose == "bound" and vocab is not None and vocab <= self.bound_default_max_vocab
 
     def slot_weights(self, p, q, m: int, *, trials: int = 20_000, seed: int = 0, **_) -> SlotWeights:
-        """Exact by enumeration when cheap, else Monte Carlo (:func:`rsd_weights`)."""
+        """Exact by enumeration when cheap, else Monte Carlo (:func:`rsd_weights`); p, q checked ``[V]``, w ``[m]``."""
         return rsd_weights(p, q, m, trials=trials, seed=seed, validate=False)
 
     def node_acceptance(self, p, q, m: int, **opts) -> float:
-        return float(rsd_weights(p, q, m, **opts).w.sum())
+        """Σ_j w_j of a checked pair ``[V]`` (:func:`rsd_weights`)."""
+        return float(rsd_weights(p, q, m, **opts, validate=False).w.sum())
 
     def path_acceptance(self, p, q, y, py, m: int) -> np.ndarray:
+        """:func:`rsd_path_weights`: ``p``, ``q`` ``[T, V]``, ``y``, ``py`` ``[T]`` → ``[T]``."""
         return rsd_path_weights(p, q, y, py, m)
 
     def draft(self, q, slots, noise: NodeNoise) -> np.ndarray:
-        """m tokens without replacement: x_j ~ q restricted to the untried tokens.
+        """m tokens without replacement: x_j ~ q restricted to the untried tokens; ``q`` ``[R, V]`` → ``[B, m]``.
 
         Drawn by rejection (redraw x ~ q while it repeats an earlier draft), which is
         exact and O(log V) per draw for a shared row; rows still clashing after
@@ -100,6 +102,7 @@ class RSD(Method):
         return drafts
 
     def verify(self, p, q, drafts, noise: NodeNoise):
+        """Recursive rejection over ``drafts`` ``[B, m]``; ``p``, ``q`` ``[R, V]`` → ``(accepted [B], token [B])``."""
         batch, m = drafts.shape
         u = noise.rng.random((batch, m + 1))                              # [B, m + 1]
         if noise.table is not None:
@@ -137,26 +140,17 @@ def _rows(arr: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- theory
-def _pair(target_probs, draft_probs, validate: bool):
-    """(p, q) checked at a public entry (``validate=True``), or taken as given by internal callers."""
-    if validate:
-        return check_pair(target_probs, draft_probs)
-    return np.asarray(target_probs, dtype=float), np.asarray(draft_probs, dtype=float)
-
-
 def rsd_weights_exact(target_probs, draft_probs, m: int, max_histories: int = 200_000,
                       validate: bool = True) -> SlotWeights:
-    r"""RSD slot weights by enumerating the ordered draft histories (1-D pair, small V).
+    r"""RSD slot weights by enumerating the ordered draft histories (p, q ``[V]``, small V); w ``[m]``.
 
     Round j sees the tried set :math:`T = \{x_1..x_{j-1}\}`, proposal
     :math:`q_j = q\,1_{\notin T}/(1 - q(T))`; the joint probability of drafting x and
     rejecting it is :math:`(q_j - r_j)_+(x)`, and after a rejection
     :math:`r_{j+1} = \mathrm{norm}((r_j - q_j)_+)`.  Cost :math:`O(V^{m})`.
     """
-    p, q = _pair(target_probs, draft_probs, validate)
+    p, q = check_pair_1d(target_probs, draft_probs, "rsd_weights_exact", validate)
     m = check_width(m)
-    if p.ndim != 1:
-        raise ValueError("rsd_weights_exact takes one 1-D pair")
     vocab = len(p)
     n_hist = sum(math.perm(vocab, j) for j in range(min(m, vocab)))
     if n_hist > max_histories:
@@ -189,17 +183,15 @@ def rsd_weights_exact(target_probs, draft_probs, m: int, max_histories: int = 20
 
 def rsd_weights_mc(target_probs, draft_probs, m: int, trials: int = 20_000, seed: int = 0,
                    confidence: float = 0.999, chunk: int | None = None, validate: bool = True) -> SlotWeights:
-    r"""RSD slot weights by Monte Carlo over draft histories (Gumbel-top-m of q).
+    r"""RSD slot weights by Monte Carlo over draft histories (Gumbel-top-m of q); p, q ``[V]``, w ``[m]``.
 
     Each sample contributes the exact conditional weight
     :math:`\beta_j(x_{<j})\prod_{i<j}(1 - \min(1, r_i(x_i)/q_i(x_i)))`
     (Rao–Blackwellised over the accept coins and the j-th draft); the interval is the
     normal one at ``confidence``, Bonferroni-corrected over the m slots.
     """
-    p, q = _pair(target_probs, draft_probs, validate)
+    p, q = check_pair_1d(target_probs, draft_probs, "rsd_weights_mc", validate)
     m = check_width(m)
-    if p.ndim != 1:
-        raise ValueError("rsd_weights_mc takes one 1-D pair")
     rng = np.random.default_rng(seed)
     vocab = len(p)
     chunk = chunk or max(1, 2_000_000 // vocab)
@@ -241,7 +233,7 @@ def rsd_weights_mc(target_probs, draft_probs, m: int, trials: int = 20_000, seed
 
 def rsd_weights(target_probs, draft_probs, m: int, method: str = "auto", trials: int = 20_000,
                 seed: int = 0, max_histories: int = 100_000, validate: bool = True) -> SlotWeights:
-    """RSD slot weights: exact enumeration when it needs <= ``max_histories`` histories, else MC.
+    """RSD slot weights ``[m]`` of a pair ``[V]``: exact enumeration up to ``max_histories`` histories, else MC.
 
     ``validate=False``: p, q are already checked (internal callers); the public call checks once.
 
@@ -249,7 +241,7 @@ def rsd_weights(target_probs, draft_probs, m: int, method: str = "auto", trials:
     >>> np.round(w.w, 6).tolist(), w.exact
     ([0.6, 0.4], True)
     """
-    p, q = _pair(target_probs, draft_probs, validate)
+    p, q = check_pair_1d(target_probs, draft_probs, "rsd_weights", validate)
     m = check_width(m)
     if m > p.shape[-1]:                                   # no tokens left beyond slot V
         sw = rsd_weights(p, q, p.shape[-1], method, trials, seed, max_histories, validate=False)

@@ -19,7 +19,7 @@ __all__ = ["SD", "sd_chain_tokens"]
 
 
 def sd_chain_tokens(beta, gamma) -> np.ndarray:
-    r"""Closed form :math:`(1 - \beta^{\gamma+1})/(1 - \beta)` (= γ + 1 at β = 1).
+    r"""Closed form :math:`(1 - \beta^{\gamma+1})/(1 - \beta)` (= γ + 1 at β = 1); β and γ broadcast (any shape).
 
     Leviathan et al. (2023), eq. (1); re-derived in docs/theory.md and by sympy in
     :func:`chansim.theory.symbolic.sd_chain_formula`.
@@ -48,25 +48,29 @@ class SD(SpecInfer):
     default_in = frozenset({"bound", "top-n", "temperature", "settings-check"})
 
     def slot_weights(self, p, q, m: int = 1, **_) -> SlotWeights:
-        r"""``sd`` slot weight :math:`w_1 = \beta = \sum_x \min(p_x, q_x)`, shape ``(..., 1)``."""
+        r"""``sd`` slot weight :math:`w_1 = \beta = \sum_x \min(p_x, q_x)`; p, q ``[..., V]`` → ``(..., 1)``."""
         if m != 1:
             raise ValueError("sd drafts one token per node")
         return SlotWeights.exact_weights(np.minimum(p, q).sum(-1, keepdims=True))
 
     def node_acceptance(self, p, q, m: int = 1, **_) -> float:
+        """β of one checked pair ``[V]``."""
         if m != 1:
             raise ValueError("sd drafts one token per node")
         return float(np.minimum(p, q).sum())
 
     def tree_tokens(self, tree, p, q):
-        """The chain's closed form :func:`sd_chain_tokens` (the tree must be a chain)."""
+        """The chain's closed form :func:`sd_chain_tokens` (the tree must be a chain); p, q checked ``[V]``."""
         kids = tree.num_children
         if np.any(kids > 1):
             raise ValueError(f"sd verifies a chain; got {tree!r}")
         return float(sd_chain_tokens(np.minimum(p, q).sum(), tree.size))
 
     def path_acceptance(self, p, q, y, py, m: int) -> np.ndarray:
-        r""":math:`c_t = \min(1, q_t(y_t)/p_t(y_t))` for one drafted token."""
+        r""":math:`c_t = \min(1, q_t(y_t)/p_t(y_t))` for one drafted token.
+
+        ``p``, ``q`` ``[T, V]``, ``y``, ``py`` ``[T]`` → ``[T]``.
+        """
         self.check_widths([m])
         return np.minimum(1.0, q[np.arange(len(y)), y] / py)
 

@@ -32,7 +32,7 @@ def residual_rounds(p, q, m: int):
     * ``rest[..., x]`` :math:`= \prod_{j\le m}(1-\beta_j)\, r_{m+1}(x)` = P(all m rejected
       and output x), shape ``(..., V)``.
 
-    Batched over leading axes; validated p, q.  Rounds stop once the node is (numerically)
+    ``p``, ``q`` ``[..., V]``, checked (batched over leading axes).  Rounds stop once the node is (numerically)
     never reached any more (:math:`\prod (1-\beta) \le 10^{-16}`).
 
     >>> w, rest = residual_rounds(np.array([0.5, 0.5]), np.array([0.9, 0.1]), 2)
@@ -66,15 +66,22 @@ class SpecInfer(IIDDrafting, Method):
     default_in = frozenset({"bound", "top-n", "temperature"})
 
     def slot_weights(self, p, q, m: int, **_) -> SlotWeights:
-        r""":math:`w_j = \beta_j\prod_{i<j}(1-\beta_i)` (:func:`residual_rounds`), exact."""
+        r""":math:`w_j = \beta_j\prod_{i<j}(1-\beta_i)` (:func:`residual_rounds`), exact.
+
+        ``p``, ``q`` ``[..., V]`` → ``w`` ``[..., m]``.
+        """
         return SlotWeights.exact_weights(residual_rounds(p, q, m)[0])
 
     def path_acceptance(self, p, q, y, py, m: int) -> np.ndarray:
-        r""":math:`c = 1 - \prod_{j\le m}(1-\beta_j)\, r_{m+1}(y)/p(y)` (the ``rest`` of :func:`residual_rounds`)."""
+        r""":math:`c = 1 - \prod_{j\le m}(1-\beta_j)\, r_{m+1}(y)/p(y)` (the ``rest`` of :func:`residual_rounds`).
+
+        ``p``, ``q`` ``[T, V]``, ``y``, ``py`` ``[T]`` (checked by :func:`chansim.paths.check_path_inputs`) → ``[T]``.
+        """
         _, rest = residual_rounds(p, q, m)                                # [T, V]
         return np.clip(1.0 - rest[np.arange(len(y)), y] / py, 0.0, 1.0)
 
     def verify(self, p, q, drafts, noise: NodeNoise):
+        """Residual rounds over ``drafts`` ``[B, m]``; ``p``, ``q`` ``[R, V]`` → ``(accepted [B], token [B])``."""
         batch, m = drafts.shape
         u = noise.rng.random((batch, m + 1))                              # [B, m + 1]
         accepted = np.full(batch, -1, dtype=np.int64)

@@ -79,7 +79,7 @@ def spectr_rho(p, q, k: int, iterations: int = 60) -> np.ndarray:
 
 
 def spectr_acceptance(target_probs, draft_probs, k: int) -> float:
-    r"""Node acceptance of SpecTr with k i.i.d. drafts, :math:`1 - (1 - \beta(\rho))^k` (validated 1-D pair)."""
+    r"""Node acceptance of SpecTr with k i.i.d. drafts, :math:`1 - (1 - \beta(\rho))^k`; one checked pair ``[V]``."""
     p, q = np.asarray(target_probs, dtype=float), np.asarray(draft_probs, dtype=float)
     k = check_width(k)
     rho = spectr_rho(p, q, k)
@@ -101,7 +101,7 @@ def spectr_transition(target_probs, draft_probs, count: int) -> np.ndarray:
 
     and the drafts consistent with the output number n = 1 + b + e (their next tokens
     are again i.i.d. q, so the next node sees count n).  Shape ``(count,)``; the sum is
-    the node acceptance :math:`1 - (1-\beta)^c`.
+    the node acceptance :math:`1 - (1-\beta)^c`.  ``target_probs``, ``draft_probs``: one checked pair ``[V]``.
     """
     p, q = np.asarray(target_probs, dtype=float), np.asarray(draft_probs, dtype=float)
     c = check_width(count)
@@ -122,7 +122,7 @@ def spectr_transition(target_probs, draft_probs, count: int) -> np.ndarray:
 
 
 def spectr_transition_matrix(target_probs, draft_probs, cmax: int) -> np.ndarray:
-    """``T[n, n']`` = :func:`spectr_transition` for every count n = 1..cmax, shape ``(cmax+1, cmax+1)``."""
+    """``T[n, n']`` = :func:`spectr_transition` for every count n = 1..cmax, ``(cmax+1, cmax+1)``; pair ``[V]``."""
     cmax = check_width(cmax)
     trans = np.zeros((cmax + 1, cmax + 1))
     for n in range(1, cmax + 1):
@@ -145,7 +145,7 @@ def sequences_shape(tree: Tree):
 
 
 def spectr_sequences_tokens(target_probs, draft_probs, count: int, length: int, transition=None) -> float:
-    r"""Exact E[tokens per call] of SpecTr on ``count`` i.i.d. draft sequences of ``length``.
+    r"""Exact E[tokens per call] of SpecTr on ``count`` i.i.d. draft sequences of ``length``; pair ``[V]``.
 
     State = number n of drafted sequences whose prefix equals the output so far; the
     next-depth law of n comes from :func:`spectr_transition`
@@ -197,6 +197,7 @@ class SpecTr(IIDDrafting, Method):
                 and vocab * kmax ** 2 <= self.bound_default_max_work)
 
     def node_acceptance(self, p, q, m: int, **_) -> float:
+        """:func:`spectr_acceptance` of a checked pair ``[V]``."""
         return spectr_acceptance(p, q, m)
 
     def tree_tokens(self, tree, p, q):
@@ -209,7 +210,7 @@ class SpecTr(IIDDrafting, Method):
     def path_acceptance(self, p, q, y, py, m: int) -> np.ndarray:
         r"""The output is an accepted draft with law :math:`\min(q, p/\rho)\,c`, so
         :math:`c_t = \min(q(y), p(y)/\rho)\,c/p(y)`, :math:`c = (1-(1-\beta)^m)/\beta`
-        (ρ = 1, c = 1 at m = 1: sd)."""
+        (ρ = 1, c = 1 at m = 1: sd).  ``p``, ``q`` ``[T, V]``, ``y``, ``py`` ``[T]`` → ``[T]``."""
         rho = spectr_rho(p, q, m)
         _, c = spectr_beta_c(p, q, m, rho)
         rows = np.arange(len(y))
@@ -226,6 +227,10 @@ class SpecTr(IIDDrafting, Method):
         self.rho = rho
 
     def verify(self, p, q, drafts, noise: NodeNoise):
+        """k-sequential selection over ``drafts`` ``[B, k]``.
+
+        ``p``, ``q`` ``[R, V]`` → ``(accepted [B], token [B])``.
+        """
         batch, k = drafts.shape
         u = noise.rng.random((batch, k + 1))                              # [B, k + 1]
         accepted = np.full(batch, -1, dtype=np.int64)

@@ -43,7 +43,7 @@ class GeneratorNoise:
         self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
     def race_noise(self, positions, vocab: int) -> np.ndarray:
-        """Fresh Exp(1) noise, shape ``[len(positions), V]``."""
+        """Fresh Exp(1) noise, shape ``[len(positions), V]`` (``positions`` ``[n]``, only counted)."""
         return self.rng.standard_exponential((len(positions), vocab))
 
     def __repr__(self) -> str:
@@ -129,7 +129,10 @@ class GenerationResult:
 
 
 def _subtree(parents: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the kept nodes (ancestor-closed) and their renumbered parent array."""
+    """Indices of the kept nodes (ancestor-closed) ``[n]`` and their renumbered parent array ``[n]``.
+
+    ``parents`` ``[n_nodes]``, ``keep`` ``[n_nodes]`` bool.
+    """
     idx = np.flatnonzero(keep)
     remap = np.full(len(parents), -1, dtype=np.int64)
     remap[idx] = np.arange(len(idx))
@@ -138,6 +141,7 @@ def _subtree(parents: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def _rows(source, prefix, parents, tokens, vocab: int, role: str) -> np.ndarray:
+    """The source's rows ``[len(parents), V]`` for a (sub-)tree, shape-checked (``parents``, ``tokens`` ``[n]``)."""
     probs = np.asarray(source.tree_probs(prefix, parents, tokens))
     if probs.shape != (len(parents), vocab):
         raise ValueError(f"{role} source returned shape {probs.shape}, expected {(len(parents), vocab)}")
@@ -154,7 +158,7 @@ def speculative_step(method, tree, prefix, target_source, draft_source, randomne
         :class:`~chansim.verify.base.Method` instance.
     tree : Tree or str
         Draft tree (``chain:0`` for autoregressive).
-    prefix : sequence of int
+    prefix : sequence of int, shape (len,)
         Context tokens, passed unchanged to the sources.
     target_source, draft_source : DistributionSource
         See :mod:`chansim.sources`.
@@ -182,19 +186,33 @@ def speculative_step(method, tree, prefix, target_source, draft_source, randomne
     prefix = np.asarray(prefix, dtype=np.int64).reshape(-1)
     position = len(prefix) if position is None else int(position)
     rng = randomness.rng
-    n, depth, parents = tree.n_nodes, tree.depth, tree.parents
-    max_depth = tree.max_depth
-    race = randomness.race_noise(position + np.arange(max_depth + 1), vocab) if method.uses_race else None  # [D+1, V]
+    race = (randomness.race_noise(position + np.arange(tree.max_depth + 1), vocab)    # [D+1, V]
+            if method.uses_race else None)
 
     def node_noise(d):
         return NodeNoise(rng, 1, None if race is None else race[d][None, :])
 
-    # ---- draft, level by level
+    tokens, valid, q_all = _draft_tree(method, tree, prefix, draft_source, vocab, node_noise)
+    idx, sub_parents = _subtree(tree.parents, valid)                # score the whole tree in one target call
+    p_all = np.zeros((tree.n_nodes, vocab))                        # [n_nodes, V]
+    p_all[idx] = _rows(target_source, prefix, sub_parents, tokens[idx], vocab, "target")
+    if method.verifies_chain:
+        return _verify_chain(method, tree, tokens, p_all, q_all, node_noise(0), position)
+    return _walk_down(method, tree, tokens, p_all, q_all, node_noise, position)
+
+
+def _draft_tree(method, tree, prefix: np.ndarray, draft_source, vocab: int, node_noise):
+    """Draft the whole tree level by level: ``(tokens [n_nodes], valid [n_nodes], q_all [n_nodes, V])``.
+
+    At level d the draft source sees the sub-tree drafted so far (depth <= d, nodes holding a
+    token); ``valid`` marks the nodes that hold one (the root, the context, included).
+    """
+    n, depth, parents = tree.n_nodes, tree.depth, tree.parents
     tokens = np.full(n, -1, dtype=np.int64)                    # [n_nodes]
     valid = np.zeros(n, dtype=bool)                            # node holds a token (root: context)
     valid[0] = True
     q_all = np.empty((n, vocab))                               # [n_nodes, V]
-    for d in range(max_depth + 1):
+    for d in range(tree.max_depth + 1):
         idx, sub_parents = _subtree(parents, valid & (depth <= d))
         q_sub = _rows(draft_source, prefix, sub_parents, tokens[idx], vocab, "draft")
         level = depth[idx] == d                                # rows of the new level only
@@ -204,16 +222,15 @@ def speculative_step(method, tree, prefix, target_source, draft_source, randomne
             if len(kids):
                 tokens[kids] = method.draft(q_all[u][None, :], tree.ranks[kids], node_noise(d))[0]
                 valid[kids] = tokens[kids] >= 0
-    # ---- score the whole tree with the target in one call
-    idx, sub_parents = _subtree(parents, valid)
-    p_all = np.zeros((n, vocab))                               # [n_nodes, V]
-    p_all[idx] = _rows(target_source, prefix, sub_parents, tokens[idx], vocab, "target")
-    if method.verifies_chain:
-        return _verify_chain(method, tree, tokens, p_all, q_all, node_noise(0), position)
-    # ---- walk down
+    return tokens, valid, q_all
+
+
+def _walk_down(method, tree, tokens: np.ndarray, p_all: np.ndarray, q_all: np.ndarray, node_noise,
+               position: int) -> StepResult:
+    """Walk from the root applying the node rule at each visited node; ``p_all``, ``q_all`` ``[n_nodes, V]``."""
     frontier = np.array([0])
     out, path, events = [], [], []
-    for d in range(max_depth + 1):
+    for d in range(tree.max_depth + 1):
         u = frontier[0]
         cands = np.concatenate([tree.children[f] for f in frontier])
         drafts = tokens[cands]                                 # [m]
@@ -231,7 +248,11 @@ def speculative_step(method, tree, prefix, target_source, draft_source, randomne
 
 
 def _verify_chain(method, tree, tokens, p_all, q_all, noise, position) -> StepResult:
-    """The walk of a whole-chain verifier (block): one joint decision on the drafted chain."""
+    """The walk of a whole-chain verifier (block): one joint decision on the drafted chain.
+
+    ``tokens`` ``[n_nodes]``, ``p_all``, ``q_all`` ``[n_nodes, V]``; the verifier gets p ``[γ+1, 1, V]``,
+    q ``[γ, 1, V]``, drafts ``[1, γ]``.
+    """
     nodes = [0]
     while len(tree.children[nodes[-1]]):
         nodes.append(int(tree.children[nodes[-1]][0]))
