@@ -41,7 +41,7 @@ import numpy as np
 
 from ..distributions import check_pair
 from ..stats import normal_quantile
-from ..races import rank_distribution_exact, sample_ranks
+from ..races import sample_ranks
 from .rankbound import bounded_rank_law, entropy_continuity_bound, rank_entropy_interval
 
 __all__ = ["RankLaw", "rank_law", "law_from_probs", "head_split"]
@@ -210,10 +210,7 @@ def rank_law(target_probs, draft_probs, method: str = "auto", trials: int = 4000
     if method == "bounded":
         return _bounded_law(p, q, max_rank, tol)
     if method == "exact":
-        rd = rank_distribution_exact(p, q)
-        total = rd.probs.sum()
-        a = rd.probs * ((1 - rd.never) / total) if total > 0 else rd.probs   # remove quadrature drift
-        return law_from_probs(a, rd.never)
+        return _small_law(p, q)
     if method != "mc":
         raise ValueError(f"method must be 'auto', 'exact', 'bounded' or 'mc', got {method!r}")
     if trials < 2:
@@ -236,6 +233,51 @@ def rank_law(target_probs, draft_probs, method: str = "auto", trials: int = 4000
     a = freq[:n_head]
     never = float(freq[n_head])
     return RankLaw(a, never, h, m2, ci, False, observed, trials, delta, float("nan"), 0.0, False)
+
+
+#: l1 error aimed at by the full law of ``method="exact"`` (V <= ``exact_max_vocab`` by default)
+EXACT_TOL = 1e-12
+#: a law whose proved l1 error is at most this is flagged ``exact`` (far below any printed digit)
+EXACT_L1 = 1e-10
+
+
+def structural_support(p, q) -> int:
+    r"""Number of values R can take, "never" included: :math:`\max_y (n_y + 1) + 1\{\nu > 0\}`.
+
+    Given winner y (:math:`p_y, q_y > 0`), exactly the :math:`n_y` tokens with
+    :math:`\rho_x = q_x/p_x > \rho_y` (q_x > 0) can precede it, each with positive probability
+    and jointly (§0: independent Bernoullis with :math:`\pi_x(t) > 0`), so the ranks
+    1..n_y + 1 all have positive probability and no other rank does.
+
+    >>> structural_support(np.array([1.0, 0.0]), np.array([0.5, 0.5]))   # ranks 1, 2
+    2
+    """
+    live = (p > 0) & (q > 0)
+    never = bool(np.any((p > 0) & (q == 0)))
+    if not live.any():
+        return int(never)
+    with np.errstate(divide="ignore"):
+        rho = np.where(p > 0, q / np.where(p > 0, p, 1.0), np.inf)[q > 0]      # drafted tokens' ratios
+    lowest = float(np.min(q[live] / p[live]))                                  # the winner with most rivals
+    return int(np.count_nonzero(rho > lowest)) + 1 + int(never)
+
+
+def _small_law(p, q) -> RankLaw:
+    r"""The full law (K = V) by :func:`bounded_rank_law` at ``EXACT_TOL``: a proved l1 error, no renormalisation.
+
+    Replaces the adaptive quadrature with renormalisation that was called exact (issue 20:
+    it missed a feature near t ~ 1e-7 and hid the lost mass). ``exact`` is True only when
+    the proved error is at most :data:`EXACT_L1`; ``error`` always carries it.
+    """
+    vocab = p.shape[-1]
+    b = bounded_rank_law(p, q, max_rank=vocab, tol=EXACT_TOL)
+    lo, hi = rank_entropy_interval(b.head, 0.0, b.never, b.error, b.mean_rank_bound, 0)
+    full = np.append(b.head, b.never)
+    pos = full[full > 0]
+    h = float(-(pos * np.log(pos)).sum())
+    m2 = float((pos * np.log(pos) ** 2).sum())
+    return RankLaw(b.head, b.never, min(max(h, lo), hi), m2, (lo, hi), b.error <= EXACT_L1,
+                   structural_support(p, q), 0, 0.0, b.error, 0.0, True, float(b.mean_rank_bound))
 
 
 def _bounded_law(p, q, max_rank: int, tol: float) -> RankLaw:
