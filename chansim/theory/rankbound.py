@@ -11,7 +11,9 @@ Ingredients (each proven in docs/theory.md §5):
    :math:`\pi_x = 1 - e^{-t c_x}`, :math:`c_x = (q_x/\rho_y - p_x)_+`,
    :math:`\rho = q/p`: only tokens with a larger ratio than y can precede it.
 2. **Winners** y are taken by decreasing :math:`p_y` until the rest has mass
-   ``<= tol/4`` (or ``winners_max`` is hit); the rest is charged to ``error``.
+   ``<= tol/6`` (or ``winners_max`` is hit); the rest is charged to ``error``.  A winner whose
+   ratio :math:`q_y/p_y` is below :data:`RHO_FLOOR` = 1e-90 is computed at that ratio and the
+   change is charged (part ``ratio_floor``, :func:`_clamp_ratios`).
 3. **Heavy/light split** per winner: the :math:`h_y` competitors with the largest
    :math:`c_x` enter an exact Poisson-binomial recursion truncated at K (the last state
    absorbs :math:`N \ge K`); the others are replaced by Poisson(:math:`t C^L_y`),
@@ -76,8 +78,11 @@ class BoundedRankLaw:
         Upper bound on :math:`E[R]` over drafted winners (used for the tail entropy).
     vocab : int
     parts : dict
-        The error budget by source (``winners``, ``light``, ``quadrature``, ``t_tail``,
-        ``rounding``) and work counters (``winners``, ``rows``).
+        The error budget by source, eight terms summing to ``error`` (``winners``,
+        ``ratio_floor``, ``binning``, ``light``, ``quadrature``, ``t_tail``, ``narrow``,
+        ``rounding``), and work counters (``n_winners``, ``bins``, ``rows``, ...).
+        The computed vector is clipped to [0, 1] (the true entries lie there, so no entry
+        moves away from the truth and the guarantee stands).
     """
 
     head: np.ndarray

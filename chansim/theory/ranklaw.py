@@ -64,7 +64,10 @@ class RankLaw:
     entropy_ci : (float, float)
         Interval for H(R) (equal to ``(entropy, entropy)`` when exact).
     exact : bool
-        True when ``probs`` is exact (up to quadrature error ~1e-12).
+        True when ``probs`` carries a *proved* :math:`\ell_1` error ``error`` <= :data:`EXACT_L1`
+        = 1e-10 (the full small-V law of ``method="exact"``, docs/theory.md §5), or is an
+        explicit pmf (:func:`law_from_probs`, error 0).  Never set from a quadrature's own
+        error estimate.
     support : int
         Number of values R can take (ranks with :math:`a_r > 0`, plus "never").
     trials : int
@@ -72,8 +75,8 @@ class RankLaw:
     truncation : float
         The bound :math:`\delta` on P(R != R') from the head restriction (0 if none).
     error : float
-        Guaranteed :math:`\ell_1` error of ``(probs, tail)`` (``"bounded"`` method,
-        docs/theory.md §5; 0 for exact laws, ``nan`` for Monte Carlo).
+        Guaranteed :math:`\ell_1` error of ``(probs, tail)`` (``"exact"`` and ``"bounded"``,
+        docs/theory.md §5; 0 only for :func:`law_from_probs`, ``nan`` for Monte Carlo).
     tail : float
         P(R > len(probs)) (drafted beyond the computed ranks).
     guaranteed : bool
@@ -171,9 +174,11 @@ def _binary_entropy(d: float) -> float:
 def rank_law(target_probs, draft_probs, method: str = "auto", trials: int = 4000, seed: int = 0,
              exact_max_vocab: int = 64, eps: float = 1e-4, head_max: int = 2048,
              confidence: float = 0.99, max_rank: int = 64, tol: float = 1e-4) -> RankLaw:
-    r"""Rank law of one (p, q) pair: exact for ``V <= exact_max_vocab``, else with a guaranteed error.
+    r"""Rank law of one (p, q) pair with a proved :math:`\ell_1` error ``law.error`` at every V.
 
-    ``"bounded"`` (the default above ``exact_max_vocab``,
+    ``"exact"`` (the default for ``V <= exact_max_vocab``) is the full law, K = V, by the
+    guaranteed method below at tol 1e-12 (proved error ~3e-13, no renormalisation;
+    ``exact`` is True when the error is <= 1e-10).  ``"bounded"`` (the default above ``exact_max_vocab``,
     :func:`chansim.theory.rankbound.bounded_rank_law`) returns :math:`a_1..a_K`,
     K = ``max_rank``, with a guaranteed :math:`\ell_1` error ``law.error`` (aimed at
     ``tol``), ``probs[0]`` = the exact :math:`\alpha_{ER}`, and a rigorous interval
