@@ -451,10 +451,63 @@ def test_battery_2000_generated_pairs():
             k = int(np.exp(rng.uniform(0, np.log(10_000))))
             p, q = make_pair(family, vocab, seed)
             ks = _ks(k) if check is not check_large_pair else sorted({1, min(k, 64)})
-            fails = check(p, q, ks)
+            try:
+                fails = check(p, q, ks)
+            except Exception as exc:                      # noqa: BLE001 - a crash is a failure, keep going
+                fails = [f"{type(exc).__name__}: {exc}"]
             n += 1
             if fails:
                 failures.append((family, vocab, seed, k, fails[:2]))
     import time
     print(f"battery: {n} pairs, {len(failures)} failures, {time.process_time():.0f} s CPU")
     assert n == 2000 and failures == [], failures[:5]
+
+
+# --------------------------------------------------------------------------- issue 21, item 5: a bound says what it bounds
+
+
+def test_ersd_bound_named_and_above_every_ersd_value_on_50_pairs():
+    """``chansim bound``'s table on 50 random pairs: the column and JSON key name the ERSD bound, and no
+    printed ERSD value (ersd, ersd-topm; optimal, chain and batch trees) lies above it."""
+    rng = np.random.default_rng(21)
+    for i in range(50):
+        family = FAMILIES[i % len(FAMILIES)]
+        p, q = make_pair(family, int(rng.integers(3, 13)), int(rng.integers(2**31)))
+        for tree in ("optimal", "chain", "batch"):
+            rep = speedup_report(p, q, k=[1, 4, 16, 64], methods=["sd", "ersd", "ersd-topm"], tree=tree, pfr=False)
+            d = rep.to_dict()
+            assert "bound" not in d and "ersd" in d["ersd_bound"]["bounds"].lower()
+            assert "ersd bound" in str(rep)
+            for name in ("ersd", "ersd-topm"):
+                for v, b in zip(d["methods"][name]["tokens_per_call"], d["ersd_bound"]["value"]):
+                    assert v is None or v <= b + 1e-12, (family, tree, name, v, b)
+
+
+def test_figure4_bound_is_labelled_ersd_and_no_ersd_curve_exceeds_it():
+    """Figure 4's data (the committed figures/fig4_tokens_per_call.json) and its legend."""
+    import json
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from chansim.figures import fig4_tokens_per_call as fig4
+
+    path = Path(__file__).resolve().parents[1] / "figures" / "fig4_tokens_per_call.json"
+    if not path.exists():
+        pytest.skip("figure 4 not generated")
+    data = json.loads(path.read_text())["data"]
+    th = data["theory"]
+    bound = dict(zip(th["k"], th["all_k_bound"]))
+    for shape, curves in data["curves"].items():
+        for name in ("ersd", "ersd-topm"):
+            c = curves.get(name)
+            if c:
+                assert all(v <= bound[k] + 1e-9 for k, v in zip(c["k"], c["value"])), (shape, name)
+    fig = fig4.plot(data)
+    labels = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    plt.close(fig)
+    bounds = [t for t in labels if "bound" in t.lower()]
+    assert bounds and all(t.startswith("ERSD") for t in bounds), bounds

@@ -84,7 +84,7 @@ def rate_histogram(heavy: HeavySets, winners, n_bins: int = 24):
     return lo, hi, s
 
 
-def graded_panels(heavy: HeavySets, winners, t_end, share: float, k: int, max_steps: int = 10_000):
+def graded_panels(heavy: HeavySets, winners, t_end, share: float, k: int, max_steps: int = 4_000):
     """Panels (winner, start, width, points) covering [0, T_y] per winner, and the error bound per winner.
 
     Parameters
@@ -114,6 +114,9 @@ def graded_panels(heavy: HeavySets, winners, t_end, share: float, k: int, max_st
         Panel winner index, start, width and Gauss points.
     err : ndarray, shape (B,)
         Guaranteed :math:`\\ell_1` quadrature error per winner (module docstring).
+    stop : ndarray, shape (B,)
+        The panels cover [0, stop]; stop < T_y where ``max_steps`` ran out (the caller charges
+        the uncovered [stop, T_y], whose mass is :math:`e^{-stop} - e^{-T_y}`).
     """
     winners = np.asarray(winners)
     t_end = np.asarray(t_end, dtype=float)
@@ -122,12 +125,17 @@ def graded_panels(heavy: HeavySets, winners, t_end, share: float, k: int, max_st
     extreme = cmax > _EXTREME
     if not extreme.any():
         return _march(lo, hi, s, heavy, winners, t_end, share, k, max_steps, False)
-    parts = [_march(lo[m], hi[m], s[m], heavy, winners[m], t_end[m], share, k, max_steps, ext)
-             for m, ext in ((~extreme, False), (extreme, True)) if m.any()]
-    err = np.zeros(len(winners))
-    for m, (_, e) in zip([m for m in (~extreme, extreme) if m.any()], parts):
-        err[m] = e
-    return tuple(np.concatenate([pp[0][i] for pp in parts]) for i in range(4)), err
+    err, stop = np.zeros(len(winners)), t_end.copy()
+    # extreme winners: factor-2 bins down to rate ~2^-24 (24 bins below c_max lumped every smaller rate,
+    # with no decay in a, into one bin whose top c_max 2^-23 forced panels of width ~ 2^23/c_max)
+    n_bins = int(min(1200, 48 + np.ceil(np.log2(cmax[extreme].max()))))
+    ext = rate_histogram(heavy, winners[extreme], n_bins)
+    parts = [_march(lo[~extreme], hi[~extreme], s[~extreme], heavy, winners[~extreme], t_end[~extreme], share, k,
+                    max_steps, False)] if (~extreme).any() else []
+    parts.append(_march(*ext, heavy, winners[extreme], t_end[extreme], share, k, max_steps, True))
+    for m, (_, e, st) in zip([m for m in (~extreme, extreme) if m.any()], parts):
+        err[m], stop[m] = e, st
+    return tuple(np.concatenate([pp[0][i] for pp in parts]) for i in range(4)), err, stop
 
 
 #: largest heavy rate above which a winner marches on the extended grid of :func:`graded_panels`
@@ -141,7 +149,8 @@ _MAX_POINTS = 1024
 def _march(lo, hi, s, heavy: HeavySets, winners, t_end, share: float, k: int, max_steps: int, extended: bool):
     """The panel march of :func:`graded_panels` for one set of winners (``extended``: wider r grid)."""
     c_light = heavy.light[winners]
-    sq_light = np.where(heavy.second[winners], heavy.light_sq[winners], 0.0)
+    second = heavy.second[winners]
+    sq_light = np.where(second, heavy.light_sq[winners], 0.0)
 
     def growth(r, hv):                                                     # (e^{r hi} - 1)/hi, -> r where hi = 0
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -190,8 +199,12 @@ def _march(lo, hi, s, heavy: HeavySets, winners, t_end, share: float, k: int, ma
         ri, vi = np.unravel_index(best, (rg.shape[1], len(_VARRHO)))
         idx = np.arange(len(active))
         hb, nb = h[idx, ri, vi], n_taken[idx, ri, vi].astype(int)
-        eb = np.exp(log_k + np.log(hb * _C0[vi]) - aa + rg[idx, ri] + log_m[idx, ri]
-                    - 2 * nb * np.log(_VARRHO[vi]))
+        with np.errstate(over="ignore"):
+            eb = np.exp(log_k + np.log(hb * _C0[vi]) - aa + rg[idx, ri] + log_m[idx, ri]
+                        - 2 * nb * np.log(_VARRHO[vi]))
+        # a Poisson light part keeps every row a probability vector times e^{-t}: the panel's integral
+        # and its Gauss sum (positive weights) each have l1 norm <= h e^{-a}, so 2 h e^{-a} always holds
+        eb = np.where(second[active], eb, np.minimum(eb, 2 * hb * np.exp(-aa)))
         out_y.append(winners[active])
         out_a.append(aa.copy())
         out_h.append(hb)
@@ -199,7 +212,6 @@ def _march(lo, hi, s, heavy: HeavySets, winners, t_end, share: float, k: int, ma
         err[active] += eb
         a[active] = aa + hb
         active = active[a[active] < t_end[active] * (1 - 1e-12)]
-    else:
-        raise RuntimeError(f"graded_panels: step limit {max_steps} reached")
+    stop = np.where(a < t_end * (1 - 1e-12), a, t_end)                     # [B] panels cover [0, stop]
     cat = (lambda v: np.concatenate(v) if v else np.zeros(0))
-    return (cat(out_y).astype(int), cat(out_a), cat(out_h), cat(out_n).astype(int)), err
+    return (cat(out_y).astype(int), cat(out_a), cat(out_h), cat(out_n).astype(int)), err, stop

@@ -443,7 +443,12 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     narrow_err, wide_rows = 0.0, 0
     quad_err = np.zeros(n_win)
     if len(bw):
-        (pan_y, pan_a, pan_h, pan_n), quad_err[bw] = graded_panels(heavy_sets, bw, t_end[bw], share, k)
+        (pan_y, pan_a, pan_h, pan_n), quad_err[bw], stop = graded_panels(heavy_sets, bw, t_end[bw], share, k)
+        # panels that ran out of steps: the uncovered [stop, T_y] goes to "N >= K" (like the t-tail,
+        # l1 cost <= twice its mass e^{-stop} - e^{-T_y}); never a crash (issue 20)
+        gap = np.exp(-stop) - np.exp(-t_end[bw])
+        quad_err[bw] += 2 * gap
+        head[k] += float((pw[bw] * gap).sum())
         t_list, w_list, y_list = [], [], []
         for n in np.unique(pan_n):
             xg, wg = _gauss_legendre(n)

@@ -175,6 +175,10 @@ def _as_pairs(target, draft, logits, temperature):
     return p, q
 
 
+#: most ranks of the guaranteed law computed above V = 64: a larger k uses these K ranks and the
+#: tail mass P(R > K) in its interval (docs/theory.md §10a), so time and memory stay bounded
+MAX_RANKS = 1024
+
 #: the largest budget evaluated without ``max_k=None`` (CLI ``--force``): optimal trees need
 #: O(k) time and memory, about 2.4 KB per group of path products in the worst case
 MAX_K = 10**7
@@ -197,7 +201,14 @@ def _check_ks(k, max_k=MAX_K) -> list:
 
 
 def _weights(meth, p, q, kmax, law, seed):
-    """Slot weights of a sibling-closed/rank-set method for the report (the law is reused for ersd)."""
+    """Slot weights of a sibling-closed/rank-set method for the report (the law is reused for ersd).
+
+    A race method's law may stop at K < kmax ranks (:data:`MAX_RANKS`): the slots beyond K get
+    weight 0, a lower estimate whose upper side the intervals cover (P(R > K), docs/theory.md §10a).
+    """
+    if meth.uses_race and law is not None and kmax > len(law.probs):
+        sw = meth.slot_weights(p, q, len(law.probs), seed=seed, law=law)
+        return np.concatenate([sw.w, np.zeros(kmax - len(law.probs))]), sw.exact
     sw = meth.slot_weights(p, q, kmax, seed=seed, law=law if meth.uses_race else None)
     return sw.w, sw.exact
 
@@ -226,14 +237,14 @@ def _sibling_closed_family(meth, p, q, ks, tree, ctx):
 def _rank_set_family(meth, p, q, ks, tree, ctx):
     """Rank law on the best tree with any rank sets (k largest path products), a chain or a batch."""
     law = ctx["law"]
-    # a guaranteed law with error <= 1e-4 counts as exact (docs/theory.md §5)
-    exact = law.exact or (law.guaranteed and law.error <= 1e-4)
+    # the law's own flag; the printed marks follow each value's interval (_intervals, §10a)
+    exact = law.exact
     if tree == "optimal":
         vals, deps = top_products_table(law.probs, ks)
         return [float(1 + v) for v in vals], [int(d) for d in deps], exact
     if tree == "chain":                     # the closed-form alpha_ER (§0), exact at any V
         return [float(sd_chain_tokens(ctx["alpha_er"], k)) for k in ks], list(ks), True
-    cw = np.cumsum(law.weights(max(ks)))
+    cw = np.cumsum(_weights(meth, p, q, max(ks), law, ctx["seed"])[0])
     return [float(1 + cw[k - 1]) for k in ks], [1] * len(ks), exact
 
 
@@ -310,13 +321,16 @@ def _intervals(meth, tok, exact, tree, ctx, bound):
             out.append(None)
             marks.append(True)
             continue
-        if not race or tree == "chain":                   # closed forms (alpha_ER exact) or the method's own flag
+        if race and (tree == "chain" or ctx["ks"][i] == 1):   # 1 + alpha + .. + alpha^k, alpha_ER exact (§0)
+            iv = (v, v) if law.guaranteed else None
+        elif not race:                                    # the method's own flag (closed forms, Monte Carlo)
             iv = (v, v) if exact else None
         elif not law.guaranteed:                          # Monte Carlo law: no guaranteed interval
             iv = None
         elif tree == "batch":                             # 1 + a_1 + .. + a_k, a_1 exact: within the l1 error
             k = ctx["ks"][i]
-            iv = (max(1.0, v - law.error), min(k + 1.0, v + law.error))
+            beyond = law.tail + law.error if k > len(law.probs) else 0.0          # ranks K+1..k unknown
+            iv = (max(1.0, v - law.error), min(k + 1.0, v + law.error + beyond))
         else:                                             # optimal tree: §10a
             k = ctx["ks"][i]
             beyond = len(law.probs) < ctx["support"] - int(law.never > 0) and (
@@ -337,7 +351,7 @@ def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps, confi
     """All per-position quantities (dict of scalars and per-method lists)."""
     kmax = max(ks)
     law = rank_law(p, q, trials=trials, seed=seed, exact_max_vocab=exact_max_vocab, eps=eps, confidence=confidence,
-                   max_rank=max(64, kmax), tol=rank_tol)
+                   max_rank=min(max(64, kmax), MAX_RANKS), tol=rank_tol)
     beta = float(np.minimum(p, q).sum())
     never_possible = bool(np.any((p > 0) & (q == 0)))
     support = law.support if law.exact else int(np.count_nonzero(q)) + int(never_possible)
