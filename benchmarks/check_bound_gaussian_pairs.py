@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=100)
     ap.add_argument("--k", default="1,4,16,64")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--verbose", action="store_true", help="one line per pair as it finishes")
     args = ap.parse_args(argv)
     from chansim.theory.report import speedup_report
 
@@ -52,6 +53,9 @@ def main(argv=None) -> int:
                 errors += 1
                 first = first or f"{type(exc).__name__}: {exc}"
             times.append(time.process_time() - t0)
+            if args.verbose:
+                print(f"  V = {vocab} pair {len(times)}: {'ok' if errors == 0 or first is None else first} "
+                      f"{times[-1]:.1f} s CPU", flush=True)
         print(f"{vocab:>7} {args.pairs:>6} {ok:>7} {errors:>7} {worst:>13.2e} {starred:>8} "
               f"{np.mean(times):>11.2f} {np.max(times):>10.2f}" + (f"   first error: {first}" if first else ""))
     return 0

@@ -284,7 +284,7 @@ def best_sequences(p, q, k: int, transition=None):
 EXACT_HALF_WIDTH = 5e-5
 
 
-def tree_value_interval(value: float, l1_error: float, upper: float, tail: float = 0.0) -> tuple:
+def tree_value_interval(value: float, l1_error: float, upper: float, tail: float = 0.0, k: int = 0) -> tuple:
     r"""Interval for the optimal ERSD tree value of the true law from the value ``value`` on a law
     known to ``l1_error`` in :math:`\ell_1` (docs/theory.md §10a).
 
@@ -295,11 +295,12 @@ def tree_value_interval(value: float, l1_error: float, upper: float, tail: float
 
     .. math:: v(1 - \delta M) \le V^* \le v (1 + \delta M)(1 + \tau M),
 
-    both ends clipped to [1, max(upper, v)].  The same holds for one fixed tree (then
-    ``value`` is that tree's value).
+    both ends clipped to [1, max(upper, v)], then widened by a rounding allowance
+    :math:`v(10^{-12} + 2\cdot 10^{-16} k)` (a sum of k float products; not analysed, like the
+    law's own 1e-13).  The same holds for one fixed tree (then ``value`` is that tree's value).
 
-    >>> tree_value_interval(3.0, 0.0, 5.0)
-    (3.0, 3.0)
+    >>> [round(x, 9) for x in tree_value_interval(3.0, 0.0, 5.0)]     # only the rounding allowance
+    [3.0, 3.0]
     >>> lo, hi = tree_value_interval(39.1487, 2.65e-5, 45.0)          # issue 20, item 5
     >>> lo < 39.1562 < hi
     True
@@ -308,7 +309,8 @@ def tree_value_interval(value: float, l1_error: float, upper: float, tail: float
     m = max(v, float(upper))
     lo = max(1.0, v * (1 - delta * m))
     hi = min(max(float(upper), v), v * (1 + delta * m) * (1 + max(float(tail), 0.0) * m))
-    return lo, max(hi, lo)
+    slack = v * (1e-12 + 2e-16 * max(int(k), 0))
+    return max(1.0, lo - slack), max(hi, lo) + slack
 
 
 def _intervals(meth, tok, exact, tree, ctx, bound):
@@ -330,13 +332,14 @@ def _intervals(meth, tok, exact, tree, ctx, bound):
         elif tree == "batch":                             # 1 + a_1 + .. + a_k, a_1 exact: within the l1 error
             k = ctx["ks"][i]
             beyond = law.tail + law.error if k > len(law.probs) else 0.0          # ranks K+1..k unknown
-            iv = (max(1.0, v - law.error), min(k + 1.0, v + law.error + beyond))
+            slack = v * (1e-12 + 2e-16 * k)                                     # rounding of the sum
+            iv = (max(1.0, v - law.error - slack), min(k + 1.0, v + law.error + beyond) + slack)
         else:                                             # optimal tree: §10a
             k = ctx["ks"][i]
             beyond = len(law.probs) < ctx["support"] - int(law.never > 0) and (
                 meth.tree_family == "rank-set" or k > len(law.probs))
             tail = law.tail + law.error if beyond else 0.0
-            iv = tree_value_interval(v, law.error, bound[i], tail)
+            iv = tree_value_interval(v, law.error, bound[i], tail, k)
         out.append(None if iv is None else [float(iv[0]), float(iv[1])])
         marks.append(iv is not None and max(v - iv[0], iv[1] - v) <= EXACT_HALF_WIDTH)
     return out, marks, race and law.guaranteed or (not race and exact)
