@@ -7,8 +7,10 @@ R is the rank, in the draft's exponential race, of the target's race winner
     \mu = H(R) = E[-\ln a_R] \;\text{(nats)}, \qquad \mu_2 = E[(\ln a_R)^2],
 
 and the tree expectations through the vector :math:`a`.  :func:`rank_law` returns a
-:class:`RankLaw` carrying both, exact for small vocabularies
-(:func:`chansim.races.rank_distribution_exact`) and by Monte Carlo for large ones.
+:class:`RankLaw` carrying both with a proved :math:`\ell_1` error at every V: the full law
+(K = V) for small vocabularies and a truncated law above, both by
+:func:`chansim.theory.rankbound.bounded_rank_law` (docs/theory.md §0, §5); the older Monte
+Carlo estimate below is kept as ``method="mc"``.
 
 Large vocabularies (Monte Carlo on a head, with a rigorous truncation term)
 --------------------------------------------------------------------------

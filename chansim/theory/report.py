@@ -427,7 +427,8 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
     per_position : bool
         Keep every position's values in ``per_position``.
     trials, seed, exact_max_vocab, eps, rank_tol
-        Rank law: exact for V <= ``exact_max_vocab``, else with a guaranteed l1 error
+        Rank law: the full law with a proved l1 error ~3e-13 for V <= ``exact_max_vocab``, else a
+        truncated law (K = min(max(64, k), 1024)) with a guaranteed l1 error
         aimed at ``rank_tol`` (:func:`chansim.theory.rank_law`, docs/theory.md §5;
         ``trials``/``eps`` only matter for ``method="mc"``).
     pfr : bool, optional
