@@ -511,3 +511,16 @@ def test_figure4_bound_is_labelled_ersd_and_no_ersd_curve_exceeds_it():
     plt.close(fig)
     bounds = [t for t in labels if "bound" in t.lower()]
     assert bounds and all(t.startswith("ERSD") for t in bounds), bounds
+
+
+def test_item3_k_up_to_a_million_returns_a_table():
+    """k = 10^6: values where each method's work limit allows, '-' with the reason elsewhere."""
+    rng = np.random.default_rng(1)
+    p, q = rng.dirichlet(np.full(8, 0.3)), rng.dirichlet(np.full(8, 0.3))
+    rep = speedup_report(p, q, k=[1, 1000, 10**6], pfr=False)
+    text = str(rep)
+    assert "ersd bound" in text and "not computed, shown as '-': ersd-topm at k = 1000000" in text
+    e = rep.methods["ersd"]["tokens_per_call"]
+    assert all(v is not None for v in e) and rep.methods["ersd-topm"]["tokens_per_call"][2] is None
+    a, _ = rational_rank_law(p, q)
+    assert e[2] == pytest.approx(1 + best_first_sums([float(x) for x in a], [10**6])[0], rel=1e-9)

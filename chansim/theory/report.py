@@ -373,7 +373,21 @@ def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps, confi
     for name in methods:
         meth = get_method(name)
         rule = FAMILIES.get(meth.tree_family)                # else the method's own rule (block, multidraft)
-        tok, depth, exact = rule(meth, p, q, ks, tree, ctx) if rule else meth.report_tokens(p, q, ks, tree, ctx)
+        run = (lambda kk: rule(meth, p, q, kk, tree, ctx)) if rule else \
+            (lambda kk: meth.report_tokens(p, q, kk, tree, ctx))
+        kept = list(ks)
+        while True:                                        # a method's own work limit: drop the largest k
+            try:
+                t_k, d_k, exact = run(kept)
+                break
+            except (ValueError, MemoryError) as exc:
+                out.setdefault("method_notes", []).append(f"{name} at k = {max(kept)}: {exc}")
+                kept = [k for k in kept if k < max(kept)]
+                if not kept:
+                    t_k, d_k, exact = [], [], False
+                    break
+        tok = [t_k[kept.index(k)] if k in kept else None for k in ks]
+        depth = [d_k[kept.index(k)] if k in kept else None for k in ks]
         iv, marks, guaranteed = _intervals(meth, tok, exact, tree, ctx, out["ersd_bound"])
         res[name] = {"tokens_per_call": tok, "depth": depth, "exact": all(marks), "exact_k": marks,
                      "interval": iv, "interval_guaranteed": bool(guaranteed),
@@ -544,6 +558,8 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
     if any(r.get("ersd_bound_raised") for r in rows):
         notes.append("the ersd bound was raised to an ERSD value computed on the law with its error "
                      "(the interval of that value reaches below it)")
+    for msg in sorted({m for r in rows for m in r.get("method_notes", [])}):
+        notes.append(f"not computed, shown as '-': {msg}")
     if summary["asymptote_note"]:
         notes.append(f"auxiliary column not computed: {summary['asymptote_note']}")
     if any(r["rank_never"] > 0 for r in rows):
