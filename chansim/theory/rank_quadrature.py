@@ -84,7 +84,7 @@ def rate_histogram(heavy: HeavySets, winners, n_bins: int = 24):
     return lo, hi, s
 
 
-def graded_panels(heavy: HeavySets, winners, t_end, share: float, k: int, max_steps: int = 4_000):
+def graded_panels(heavy: HeavySets, winners, t_end, share: float, k: int, max_steps: int = 10_000):
     """Panels (winner, start, width, points) covering [0, T_y] per winner, and the error bound per winner.
 
     Parameters
@@ -115,8 +115,9 @@ def graded_panels(heavy: HeavySets, winners, t_end, share: float, k: int, max_st
     err : ndarray, shape (B,)
         Guaranteed :math:`\\ell_1` quadrature error per winner (module docstring).
     stop : ndarray, shape (B,)
-        The panels cover [0, stop]; stop < T_y where ``max_steps`` ran out (the caller charges
-        the uncovered [stop, T_y], whose mass is :math:`e^{-stop} - e^{-T_y}`).
+        The panels cover [0, stop]; stop < T_y where ``max_steps`` ran out or no panel met its
+        budget within ``_MAX_POINTS`` nodes (the caller charges the uncovered [stop, T_y], whose
+        mass is :math:`e^{-stop} - e^{-T_y}`, twice in l1).
     """
     winners = np.asarray(winners)
     t_end = np.asarray(t_end, dtype=float)
@@ -193,9 +194,15 @@ def _march(lo, hi, s, heavy: HeavySets, winners, t_end, share: float, k: int, ma
         n_taken = np.minimum(n, _MAX_POINTS)
         score = np.where(n <= _MAX_POINTS, h / n, 0.0).reshape(len(active), -1)
         best = np.argmax(score, axis=1)
-        stuck = score[np.arange(len(active)), best] <= 0                   # nothing within _MAX_POINTS: widest r
+        stuck = score[np.arange(len(active)), best] <= 0                   # no panel within _MAX_POINTS nodes
         if stuck.any():
-            best[stuck] = np.argmax((h / n).reshape(len(active), -1)[stuck], axis=1)
+            # stop these winners here: the caller moves the mass of [a, T_y] to "N >= K" and charges
+            # twice it (a panel taken instead would cost as much, or have no finite bound at all)
+            keep = ~stuck
+            active, aa, best, h, n_taken, rg, log_m = (active[keep], aa[keep], best[keep], h[keep], n_taken[keep],
+                                                       rg[keep], log_m[keep])
+            if not len(active):
+                break
         ri, vi = np.unravel_index(best, (rg.shape[1], len(_VARRHO)))
         idx = np.arange(len(active))
         hb, nb = h[idx, ri, vi], n_taken[idx, ri, vi].astype(int)
