@@ -31,16 +31,20 @@ def test_json_keys_single_pair(files, capsys):
                       "--cost", "0.1")
     assert rc == 0
     obj = json.loads(out)
-    for key in ("kl_nats", "kl_bits", "tv", "alpha_sd", "alpha_er", "rank_entropy_nats", "methods", "bound",
+    for key in ("kl_nats", "kl_bits", "tv", "alpha_sd", "alpha_er", "rank_entropy_nats", "methods", "ersd_bound",
                 "asymptote"):
         assert key in obj
-    assert obj["bound"]["k"] == [1, 2, 8] and len(obj["bound"]["value"]) == 3
+    assert obj["ersd_bound"]["k"] == [1, 2, 8] and len(obj["ersd_bound"]["value"]) == 3
+    assert "bound" not in obj                       # the bound is named for what it bounds (issue 21)
     assert np.isclose(obj["alpha_sd"], np.minimum(p[0], q[0]).sum())
     for name, entry in obj["methods"].items():
         assert entry["k"] == [1, 2, 8] and len(entry["tokens_per_call"]) == 3
         assert "speedup" in entry
     ersd = obj["methods"]["ersd"]["tokens_per_call"]
-    assert all(t <= b + 1e-9 for t, b in zip(ersd, obj["bound"]["value"]))
+    assert all(t <= b + 1e-9 for t, b in zip(ersd, obj["ersd_bound"]["value"]))
+    for name, entry in obj["methods"].items():          # every value sits in its interval
+        for v, iv in zip(entry["tokens_per_call"], entry["interval"]):
+            assert v is None or iv is None or iv[0] - 1e-12 <= v <= iv[1] + 1e-12
 
 
 def test_batch_average_and_per_position(files, capsys):
@@ -109,6 +113,6 @@ def test_bad_files(tmp_path, capsys, problem, match):
 def test_report_object_prints_and_converts():
     rep = speedup_report([0.5, 0.3, 0.2], [0.3, 0.3, 0.4], k=[1, 3])
     text = str(rep)
-    assert "alpha_SD" in text and "bound" in text
+    assert "alpha_SD" in text and "ersd bound" in text
     d = rep.to_dict()
     assert d["methods"]["sd"]["tokens_per_call"][0] == pytest.approx(1.8)

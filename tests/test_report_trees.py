@@ -42,14 +42,14 @@ def test_report_tree_errors():
 
 
 def test_optimal_rank_set_tree_at_real_vocab_uses_the_bounded_law(monkeypatch):
-    """Above V = 64 the report tree takes the guaranteed-error law, never the O(V^3) exact kernel."""
+    """Above V = 64 the report tree takes the guaranteed-error law at K = 64, never the full small-V law."""
     import chansim.theory.ranklaw as ranklaw
     from chansim.distributions import noisy_target_pair
 
     def refuse(*_, **__):
-        raise AssertionError("exact rank-law kernel called at V = 1000")
+        raise AssertionError("full (K = V) rank law called at V = 1000")
 
-    monkeypatch.setattr(ranklaw, "rank_distribution_exact", refuse)
+    monkeypatch.setattr(ranklaw, "_small_law", refuse)
     p, q = noisy_target_pair(1000, 1.0, seed=0)
     tree = report_tree("ersd", p, q, 4, "optimal")
     assert tree.size == 4

@@ -272,10 +272,11 @@ def _plot(report, path: str) -> None:
     for name, entry in report.methods.items():
         pts = [(k, v) for k, v in zip(report.k, entry["tokens_per_call"]) if v is not None]
         if pts:
-            ax.plot(*zip(*pts), marker="o", label=name + ("" if entry["exact"] else " (MC)"))
+            ax.plot(*zip(*pts), marker="o", label=name + ("" if entry["exact"] else " (* interval in --json)"))
     asym = [float("nan") if v is None else v for v in report.asymptote["value"]]     # None: outside [1, k+1]
-    ax.plot(report.asymptote["k"], asym, "k--", label="ln k / H(R) + C")
-    ax.plot(report.bound["k"], report.bound["value"], "k:", label="all-k bound (guaranteed)")
+    ax.plot(report.asymptote["k"], asym, "k--", label="ERSD large-k relation ln k / H(R) + C (not a bound)")
+    ax.plot(report.ersd_bound["k"], report.ersd_bound["value"], "k:",
+            label="ERSD all-k bound (guaranteed for ersd, ersd-topm)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("drafted tokens k")
     ax.set_ylabel("tokens per target call")

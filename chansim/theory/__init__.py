@@ -3,7 +3,8 @@ the large-k relation and the all-k bound (derivations in docs/theory.md).
 
 Modules, one job each:
 
-* :mod:`~chansim.theory.ranklaw` — the ERSD rank law a_r, H(R), E[(ln a_R)^2] (exact / MC);
+* :mod:`~chansim.theory.ranklaw` — the ERSD rank law a_r, H(R), E[(ln a_R)^2] with a proved
+  l1 error at every V (full law for V <= 64, a guaranteed truncated law above; MC kept);
 * :mod:`~chansim.theory.nodes` — per-slot acceptance weights of one node (validating entry
   points; each method's mathematics lives in its module ``chansim/verify/<method>.py``);
 * :mod:`~chansim.theory.expectations` — E[tokens per call] for any registered method and tree;

@@ -74,10 +74,16 @@ def exit_entropy_bound(k: int, law: RankLaw, support: int) -> float:
         return float(k + 1)
     eps = 0.0 if not np.isfinite(law.error) else float(law.error)
     a = np.append(np.asarray(law.probs, dtype=float), law.never)
-    n_tail = max(int(support) - len(a), 0)
-    tail = float(law.tail) if n_tail > 0 and law.tail > 0 else 0.0
+    # ranks beyond the computed K: V_R minus the K computed ones minus "never" when it is a value
+    # (counting "never" when it is impossible undercounted them by one, and at V = K + 1 dropped
+    # the tail mass from the caps: issue 20)
+    n_tail = max(int(support) - len(law.probs) - int(law.never > 0), 0)
+    tail = max(float(law.tail), 0.0)                                 # the excess over it is in the pool
+    if tail > 0:
+        n_tail = max(n_tail, 1)
     n_pool = max(int(support), 1)
     log_k = math.log(k + 1)
+    h_cap = math.log(max(int(support), 1))                           # b lives on the V_R values of R
 
     def ok(c):                                                       # g(c) <= 0 (or c below E[tau])
         # caps c*a_hat on computed ranks, c*tau_hat spread over the tail, and a pool of c*eps
@@ -85,7 +91,7 @@ def exit_entropy_bound(k: int, law: RankLaw, support: int) -> float:
         caps = np.concatenate([np.minimum(c * a, 1.0), [c * tail / max(n_tail, 1), c * eps / n_pool]])
         mult = np.concatenate([np.ones(len(a)), [n_tail if tail > 0 else 0.0, n_pool if eps > 0 else 0.0]])
         keep = (mult > 0) & (caps > 0)
-        hm = max_entropy_capped(caps[keep], mult[keep])
+        hm = min(max_entropy_capped(caps[keep], mult[keep]), h_cap)
         return c * h <= log_k + hm
 
     lo, hi = 1.0, float(k + 1)
@@ -131,16 +137,30 @@ def _within_from(law: RankLaw):
 
 
 def bound_columns(ks, law: RankLaw, support: int) -> dict:
-    """``bound``, ``bound_paper``, ``asymptote`` (None where meaningless) and
-    ``asymptote_within_1pct_from_k`` for one position."""
+    """``ersd_bound``, ``ersd_bound_paper``, ``asymptote`` (None where meaningless) and
+    ``asymptote_within_1pct_from_k`` for one position.
+
+    The asymptote and its 1% point are auxiliary: a failure there (a law too flat for the
+    2^16-node optimum, say) leaves them None with the reason in ``asymptote_note``; it
+    never aborts the report.
+    """
     ks = [int(k) for k in ks]
     bound = guaranteed_bound(ks, law, support)
+    note = None
     if law.entropy > 0:
         paper = [float((math.log(k + 1) + math.log(max(int(support), 1))) / law.entropy) for k in ks]
-        asym = [float(v) for v in large_k_relation(ks, law)]
+        try:
+            asym = [float(v) for v in large_k_relation(ks, law)]
+        except (ValueError, FloatingPointError, OverflowError) as exc:
+            asym, note = [None] * len(ks), f"asymptote: {exc}"
     else:                                    # p = q: every drafted token is accepted
         paper = [float(k + 1) for k in ks]
         asym = [float(k + 1) for k in ks]
-    asym = [v if 1.0 <= v <= k + 1 else None for v, k in zip(asym, ks)]
-    return {"bound": bound, "bound_paper": paper, "asymptote": asym,
-            "asymptote_within_1pct_from_k": _within_from(law)}
+    asym = [v if v is not None and 1.0 <= v <= k + 1 else None for v, k in zip(asym, ks)]
+    try:
+        within = _within_from(law)
+    except (ValueError, FloatingPointError, OverflowError, MemoryError) as exc:
+        within = None
+        note = (note + "; " if note else "") + f"1% point: {exc}"
+    return {"ersd_bound": bound, "ersd_bound_paper": paper, "asymptote": asym,
+            "asymptote_within_1pct_from_k": within, "asymptote_note": note}

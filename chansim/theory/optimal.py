@@ -247,11 +247,20 @@ def _top_sums_and_depths(weights, ks, max_nodes, name: str = "rank_probs", total
         return np.zeros(len(ks)), np.zeros(len(ks), dtype=np.int64)
     if a[0] >= 1.0:                                            # a_1 = 1: the chain accepts everything
         return ks.astype(float), ks.copy()
+    if len(a) == 1:                                            # one rank: the chain, sum a + .. + a^k
+        top = float(a[0])
+        return top * -np.expm1(ks * np.log(top)) / (1.0 - top), ks.copy()
     prods, mult, depth = _top_groups(a, kmax, max_nodes)
     order = np.argsort(-prods, kind="stable")
     prods, mult, depth = prods[order], mult[order], depth[order]
     cum_n = np.cumsum(mult)                                    # [G] paths in the first g groups
     cum_v = np.cumsum(prods * mult)
+    if cum_n[-1] < kmax:
+        # the search stops at the float floor: the missing paths have products below 2.2e-308 and
+        # add less than k * 2.2e-308 to the sums; they hang below the deepest path found
+        prods, mult = np.append(prods, 0.0), np.append(mult, kmax - cum_n[-1])
+        depth = np.append(depth, depth.max(initial=0) + 1)
+        cum_n, cum_v = np.append(cum_n, kmax), np.append(cum_v, cum_v[-1])
     g = np.searchsorted(cum_n, ks, side="left")                # group holding the k-th path
     before_n = np.where(g > 0, cum_n[g - 1], 0)
     before_v = np.where(g > 0, cum_v[g - 1], 0.0)

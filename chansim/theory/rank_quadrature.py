@@ -99,24 +99,73 @@ def graded_panels(heavy: HeavySets, winners, t_end, share: float, k: int, max_st
     k : int
         K (K + 1 components).
 
+    Winners whose largest heavy rate exceeds ``_EXTREME`` (a draft that gives the winner a
+    tiny share of what the target gives it: :math:`c \\sim q_x p_y / q_y` up to
+    :math:`10^{90}`) march on a wider grid of ellipse distances: besides the fixed
+    :math:`2^{-24..4}`, the scaled :math:`2^{-10..2}/c_{max}` (the first panels, of width
+    ~ :math:`1/c_{max}`) and :math:`a\\,2^{-6..3}` (panels that grow geometrically with their
+    start a).  The fixed grid alone needs ~ :math:`c_{max} 2^{-24}` nodes per panel there
+    (minutes, or a MemoryError, at :math:`c \\ge 10^{10}`).  Every choice is a valid panel;
+    the error charged is the bound of the panel taken.
+
     Returns
     -------
     (y, a, h, n) : ndarrays, shape (P,)
         Panel winner index, start, width and Gauss points.
     err : ndarray, shape (B,)
         Guaranteed :math:`\\ell_1` quadrature error per winner (module docstring).
+    stop : ndarray, shape (B,)
+        The panels cover [0, stop]; stop < T_y where ``max_steps`` ran out or no panel met its
+        budget within ``_MAX_POINTS`` nodes (the caller charges the uncovered [stop, T_y], whose
+        mass is :math:`e^{-stop} - e^{-T_y}`, twice in l1).
     """
     winners = np.asarray(winners)
     t_end = np.asarray(t_end, dtype=float)
     lo, hi, s = rate_histogram(heavy, winners)
+    cmax = hi[:, 0] if hi.shape[1] else np.zeros(len(winners))
+    extreme = cmax > _EXTREME
+    if not extreme.any():
+        return _march(lo, hi, s, heavy, winners, t_end, share, k, max_steps, False)
+    err, stop = np.zeros(len(winners)), t_end.copy()
+    # extreme winners: factor-2 bins down to rate ~2^-24 (24 bins below c_max lumped every smaller rate,
+    # with no decay in a, into one bin whose top c_max 2^-23 forced panels of width ~ 2^23/c_max)
+    n_bins = int(min(1200, 48 + np.ceil(np.log2(cmax[extreme].max()))))
+    ext = rate_histogram(heavy, winners[extreme], n_bins)
+    parts = [_march(lo[~extreme], hi[~extreme], s[~extreme], heavy, winners[~extreme], t_end[~extreme], share, k,
+                    max_steps, False)] if (~extreme).any() else []
+    parts.append(_march(*ext, heavy, winners[extreme], t_end[extreme], share, k, max_steps, True))
+    for m, (_, e, st) in zip([m for m in (~extreme, extreme) if m.any()], parts):
+        err[m], stop[m] = e, st
+    return tuple(np.concatenate([pp[0][i] for pp in parts]) for i in range(4)), err, stop
+
+
+#: largest heavy rate above which a winner marches on the extended grid of :func:`graded_panels`
+_EXTREME = 2.0 ** 20
+_SCALED = 2.0 ** np.arange(-10, 3)                                        # r = these / c_max
+_RELATIVE = 2.0 ** np.arange(-6, 4)                                       # r = a * these
+#: most Gauss points per panel (a panel needing more is taken with this many, its bound charged)
+_MAX_POINTS = 1024
+
+
+def _march(lo, hi, s, heavy: HeavySets, winners, t_end, share: float, k: int, max_steps: int, extended: bool):
+    """The panel march of :func:`graded_panels` for one set of winners (``extended``: wider r grid)."""
     c_light = heavy.light[winners]
-    sq_light = np.where(heavy.second[winners], heavy.light_sq[winners], 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # [B, R, bins]: (e^{r hi} - 1)/hi, -> r where hi = 0
-        g = np.where(hi[:, None, :] > 0, np.expm1(np.minimum(_R_GRID[None, :, None] * hi[:, None, :], 600.0))
-                     / np.where(hi[:, None, :] > 0, hi[:, None, :], 1.0), _R_GRID[None, :, None])
-    a = np.zeros(len(winners))
-    err = np.zeros(len(winners))
+    second = heavy.second[winners]
+    sq_light = np.where(second, heavy.light_sq[winners], 0.0)
+
+    def growth(r, hv):                                                     # (e^{r hi} - 1)/hi, -> r where hi = 0
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.where(hv > 0, np.expm1(np.minimum(r * hv, 600.0)) / np.where(hv > 0, hv, 1.0), r)
+
+    n_w = len(winners)
+    if extended:
+        cmax = hi[:, 0]
+        r_fixed = np.concatenate([np.broadcast_to(_R_GRID, (n_w, len(_R_GRID))), _SCALED[None, :] / cmax[:, None]], 1)
+    else:
+        r_fixed = np.broadcast_to(_R_GRID, (n_w, len(_R_GRID)))
+    g = growth(r_fixed[:, :, None], hi[:, None, :])                       # [B, R, bins]
+    a = np.zeros(n_w)
+    err = np.zeros(n_w)
     norm = -np.expm1(-t_end)                                               # 1 - e^{-T}
     out_y, out_a, out_h, out_n = [], [], [], []
     active = np.flatnonzero(t_end > 0)
@@ -125,24 +174,44 @@ def graded_panels(heavy: HeavySets, winners, t_end, share: float, k: int, max_st
         if not len(active):
             break
         aa = a[active]
+        rg, ga = r_fixed[active], g[active]                                # [A, R], [A, R, bins]
+        if extended:
+            rel = np.where(aa[:, None] > 0, aa[:, None] * _RELATIVE[None, :], _R_GRID[0])
+            rg = np.concatenate([rg, rel], 1)
+            ga = np.concatenate([ga, growth(rel[:, :, None], hi[active][:, None, :])], 1)
         decay = 2 * np.exp(-aa[:, None] * lo[active]) * s[active]         # [A, bins]
-        log_m = np.einsum("ab,arb->ar", decay, g[active]) + 2 * _R_GRID[None, :] * c_light[active, None]   # [A, R]
+        log_m = np.einsum("ab,arb->ar", decay, ga) + 2 * rg * c_light[active, None]   # [A, R]
         # second-order light part: ||exp(-(t^2 S_2/2)(z^2 - z))|| <= e^{|t|^2 S_2}, |t| <= T_y + r
-        log_m += sq_light[active, None] * (t_end[active, None] + _R_GRID[None, :]) ** 2
+        log_m += sq_light[active, None] * (t_end[active, None] + rg) ** 2
         left = (t_end[active] - aa)[:, None, None]
-        h = np.minimum(_R_GRID[None, :, None] * _HALF_WIDTH[None, None, :], left)                       # [A, R, 4]
+        h = np.minimum(rg[:, :, None] * _HALF_WIDTH[None, None, :], left)                       # [A, R, 4]
         budget = share * (np.exp(-aa)[:, None, None] * -np.expm1(-h)) / norm[active, None, None]
-        need = (log_k + np.log(h * _C0[None, None, :]) - aa[:, None, None] + _R_GRID[None, :, None]
-                + log_m[:, :, None] - np.log(budget))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            need = (log_k + np.log(h * _C0[None, None, :]) - aa[:, None, None] + rg[:, :, None]
+                    + log_m[:, :, None] - np.log(budget))
         n = np.maximum(2, np.ceil(need / (2 * np.log(_VARRHO))[None, None, :]))
         n = np.where(np.isfinite(n), n, 1e12)                            # overflowed bounds: never chosen
-        score = (h / n).reshape(len(active), -1)
+        n_taken = np.minimum(n, _MAX_POINTS)
+        score = np.where(n <= _MAX_POINTS, h / n, 0.0).reshape(len(active), -1)
         best = np.argmax(score, axis=1)
-        ri, vi = np.unravel_index(best, (len(_R_GRID), len(_VARRHO)))
+        stuck = score[np.arange(len(active)), best] <= 0                   # no panel within _MAX_POINTS nodes
+        if stuck.any():
+            # stop these winners here: the caller moves the mass of [a, T_y] to "N >= K" and charges
+            # twice it (a panel taken instead would cost as much, or have no finite bound at all)
+            keep = ~stuck
+            active, aa, best, h, n_taken, rg, log_m = (active[keep], aa[keep], best[keep], h[keep], n_taken[keep],
+                                                       rg[keep], log_m[keep])
+            if not len(active):
+                break
+        ri, vi = np.unravel_index(best, (rg.shape[1], len(_VARRHO)))
         idx = np.arange(len(active))
-        hb, nb = h[idx, ri, vi], n[idx, ri, vi].astype(int)
-        eb = np.exp(log_k + np.log(hb * _C0[vi]) - aa + _R_GRID[ri] + log_m[idx, ri]
-                    - 2 * nb * np.log(_VARRHO[vi]))
+        hb, nb = h[idx, ri, vi], n_taken[idx, ri, vi].astype(int)
+        with np.errstate(over="ignore"):
+            eb = np.exp(log_k + np.log(hb * _C0[vi]) - aa + rg[idx, ri] + log_m[idx, ri]
+                        - 2 * nb * np.log(_VARRHO[vi]))
+        # a Poisson light part keeps every row a probability vector times e^{-t}: the panel's integral
+        # and its Gauss sum (positive weights) each have l1 norm <= h e^{-a}, so 2 h e^{-a} always holds
+        eb = np.where(second[active], eb, np.minimum(eb, 2 * hb * np.exp(-aa)))
         out_y.append(winners[active])
         out_a.append(aa.copy())
         out_h.append(hb)
@@ -150,7 +219,6 @@ def graded_panels(heavy: HeavySets, winners, t_end, share: float, k: int, max_st
         err[active] += eb
         a[active] = aa + hb
         active = active[a[active] < t_end[active] * (1 - 1e-12)]
-    else:
-        raise RuntimeError("graded_panels: step limit reached")
+    stop = np.where(a < t_end * (1 - 1e-12), a, t_end)                     # [B] panels cover [0, stop]
     cat = (lambda v: np.concatenate(v) if v else np.zeros(0))
-    return (cat(out_y).astype(int), cat(out_a), cat(out_h), cat(out_n).astype(int)), err
+    return (cat(out_y).astype(int), cat(out_a), cat(out_h), cat(out_n).astype(int)), err, stop

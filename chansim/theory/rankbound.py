@@ -11,7 +11,9 @@ Ingredients (each proven in docs/theory.md §5):
    :math:`\pi_x = 1 - e^{-t c_x}`, :math:`c_x = (q_x/\rho_y - p_x)_+`,
    :math:`\rho = q/p`: only tokens with a larger ratio than y can precede it.
 2. **Winners** y are taken by decreasing :math:`p_y` until the rest has mass
-   ``<= tol/4`` (or ``winners_max`` is hit); the rest is charged to ``error``.
+   ``<= tol/6`` (or ``winners_max`` is hit); the rest is charged to ``error``.  A winner whose
+   ratio :math:`q_y/p_y` is below :data:`RHO_FLOOR` = 1e-90 is computed at that ratio and the
+   change is charged (part ``ratio_floor``, :func:`_clamp_ratios`).
 3. **Heavy/light split** per winner: the :math:`h_y` competitors with the largest
    :math:`c_x` enter an exact Poisson-binomial recursion truncated at K (the last state
    absorbs :math:`N \ge K`); the others are replaced by Poisson(:math:`t C^L_y`),
@@ -76,8 +78,11 @@ class BoundedRankLaw:
         Upper bound on :math:`E[R]` over drafted winners (used for the tail entropy).
     vocab : int
     parts : dict
-        The error budget by source (``winners``, ``light``, ``quadrature``, ``t_tail``,
-        ``rounding``) and work counters (``winners``, ``rows``).
+        The error budget by source, eight terms summing to ``error`` (``winners``,
+        ``ratio_floor``, ``binning``, ``light``, ``quadrature``, ``t_tail``, ``narrow``,
+        ``rounding``), and work counters (``n_winners``, ``bins``, ``rows``, ...).
+        The computed vector is clipped to [0, 1] (the true entries lie there, so no entry
+        moves away from the truth and the guarantee stands).
     """
 
     head: np.ndarray
@@ -197,6 +202,37 @@ def _greedy_bins(by_rho, pw, m_up, m_lo, limit: float):
     return starts, errs, float(errs.sum())
 
 
+#: smallest winner ratio q_y/p_y used as such (rates c_x = q_x/rho_y - p_x stay <= 1e90, their cubes finite)
+RHO_FLOOR = 1e-90
+
+
+def _clamp_ratios(p, q, rho_w):
+    r"""Raise winner ratios below :data:`RHO_FLOOR` to it; returns ``(rho, tv)``, tv per winner.
+
+    A winner y that the draft gives :math:`q_y < 10^{-90} p_y` has rates
+    :math:`c_x = q_x/\rho_y - p_x` beyond what float64 cubes hold.  With
+    :math:`\rho'_y = \max(\rho_y, \rho_{floor})` every rate shrinks to
+    :math:`c'_x = (q_x/\rho'_y - p_x)_+ \le c_x`; coupling each Bernoulli(1 - e^{-t c}) with
+    Bernoulli(1 - e^{-t c'}) monotonically, the counts differ with probability at most
+    :math:`\sum_x \int_0^\infty e^{-t}(e^{-t c'_x} - e^{-t c_x})\,dt
+    \le \sum_{x:\ \rho_x > \rho_y} 1/(1 + c'_x)` (docs/theory.md §5), which is returned
+    (capped at 1) as the total-variation cost of the winner's conditional law.
+    """
+    low = rho_w < RHO_FLOOR
+    tv = np.zeros(len(rho_w))
+    if not low.any():
+        return rho_w, tv
+    live = np.flatnonzero(q > 0)
+    with np.errstate(divide="ignore"):
+        rho = np.where(p[live] > 0, q[live] / np.where(p[live] > 0, p[live], 1.0), np.inf)
+        term = 1.0 / (1.0 + np.maximum(q[live] / RHO_FLOOR - p[live], 0.0))
+    order = np.argsort(-rho, kind="stable")
+    suffix = np.concatenate([[0.0], np.cumsum(term[order])])               # over the largest ratios
+    above = np.searchsorted(-rho[order], -rho_w[low], side="left")         # tokens with rho_x > rho_y
+    tv[low] = np.minimum(suffix[above], 1.0)
+    return np.maximum(rho_w, RHO_FLOOR), tv
+
+
 def _gauss_legendre(n: int):
     x, w = np.polynomial.legendre.leggauss(int(n))
     return x, w
@@ -305,6 +341,9 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     never = float(p[(p > 0) & (q == 0)].sum())
     rates = competitor_rates(p, q, validate=False)                         # [V] exact C_y
     cand = np.flatnonzero((p > 0) & (q > 0))
+    if not len(cand):                                                      # every winner is never drafted
+        return BoundedRankLaw(np.zeros(k), 0.0, never, 1e-13, 0.0, vocab,
+                              {"winners": 0.0, "rounding": 1e-13, "n_winners": 0, "rows": 0})
     order = cand[np.argsort(-p[cand], kind="stable")]
     rest = p[order].sum() - np.cumsum(p[order])                            # mass after each prefix
     n_win = int(np.searchsorted(-rest, -tol / 6)) + 1 if len(order) else 0
@@ -320,6 +359,8 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     share = tol / 6
     pw = p[winners]
     rho_w = q[winners] / pw
+    clamped = rho_w < RHO_FLOOR                                            # E[R | y] unknown there: use V
+    rho_w, clamp_tv = _clamp_ratios(p, q, rho_w)
     c_tot = rates[winners]
     pos_in_short = np.full(vocab, -1)
     pos_in_short[short] = np.arange(s_n)
@@ -343,7 +384,7 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
         ms = (c / (1 + c)).sum(1)
         m_up[sl] = 1 + ms + out_s1[sl]
         m_lo[sl] = 1 + ms + np.maximum(out_s1[sl] - out_s2[sl], 0.0)
-    mean_bound = float((pw * np.minimum(m_up, vocab)).sum() + dropped * vocab)
+    mean_bound = float((pw * np.where(clamped, vocab, np.minimum(m_up, vocab))).sum() + dropped * vocab)
     # bins of winners by ratio: R | y is stochastically decreasing in rho_y, so y may be
     # replaced by the bin's lowest-ratio winner at l1 cost 2 p_y (E[R | ref] - E[R | y]) (§5)
     by_rho = np.argsort(rho_w, kind="stable")
@@ -356,8 +397,10 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     ref_pos = by_rho[starts]                                               # [bins] positions in winners
     bin_mass = np.add.reduceat(pw[by_rho], starts)
     binning_err = total
+    winners_before = winners
     winners, pw, rho_w, c_tot = winners[ref_pos], bin_mass, rho_w[ref_pos], c_tot[ref_pos]
     n_all_winners, n_win = n_win, len(ref_pos)
+    winners_all = winners_before
 
     # heavy sets per winner (rank_heavy): light-part l1 cost <= share where reachable
     t_max = math.log(2 / share)                                            # largest T_y (probes below)
@@ -400,7 +443,12 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     narrow_err, wide_rows = 0.0, 0
     quad_err = np.zeros(n_win)
     if len(bw):
-        (pan_y, pan_a, pan_h, pan_n), quad_err[bw] = graded_panels(heavy_sets, bw, t_end[bw], share, k)
+        (pan_y, pan_a, pan_h, pan_n), quad_err[bw], stop = graded_panels(heavy_sets, bw, t_end[bw], share, k)
+        # panels that ran out of steps: the uncovered [stop, T_y] goes to "N >= K" (like the t-tail,
+        # l1 cost <= twice its mass e^{-stop} - e^{-T_y}); never a crash (issue 20)
+        gap = np.exp(-stop) - np.exp(-t_end[bw])
+        quad_err[bw] += 2 * gap
+        head[k] += float((pw[bw] * gap).sum())
         t_list, w_list, y_list = [], [], []
         for n in np.unique(pan_n):
             xg, wg = _gauss_legendre(n)
@@ -418,6 +466,7 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     alpha = float(np.where(p > 0, p / (1.0 + np.where(np.isfinite(rates), rates, np.inf)), 0.0).sum())
     light_err = heavy_sets.mixed_tv(t_end)                                 # rows only reach T_y
     parts = {"winners": dropped,
+             "ratio_floor": float(2 * (p[winners_all] * clamp_tv).sum()),
              "binning": binning_err,
              "light": float(2 * (pw * light_err).sum()),                  # l1 = 2 TV
              "quadrature": float((pw * quad_err).sum()),
@@ -428,7 +477,9 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     parts.update(n_winners=int(n_all_winners), bins=int(n_win), rows=int(rows_total), wide_rows=int(wide_rows), heavy=int(heavy_sets.counts.max(initial=0)),
                  heavy_mean=float(heavy_sets.counts.mean()) if n_win else 0.0, full_pass=heavy_sets.full, shortlist=s_n,
                  second_order=int(heavy_sets.second.sum()))
-    a = head[:k].copy()
+    # the true a_r and P(R > K) lie in [0, 1]: clipping moves no entry away from the truth, so the
+    # l1 guarantee still holds (rows of a signed second-order part can leave -1e-21 behind)
+    a = np.clip(head[:k], 0.0, 1.0)
     a[0] = alpha                                                           # exact alpha_ER (closed form, §0)
-    tail = float(head[k]) if k < vocab else 0.0
+    tail = float(np.clip(head[k], 0.0, 1.0)) if k < vocab else 0.0
     return BoundedRankLaw(a, tail, never, error, mean_bound, vocab, parts)

@@ -7,8 +7,10 @@ R is the rank, in the draft's exponential race, of the target's race winner
     \mu = H(R) = E[-\ln a_R] \;\text{(nats)}, \qquad \mu_2 = E[(\ln a_R)^2],
 
 and the tree expectations through the vector :math:`a`.  :func:`rank_law` returns a
-:class:`RankLaw` carrying both, exact for small vocabularies
-(:func:`chansim.races.rank_distribution_exact`) and by Monte Carlo for large ones.
+:class:`RankLaw` carrying both with a proved :math:`\ell_1` error at every V: the full law
+(K = V) for small vocabularies and a truncated law above, both by
+:func:`chansim.theory.rankbound.bounded_rank_law` (docs/theory.md §0, §5); the older Monte
+Carlo estimate below is kept as ``method="mc"``.
 
 Large vocabularies (Monte Carlo on a head, with a rigorous truncation term)
 --------------------------------------------------------------------------
@@ -41,7 +43,7 @@ import numpy as np
 
 from ..distributions import check_pair
 from ..stats import normal_quantile
-from ..races import rank_distribution_exact, sample_ranks
+from ..races import sample_ranks
 from .rankbound import bounded_rank_law, entropy_continuity_bound, rank_entropy_interval
 
 __all__ = ["RankLaw", "rank_law", "law_from_probs", "head_split"]
@@ -64,7 +66,10 @@ class RankLaw:
     entropy_ci : (float, float)
         Interval for H(R) (equal to ``(entropy, entropy)`` when exact).
     exact : bool
-        True when ``probs`` is exact (up to quadrature error ~1e-12).
+        True when ``probs`` carries a *proved* :math:`\ell_1` error ``error`` <= :data:`EXACT_L1`
+        = 1e-10 (the full small-V law of ``method="exact"``, docs/theory.md §5), or is an
+        explicit pmf (:func:`law_from_probs`, error 0).  Never set from a quadrature's own
+        error estimate.
     support : int
         Number of values R can take (ranks with :math:`a_r > 0`, plus "never").
     trials : int
@@ -72,8 +77,8 @@ class RankLaw:
     truncation : float
         The bound :math:`\delta` on P(R != R') from the head restriction (0 if none).
     error : float
-        Guaranteed :math:`\ell_1` error of ``(probs, tail)`` (``"bounded"`` method,
-        docs/theory.md §5; 0 for exact laws, ``nan`` for Monte Carlo).
+        Guaranteed :math:`\ell_1` error of ``(probs, tail)`` (``"exact"`` and ``"bounded"``,
+        docs/theory.md §5; 0 only for :func:`law_from_probs`, ``nan`` for Monte Carlo).
     tail : float
         P(R > len(probs)) (drafted beyond the computed ranks).
     guaranteed : bool
@@ -171,9 +176,11 @@ def _binary_entropy(d: float) -> float:
 def rank_law(target_probs, draft_probs, method: str = "auto", trials: int = 4000, seed: int = 0,
              exact_max_vocab: int = 64, eps: float = 1e-4, head_max: int = 2048,
              confidence: float = 0.99, max_rank: int = 64, tol: float = 1e-4) -> RankLaw:
-    r"""Rank law of one (p, q) pair: exact for ``V <= exact_max_vocab``, else with a guaranteed error.
+    r"""Rank law of one (p, q) pair with a proved :math:`\ell_1` error ``law.error`` at every V.
 
-    ``"bounded"`` (the default above ``exact_max_vocab``,
+    ``"exact"`` (the default for ``V <= exact_max_vocab``) is the full law, K = V, by the
+    guaranteed method below at tol 1e-12 (proved error ~3e-13, no renormalisation;
+    ``exact`` is True when the error is <= 1e-10).  ``"bounded"`` (the default above ``exact_max_vocab``,
     :func:`chansim.theory.rankbound.bounded_rank_law`) returns :math:`a_1..a_K`,
     K = ``max_rank``, with a guaranteed :math:`\ell_1` error ``law.error`` (aimed at
     ``tol``), ``probs[0]`` = the exact :math:`\alpha_{ER}`, and a rigorous interval
@@ -210,10 +217,7 @@ def rank_law(target_probs, draft_probs, method: str = "auto", trials: int = 4000
     if method == "bounded":
         return _bounded_law(p, q, max_rank, tol)
     if method == "exact":
-        rd = rank_distribution_exact(p, q)
-        total = rd.probs.sum()
-        a = rd.probs * ((1 - rd.never) / total) if total > 0 else rd.probs   # remove quadrature drift
-        return law_from_probs(a, rd.never)
+        return _small_law(p, q)
     if method != "mc":
         raise ValueError(f"method must be 'auto', 'exact', 'bounded' or 'mc', got {method!r}")
     if trials < 2:
@@ -236,6 +240,51 @@ def rank_law(target_probs, draft_probs, method: str = "auto", trials: int = 4000
     a = freq[:n_head]
     never = float(freq[n_head])
     return RankLaw(a, never, h, m2, ci, False, observed, trials, delta, float("nan"), 0.0, False)
+
+
+#: l1 error aimed at by the full law of ``method="exact"`` (V <= ``exact_max_vocab`` by default)
+EXACT_TOL = 1e-12
+#: a law whose proved l1 error is at most this is flagged ``exact`` (far below any printed digit)
+EXACT_L1 = 1e-10
+
+
+def structural_support(p, q) -> int:
+    r"""Number of values R can take, "never" included: :math:`\max_y (n_y + 1) + 1\{\nu > 0\}`.
+
+    Given winner y (:math:`p_y, q_y > 0`), exactly the :math:`n_y` tokens with
+    :math:`\rho_x = q_x/p_x > \rho_y` (q_x > 0) can precede it, each with positive probability
+    and jointly (§0: independent Bernoullis with :math:`\pi_x(t) > 0`), so the ranks
+    1..n_y + 1 all have positive probability and no other rank does.
+
+    >>> structural_support(np.array([1.0, 0.0]), np.array([0.5, 0.5]))   # ranks 1, 2
+    2
+    """
+    live = (p > 0) & (q > 0)
+    never = bool(np.any((p > 0) & (q == 0)))
+    if not live.any():
+        return int(never)
+    with np.errstate(divide="ignore"):
+        rho = np.where(p > 0, q / np.where(p > 0, p, 1.0), np.inf)[q > 0]      # drafted tokens' ratios
+    lowest = float(np.min(q[live] / p[live]))                                  # the winner with most rivals
+    return int(np.count_nonzero(rho > lowest)) + 1 + int(never)
+
+
+def _small_law(p, q) -> RankLaw:
+    r"""The full law (K = V) by :func:`bounded_rank_law` at ``EXACT_TOL``: a proved l1 error, no renormalisation.
+
+    Replaces the adaptive quadrature with renormalisation that was called exact (issue 20:
+    it missed a feature near t ~ 1e-7 and hid the lost mass). ``exact`` is True only when
+    the proved error is at most :data:`EXACT_L1`; ``error`` always carries it.
+    """
+    vocab = p.shape[-1]
+    b = bounded_rank_law(p, q, max_rank=vocab, tol=EXACT_TOL)
+    lo, hi = rank_entropy_interval(b.head, 0.0, b.never, b.error, b.mean_rank_bound, 0)
+    full = np.append(b.head, b.never)
+    pos = full[full > 0]
+    h = float(-(pos * np.log(pos)).sum())
+    m2 = float((pos * np.log(pos) ** 2).sum())
+    return RankLaw(b.head, b.never, min(max(h, lo), hi), m2, (lo, hi), b.error <= EXACT_L1,
+                   structural_support(p, q), 0, 0.0, b.error, 0.0, True, float(b.mean_rank_bound))
 
 
 def _bounded_law(p, q, max_rank: int, tol: float) -> RankLaw:

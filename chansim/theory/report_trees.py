@@ -71,13 +71,15 @@ def report_tree(method: str, p, q, k: int, shape: str, *, law=None, seed: int = 
     family = meth.tree_family if meth.tree_family in FAMILIES else None
     if family == "chain" or (family is None and meth.chains_only):
         return f"chain:{k}"
+    from .report import MAX_RANKS, _weights
+
     if family == "sibling-closed":
         if law is None and meth.uses_race:
-            law = rank_law(p, q, max_rank=max(k, 64))                # exact for small V, guaranteed error above
-        weights = meth.slot_weights(p, q, k, seed=seed, law=law if meth.uses_race else None).w
+            law = rank_law(p, q, max_rank=min(max(k, 64), MAX_RANKS))   # K = V up to 64, guaranteed error
+        weights = _weights(meth, p, q, k, law if meth.uses_race else None, seed)[0]
         return best_sibling_closed_tree(weights, k, name=method)
     if family == "rank-set":
-        law = rank_law(p, q, max_rank=max(k, 64)) if law is None else law
+        law = rank_law(p, q, max_rank=min(max(k, 64), MAX_RANKS)) if law is None else law
         return best_rank_set_tree(law.probs, k)
     if family == "sequences":
         _, length = best_sequences(p, q, k)
