@@ -143,3 +143,22 @@ def test_dask_backend_gives_identical_numbers(tmp_path):
     for a, b in zip(ref, got):
         np.testing.assert_array_equal(a["probs"], b["probs"])
         assert a["entropy_ci"] == b["entropy_ci"] and a["error"] == b["error"] and a["tail"] == b["tail"]
+
+
+def test_pooled_small_vocabulary_law_keeps_its_proved_error():
+    """Per-position laws at V <= 64 carry a proved error (never 0); pooling keeps their mean
+    and never renormalises it away (the old pooled law said error 0)."""
+    from chansim.logs.ranklaw import pooled_law, position_law
+    from chansim.theory.ranklaw import EXACT_L1
+
+    rng = np.random.default_rng(3)
+    laws = [position_law(rng.dirichlet(np.ones(6)), rng.dirichlet(np.ones(6)), 10, 0, 64, 1e-4) for _ in range(4)]
+    pooled = pooled_law(laws, 6)
+    errors = [d["error"] for d in laws]
+    assert all(0 < e <= EXACT_L1 for e in errors)
+    assert pooled.error == pytest.approx(np.mean(errors)) and pooled.error > 0
+    assert pooled.exact
+    head = np.mean([d["probs"] for d in laws], axis=0)
+    assert np.array_equal(pooled.probs, head)                        # as pooled, not rescaled
+    lo, hi = pooled.entropy_ci
+    assert lo <= pooled.entropy <= hi

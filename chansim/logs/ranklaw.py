@@ -87,7 +87,9 @@ def pooled_law(laws: list, vocab: int):
     r"""The pooled :class:`~chansim.theory.RankLaw` of ``laws`` (module docstring), tail kept.
 
     ``entropy_ci`` is rigorous given the per-position guarantees; ``entropy`` is its
-    midpoint when any position is truncated, else the exact H(ā).
+    midpoint unless every position is an explicit pmf (error 0), then the exact H(ā).
+    Nothing is renormalised: the pooled error is the mean of the per-position proved errors,
+    and ``exact`` means that error is at most :data:`~chansim.theory.ranklaw.EXACT_L1`.
 
     >>> from chansim.logs.ranklaw import position_law
     >>> law = pooled_law([position_law([0.5, 0.5], [0.9, 0.1], 2, 0, 64, 1e-4)] * 2, 2)
@@ -95,7 +97,7 @@ def pooled_law(laws: list, vocab: int):
     ([0.6, 0.4], 0.0, True)
     """
     from ..theory.rankbound import rank_entropy_interval
-    from ..theory.ranklaw import RankLaw, law_from_probs
+    from ..theory.ranklaw import EXACT_L1, RankLaw, law_from_probs
 
     n = len(laws)
     if n == 0:
@@ -111,9 +113,8 @@ def pooled_law(laws: list, vocab: int):
     if not all(math.isfinite(e) for e in errors):
         raise ValueError("pooling needs guaranteed per-position laws (exact or 'bounded'), not Monte Carlo")
     error = float(np.mean(errors))
-    if all(d["exact"] for d in laws) and tail == 0.0:
-        total = head.sum() + never
-        return law_from_probs(head / total, never / total)        # total = 1 up to quadrature drift
+    if error == 0.0 and tail == 0.0:                              # explicit pmfs: exact as they are
+        return law_from_probs(head, never)
     n_tail = max(int(vocab) - width, 0)
     mean_rank = float(np.mean([d["mean_rank_bound"] for d in laws]))
     lo, hi = rank_entropy_interval(head, tail, never, error, mean_rank, n_tail)
@@ -122,5 +123,6 @@ def pooled_law(laws: list, vocab: int):
     tau = min(max(tail, 0.0), 1.0)
     m2_tail = tau * math.log(tau / n_tail) ** 2 if tau > 0 and n_tail > 0 else 0.0
     support = int(np.count_nonzero(head)) + (n_tail if tail > 0 else 0) + int(never > 0)
-    return RankLaw(head, never, 0.5 * (lo + hi), m2_head + 0.5 * m2_tail, (lo, hi), False, support,
+    exact = tail == 0.0 and error <= EXACT_L1                    # a proved error, never renormalised away
+    return RankLaw(head, never, 0.5 * (lo + hi), m2_head + 0.5 * m2_tail, (lo, hi), exact, support,
                    0, tail, error, tail, True, mean_rank)
