@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from chansim.distributions import noisy_target_pair
+from chansim.inputs.distributions import noisy_target_pair
 from chansim.simulate import simulate
 from chansim.verify.block import block_mean_weights
 from chansim.verify.block_exact import block_tokens

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from chansim.distributions import noisy_target_pair
+from chansim.inputs.distributions import noisy_target_pair
 from chansim.simulate import simulate
 
 CASES = [

@@ -17,7 +17,7 @@ import numpy as np
 
 
 def _measure(p, q, m):
-    from chansim.transport import optimal_acceptance_iid
+    from chansim.sampling.transport import optimal_acceptance_iid
     from chansim.verify import multidraft as md
 
     md._PLANS.clear()

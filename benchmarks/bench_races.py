@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from chansim.races import er_acceptance, er_acceptance_quadratic, sample_ranks
+from chansim.sampling.races import er_acceptance, er_acceptance_quadratic, sample_ranks
 
 
 def best_time(fn, repeat: int = 5, min_time: float = 0.2) -> float:

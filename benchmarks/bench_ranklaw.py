@@ -3,7 +3,7 @@
 For an LM-like pair at V = ``--vocab`` (peaked Gumbel logits, draft = noisy target) it
 times :func:`bounded_rank_law` at each ``--tol`` (reporting the guaranteed l1 error, the
 width of the rigorous H(R) interval and the work counters), then times the Monte Carlo
-sampler used before (:func:`chansim.races.sample_ranks`, float32) and extrapolates the
+sampler used before (:func:`chansim.sampling.races.sample_ranks`, float32) and extrapolates the
 samples — and seconds — it needs for a 3-sigma half-width on a_1 equal to the guaranteed
 error.  Ratios come from this one run.
 
@@ -21,7 +21,7 @@ import numpy as np
 
 def lm_like_pair(vocab: int, seed: int):
     """Peaked target (H(p) ~ 2 nats) and a draft = target logits + noise."""
-    from chansim.distributions import softmax
+    from chansim.inputs.distributions import softmax
     rng = np.random.default_rng(seed)
     z = rng.gumbel(size=vocab)
     z[:20] += np.linspace(12, 6, 20)
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
                         help="comma-separated widths of the narrow first pass to time (0 = off), e.g. 16,0")
     args = parser.parse_args(argv)
 
-    from chansim.races import sample_ranks
+    from chansim.sampling.races import sample_ranks
     from chansim.theory.rankbound import bounded_rank_law, rank_entropy_interval
 
     p, q = lm_like_pair(args.vocab, args.seed)

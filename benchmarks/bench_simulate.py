@@ -6,7 +6,7 @@ Run:  python benchmarks/bench_simulate.py [--quick] [--vocab 32768] [--calls 200
 Both engines simulate the same method/tree/pair in one process, one after the other;
 the ratio is the point (absolute numbers depend on the machine).  The reference engine
 drives :func:`chansim.verify.speculative_step` one call at a time.  ersd and rsd run
-on the exact O(m log V) samplers of :mod:`chansim.race_sampling` (docs/theory.md §2.4);
+on the exact O(m log V) samplers of :mod:`chansim.sampling.race_sampling` (docs/theory.md §2.4);
 ``--no-race-tables`` times their full-V samplers instead.  The summary compares batched
 ersd with batched sd (same tree shape) in calls per second.
 """
@@ -18,7 +18,7 @@ import platform
 
 import numpy as np
 
-from chansim.distributions import noisy_target_pair
+from chansim.inputs.distributions import noisy_target_pair
 from chansim.simulate import simulate
 
 CASES = [

@@ -18,7 +18,7 @@ import json
 import time
 
 
-from chansim.distributions import noisy_target_pair
+from chansim.inputs.distributions import noisy_target_pair
 from chansim.simulate import simulate
 from chansim.theory import rank_law
 from chansim.theory.report import speedup_report

@@ -1,4 +1,4 @@
-"""Count ``chansim.distributions.check_pair`` calls per position (one (p, q) pair) at public entry points.
+"""Count ``chansim.inputs.distributions.check_pair`` calls per position (one (p, q) pair) at public entry points.
 
 Issue 19, "validation once at the door": a public function checks its pair once, and the
 kernels behind it take the checked arrays.  Every module-level name bound to ``check_pair``
@@ -10,14 +10,14 @@ import sys
 import numpy as np
 
 import chansim.channel
-import chansim.distributions as D
-import chansim.races
+import chansim.inputs.distributions as D
+import chansim.sampling.races
 import chansim.simulate
 import chansim.theory
 import chansim.verify
 
 #: every module that may bind ``check_pair`` is loaded before the names are wrapped
-LOADED = (chansim.channel, chansim.races, chansim.simulate, chansim.theory, chansim.verify)
+LOADED = (chansim.channel, chansim.sampling.races, chansim.simulate, chansim.theory, chansim.verify)
 
 CALLS = [0]
 _CHECK = D.check_pair
@@ -41,9 +41,10 @@ def count(label, run):
 
 
 def main():
-    from chansim import channel, races, simulate, theory
-    from chansim.sources import MarkovSource
-    from chansim.trees import as_tree
+    from chansim import channel, simulate, theory
+    from chansim.sampling import races
+    from chansim.sampling.sources import MarkovSource
+    from chansim.inputs.trees import as_tree
     from chansim.verify import block, multidraft, rsd
 
     rng = np.random.default_rng(0)

@@ -32,7 +32,7 @@ Only x with :math:`\rho_x = q_x/p_x > \rho_y` contribute to :math:`C_y`, so all
 :math:`C_y` come from one sort on :math:`\rho` in :math:`O(V \log V)`:
 :math:`C_y = Q_{>}(y)/\rho_y - P_{>}(y)` with :math:`Q_>, P_>` the q- and p-mass
 above :math:`\rho_y`.  (The same :math:`c_x` appear in the rank law of
-:func:`chansim.races.rank_distribution_exact`.)  p = q gives C = 0 and K = 1 always.
+:func:`chansim.sampling.races.rank_distribution_exact`.)  p = q gives C = 0 and K = 1 always.
 
 Costs
 -----
@@ -69,9 +69,9 @@ from typing import NamedTuple
 import numpy as np
 from scipy import integrate, optimize, special
 
-from .distributions import check_pair_1d, kl_divergence
-from .races import competitor_rates
-from .stats import normal_quantile, wilson_interval
+from .inputs.distributions import check_pair_1d, kl_divergence
+from .sampling.races import competitor_rates
+from .common.stats import normal_quantile, wilson_interval
 
 __all__ = [
     "PFRSample",

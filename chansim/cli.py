@@ -18,7 +18,7 @@ import sys
 import warnings
 
 from . import __version__
-from .logconfig import configure_logging
+from .common.logconfig import configure_logging
 
 #: sub-command name -> module under chansim.commands
 COMMANDS = {
@@ -56,7 +56,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def _add_verbosity(parser: argparse.ArgumentParser, default) -> None:
-    """``--quiet``/``--verbose`` (diagnostics on stderr; see :mod:`chansim.logconfig`)."""
+    """``--quiet``/``--verbose`` (diagnostics on stderr; see :mod:`chansim.common.logconfig`)."""
     group = parser.add_argument_group("output")
     group.add_argument("-q", "--quiet", action="store_true", default=default,
                        help="no diagnostics, progress bars or library warnings on stderr (results only)")
@@ -75,7 +75,7 @@ def _add_verbosity_everywhere(subparsers) -> None:
 
 class Terminated(KeyboardInterrupt):
     """Raised by the SIGTERM handler so that a terminated run cleans up as an interrupted one does
-    (temporary files of :func:`chansim.outputs.atomic_path` removed, old files left as they were)."""
+    (temporary files of :func:`chansim.common.outputs.atomic_path` removed, old files left as they were)."""
 
 
 def _raise_terminated(signum, frame):

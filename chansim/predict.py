@@ -3,7 +3,7 @@ r"""Predict tokens per target call from a logged path (real-model validation).
 A log holds, along one sequence :math:`y_1, y_2, \dots, y_T` sampled from the target,
 the target and draft distributions :math:`(p_t, q_t)` of :math:`y_t`.  For a draft tree
 whose shape depends only on depth (``widths[d]`` children at depth d, as in
-:func:`chansim.trees.branching`), condition on the output being the logged path: the
+:func:`chansim.inputs.trees.branching`), condition on the output being the logged path: the
 node at position t and depth d *accepts* (the output came from a drafted child rather
 than the fallback) with probability
 
@@ -43,8 +43,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .paths import check_path_inputs as _path_inputs, expected_calls_from_lengths
-from .stats import bootstrap_ratios
+from .inputs.paths import check_path_inputs as _path_inputs, expected_calls_from_lengths
+from .common.stats import bootstrap_ratios
 from .verify.base import check_width
 from .verify.registry import get_method, method_names
 

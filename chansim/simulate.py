@@ -14,10 +14,10 @@ the benchmark baseline.
 
 Models and token streams
 ------------------------
-* **i.i.d.** (two 1-D vectors or :class:`~chansim.sources.IIDSource`): calls are
+* **i.i.d.** (two 1-D vectors or :class:`~chansim.sampling.sources.IIDSource`): calls are
   independent; ``tokens`` is the concatenated output of all calls in call order (an
   i.i.d. sequence ~ p when the method is exact).
-* **Markov** (:class:`~chansim.sources.MarkovSource` pair): ``streams`` independent
+* **Markov** (:class:`~chansim.sampling.sources.MarkovSource` pair): ``streams`` independent
   generations, each starting from the empty prefix and chaining its calls (each call
   continues after the previous call's last token); calls are dealt round-robin, so the
   streams get ``calls // streams`` or one more call each.  ``tokens`` is the
@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .race_sampling import RaceTable
-from .sources import IIDSource, MarkovSource, as_source, check_sources
-from .stats import no_spread_fraction, normal_quantile, ratio_standard_error, student_quantile
-from .trees import Tree
+from .sampling.race_sampling import RaceTable
+from .sampling.sources import IIDSource, MarkovSource, as_source, check_sources
+from .common.stats import no_spread_fraction, normal_quantile, ratio_standard_error, student_quantile
+from .inputs.trees import Tree
 from .verify import GeneratorNoise, NodeNoise, as_tree, get_method, speculative_step
 
 __all__ = ["Estimate", "SimulationResult", "simulate", "generate", "sweep", "grid"]
@@ -391,8 +391,8 @@ def simulate(method, tree, target_probs, draft_probs, calls: int, seed: int = 0,
     tree : Tree or str
         Draft tree or spec (``chain:4``, ``batch:4``, ``branch:4,2,1``, ``seq:3x4``).
     target_probs, draft_probs : array of shape (V,), or a source
-        1-D vectors ``[V]`` (i.i.d. model) or :class:`~chansim.sources.IIDSource` /
-        :class:`~chansim.sources.MarkovSource` objects (transition ``[V, V]``); checked once here,
+        1-D vectors ``[V]`` (i.i.d. model) or :class:`~chansim.sampling.sources.IIDSource` /
+        :class:`~chansim.sampling.sources.MarkovSource` objects (transition ``[V, V]``); checked once here,
         when the sources are built.
     calls : int
         Number of target calls.
@@ -412,7 +412,7 @@ def simulate(method, tree, target_probs, draft_probs, calls: int, seed: int = 0,
     race_tables : {"auto", True, False}
         Batched engine, ``ersd``, ``rsd`` and ``block``: sample races and residuals exactly in
         O(m log V) per node from tables sorted once per context
-        (:class:`chansim.race_sampling.RaceTable`, docs/theory.md §2.4) instead of V
+        (:class:`chansim.sampling.race_sampling.RaceTable`, docs/theory.md §2.4) instead of V
         fresh draws per node.  ``False`` keeps the full-V samplers (same law, other random
         stream); ``"auto"`` (default) uses the tables except where the full-V sampler is
         cheaper (V below the method's ``table_min_vocab``: 32 for ersd/rsd).
@@ -589,7 +589,7 @@ def generate(method, tree, target_probs, draft_probs, streams: int, length: int,
     law of the kept tokens unchanged).  With an exact method each row is distributed as
     the target's own autoregressive sample.  ``race_tables`` as in :func:`simulate`.
 
-    >>> from chansim.sources import MarkovSource
+    >>> from chansim.sampling.sources import MarkovSource
     >>> src = MarkovSource([[0.5, 0.5], [0.1, 0.9]])
     >>> generate("ersd", "batch:2", src, src, streams=4, length=3).shape
     (4, 3)
@@ -649,7 +649,7 @@ def sweep(configs, n_jobs: int = 1, backend: str | None = None, progress: bool =
     Config keys are :func:`simulate`'s arguments, plus ``pair=(p, q)`` for the two
     distributions, ``k`` with a tree family (``tree="chain", k=4`` → ``chain:4``) and an
     ignored ``label``.  ``backend`` is a joblib backend name (e.g.
-    ``"loky"``, ``"threading"`` or ``"dask"``), see :func:`chansim.parallel.parallel_map`.
+    ``"loky"``, ``"threading"`` or ``"dask"``), see :func:`chansim.common.parallel.parallel_map`.
     A tqdm bar tracks finished configs.
 
     >>> p, q = [0.6, 0.4], [0.5, 0.5]
@@ -657,7 +657,7 @@ def sweep(configs, n_jobs: int = 1, backend: str | None = None, progress: bool =
     >>> [(r.method, r.tree) for r in res]
     [('sd', 'chain:1'), ('sd', 'chain:2'), ('ersd', 'chain:1'), ('ersd', 'chain:2')]
     """
-    from .parallel import parallel_map
+    from .common.parallel import parallel_map
 
     return parallel_map(_run_config, [(c,) for c in configs], jobs=n_jobs, backend=backend, desc="sweep",
                         progress=None if progress else False)

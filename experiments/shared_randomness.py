@@ -12,8 +12,8 @@ import numpy as np
 
 from chansim.logs.noise_keys import keyed_markov_paths, sequence_rng
 from chansim.predict import predict_path
-from chansim.sources import MarkovSource
-from chansim.stats import ratio_interval
+from chansim.sampling.sources import MarkovSource
+from chansim.common.stats import ratio_interval
 from chansim.verify import KeyedNoise, as_tree, get_method, speculative_generate
 
 V, N_SEQ, LENGTH, SEEDS = 30, 16, 24, 150

@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from chansim.paths import check_path_inputs as _path_inputs
+from chansim.inputs.paths import check_path_inputs as _path_inputs
 from chansim.simulate import simulate
-from chansim.sources import MarkovSource
+from chansim.sampling.sources import MarkovSource
 from chansim.theory.expectations import sd_chain_tokens
 from chansim.verify import GeneratorNoise, get_method, speculative_generate
-from chansim.trees import from_parents
+from chansim.inputs.trees import from_parents
 from chansim.verify.base import sample_rows
 from chansim.verify.block import (Block, block_call_lengths, block_chain_tokens, block_chain_tokens_mc, block_path_calls,
                                   block_weights)
@@ -57,7 +57,7 @@ def test_broken_table_path_is_caught():
 
 def test_table_residual_sampler_matches_rows():
     """RaceTable.scaled_residual_sample draws (w p - q)+ (and p at w = inf) exactly: chi-square per weight."""
-    from chansim.race_sampling import RaceTable
+    from chansim.sampling.race_sampling import RaceTable
     from test_verify_exactness import chisquare_pvalue
 
     p, q = IID_PAIRS["zeros"]

@@ -11,7 +11,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from chansim.distributions import noisy_target_pair
+from chansim.inputs.distributions import noisy_target_pair
 from chansim.simulate import simulate
 from chansim.verify.block import Block, block_mean_weights
 from chansim.verify.block_exact import (block_tokens, product_overlap_bounds, product_overlaps_exact,

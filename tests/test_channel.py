@@ -11,8 +11,8 @@ from scipy import stats
 
 from chansim import channel as C
 from chansim.cli import main as cli_main
-from chansim.distributions import kl_divergence
-from chansim.io import load_array, load_pair
+from chansim.inputs.distributions import kl_divergence
+from chansim.inputs.io import load_array, load_pair
 
 ALPHA = 1e-7
 P = np.array([0.05, 0.1, 0.2, 0.3, 0.35, 0.0])
@@ -239,8 +239,8 @@ def test_cli_channel(tmp_path, capsys):
 def test_first_pfr_candidate_is_accepted_as_often_as_the_first_race_token():
     # P(K = 1) = sum_y p_y / (1 + C_y) = alpha_ER (docs/theory.md section 0)
     from chansim.channel import index_pmf
-    from chansim.distributions import synthetic_pair
-    from chansim.races import er_acceptance
+    from chansim.inputs.distributions import synthetic_pair
+    from chansim.sampling.races import er_acceptance
 
     for seed in range(10):
         p, q = synthetic_pair("dirichlet", 12, 0.7, seed=seed)
@@ -259,7 +259,7 @@ def test_archive_members_are_chosen_with_path_colon_key(tmp_path):
 
 def test_each_public_function_checks_the_pair_once(monkeypatch):
     """Validation once at the door: the costs behind channel_summary take the checked arrays."""
-    import chansim.distributions as D
+    import chansim.inputs.distributions as D
 
     calls = []
     check = D.check_pair

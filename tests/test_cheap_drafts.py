@@ -10,7 +10,7 @@ import pytest
 
 from chansim.drafts import (NGramModel, PromptLookup, call_lengths, deterministic_generate, deterministic_step,
                             parse_draft)
-from chansim.sources import MarkovSource
+from chansim.sampling.sources import MarkovSource
 from chansim.verify import SD, GeneratorNoise, KeyedNoise, Method, get_method
 from chansim.verify.base import NodeNoise, sample_rows
 from test_verify_exactness import (ALPHA, IID_PAIRS, BrokenRounds, chisquare_pvalue, iid_pvalues,
@@ -227,7 +227,7 @@ def test_calls_follow_from_the_generated_text(method, draft):
 
 def test_ersd_with_lookup_reproduces_race_sampling():
     """ERSD with a deterministic draft (empty proposals included) outputs the target's keyed race samples."""
-    from chansim.races import keyed_exponential, race_winner
+    from chansim.sampling.races import keyed_exponential, race_winner
 
     target = _copy_target()
     out = deterministic_generate("ersd", "lookup:3", target, 25, KeyedNoise(4), prefix=PREFIX)
@@ -255,10 +255,10 @@ def test_theory_with_a_point_mass_draft(method, d):
     computed by hand from the exact rationals of p; d = 3 is a token the target never emits."""
     from fractions import Fraction
 
-    from chansim.races import er_acceptance
+    from chansim.sampling.races import er_acceptance
     from chansim.theory import expected_tokens
     from chansim.theory.nodes import node_acceptance
-    from chansim.trees import as_tree
+    from chansim.inputs.trees import as_tree
 
     p = IID_PAIRS["zeros"][0]
     q = np.eye(p.size)[d]

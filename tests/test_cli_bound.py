@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from chansim.cli import main
-from chansim.distributions import synthetic_pair
+from chansim.inputs.distributions import synthetic_pair
 from chansim.theory import speedup_report
 
 

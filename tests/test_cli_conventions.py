@@ -11,7 +11,7 @@ import pytest
 from chansim import __version__
 from chansim.cli import build_parser, main
 from chansim.commands import DEFAULT_CONFIDENCE
-from chansim.logconfig import configure_logging
+from chansim.common.logconfig import configure_logging
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,7 +147,7 @@ def test_results_convert_to_dicts_and_records():
     assert len(recs) == 4 and {r["method"] for r in recs} == {"sd", "ersd"}
     sd1 = next(r for r in recs if r["method"] == "sd" and r["k"] == 1)
     assert sd1["tokens_per_call"] == pytest.approx(1 + np.minimum(p, q).sum())
-    assert all(r["all_k_bound"] is not None for r in recs)
+    assert all(r["ersd_bound"] is not None for r in recs)
     res = simulate("sd", "chain:2", p, q, calls=500, seed=0)
     (row,) = res.to_records()
     assert row["tokens_per_call"] == res.tokens_per_call.mean and row["tokens_per_call_confidence"] == 0.95

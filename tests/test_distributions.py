@@ -1,10 +1,10 @@
-"""Validation, divergences and synthetic families of chansim.distributions."""
+"""Validation, divergences and synthetic families of chansim.inputs.distributions."""
 import math
 
 import numpy as np
 import pytest
 
-from chansim import distributions as D
+from chansim.inputs import distributions as D
 
 
 # ----------------------------------------------------------------------------- validation
@@ -173,7 +173,7 @@ def test_bad_family_arguments():
 def test_complex_input_is_rejected_not_truncated():
     import numpy as np
     import pytest
-    from chansim.distributions import check_logits, check_probs
+    from chansim.inputs.distributions import check_logits, check_probs
 
     with pytest.raises(ValueError, match="complex"):
         check_probs(np.array([0.5 + 0.1j, 0.5]), "p")

@@ -120,7 +120,7 @@ def test_fig5_slope_matches_rank_entropy(tiny):
 
 
 def test_without_replacement_lp_matches_enumeration():
-    from chansim.distributions import synthetic_pair
+    from chansim.inputs.distributions import synthetic_pair
     from chansim.theory import mincut_without_replacement
     from chansim.theory import optimal_acceptance_lp
 

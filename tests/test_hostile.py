@@ -1,7 +1,7 @@
 """Property-based hostile-input battery over the loaders and every CLI command (issue 13, item 5; issue 22, item 5).
 
-Random malformed arrays, files and options are thrown at :func:`chansim.io.load_array` /
-:func:`chansim.io.load_pair`, :func:`chansim.logs.format.read_log` and ``chansim bound | simulate |
+Random malformed arrays, files and options are thrown at :func:`chansim.inputs.io.load_array` /
+:func:`chansim.inputs.io.load_pair`, :func:`chansim.logs.format.read_log` and ``chansim bound | simulate |
 channel | figures | llm log | llm validate``. Properties, for every example:
 
 * no traceback: the loader raises ``ValueError``/``FileNotFoundError`` only; the CLI returns 0 or 2
@@ -44,8 +44,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from chansim.cli import main
-from chansim.distributions import dtype_atol
-from chansim.io import load_array, load_pair
+from chansim.inputs.distributions import dtype_atol
+from chansim.inputs.io import load_array, load_pair
 from chansim.logs.format import read_log
 
 SETTINGS = dict(deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
@@ -651,9 +651,9 @@ def test_fixed_reproducer(case, tmp_path, monkeypatch):
     """Every non-import case issue 22 names, classified; a refusal must be one line, a valid run correct."""
     if "scheduler" in case:
         pytest.importorskip("dask.distributed")
-        import chansim.parallel
+        import chansim.common.parallel
 
-        monkeypatch.setattr(chansim.parallel, "CONNECT_TIMEOUT_S", 2.0)
+        monkeypatch.setattr(chansim.common.parallel, "CONNECT_TIMEOUT_S", 2.0)
     monkeypatch.chdir(tmp_path)                            # nothing may land in the working folder by accident
     build, expected = FIXED[case]
     built = build(tmp_path)
@@ -707,7 +707,8 @@ FIXED.update({
 
 
 def _api_fixed():
-    from chansim import races, stats
+    from chansim.sampling import races
+    from chansim.common import stats
 
     p, q = [0.5, 0.5], [0.5, 0.5]
     return {
@@ -882,7 +883,10 @@ _LEVELS = [0.9, 0.0, 1.0, -0.5, 2.0, float("nan"), float("inf"), True, "0.9", No
 def _api_calls():
     """(name, function, strategy of an argument tuple) for the exported functions of races, stats, channel,
     distributions and simulate (a representative argument signature each)."""
-    from chansim import channel as ch, distributions as di, races as ra, simulate as si, stats as sta
+    from chansim import channel as ch, simulate as si
+    from chansim.inputs import distributions as di
+    from chansim.sampling import races as ra
+    from chansim.common import stats as sta
 
     probs, counts, levels = st.sampled_from(_PROBS), st.sampled_from(_COUNTS), st.sampled_from(_LEVELS)
     rng = st.just(None).map(lambda _: np.random.default_rng(0))

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from chansim.cli import main
-from chansim.distributions import dtype_atol, softmax
-from chansim.io import InputWarning, load_array, load_pair
+from chansim.inputs.distributions import dtype_atol, softmax
+from chansim.inputs.io import InputWarning, load_array, load_pair
 from chansim.logs.format import LogError, read_log, write_log
 from chansim.llm.logging_run import race_sample
 
@@ -248,7 +248,7 @@ def test_renewal_constant_needs_a_rank_law():
 
 def test_er_acceptance_on_tensor_with_grad():
     torch = pytest.importorskip("torch")
-    from chansim.races import er_acceptance
+    from chansim.sampling.races import er_acceptance
 
     p = torch.tensor([0.5, 0.3, 0.2], requires_grad=True)
     q = torch.tensor([0.2, 0.3, 0.5], dtype=torch.bfloat16)
@@ -260,7 +260,7 @@ def test_er_acceptance_on_tensor_with_grad():
 
 
 def test_er_acceptance_shape_mismatch_named():
-    from chansim.races import er_acceptance
+    from chansim.sampling.races import er_acceptance
 
     with pytest.raises(ValueError, match="vocabulary mismatch"):
         er_acceptance(P, Q[:2])

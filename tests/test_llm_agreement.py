@@ -4,7 +4,7 @@ import pytest
 
 from chansim.logs.agreement import (ersd_noise_check, path_law_check, pool_by_group, realised_calls, row_z,
                                    row_z_table, sign_test, stouffer)
-from chansim.races import keyed_exponential, race_winner
+from chansim.sampling.races import keyed_exponential, race_winner
 from chansim.verify import KeyedNoise, as_tree, get_method, speculative_generate
 
 Z_MAX = 5.33      # two-sided p = 1e-7 under N(0, 1): a correct implementation fails < 1 in 10^6 runs
@@ -154,7 +154,7 @@ class _StingySD:
 
 def test_sd_acceptance_check_on_markov_sources(markov_tables):
     from chansim.logs.agreement import sd_acceptance_check
-    from chansim.sources import MarkovSource
+    from chansim.sampling.sources import MarkovSource
 
     target, draft = markov_tables(8, 2)
     prompts, lengths = [[i % 8] for i in range(30)], [40] * 30

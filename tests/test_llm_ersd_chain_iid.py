@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from chansim.races import er_acceptance
+from chansim.sampling.races import er_acceptance
 from chansim.theory.expectations import expected_tokens
-from chansim.trees import chain
+from chansim.inputs.trees import chain
 from chansim.verify.registry import get_method
 from chansim.verify.sd import sd_chain_tokens
 

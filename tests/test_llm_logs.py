@@ -78,7 +78,7 @@ def test_round_trip(tmp_path, compress):
 
 
 def test_pair_statistics_and_predict_path(good):
-    from chansim.distributions import sd_acceptance
+    from chansim.inputs.distributions import sd_acceptance
     from chansim.predict import predict_path
 
     path, inputs = good

@@ -7,7 +7,7 @@ from chansim.llm.logging_run import race_sample, stored_race_mismatches
 from chansim.logs.format import LogError, read_log, write_log
 from chansim.logs.noise_keys import PER_SEQUENCE, keyed_markov_paths, race_keys, sequence_key, sequence_rng
 from chansim.predict import predict_path
-from chansim.races import keyed_exponential
+from chansim.sampling.races import keyed_exponential
 
 
 def _softmax(z):

@@ -15,7 +15,7 @@ from chansim.cli import main
 from chansim.logs.format import read_log, write_log
 from chansim.logs.predict import log_report, log_theory, predict_from_log, tree_widths
 from chansim.predict import predict_path
-from chansim.sources import MarkovSource
+from chansim.sampling.sources import MarkovSource
 from chansim.verify import GeneratorNoise, KeyedNoise, speculative_generate
 
 VOCAB = 5
@@ -74,7 +74,7 @@ def test_unsupported_shapes(tmp_path, markov_tables):
     with pytest.raises(ValueError, match="sd drafts a chain"):
         predict_from_log(run, "sd", "batch:2")
     with pytest.raises(ValueError, match="depends only on depth"):
-        tree_widths("seq:2x3") if False else tree_widths(__import__("chansim.trees").trees.from_parents([-1, 0, 0, 1]))
+        tree_widths("seq:2x3") if False else tree_widths(__import__("chansim.inputs.trees").trees.from_parents([-1, 0, 0, 1]))
     assert predict_from_log(run, "autoregressive", "chain:0")["mean"] == 1.0
 
 

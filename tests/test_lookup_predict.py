@@ -7,8 +7,8 @@ from chansim.logs.format import read_log, write_log
 from chansim.logs.lookup_predict import (choose_draft, lookup_log_calls, lookup_metrics, lookup_wall_speedup,
                                          predict_lookup)
 from chansim.logs.noise_keys import sequence_key
-from chansim.races import keyed_exponential, race_winner
-from chansim.sources import MarkovSource
+from chansim.sampling.races import keyed_exponential, race_winner
+from chansim.sampling.sources import MarkovSource
 from chansim.verify import GeneratorNoise, KeyedNoise
 
 

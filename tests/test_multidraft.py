@@ -8,9 +8,9 @@ import pytest
 
 from chansim.predict import expected_calls
 from chansim.simulate import simulate
-from chansim.sources import MarkovSource
+from chansim.sampling.sources import MarkovSource
 from chansim.theory.lp import optimal_acceptance_iid, optimal_acceptance_lp, optimal_acceptance_mincut
-from chansim.trees import from_parents
+from chansim.inputs.trees import from_parents
 from chansim.theory.nodes import specinfer_weights, spectr_acceptance
 from chansim.verify import GeneratorNoise, speculative_generate
 from chansim.verify.base import sample_rows
@@ -279,7 +279,7 @@ def test_path_acceptance_with_one_draft_is_selection_law():
 
 def test_node_rule_and_theory_take_checked_arrays(monkeypatch):
     """Validation once at the door: the sampler's visits and the tree theory do not re-check the rows."""
-    import chansim.distributions as D
+    import chansim.inputs.distributions as D
     from chansim.verify.multidraft import multidraft_tree_tokens
 
     calls = []

@@ -1,4 +1,4 @@
-"""The one output door (issue 22, item 2): :mod:`chansim.outputs` and every command that writes.
+"""The one output door (issue 22, item 2): :mod:`chansim.common.outputs` and every command that writes.
 
 Tiers: the writer's contract on its own (modes, refusals, OS errors, atomicity) and each
 command's use of it (``--force``, never over an input, one-line errors). A deliberately broken
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chansim import outputs
+from chansim.common import outputs
 from chansim.cli import main
-from chansim.outputs import OutputError, atomic_path, check_output, check_output_dir, write_text_atomic
+from chansim.common.outputs import OutputError, atomic_path, check_output, check_output_dir, write_text_atomic
 
 P = np.array([0.5, 0.3, 0.2])
 Q = np.array([0.2, 0.3, 0.5])
@@ -283,9 +283,9 @@ def test_figures_out_and_data_checked(tmp_path, capsys, opts, problem):
 
 def test_unreachable_scheduler_is_one_line(tmp_path, capsys, monkeypatch):
     pytest.importorskip("dask.distributed")
-    import chansim.parallel
+    import chansim.common.parallel
 
-    monkeypatch.setattr(chansim.parallel, "CONNECT_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(chansim.common.parallel, "CONNECT_TIMEOUT_S", 1.0)
     assert main(["figures", "--only", "fig1_trees", "--out", str(tmp_path / "f"), "--backend", "dask",
                  "--scheduler", "tcp://127.0.0.1:9"]) == 2
     assert "cannot reach the dask scheduler" in _one_error_line(capsys)
@@ -312,7 +312,7 @@ if sys.argv[1] == "--library":          # a writer the CLI reaches only with a m
                 from test_hostile_reproducers import _race_log
                 _race_log(path, n_seq=2, length=8, vocab=16)
             else:
-                from chansim.outputs import write_text_atomic
+                from chansim.common.outputs import write_text_atomic
                 write_text_atomic(path, "[" + ",".join(["1"] * 100000) + "]")
     except KeyboardInterrupt as err:
         print("interrupted" if type(err) is KeyboardInterrupt else "terminated", file=sys.stderr)

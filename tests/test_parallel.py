@@ -1,4 +1,4 @@
-"""The one parallel map (:mod:`chansim.parallel`): order, argument checks, a dead scheduler,
+"""The one parallel map (:mod:`chansim.common.parallel`): order, argument checks, a dead scheduler,
 and workers that end with their parent whatever killed it (SIGKILL, SIGTERM, SIGINT)."""
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chansim import parallel
-from chansim.parallel import check_jobs, parallel_map
+from chansim.common import parallel
+from chansim.common.parallel import check_jobs, parallel_map
 
 psutil = pytest.importorskip("psutil")
 
@@ -61,7 +61,7 @@ def test_scheduler_without_dask_backend_is_refused():
 _PARENT = textwrap.dedent("""
     import os, sys, time
     import numpy as np
-    from chansim.parallel import parallel_map
+    from chansim.common.parallel import parallel_map
 
     def spin(seconds, payload, marks):
         open(os.path.join(marks, str(os.getpid())), "w").close()      # this worker has started a task

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from chansim.distributions import synthetic_pair
+from chansim.inputs.distributions import synthetic_pair
 from chansim.predict import (
     ersd_path_acceptance,
     expected_calls,
@@ -11,7 +11,7 @@ from chansim.predict import (
     sd_path_acceptance,
     specinfer_path_acceptance,
 )
-from chansim.races import rank_distribution_exact
+from chansim.sampling.races import rank_distribution_exact
 
 
 def _all_tokens(p, q):

@@ -15,7 +15,7 @@ from chansim.logs.predict import LOG_METHODS
 from chansim.llm.validate import DEFAULT_METHODS
 from chansim.predict import (PATH_METHODS, call_endings, call_endings_from_lengths, expected_calls,
                              expected_calls_from_lengths, path_acceptance, predict_path)
-from chansim.sources import MarkovSource
+from chansim.sampling.sources import MarkovSource
 from chansim.verify import GeneratorNoise, speculative_generate
 from chansim.verify.block import block_call_lengths, block_path_calls
 

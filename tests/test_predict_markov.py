@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from chansim.predict import expected_calls, path_acceptance
-from chansim.sources import MarkovSource
+from chansim.sampling.sources import MarkovSource
 from chansim.verify import GeneratorNoise, KeyedNoise, speculative_generate
 
 VOCAB = 4

@@ -1,4 +1,4 @@
-"""The O(m log V) race / residual samplers (chansim.race_sampling) against brute force.
+"""The O(m log V) race / residual samplers (chansim.sampling.race_sampling) against brute force.
 
 Two-sample chi-square tests (fixed seeds, p-value threshold 1e-9) compare the joint law
 of everything a node visit produces — the draft race's first M arrivals and the target
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from chansim.distributions import noisy_target_pair
-from chansim.race_sampling import RaceTable
+from chansim.inputs.distributions import noisy_target_pair
+from chansim.sampling.race_sampling import RaceTable
 from chansim.simulate import simulate
 from chansim.theory import expected_tokens
-from chansim.trees import from_parents
+from chansim.inputs.trees import from_parents
 from chansim.verify import RSD
 from chansim.verify.base import NodeNoise
 
@@ -184,7 +184,7 @@ def test_simulate_agrees_with_exact_tokens_per_call(method, tree):
 
 def test_markov_simulation_with_and_without_tables():
     """Markov sources: per-context tables (or the full-V samplers) give the same tokens per call."""
-    from chansim.sources import MarkovSource
+    from chansim.sampling.sources import MarkovSource
 
     rng = np.random.default_rng(8)
     t = rng.dirichlet(np.full(5, 0.8), size=5)
@@ -203,7 +203,7 @@ def res_tree(tree):
 
 def test_large_vocabulary_race_matches_rank_law():
     """V = 4096: rank-1 acceptance of the table race vs the exact ER acceptance."""
-    from chansim.races import er_acceptance
+    from chansim.sampling.races import er_acceptance
 
     p, q = noisy_target_pair(4096, noise=1.0, seed=0)
     n = 40_000

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from scipy import stats
 
-from chansim import races as R
-from chansim.races import wilson_interval
+from chansim.sampling import races as R
+from chansim.sampling.races import wilson_interval
 from chansim.theory import rank_law
 
 ALPHA = 1e-7

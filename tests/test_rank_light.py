@@ -122,7 +122,7 @@ def test_power_sums_above_match_brute_force():
 def test_guarantee_holds_behind_huge_heavy_rates(rho0):
     """A winner with tiny q/p (heavy rates ~ 1/rho0): the light sums must be added up from the light
     rates, not as totals minus the heavy ones (which cancelled to 0 and broke the guarantee)."""
-    from chansim.races import rank_distribution_exact
+    from chansim.sampling.races import rank_distribution_exact
     from chansim.theory.rankbound import bounded_rank_law
 
     vocab = 12
@@ -142,7 +142,7 @@ def test_guarantee_holds_behind_huge_heavy_rates(rho0):
 def test_guarantee_holds_with_second_order_light_parts():
     """Small heavy sets on a Gaussian-logit pair at V = 1,000: most winners take the second-order approximant,
     and the law stays within its error of an all-heavy reference (no light part at all)."""
-    from chansim.distributions import noisy_target_pair
+    from chansim.inputs.distributions import noisy_target_pair
     from chansim.theory.rankbound import bounded_rank_law
 
     p, q = noisy_target_pair(1000, 1.0, seed=0)

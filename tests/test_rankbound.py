@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from chansim.distributions import dirichlet_pair, softmax
-from chansim.races import er_acceptance, rank_distribution_exact, sample_ranks
+from chansim.inputs.distributions import dirichlet_pair, softmax
+from chansim.sampling.races import er_acceptance, rank_distribution_exact, sample_ranks
 from chansim.theory.bound_columns import bound_columns, guaranteed_bound
 from chansim.theory.rankbound import bounded_rank_law, entropy_continuity_bound, rank_entropy_interval
 from chansim.theory.ranklaw import law_from_probs, rank_law
@@ -143,7 +143,7 @@ def test_bound_report_ersd_agrees_with_simulate_at_v1000():
 
 
 def _exit_pairs(n_per_family):
-    from chansim.distributions import FAMILIES
+    from chansim.inputs.distributions import FAMILIES
     rng = np.random.default_rng(0)
     for fam in ("dirichlet", "zipf", "noisy"):
         for i in range(n_per_family):
@@ -222,7 +222,7 @@ def test_narrow_first_pass_keeps_guarantee():
 
 def _hard_pair(vocab=2048):
     """Confident target, flat draft: thousands of competitors with small rates behind the top token."""
-    from chansim.distributions import softmax
+    from chansim.inputs.distributions import softmax
     rng = np.random.default_rng(0)
     z = rng.standard_normal(vocab)
     z[0] += 9

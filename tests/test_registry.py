@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 
 from chansim.figures._common import STYLE
-from chansim.kernels import poisson_binomial_add
+from chansim.sampling.kernels import poisson_binomial_add
 from chansim.logs.predict import LOG_METHODS
 from chansim.llm.validate import DEFAULT_METHODS
 from chansim.predict import PATH_METHODS
 from chansim.simulate import simulate
 from chansim.theory import expected_tokens, node_acceptance, rank_law, speedup_report
 from chansim.theory.report import REPORT_METHODS
-from chansim.trees import batch, branching
+from chansim.inputs.trees import batch, branching
 from chansim.verify import METHODS, ERSDTopM, get_method, method_names, style
 from chansim.verify.specinfer import SpecInfer
 
@@ -55,7 +55,7 @@ def test_ersd_topm_is_ersd_on_sibling_closed_trees():
     tree = branching([3, 2])
     assert expected_tokens("ersd-topm", tree, P, Q).value == pytest.approx(expected_tokens("ersd", tree, P, Q).value,
                                                                          abs=1e-12)
-    from chansim.trees import from_parents
+    from chansim.inputs.trees import from_parents
     with pytest.raises(ValueError, match="slots other than 1..m"):
         expected_tokens("ersd-topm", from_parents([-1, 0], ranks=[0, 2]), P, Q)
     # Monte Carlo counterpart: the engine runs the variant by its registered name

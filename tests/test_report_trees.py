@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from chansim.distributions import synthetic_pair
+from chansim.inputs.distributions import synthetic_pair
 from chansim.theory import expected_tokens, speedup_report
 from chansim.theory.report_trees import report_tree
-from chansim.trees import parse_tree
+from chansim.inputs.trees import parse_tree
 from chansim.verify.registry import get_method, method_names
 
 KS = [1, 3, 6]
@@ -44,7 +44,7 @@ def test_report_tree_errors():
 def test_optimal_rank_set_tree_at_real_vocab_uses_the_bounded_law(monkeypatch):
     """Above V = 64 the report tree takes the guaranteed-error law at K = 64, never the full small-V law."""
     import chansim.theory.ranklaw as ranklaw
-    from chansim.distributions import noisy_target_pair
+    from chansim.inputs.distributions import noisy_target_pair
 
     def refuse(*_, **__):
         raise AssertionError("full (K = V) rank law called at V = 1000")

@@ -6,10 +6,10 @@ import numpy as np
 from scipy import stats
 import pytest
 
-from chansim.distributions import sd_acceptance
-from chansim.races import rank_distribution_exact
+from chansim.inputs.distributions import sd_acceptance
+from chansim.sampling.races import rank_distribution_exact
 from chansim.simulate import generate, grid, simulate, sweep
-from chansim.sources import IIDSource, MarkovSource
+from chansim.sampling.sources import IIDSource, MarkovSource
 from chansim.verify import spectr_rho
 from chansim.verify.base import residual
 

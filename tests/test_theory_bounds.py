@@ -4,14 +4,14 @@ import math
 import numpy as np
 import pytest
 
-from chansim.distributions import synthetic_pair
-from chansim.races import er_acceptance
+from chansim.inputs.distributions import synthetic_pair
+from chansim.sampling.races import er_acceptance
 from chansim.theory import (all_k_bound, best_rank_set_tree, best_sibling_closed_tree, large_k_relation,
                             law_from_probs, naive_log_ratio, outcome_entropy, rank_law, renewal_constant,
                             sibling_closed_values, specinfer_weights, top_products_curve, top_products_sums,
                             tree_value)
 from chansim.theory import symbolic
-from chansim.trees import branching, chain
+from chansim.inputs.trees import branching, chain
 from itertools import product
 
 

@@ -26,10 +26,10 @@ import pytest
 from scipy import stats
 
 from chansim import channel
-from chansim.races import er_acceptance, rank_distribution_exact
+from chansim.sampling.races import er_acceptance, rank_distribution_exact
 from chansim.theory import (all_k_bound, best_rank_set_tree, law_from_probs, outcome_entropy, rank_law,
                             top_products_curve, tree_value)
-from chansim.trees import from_parents
+from chansim.inputs.trees import from_parents
 
 ALPHA = 1e-9
 
@@ -426,7 +426,7 @@ def test_log_bound_holds_for_real_ersd_generation_on_a_markov_source():
     V is possible; so a rank-only outcome count would need V + 1 values, the per-position
     one V.  Calls are counted by running ERSD (keyed races) itself.
     """
-    from chansim.sources import MarkovSource
+    from chansim.sampling.sources import MarkovSource
     from chansim.verify import KeyedNoise, speculative_generate
 
     target = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.3, 0.3, 0.4]])

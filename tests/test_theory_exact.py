@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from chansim.distributions import synthetic_pair
+from chansim.inputs.distributions import synthetic_pair
 from chansim.simulate import simulate
 from chansim.theory import (expected_tokens, node_acceptance, optimal_acceptance_lp, optimal_acceptance_mincut,
                             rank_law, rsd_weights, sd_chain_tokens, sd_weights, specinfer_weights,
                             spectr_acceptance, spectr_sequences_tokens, tree_value)
-from chansim.trees import batch, branching, chain, sequences
+from chansim.inputs.trees import batch, branching, chain, sequences
 
 FAMILIES = ("dirichlet", "zipf", "noisy")
 

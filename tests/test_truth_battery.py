@@ -299,7 +299,7 @@ def _normed(v):
 
 def renormalised_quadrature_law(p, q):
     """Broken variant (item 1): the adaptive quadrature, renormalised and reported with error 0."""
-    from chansim.races import rank_distribution_exact
+    from chansim.sampling.races import rank_distribution_exact
     from chansim.theory.ranklaw import law_from_probs
 
     rd = rank_distribution_exact(p, q)

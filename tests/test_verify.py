@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from chansim import races
-from chansim.distributions import sd_acceptance
-from chansim.sources import IIDSource, MarkovSource
-from chansim.trees import batch, branching, chain, from_parents, sequences
+from chansim.sampling import races
+from chansim.inputs.distributions import sd_acceptance
+from chansim.sampling.sources import IIDSource, MarkovSource
+from chansim.inputs.trees import batch, branching, chain, from_parents, sequences
 from chansim.verify import (METHODS, GeneratorNoise, KeyedNoise, NodeNoise, get_method, speculative_generate,
                             speculative_step, spectr_rho)
 from chansim.verify.base import race_ranked_tokens, residual, sample_rows

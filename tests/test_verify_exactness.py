@@ -11,8 +11,8 @@ import pytest
 from scipy import stats
 
 from chansim.simulate import generate, simulate
-from chansim.sources import MarkovSource
-from chansim.trees import from_parents
+from chansim.sampling.sources import MarkovSource
+from chansim.inputs.trees import from_parents
 from chansim.verify import RSD, SD, GeneratorNoise, Method, speculative_generate
 from chansim.verify.base import residual, sample_rows, take_rows
 

@@ -117,7 +117,7 @@ def _check_common(args) -> None:
 
 def _plot_output(args, inputs):
     """``--plot`` checked through the output door (never over an input, existing only with --force)."""
-    from ..outputs import check_output
+    from ..common.outputs import check_output
 
     return str(check_output(args.plot, inputs=inputs, force=args.force, what="--plot", suffixes=_PLOT_SUFFIXES))
 
@@ -135,7 +135,7 @@ def run(args) -> int:
     if args.markov:
         raise ValueError("bound reads 2-D --p/--q as positions (one distribution per row); Markov transition "
                          "matrices (--markov) are for 'chansim simulate'")
-    from ..io import load_pair
+    from ..inputs.io import load_pair
     from ..theory.report import MAX_K, speedup_report
 
     if args.plot:
@@ -153,12 +153,12 @@ def run(args) -> int:
                         ("--positions", args.positions), ("--top-n", args.top_n)):
         if value is not None:
             raise ValueError(f"{flag} applies to --log only")
-    from ..guards import check_rank_law_budget
+    from ..inputs.guards import check_rank_law_budget
 
     seconds = check_rank_law_budget(p.shape[-1], args.rank_tol, positions=p.shape[0] if p.ndim == 2 else 1,
                                     jobs=args.jobs, force=args.force)
     if seconds > 10:
-        from ..logconfig import get_logger
+        from ..common.logconfig import get_logger
 
         get_logger("bound").info("the guaranteed rank law at V = %s (--rank-tol %g) takes about %.0f s; "
                                     "Ctrl-C stops it", f"{p.shape[-1]:,}", args.rank_tol, seconds)
@@ -173,7 +173,7 @@ def run(args) -> int:
     else:
         print(report)
     if args.plot:
-        from ..logconfig import get_logger
+        from ..common.logconfig import get_logger
 
         get_logger("bound").info("plot written to %s", args.plot)
     return 0
@@ -254,7 +254,7 @@ def _run_temperatures(args) -> int:
                              target_top_k=args.top_k, target_top_p=args.top_p, draft_top_k=args.draft_top_k,
                              draft_top_p=args.draft_top_p, trials=args.trials, seed=args.seed)
     if args.plot:
-        from ..outputs import atomic_path
+        from ..common.outputs import atomic_path
 
         with atomic_path(args.plot, "--plot") as tmp:       # the suffix of tmp is the plot's: same format
             plot_sweep(rows, tmp)
@@ -283,7 +283,7 @@ def _plot(report, path: str) -> None:
     ax.set_title(f"tree = {report.tree}, {report.positions} position(s), V = {report.vocab}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from ..outputs import atomic_path
+    from ..common.outputs import atomic_path
 
     with atomic_path(path, "--plot") as tmp:
         fig.savefig(tmp, dpi=120, format=Path(path).suffix[1:].lower())

@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..channel import channel_summary
-    from ..io import load_pair
+    from ..inputs.io import load_pair
 
     p, q = load_pair(args.p, args.q, logits=args.logits, temperature=args.temperature)
     if p.ndim != 1:
@@ -42,7 +42,7 @@ def run(args) -> int:
     if args.trials:
         import numpy as np
 
-        from ..guards import check_pfr_trials
+        from ..inputs.guards import check_pfr_trials
 
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = float(np.max(np.where(p > 0, p / q, 0.0)))          # arrivals a trial examines (inf: refused below)

@@ -30,7 +30,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from chansim.figures import FIGURES, Settings, run_figures
-    from chansim.logconfig import get_logger
+    from chansim.common.logconfig import get_logger
 
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
@@ -39,7 +39,7 @@ def run(args) -> int:
     names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only is not None else list(FIGURES)
     if not 0 < args.scale < float("inf"):
         raise ValueError(f"--scale must be a finite number > 0, got {args.scale}")
-    from chansim.guards import check_figure_scale
+    from chansim.inputs.guards import check_figure_scale
 
     check_figure_scale(args.scale, args.mode, force=args.force)
     if not args.out.strip():

@@ -59,7 +59,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..logs import importers
-    from ..outputs import check_output
+    from ..common.outputs import check_output
 
     inputs = [args.generate, args.target_logits, args.draft_logits, args.tokens, args.target_records,
               args.draft_records, args.token_strings]

@@ -99,7 +99,7 @@ def run(args) -> int:
         raise ValueError(f"--temperature must be > 0 (greedy and top-k/top-p: see --help), got {args.temperature}")
     if args.draft_temperature is not None and not args.draft_temperature > 0:
         raise ValueError(f"--draft-temperature must be > 0, got {args.draft_temperature}")
-    from ..outputs import check_output
+    from ..common.outputs import check_output
 
     check_output(args.out, inputs=[args.prompt_file, args.target, args.draft], force=args.force, what="--out",
                  suffixes=(".npz",), make_parents=True)

@@ -43,7 +43,7 @@ def run(args) -> int:
     from ..drafts import parse_draft
     from ..logs.format import read_log
     from ..logs.lookup_predict import choose_draft, format_lookup_rows, predict_lookup
-    from ..outputs import check_output, write_text_atomic
+    from ..common.outputs import check_output, write_text_atomic
 
     drafts = [parse_draft(d) for d in args.drafts.split(",") if d.strip()]
     if not drafts:

@@ -108,7 +108,7 @@ def _jsonable(x):
 
 def run(args) -> int:
     from ..logs.format import read_log
-    from ..logconfig import get_logger
+    from ..common.logconfig import get_logger
     from ..llm.validate import format_table, pair_from_log, results_document, validate
     from ..verify import as_tree, get_method
 
@@ -125,7 +125,7 @@ def run(args) -> int:
         as_tree(t)
     if not 0 < args.confidence < 1:
         raise ValueError(f"--confidence must be in (0, 1), got {args.confidence}")
-    from ..outputs import check_output
+    from ..common.outputs import check_output
 
     for flag, value in (("--out", args.out), ("--plot", args.plot)):
         if value is not None and not value.strip():
@@ -168,7 +168,7 @@ def run(args) -> int:
         if args.predict_from else None
     doc = results_document(result)
     if args.out and args.out != "-":
-        from ..outputs import write_text_atomic
+        from ..common.outputs import write_text_atomic
 
         out = write_text_atomic(args.out, json.dumps(doc, indent=1, allow_nan=False) + "\n", "--out")
         get_logger("validate").info("[validate] wrote %d rows to %s", len(doc["rows"]), out)
@@ -240,7 +240,7 @@ def _plot(doc: dict, path: str) -> None:
     if not doc["rows"]:
         raise ValueError("nothing to plot: no row has a prediction from the log")
     fig = plot({"rows": doc["rows"]})
-    from ..outputs import atomic_path
+    from ..common.outputs import atomic_path
 
     with atomic_path(path, "--plot") as tmp:
         fig.savefig(tmp, dpi=150, format=Path(path).suffix[1:].lower())

@@ -51,13 +51,13 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from ..io import load_pair
-    from ..logconfig import get_logger
+    from ..inputs.io import load_pair
+    from ..common.logconfig import get_logger
     from ..simulate import simulate
-    from ..sources import MarkovSource
+    from ..sampling.sources import MarkovSource
 
-    from ..outputs import atomic_path, check_output
-    from ..guards import check_simulation_size
+    from ..common.outputs import atomic_path, check_output
+    from ..inputs.guards import check_simulation_size
 
     if args.calls < 1:
         raise ValueError(f"--calls must be a positive integer, got {args.calls}")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..sources import check_sources
+from ..sampling.sources import check_sources
 from ..verify import StepResult, get_method, speculative_step
 from ..verify.base import NodeNoise
 from ..verify.walk import _rows
@@ -117,7 +117,7 @@ def deterministic_generate(method, draft, target_source, n_tokens: int, randomne
     The draft proposes after ``prefix + text so far`` at the start of each call
     (:meth:`~chansim.drafts.PromptLookup.propose`); the last call's overshoot is cut.
 
-    >>> from chansim.sources import MarkovSource
+    >>> from chansim.sampling.sources import MarkovSource
     >>> from chansim.verify import GeneratorNoise
     >>> src = MarkovSource([[0.1, 0.9], [0.9, 0.1]])
     >>> out = deterministic_generate("sd", "lookup:4", src, 12, GeneratorNoise(0), prefix=[0, 1, 0, 1])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..stats import wilson_interval
+from ..common.stats import wilson_interval
 from ..verify.registry import METHODS, style
 
 #: confidence level of every plotted Monte Carlo interval

@@ -1,6 +1,6 @@
 """Figure 1: the decoding trees and the accept/reject structure of the residual methods.
 
-Five drafting shapes built with :mod:`chansim.trees` (autoregressive, single draft,
+Five drafting shapes built with :mod:`chansim.inputs.trees` (autoregressive, single draft,
 sequence, batch, tree).  Every drafted node is tried by the target in slot order
 (accept edges); when every child of the node it has reached is rejected, the target
 emits a *correction* token from the residual norm((r - q)+); when it reaches a leaf,
@@ -10,9 +10,9 @@ tokens.  The data are the parent/slot arrays of the trees.
 from __future__ import annotations
 
 
-from .. import trees
+from ..inputs import trees
 from ..theory import best_sibling_closed_tree, specinfer_weights
-from ..distributions import synthetic_pair
+from ..inputs.distributions import synthetic_pair
 from .tree_drawing import tree_layout
 
 _PAIR_SEED = 2
@@ -40,7 +40,7 @@ def _panels(settings):
 def compute(settings, parallel) -> dict:
     panels = _panels(settings)
     caption = (
-        "Draft trees from chansim.trees: autoregressive (k=0), single draft (k=1), sequence (chain, k=4), "
+        "Draft trees from chansim.inputs.trees: autoregressive (k=0), single draft (k=1), sequence (chain, k=4), "
         "batch (k=4) and a k=6 tree (the best sibling-closed specinfer tree for an independent Dirichlet pair, "
         f"V=16, seed {_PAIR_SEED}). Solid green edges: drafted children, tried by the target in "
         "slot order (numbers). At the node the target has reached, if every child is rejected it emits a "

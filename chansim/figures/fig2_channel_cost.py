@@ -12,8 +12,8 @@ import math
 import numpy as np
 
 from .. import channel
-from ..distributions import kl_divergence, synthetic_pair
-from ..stats import normal_quantile
+from ..inputs.distributions import kl_divergence, synthetic_pair
+from ..common.stats import normal_quantile
 from ._common import CONFIDENCE, FAMILY_KNOB, FAMILY_MARKERS, mc_errorbar, seed_for
 
 TITLE = "Channel simulation cost: bits to simulate p from q with the PFR vs D(p||q)"

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from .. import channel
-from ..distributions import kl_divergence, synthetic_pair, total_variation
+from ..inputs.distributions import kl_divergence, synthetic_pair, total_variation
 from ..simulate import simulate
 from ..theory import (mincut_without_replacement, optimal_acceptance_mincut, rank_law, rsd_weights, specinfer_weights,
                       spectr_acceptance)

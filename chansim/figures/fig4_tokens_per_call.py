@@ -17,12 +17,12 @@ import math
 
 import numpy as np
 
-from ..distributions import kl_divergence, synthetic_pair
+from ..inputs.distributions import kl_divergence, synthetic_pair
 from ..simulate import simulate
 from ..theory import all_k_bound, large_k_relation, rank_law, speedup_report
 from ..theory.bound_columns import guaranteed_bound
 from ..theory.report_trees import report_tree
-from ..trees import Tree, from_parents
+from ..inputs.trees import Tree, from_parents
 from ..verify.registry import METHODS as METHODS_BY_NAME, method_names
 from ._common import CONFIDENCE, STYLE, label, mc_errorbar, seed_for
 

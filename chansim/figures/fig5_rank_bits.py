@@ -1,7 +1,7 @@
 """Figure 5: the rank law of the exponential race and the bits that set the speed-up.
 
 (a) a_r = P(R = r) for a few pairs, exact (:func:`chansim.theory.rank_law`) with Monte
-Carlo ranks (:func:`chansim.races.rank_distribution_mc`); (b) H(R) vs D(p||q) over many
+Carlo ranks (:func:`chansim.sampling.races.rank_distribution_mc`); (b) H(R) vs D(p||q) over many
 pairs; (c) the slope of tokens per call vs ln k of the optimal ERSD tree against 1/H(R)
 (the large-k relation predicts slope = 1/H(R)): fitted on the exact curve
 (:func:`chansim.theory.top_products_curve`) for every pair and measured by simulation
@@ -13,11 +13,11 @@ import math
 
 import numpy as np
 
-from ..distributions import kl_divergence, synthetic_pair
-from ..races import rank_distribution_mc
+from ..inputs.distributions import kl_divergence, synthetic_pair
+from ..sampling.races import rank_distribution_mc
 from ..simulate import simulate
 from ..theory import best_rank_set_tree, rank_law, top_products_curve
-from ..stats import normal_quantile
+from ..common.stats import normal_quantile
 from ._common import CONFIDENCE, FAMILY_KNOB, FAMILY_MARKERS, mc_errorbar, seed_for
 
 TITLE = "Rank law of the exponential race, H(R), and the slope of tokens per call vs ln k"

@@ -1,4 +1,4 @@
-"""Run figure modules: settings, parallel sweeps (:mod:`chansim.parallel`), file output."""
+"""Run figure modules: settings, parallel sweeps (:mod:`chansim.common.parallel`), file output."""
 from __future__ import annotations
 
 import importlib
@@ -10,8 +10,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..outputs import OutputError, atomic_path, check_output_dir, write_text_atomic
-from ..parallel import backend_context, parallel_map
+from ..common.outputs import OutputError, atomic_path, check_output_dir, write_text_atomic
+from ..common.parallel import backend_context, parallel_map
 
 #: figure name -> module under chansim.figures, in the order they are drawn
 FIGURES = {
@@ -62,7 +62,7 @@ class Settings:
 
 
 class Parallel:
-    """A figure's view of :func:`chansim.parallel.parallel_map` with the run's settings.
+    """A figure's view of :func:`chansim.common.parallel.parallel_map` with the run's settings.
 
     Results come back in item order whatever the backend, and every item carries its own
     seed, so the output does not depend on ``jobs`` or on the backend.
@@ -164,7 +164,7 @@ def run_figures(names: Iterable[str] | None = None, settings: Settings | None = 
                 force: bool = False) -> dict:
     """Run several figures (all by default); returns ``{name: record or None}``.
 
-    Every file is written atomically (temporary file, then rename: :mod:`chansim.outputs`);
+    Every file is written atomically (temporary file, then rename: :mod:`chansim.common.outputs`);
     each figure's caption ``.txt`` comes after its data and plots, and the set's
     :data:`MANIFEST` (figures written and skipped) after every figure -- it is removed first,
     so an interrupted run leaves a folder without a manifest. Files of a figure set that

@@ -1,9 +1,9 @@
-"""Drawing draft trees with matplotlib (moved out of :mod:`chansim.trees`, which holds the structure only)."""
+"""Drawing draft trees with matplotlib (moved out of :mod:`chansim.inputs.trees`, which holds the structure only)."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..trees import Tree
+from ..inputs.trees import Tree
 
 __all__ = ["draw_tree", "tree_layout"]
 
@@ -30,7 +30,7 @@ def draw_tree(tree: Tree, ax=None, labels=None, highlight=None, node_size: float
 
     >>> import matplotlib
     >>> matplotlib.use("Agg")
-    >>> from chansim.trees import branching
+    >>> from chansim.inputs.trees import branching
     >>> ax = draw_tree(branching([2, 1]), highlight=[1, 2])
     >>> len(ax.collections) >= 1
     True
@@ -76,7 +76,7 @@ def tree_layout(tree: Tree) -> tuple[np.ndarray, np.ndarray]:
     """Plot coordinates ``(x, y)`` of every node: x = depth; leaves at y = 0, -1, -2, ...
     in depth-first order, inner nodes at the mean of their children.
 
-    >>> from chansim.trees import batch
+    >>> from chansim.inputs.trees import batch
     >>> x, y = tree_layout(batch(2))
     >>> x.tolist(), y.tolist()
     ([0.0, 1.0, 1.0], [-0.5, 0.0, -1.0])

@@ -1,7 +1,7 @@
 r"""Speculative generation with a real model pair, through the shared tree walk.
 
 Nothing here verifies anything: :func:`generate_real` hands two
-:class:`ModelSource` adapters (the :class:`~chansim.sources.DistributionSource`
+:class:`ModelSource` adapters (the :class:`~chansim.sampling.sources.DistributionSource`
 protocol over a :class:`~chansim.llm.scoring.TreeScorer`) to
 :func:`chansim.verify.speculative_generate`, which drafts level by level, asks the
 target for the whole tree in **one** ``tree_probs`` call (one forward pass with a tree
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..races import keyed_exponential, race_winner
+from ..sampling.races import keyed_exponential, race_winner
 from ..verify import KeyedNoise, as_tree, get_method, speculative_generate
 from .scoring import TreeScorer, tree_depths
 
@@ -40,7 +40,7 @@ __all__ = ["ModelSource", "RealGeneration", "generate_real", "race_continuation"
 
 
 class ModelSource:
-    r"""A :class:`~chansim.sources.DistributionSource` over a network: probabilities at temperature T.
+    r"""A :class:`~chansim.sampling.sources.DistributionSource` over a network: probabilities at temperature T.
 
     .. math:: p_T(\cdot \mid x) = \mathrm{softmax}(z(x) / T) \quad\text{(float64)}
 

@@ -14,7 +14,7 @@ tokens :math:`n_i` per prompt i in both runs (tokens per second ratio):
 
 :math:`w^{G}_i, w^{A}_i` the seconds of plain and assisted generation of prompt i; its
 interval is the paired percentile bootstrap over prompts
-(:func:`chansim.stats.bootstrap_ratio_interval`).  Plain and assisted runs of one prompt are
+(:func:`chansim.common.stats.bootstrap_ratio_interval`).  Plain and assisted runs of one prompt are
 interleaved (plain, then each K), so a change of machine load hits both sides alike, and one
 untimed warm-up of each precedes the measurements.  The same cost model as
 :mod:`chansim.llm.wallclock` (docs/theory.md, ``--cost``) applies: speed-up = tokens per call
@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..stats import bootstrap_ratio_interval, ratio_interval
+from ..common.stats import bootstrap_ratio_interval, ratio_interval
 
 __all__ = ["hf_draft_model", "HFGenerator", "hf_assisted_generate", "hf_side_by_side", "format_hf_speedups"]
 
@@ -230,7 +230,7 @@ def hf_assisted_generate(pair, prompts: Sequence[Sequence[int]], lengths: Sequen
     -------
     dict
         ``method`` (``"hf-assisted"``), ``tree`` (``chain:K``), ``k``, ``measured`` tokens per
-        target call (:func:`chansim.stats.ratio_interval`), ``tokens``, ``target_calls``,
+        target call (:func:`chansim.common.stats.ratio_interval`), ``tokens``, ``target_calls``,
         ``draft_forwards``, ``wall_seconds`` and the per-prompt ``sequence_*`` lists.
     """
     k = int(num_assistant_tokens)

@@ -1,11 +1,11 @@
 r"""Sample target paths with keyed exponential races and log target and draft distributions along them.
 
 For each prompt, ``new_tokens`` tokens are sampled from the **target** by plain race
-sampling with the shared keyed noise of :mod:`chansim.races`:
+sampling with the shared keyed noise of :mod:`chansim.sampling.races`:
 
 .. math:: y_t = \arg\min_x E(k_i, n, x) / p_t(x), \qquad n = \text{len(prompt)} + t,
 
-with :math:`E = ` :func:`chansim.races.keyed_exponential`, :math:`p_t` the target's
+with :math:`E = ` :func:`chansim.sampling.races.keyed_exponential`, :math:`p_t` the target's
 float64 ``softmax(logits / T)`` on ``prompt + y_{<t}``, n the *absolute* position of
 :math:`y_t` in the sequence (0-based, prompt included) and :math:`k_i = \text{seed} + i\cdot 2^{32}`
 the key of sequence i (:func:`chansim.logs.noise_keys.sequence_key`: sequences get independent
@@ -33,7 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..races import keyed_exponential, race_winner
+from ..sampling.races import keyed_exponential, race_winner
 
 __all__ = ["log_run", "race_sample", "stored_race_mismatches"]
 
@@ -182,7 +182,7 @@ class _NoBar:
 
 
 def _progress(total: int, enabled: bool):
-    from ..logconfig import progress_enabled
+    from ..common.logconfig import progress_enabled
 
     if not (enabled and progress_enabled()):         # --quiet silences the bar too
         return _NoBar()

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..drafts import deterministic_generate, parse_draft
 from ..logs.noise_keys import sequence_key, sequence_rng
-from ..stats import bootstrap_ratio_interval
+from ..common.stats import bootstrap_ratio_interval
 from ..verify import KeyedNoise
 from .generate import ModelSource, generate_real
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ..trees import check_token_tree
+from ..inputs.trees import check_token_tree
 from .network import KVStore, LayerView
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TreeScorer", "check_tree", "tree_depths"]
 
-#: the one token-tree validation (:func:`chansim.trees.check_token_tree`), under its historical name
+#: the one token-tree validation (:func:`chansim.inputs.trees.check_token_tree`), under its historical name
 check_tree = check_token_tree
 
 

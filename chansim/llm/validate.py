@@ -8,7 +8,7 @@ For a log (:mod:`chansim.logs.format`) and each (method, tree):
   the log's metadata), the same prompts and the same number of new tokens per prompt,
   seeded with the log's seed (so ``ersd`` regenerates the logged paths); estimate
   :math:`\hat R = \sum_i n_i / \sum_i c_i` (tokens and target calls of sequence i), with
-  the ratio-estimator interval of :func:`chansim.stats.ratio_interval`.
+  the ratio-estimator interval of :func:`chansim.common.stats.ratio_interval`.
 
 Side by side (``hf_assisted=True``): transformers' own assisted generation with
 sampling on the same pair and prompts (:mod:`chansim.llm.hf_assisted`), its tokens per
@@ -28,9 +28,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..logconfig import get_logger
+from ..common.logconfig import get_logger
 from ..logs.temperature import SamplingSettings
-from ..stats import bootstrap_ratio_interval, ratio_interval
+from ..common.stats import bootstrap_ratio_interval, ratio_interval
 from ..verify.registry import baseline, is_baseline, method_names
 from .hf_assisted import format_hf_speedups, hf_assisted_generate, hf_draft_model, hf_side_by_side
 
@@ -128,7 +128,7 @@ class _NoBar:
 
 def _setting_bar(label: str, total: int, enabled: bool):
     """One tqdm bar per setting (prompts done), on stderr; a no-op when disabled or tqdm is missing."""
-    from ..logconfig import progress_enabled
+    from ..common.logconfig import progress_enabled
 
     if not (enabled and progress_enabled()):
         return _NoBar()

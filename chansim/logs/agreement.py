@@ -41,7 +41,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy import stats as _st
 
-from ..stats import normal_quantile
+from ..common.stats import normal_quantile
 
 __all__ = ["row_z", "row_z_table", "sign_test", "stouffer", "pool_by_group", "path_law_check",
            "ersd_ranks", "ersd_noise_check", "realised_calls", "position_z", "sd_acceptance_check"]
@@ -178,11 +178,11 @@ def path_law_check(run) -> dict:
 def ersd_ranks(run, seed: int | None = None) -> list[np.ndarray]:
     """Rank of each logged token in the draft's keyed race at its absolute position (1 = the draft's winner).
 
-    Uses the noise :math:`E(k_i, n, x)` of :func:`chansim.races.keyed_exponential` at the absolute
+    Uses the noise :math:`E(k_i, n, x)` of :func:`chansim.sampling.races.keyed_exponential` at the absolute
     position n of the token, with the log's key :math:`k_i` of sequence i
     (:func:`chansim.logs.noise_keys.race_keys`; ``seed`` overrides the logged seed), as ERSD's draft does.
     """
-    from ..races import keyed_exponential, race_times
+    from ..sampling.races import keyed_exponential, race_times
     from .noise_keys import race_keys
 
     keys = race_keys(run.metadata, len(run.prompts), seed)

@@ -220,7 +220,7 @@ def write_log(path, *, prompts: Sequence[Sequence[int]], tokens: Sequence[Sequen
         "draft_log_probs": d16,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    from ..outputs import atomic_path
+    from ..common.outputs import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "wb") as f:   # exact name, no ".npz" appended; whole or nothing
         (np.savez_compressed if compress else np.savez)(f, **arrays)

@@ -11,7 +11,7 @@ log's prompts, with no model of acceptance in between.  The prediction is
 .. math:: \widehat{\text{tokens/call}} = \frac{\sum_i T_i}{\sum_i C_i},
 
 :math:`T_i` the tokens and :math:`C_i` the calls of sequence i, with a percentile bootstrap over
-sequences (:func:`chansim.stats.bootstrap_ratio_interval`).  ERSD run with the log's seed even
+sequences (:func:`chansim.common.stats.bootstrap_ratio_interval`).  ERSD run with the log's seed even
 reproduces the logged text, hence these very calls.
 
 Acceptance probabilities from the logged distributions.  A drafted node at text position s is
@@ -52,7 +52,7 @@ from typing import Sequence
 import numpy as np
 
 from ..drafts.proposers import call_lengths, parse_draft
-from ..stats import bootstrap_ratio_interval, bootstrap_ratios
+from ..common.stats import bootstrap_ratio_interval, bootstrap_ratios
 
 __all__ = ["lookup_log_calls", "lookup_metrics", "predict_lookup", "lookup_wall_speedup", "choose_draft",
            "format_lookup_rows"]

@@ -5,13 +5,13 @@ absolute position n is the *same* for all sequences of a log (prompts of equal l
 tokens at the same positions), and a ``numpy.random.default_rng(seed)`` made afresh for every
 prompt hands every prompt the same uniforms.  Each sequence is still an exact sample, but the
 sequences are no longer independent, while every interval here treats them as independent units
-(:func:`chansim.stats.ratio_interval`, the bootstrap of :mod:`chansim.predict`).  On a synthetic
+(:func:`chansim.common.stats.ratio_interval`, the bootstrap of :mod:`chansim.predict`).  On a synthetic
 Markov pair (docs/llm_validation.md) the spread of the measured tokens per call over seeds is
 then 3 times the reported standard error, and the spread of the predicted value 8 times its
 bootstrap one; with independent sequences both ratios are about 1.
 
 So sequence i gets its own race key :math:`s + i\cdot 2^{32}` (:func:`sequence_key`; the key's
-high 32 bits enter :func:`chansim.races.keyed_uniform` separately, so keys of different
+high 32 bits enter :func:`chansim.sampling.races.keyed_uniform` separately, so keys of different
 sequences never coincide) and its own uniform stream ``default_rng([s, i])``
 (:func:`sequence_rng`).  Logs record ``metadata["noise_key"] = "per-sequence"``; older logs,
 without it, used :math:`s` for every sequence and are still read and reproduced that way
@@ -70,7 +70,7 @@ def keyed_rows(keys, sequence, position, vocab) -> np.ndarray:
     >>> keyed_rows([0, 2 ** 32], [0, 1], [5, 5], np.arange(3)).shape
     (2, 3)
     """
-    from ..races import keyed_exponential
+    from ..sampling.races import keyed_exponential
 
     seq = np.asarray(sequence, dtype=np.int64).reshape(-1)
     pos = np.asarray(position, dtype=np.int64).reshape(-1)
@@ -94,7 +94,7 @@ def keyed_markov_paths(target, draft, seed: int, n_sequences: int, length: int, 
     >>> [r[2].shape for r in rows]
     [(3,), (3,)]
     """
-    from ..races import keyed_exponential, race_winner
+    from ..sampling.races import keyed_exponential, race_winner
 
     target, draft = np.asarray(target, dtype=float), np.asarray(draft, dtype=float)
     vocab = target.shape[0]

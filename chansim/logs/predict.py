@@ -44,7 +44,7 @@ from typing import Sequence
 import numpy as np
 
 from ..predict import predict_path
-from ..trees import Tree, parse_tree
+from ..inputs.trees import Tree, parse_tree
 from ..verify.registry import baseline, get_method, is_baseline, method_names
 from .format import LogRun, read_log
 
@@ -223,7 +223,7 @@ def _predict_tasks(run, tasks, confidence, seed, jobs) -> list:
     Each prediction is seeded by itself, so the result does not depend on ``jobs``; the
     log's arrays reach the workers memory-mapped (joblib), not copied per task.
     """
-    from ..parallel import effective_jobs, parallel_map
+    from ..common.parallel import effective_jobs, parallel_map
 
     n = min(effective_jobs(jobs), len(tasks)) if jobs != 1 else 1
     if n <= 1:

@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from ..parallel import check_jobs, parallel_map
+from ..common.parallel import check_jobs, parallel_map
 
 __all__ = ["position_law", "position_laws", "pooled_law"]
 

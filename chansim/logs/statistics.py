@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..distributions import kl_divergence, sd_acceptance
+from ..inputs.distributions import kl_divergence, sd_acceptance
 
 __all__ = ["pair_statistics", "probability_statistics"]
 
@@ -24,7 +24,7 @@ def pair_statistics(target_log_probs: np.ndarray, draft_log_probs: np.ndarray) -
 
 def probability_statistics(target_probs: np.ndarray, draft_probs: np.ndarray, validate: bool = True) -> dict:
     """Σ min(p, q), α_ER and KL(p‖q) (nats) of probability rows, shape (n, V) -> dict of (n,) arrays."""
-    from ..races import er_acceptance
+    from ..sampling.races import er_acceptance
 
     return {"sd_acceptance": sd_acceptance(target_probs, draft_probs, validate=validate),
             "er_acceptance": er_acceptance(target_probs, draft_probs, validate=validate),

@@ -23,7 +23,7 @@ Two aggregations over the positions of a sequence are reported:
   ``chansim llm validate`` measures (ratio estimator).  By the AM-HM inequality ``rate`` <= ``mean``.
 
 Intervals are over sequences (the independent units): Student t on per-sequence means for
-``mean``, the ratio interval of :func:`chansim.stats.ratio_interval` for ``rate``.
+``mean``, the ratio interval of :func:`chansim.common.stats.ratio_interval` for ``rate``.
 """
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def iid_prediction(run, temperature: float, draft_temperature: float | None = No
 
     methods = list(methods) if methods else list(default_methods("settings-check"))
 
-    from ..stats import ratio_interval, student_quantile
+    from ..common.stats import ratio_interval, student_quantile
     from ..theory.expectations import expected_tokens
     from ..verify import as_tree
 

@@ -271,7 +271,7 @@ def write_truncated_log(path, *, prompts, tokens, target_heads, draft_heads, met
         "token_offsets": _offsets([t.size for t in tok]),
     })
     path.parent.mkdir(parents=True, exist_ok=True)
-    from ..outputs import atomic_path
+    from ..common.outputs import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "wb") as f:   # whole or nothing (an interrupt keeps the old file)
         np.savez_compressed(f, **arrays)

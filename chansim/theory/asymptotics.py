@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from ..trees import Tree
+from ..inputs.trees import Tree
 from .expectations import path_probabilities
 from .ranklaw import RankLaw
 

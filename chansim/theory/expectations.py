@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..distributions import check_pair
-from ..trees import Tree
+from ..inputs.distributions import check_pair
+from ..inputs.trees import Tree
 from ..verify.registry import get_method, method_names
 from ..verify.sd import sd_chain_tokens
 from ..verify.spectr import sequences_shape, spectr_sequences_tokens
@@ -72,7 +72,7 @@ def path_probabilities(tree: Tree, weights) -> np.ndarray:
 def tree_value(tree: Tree, weights) -> np.ndarray:
     r"""Expected tokens per call :math:`1 + \sum_v \prod w` for slot weights ``(..., m)``.
 
-    >>> from chansim.trees import chain, batch
+    >>> from chansim.inputs.trees import chain, batch
     >>> float(tree_value(chain(2), [0.5]))        # 1 + 0.5 + 0.25
     1.75
     >>> float(tree_value(batch(3), [0.5, 0.2]))   # slot 3 has weight 0
@@ -96,9 +96,9 @@ def expected_tokens(method: str, tree: Tree, target_probs, draft_probs, trials: 
     ----------
     method : str
         A registered method (:data:`METHODS`, or a variant such as ``ersd-topm``).
-    tree : chansim.trees.Tree
+    tree : chansim.inputs.trees.Tree
         ``sd`` needs a chain; ``spectr`` needs disjoint equal-length sequences
-        (:func:`chansim.trees.sequences`, including ``batch`` and ``chain``); ``ersd``
+        (:func:`chansim.inputs.trees.sequences`, including ``batch`` and ``chain``); ``ersd``
         reads ``tree.ranks`` as race ranks.
     target_probs, draft_probs : array_like, shape (V,)
     trials, seed
@@ -108,7 +108,7 @@ def expected_tokens(method: str, tree: Tree, target_probs, draft_probs, trials: 
 
     Examples
     --------
-    >>> from chansim.trees import chain
+    >>> from chansim.inputs.trees import chain
     >>> e = expected_tokens("sd", chain(3), [0.5, 0.5], [0.9, 0.1])
     >>> round(e.value, 6), e.exact
     (2.176, True)
@@ -117,7 +117,7 @@ def expected_tokens(method: str, tree: Tree, target_probs, draft_probs, trials: 
     if p.ndim != 1:
         raise ValueError(f"expected_tokens takes one pair of 1-D vectors, got shape {p.shape}")
     if not isinstance(tree, Tree):
-        raise ValueError(f"tree must be a chansim.trees.Tree, got {type(tree).__name__}")
+        raise ValueError(f"tree must be a chansim.inputs.trees.Tree, got {type(tree).__name__}")
     meth = get_method(method)
     name = tree.name
     if meth.tree_family is None or tree.size == 0:

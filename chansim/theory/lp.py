@@ -13,7 +13,7 @@ It is a bipartite max-flow, so by max-flow/min-cut it equals
 :math:`\min_{B \subseteq V} p(V\setminus B) + P(S \cap B \ne \emptyset)`, with
 :math:`P(S\cap B\ne\emptyset) = 1 - (1 - q(B))^m` for i.i.d. drafts (docs/algorithms.md, "The optimal node").
 Both forms enumerate the :math:`2^V` subsets: V <= 12 or so.  The LP itself, the law of
-the draft set and the i.i.d. optimum by sorting live in :mod:`chansim.transport`.
+the draft set and the i.i.d. optimum by sorting live in :mod:`chansim.sampling.transport`.
 """
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ import math
 import numpy as np
 from scipy import integrate
 
-from ..kernels import poisson_binomial_add
-from ..transport import check_lp_inputs as _check
-from ..transport import draft_set_law, optimal_acceptance_iid, optimal_transport_plan
+from ..sampling.kernels import poisson_binomial_add
+from ..sampling.transport import check_lp_inputs as _check
+from ..sampling.transport import draft_set_law, optimal_acceptance_iid, optimal_transport_plan
 
 __all__ = ["draft_set_law", "optimal_transport_plan", "optimal_acceptance_lp", "optimal_acceptance_mincut",
            "optimal_acceptance_iid", "mincut_without_replacement"]

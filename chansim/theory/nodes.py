@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..distributions import check_pair
+from ..inputs.distributions import check_pair
 from ..verify.base import SlotWeights, check_width
 from ..verify.registry import get_method
 from ..verify.rsd import rsd_weights, rsd_weights_exact, rsd_weights_mc

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammaln
 
-from ..trees import Tree, from_parents
+from ..inputs.trees import Tree, from_parents
 
 __all__ = ["best_rank_set_tree", "top_products_curve", "top_products_sums", "top_products_depths", "top_products_table",
            "best_sibling_closed_tree", "SiblingClosedDP", "sibling_closed_values", "sibling_closed_sums",
@@ -515,7 +515,7 @@ def best_sibling_closed_tree(weights, k: int, name: str = "sibling-closed") -> T
 def tree_shape(tree: Tree) -> dict:
     """Summary of a tree's shape: nodes per depth, root width, largest rank used, leaves.
 
-    >>> from chansim.trees import branching
+    >>> from chansim.inputs.trees import branching
     >>> tree_shape(branching([2, 1]))
     {'k': 4, 'depth': 2, 'nodes_per_depth': [2, 2], 'root_children': 2, 'max_rank': 2, 'leaves': 2}
     """

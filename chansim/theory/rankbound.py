@@ -51,7 +51,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..races import competitor_rates
+from ..sampling.races import competitor_rates
 from .rank_heavy import HeavySets, choose_heavy_sets, run_recursion
 from .rank_light import power_sums_above
 from .rank_quadrature import graded_panels

@@ -41,9 +41,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..distributions import check_pair
-from ..stats import normal_quantile
-from ..races import sample_ranks
+from ..inputs.distributions import check_pair
+from ..common.stats import normal_quantile
+from ..sampling.races import sample_ranks
 from .rankbound import bounded_rank_law, entropy_continuity_bound, rank_entropy_interval
 
 __all__ = ["RankLaw", "rank_law", "law_from_probs", "head_split"]

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import races
-from ..distributions import check_pair, kl_divergence, softmax, total_variation
+from ..sampling import races
+from ..inputs.distributions import check_pair, kl_divergence, softmax, total_variation
 from ..verify.registry import default_methods, get_method, method_names
 from ..verify.sd import sd_chain_tokens
 from ..verify.spectr import spectr_sequences_tokens, spectr_transition_matrix
@@ -479,7 +479,7 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
     if n_jobs == 1 or n < 16:
         rows = _rows(p, q, 0, *args)
     else:
-        from ..parallel import effective_jobs, parallel_map
+        from ..common.parallel import effective_jobs, parallel_map
 
         chunks = np.array_split(np.arange(n), min(n, 4 * effective_jobs(n_jobs)))
         parts = parallel_map(_rows, [(p[c], q[c], int(c[0]), *args) for c in chunks if len(c)], jobs=n_jobs,

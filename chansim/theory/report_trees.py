@@ -17,7 +17,7 @@ family rules (:data:`chansim.theory.report.FAMILIES`, docs/theory.md §6–§7):
 """
 from __future__ import annotations
 
-from ..trees import Tree
+from ..inputs.trees import Tree
 from ..verify.registry import get_method
 from .optimal import best_rank_set_tree, best_sibling_closed_tree
 from .ranklaw import rank_law
@@ -26,7 +26,7 @@ __all__ = ["report_tree"]
 
 
 def report_tree(method: str, p, q, k: int, shape: str, *, law=None, seed: int = 0) -> Tree | str | None:
-    """The tree (a :class:`~chansim.trees.Tree` or a spec string) the report values at budget k, or None.
+    """The tree (a :class:`~chansim.inputs.trees.Tree` or a spec string) the report values at budget k, or None.
 
     Parameters
     ----------

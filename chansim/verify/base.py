@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..kernels import residual
-from ..races import race_times
+from ..sampling.kernels import residual
+from ..sampling.races import race_times
 
 __all__ = ["NodeNoise", "Method", "SlotWeights", "IIDDrafting", "sample_rows", "take_rows", "residual",
            "race_ranked_tokens", "check_width"]
@@ -44,7 +44,7 @@ class NodeNoise:
         Exp(1) race noise of the node's absolute position, shared by the draft (which
         races q with it) and the target (which races p with it).  Only for methods with
         ``uses_race``.
-    table : chansim.race_sampling.RaceTable, optional
+    table : chansim.sampling.race_sampling.RaceTable, optional
         Precomputed sorted tables of the (p, q) rows: methods with ``uses_table`` then
         sample their races / residuals exactly in O(m log V) per trial instead of
         touching V entries (the synthetic Monte Carlo engine; ``race`` is None then).

@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..distributions import check_pair_1d
-from ..paths import check_path_inputs, expected_calls_from_lengths
-from ..stats import normal_quantile
+from ..inputs.distributions import check_pair_1d
+from ..inputs.paths import check_path_inputs, expected_calls_from_lengths
+from ..common.stats import normal_quantile
 from .base import IIDDrafting, Method, NodeNoise, sample_rows, take_rows
 from .block_exact import cached_block_tokens
 from .specinfer import SpecInfer
@@ -133,10 +133,10 @@ class Block(IIDDrafting, Method):
         drafts : ndarray of int, shape (B, γ)
         noise : NodeNoise
             ``rng`` (γ + 1 uniforms per chain) and, from the batched engine, ``table`` (a
-            :class:`~chansim.race_sampling.RaceTable` of the rows) with ``table_rows``
+            :class:`~chansim.sampling.race_sampling.RaceTable` of the rows) with ``table_rows``
             ``[γ+1, B]`` (the table row after :math:`X_{\le i}`): then R_i and the output
-            token cost O(log V) per chain (:meth:`~chansim.race_sampling.RaceTable.scaled_residual_mass`,
-            :meth:`~chansim.race_sampling.RaceTable.scaled_residual_sample`), no V-wide work per chain.
+            token cost O(log V) per chain (:meth:`~chansim.sampling.race_sampling.RaceTable.scaled_residual_mass`,
+            :meth:`~chansim.sampling.race_sampling.RaceTable.scaled_residual_sample`), no V-wide work per chain.
 
         Returns
         -------

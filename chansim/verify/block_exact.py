@@ -42,7 +42,7 @@ from fractions import Fraction
 import numpy as np
 from scipy import fft as sfft
 
-from ..distributions import check_pair, check_pair_1d
+from ..inputs.distributions import check_pair, check_pair_1d
 
 __all__ = ["spitzer_weights", "product_overlaps_exact", "product_overlap_bounds", "BlockTokens", "block_tokens",
            "multisets"]

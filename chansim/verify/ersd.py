@@ -10,12 +10,12 @@ plain race sampling of the target with the same noise, token for token.
 
 Rank law :math:`a_r = P(\text{rank of } y \text{ in the q-race} = r)`,
 :math:`\alpha_{ER} = a_1 = \sum_x 1/\sum_y \max(p_y/p_x, q_y/q_x)`
-(:func:`chansim.races.er_acceptance`; docs/algorithms.md, docs/theory.md §0).
+(:func:`chansim.sampling.races.er_acceptance`; docs/algorithms.md, docs/theory.md §0).
 
 ``ersd-topm`` (:class:`ERSDTopM`) is the same rule restricted to sibling-closed trees
 (plain top-m drafting); the bound report compares the two.
 
-With a :class:`~chansim.race_sampling.RaceTable` in the node noise (the synthetic Monte
+With a :class:`~chansim.sampling.race_sampling.RaceTable` in the node noise (the synthetic Monte
 Carlo engine) the same race is sampled exactly without V draws: the draft race's first
 max(slots) arrivals, then the target race's winner given them (docs/theory.md §2.4).
 """
@@ -26,9 +26,9 @@ import math
 import numpy as np
 from scipy.special import gammaln
 
-from ..kernels import poisson_binomial_add
-from ..races import race_times
-from ..stats import wilson_interval
+from ..sampling.kernels import poisson_binomial_add
+from ..sampling.races import race_times
+from ..common.stats import wilson_interval
 from .base import Method, NodeNoise, SlotWeights, race_ranked_tokens
 
 __all__ = ["ERSD", "ERSDTopM", "ersd_path_weights"]
@@ -60,7 +60,7 @@ class ERSD(Method):
         >>> float(ERSD().chain_tokens_batch(p, p, 2)[0])     # q = p: everything accepted
         3.0
         """
-        from ..races import er_acceptance
+        from ..sampling.races import er_acceptance
         from .sd import sd_chain_tokens
 
         if k < 1 or not (np.all(p > 0) and np.all(q > 0)):

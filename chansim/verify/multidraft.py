@@ -18,7 +18,7 @@ probability :math:`\sum_y \min(p_y, r_y)`, at most the LP optimum
 
 .. math:: \alpha^* = \min_k\; 1 - P_k + g(Q_k), \qquad g(t) = 1 - (1 - t)^m
 
-(prefixes of the tokens sorted by decreasing p/q, :func:`chansim.transport.optimal_acceptance_iid`).
+(prefixes of the tokens sorted by decreasing p/q, :func:`chansim.sampling.transport.optimal_acceptance_iid`).
 
 **The optimal selection at any V** (docs/methods_block_multidraft.md §2.3–2.5).  The
 laws r of "select one token of A" are the base polytope of the coverage function
@@ -41,10 +41,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..distributions import check_pair_1d
-from ..paths import check_path_inputs
-from ..trees import as_tree
-from ..transport import optimal_acceptance_iid
+from ..inputs.distributions import check_pair_1d
+from ..inputs.paths import check_path_inputs
+from ..inputs.trees import as_tree
+from ..sampling.transport import optimal_acceptance_iid
 from .base import IIDDrafting, Method, NodeNoise, sample_rows
 
 __all__ = ["Multidraft", "MultidraftPlan", "selection_law", "multidraft_plan", "multidraft_acceptance", "first_holder_law",
@@ -441,7 +441,7 @@ class Multidraft(IIDDrafting, Method):
     def node_acceptance(self, p, q, m: int, **opts) -> float:
         """α*, the LP optimum it attains, of a checked pair ``[V]`` in O(V log V).
 
-        :func:`chansim.transport.optimal_acceptance_iid`.
+        :func:`chansim.sampling.transport.optimal_acceptance_iid`.
         """
         return optimal_acceptance_iid(p, q, m, validate=False)
 
@@ -588,7 +588,7 @@ def multidraft_tree_tokens(target_probs, draft_probs, tree) -> float:
     :math:`w_j(m_u)` (:func:`multidraft_weights`; it depends on :math:`m_u`, since
     the selection sees all drafts).
 
-    >>> from chansim.trees import batch
+    >>> from chansim.inputs.trees import batch
     >>> round(multidraft_tree_tokens([0.5, 0.5], [0.9, 0.1], batch(2)), 6)
     1.69
     """

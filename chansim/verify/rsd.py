@@ -16,7 +16,7 @@ over ordered draft histories — :func:`rsd_weights_exact` enumerates them (smal
 :func:`rsd_weights_mc` samples them with a Rao–Blackwellised integrand (docs/theory.md §1);
 the acceptance along a logged path is exact for m <= 2 (:func:`rsd_path_weights`).
 
-With a :class:`~chansim.race_sampling.RaceTable` in the node noise (the synthetic Monte
+With a :class:`~chansim.sampling.race_sampling.RaceTable` in the node noise (the synthetic Monte
 Carlo engine) the rounds run on :math:`r_j \propto (p - \lambda_j q)_+` over the untried
 tokens, O(m log V) per row with no V-row renormalised (docs/theory.md §2.4).
 """
@@ -26,8 +26,8 @@ import math
 
 import numpy as np
 
-from ..distributions import check_pair_1d
-from ..stats import normal_quantile
+from ..inputs.distributions import check_pair_1d
+from ..common.stats import normal_quantile
 from .base import Method, NodeNoise, SlotWeights, check_width, residual, sample_rows, take_rows
 
 __all__ = ["RSD", "rsd_weights", "rsd_weights_exact", "rsd_weights_mc", "rsd_path_weights"]

@@ -75,7 +75,7 @@ class SpecInfer(IIDDrafting, Method):
     def path_acceptance(self, p, q, y, py, m: int) -> np.ndarray:
         r""":math:`c = 1 - \prod_{j\le m}(1-\beta_j)\, r_{m+1}(y)/p(y)` (the ``rest`` of :func:`residual_rounds`).
 
-        ``p``, ``q`` ``[T, V]``, ``y``, ``py`` ``[T]`` (checked by :func:`chansim.paths.check_path_inputs`) → ``[T]``.
+        ``p``, ``q`` ``[T, V]``, ``y``, ``py`` ``[T]`` (checked by :func:`chansim.inputs.paths.check_path_inputs`) → ``[T]``.
         """
         _, rest = residual_rounds(p, q, m)                                # [T, V]
         return np.clip(1.0 - rest[np.arange(len(y)), y] / py, 0.0, 1.0)

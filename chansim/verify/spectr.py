@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import comb
 
-from ..trees import Tree
+from ..inputs.trees import Tree
 from .base import IIDDrafting, Method, NodeNoise, check_width, sample_rows, take_rows
 
 __all__ = ["SpecTr", "spectr_rho", "spectr_beta_c", "spectr_acceptance", "spectr_transition",

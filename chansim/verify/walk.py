@@ -9,7 +9,7 @@ one correction/bonus token from the target.
 Randomness is an argument:
 
 * :class:`KeyedNoise` — race noise :math:`E(\text{seed}, \text{position}, x)` from
-  :func:`chansim.races.keyed_exponential`, keyed by **absolute** position (every node
+  :func:`chansim.sampling.races.keyed_exponential`, keyed by **absolute** position (every node
   at the same depth shares its position's noise; a draft model on another device can
   recompute it); uniforms from a generator seeded by the same seed.
 * :class:`GeneratorNoise` — everything from a ``numpy.random.Generator`` (fresh race
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..races import keyed_exponential
-from ..sources import check_sources
-from ..trees import as_tree
+from ..sampling.races import keyed_exponential
+from ..sampling.sources import check_sources
+from ..inputs.trees import as_tree
 from .base import NodeNoise
 from .registry import get_method
 
@@ -161,7 +161,7 @@ def speculative_step(method, tree, prefix, target_source, draft_source, randomne
     prefix : sequence of int, shape (len,)
         Context tokens, passed unchanged to the sources.
     target_source, draft_source : DistributionSource
-        See :mod:`chansim.sources`.
+        See :mod:`chansim.sampling.sources`.
     randomness : KeyedNoise or GeneratorNoise
     position : int, optional
         Absolute position of the first generated token (keys the race noise);
@@ -173,7 +173,7 @@ def speculative_step(method, tree, prefix, target_source, draft_source, randomne
 
     Examples
     --------
-    >>> from chansim.sources import IIDSource
+    >>> from chansim.sampling.sources import IIDSource
     >>> p = IIDSource([0.2, 0.8])
     >>> step = speculative_step("ersd", "chain:3", [], p, p, KeyedNoise(0))
     >>> step.n_tokens, step.events.tolist()        # q = p: every draft accepted
@@ -273,7 +273,7 @@ def speculative_generate(method, tree, target_source, draft_source, n_tokens: in
     The last call may overshoot; ``tokens`` is cut to ``n_tokens`` (the cut does not
     change the law of the kept tokens).  Positions are absolute: ``len(prefix)`` first.
 
-    >>> from chansim.sources import MarkovSource
+    >>> from chansim.sampling.sources import MarkovSource
     >>> src = MarkovSource([[0.5, 0.5], [0.1, 0.9]])
     >>> speculative_generate("sd", "chain:2", src, src, 5, GeneratorNoise(0)).tokens.shape
     (5,)

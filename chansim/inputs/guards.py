@@ -64,7 +64,7 @@ def available_memory() -> int:
 def tree_spec_size(spec) -> tuple[int, int]:
     """``(nodes including the root, depth)`` of a tree spec, computed without building the tree.
 
-    Accepts the grammar of :func:`chansim.trees.parse_tree` (or a built ``Tree``); anything
+    Accepts the grammar of :func:`chansim.inputs.trees.parse_tree` (or a built ``Tree``); anything
     else is left for the parser to reject, and gets ``(1, 0)`` here.
     """
     if hasattr(spec, "n_nodes"):

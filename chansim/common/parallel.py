@@ -3,7 +3,7 @@
 Every sweep that spreads independent work over processes (figures, the bound report's
 positions, ``simulate.sweep``, the per-position rank laws and path predictions of a log)
 goes through :func:`parallel_map`.  It is the ground floor: it imports nothing of chansim
-but :mod:`chansim.logconfig`, so any layer may use it.
+but :mod:`chansim.common.logconfig`, so any layer may use it.
 
 Guarantees
 ----------
@@ -132,7 +132,7 @@ def parallel_map(func: Callable, items: Iterable[Sequence], *, jobs: int = 1, ba
 
     ``jobs``: 1 runs in this process (no workers); -1 uses every core.  ``backend``: a
     joblib backend name (``"dask"`` with ``scheduler``, an address, for a cluster).
-    ``progress``: a tqdm bar on stderr (default: when :func:`chansim.logconfig.progress_enabled`
+    ``progress``: a tqdm bar on stderr (default: when :func:`chansim.common.logconfig.progress_enabled`
     and there are at least 4 items).  ``func`` must be picklable (a module-level function).
     """
     from tqdm.auto import tqdm

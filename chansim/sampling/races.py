@@ -32,9 +32,9 @@ from typing import NamedTuple
 import numpy as np
 from scipy import integrate
 
-from .distributions import as_pair, check_pair_1d
+from ..inputs.distributions import as_pair, check_pair_1d
 from .kernels import poisson_binomial_add
-from .stats import wilson_interval
+from ..common.stats import wilson_interval
 
 __all__ = [
     "keyed_uniform",

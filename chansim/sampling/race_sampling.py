@@ -364,7 +364,7 @@ class RaceTable:
         Inverse CDF over the sorted prefix :math:`\rho < w`, whose cumulative weights are
         :math:`w P_{\le j} - Q_{\le j}` (increasing there).  A row without mass (w p <= q
         everywhere, only reached by rounding) samples from p instead, like
-        :func:`chansim.kernels.residual`, and so does ``w = inf`` (block's bonus token);
+        :func:`chansim.sampling.kernels.residual`, and so does ``w = inf`` (block's bonus token);
         a rounding-level landing on a zero weight is redrawn.  ``w = 1`` is sd's residual
         :math:`\mathrm{norm}((p - q)_+)`.
         """

@@ -287,9 +287,9 @@ def parse_tree(spec: str) -> Tree:
 
 
 def as_tree(tree) -> Tree:
-    """A :class:`~chansim.trees.Tree` from a tree or a spec string (``chain:4``, ...)."""
+    """A :class:`~chansim.inputs.trees.Tree` from a tree or a spec string (``chain:4``, ...)."""
     if isinstance(tree, Tree):
         return tree
     if isinstance(tree, str):
         return parse_tree(tree)
-    raise ValueError(f"tree must be a chansim.trees.Tree or a spec such as 'chain:4', got {tree!r}")
+    raise ValueError(f"tree must be a chansim.inputs.trees.Tree or a spec such as 'chain:4', got {tree!r}")

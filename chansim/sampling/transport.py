@@ -18,7 +18,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
 
-from .distributions import check_pair_1d
+from ..inputs.distributions import check_pair_1d
 
 __all__ = ["check_lp_inputs", "draft_set_law", "optimal_transport_plan", "optimal_acceptance_iid"]
 

@@ -28,7 +28,7 @@ True
 >>> check_output(out, what="--emit-tokens")
 Traceback (most recent call last):
 ...
-chansim.outputs.OutputError: --emit-tokens: .../tokens.npy already exists; pass --force to overwrite it
+chansim.common.outputs.OutputError: --emit-tokens: .../tokens.npy already exists; pass --force to overwrite it
 """
 from __future__ import annotations
 

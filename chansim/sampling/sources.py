@@ -7,7 +7,7 @@ one small protocol, :class:`DistributionSource`:
     Row 0 is the next-token distribution after ``prefix``; row i (i >= 1) is the
     distribution after ``prefix + path(i)``, where node i holds token ``tokens[i]``
     and its parent is ``parents[i]`` (``parents[0] = -1``, ``parents[i] < i``,
-    ``tokens[0]`` is ignored).  This is the flat-array tree of :mod:`chansim.trees`.
+    ``tokens[0]`` is ignored).  This is the flat-array tree of :mod:`chansim.inputs.trees`.
 
 ``vocab_size: int``
     V, checked to be equal for target and draft.
@@ -33,8 +33,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .distributions import check_probs
-from .trees import check_token_tree
+from ..inputs.distributions import check_probs
+from ..inputs.trees import check_token_tree
 
 __all__ = ["DistributionSource", "IIDSource", "MarkovSource", "as_source", "check_sources"]
 
@@ -132,7 +132,7 @@ def as_source(probs_or_source, name: str = "probs"):
     """A source from a 1-D probability vector (i.i.d. model) or an existing source."""
     if isinstance(probs_or_source, DistributionSource):
         return probs_or_source
-    from .distributions import as_real_array
+    from ..inputs.distributions import as_real_array
 
     arr = as_real_array(probs_or_source, name)          # complex, bool, str refused (never cast)
     if arr.ndim != 1:

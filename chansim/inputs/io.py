@@ -12,7 +12,7 @@ boolean, string, object and pickled data are refused, never converted -- and the
 array must be non-empty and at least 1-D.  Tensors may be float16, bfloat16, float32
 or float64, on any device, with or without ``requires_grad``; the storage dtype is
 kept (:attr:`LoadedArray.dtype`) so that the normalisation tolerance can follow it
-(:func:`chansim.distributions.dtype_atol`).
+(:func:`chansim.inputs.distributions.dtype_atol`).
 """
 from __future__ import annotations
 
@@ -277,7 +277,7 @@ def load_pair(p_path, q_path, logits: bool = False, temperature: float = 1.0,
     ``softmax(z / temperature)`` (an :class:`InputWarning` is issued when a file already
     looks like probabilities); otherwise they must already be probability vectors, each
     within ``atol`` of mass 1 -- by default a tolerance that follows the storage dtype
-    (:func:`chansim.distributions.dtype_atol`). Rows within the tolerance are divided by
+    (:func:`chansim.inputs.distributions.dtype_atol`). Rows within the tolerance are divided by
     their mass (a rounded probability vector, renormalised, as the log reader does);
     rows outside it are refused, never renormalised.
 
