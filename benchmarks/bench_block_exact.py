@@ -13,12 +13,10 @@ at these sizes (its ``max_states``).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 
-import numpy as np
 
+from _results import write_rows
 from chansim.inputs.distributions import noisy_target_pair
 from chansim.simulate import simulate
 from chansim.verify.block import block_mean_weights
@@ -60,9 +58,7 @@ def main(argv=None):
                   f"{t_mc:>10.2f}{z:>7.2f}{ratio:>10.1e}  {old}", flush=True)
     print("all |z| < 3.5:", all(abs(r["z"]) < 3.5 for r in rows))
     if args.out:
-        meta = {"numpy": np.__version__, "python": platform.python_version(), "machine": platform.machine()}
-        with open(args.out, "w") as fh:
-            json.dump({"meta": meta, "rows": rows}, fh, indent=2)
+        write_rows(args.out, rows)
     return rows
 
 

@@ -16,13 +16,13 @@ them, measured in the same run; target: batched sd chain:4 within 300x of it at 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 
 import numpy as np
 
+from _results import write_rows
 from chansim.inputs.distributions import noisy_target_pair
 from chansim.simulate import simulate
 
@@ -95,9 +95,7 @@ def main(argv=None):
     print("below 100x (min):", ", ".join(f"{r['method']} {r['tree']} V={r['vocab']} ({r['ratio_min']:.0f}x)"
                                          for r in bad) or "none")
     if args.out:
-        meta = {"numpy": np.__version__, "python": platform.python_version(), "machine": platform.machine()}
-        with open(args.out, "w") as fh:
-            json.dump({"meta": meta, "rows": rows}, fh, indent=2)
+        write_rows(args.out, rows)
     return rows
 
 

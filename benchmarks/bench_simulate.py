@@ -13,11 +13,11 @@ ersd with batched sd (same tree shape) in calls per second.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 
 import numpy as np
 
+from _results import write_rows
 from chansim.inputs.distributions import noisy_target_pair
 from chansim.simulate import simulate
 
@@ -66,9 +66,7 @@ def main(argv=None):
         row = next(r for r in rows if r["method"] == method and r["tree"] == tree)
         print(f"{method} {tree} batched / reference: {row['ratio']:.0f}x (target >= 100x)")
     if args.out:
-        meta = {"numpy": np.__version__, "python": platform.python_version(), "machine": platform.machine()}
-        with open(args.out, "w") as fh:
-            json.dump({"meta": meta, "rows": rows}, fh, indent=2)
+        write_rows(args.out, rows)
     return rows
 
 
