@@ -48,13 +48,6 @@ class TableMassAtOneBlock(Block):
         return Block._residual_mass(p_row, q_row, np.ones_like(w), table, table_rows)
 
 
-def test_broken_table_path_is_caught():
-    p, q = IID_PAIRS["zeros"]
-    assert min(iid_pvalues(TableMassAtOneBlock(), "chain:3", p, q, calls=40_000, seed=2024)) < ALPHA
-    target, draft = _rolled_markov(p, q)
-    assert min(markov_pvalues(TableMassAtOneBlock(), "chain:3", target, draft, streams=40_000, seed=99)) < ALPHA
-
-
 def test_table_residual_sampler_matches_rows():
     """RaceTable.scaled_residual_sample draws (w p - q)+ (and p at w = inf) exactly: chi-square per weight."""
     from chansim.sampling.race_sampling import RaceTable
@@ -73,11 +66,13 @@ def test_table_residual_sampler_matches_rows():
                 pytest.approx(np.maximum(w * p - q, 0.0).sum(), abs=1e-15)
 
 
-def test_broken_block_is_caught():
+@pytest.mark.parametrize("broken, tree", [(UnweightedResidualBlock, "chain:2"), (TableMassAtOneBlock, "chain:3")],
+                         ids=["unweighted-residual", "table-mass-at-one"])
+def test_broken_block_is_caught(broken, tree):
     p, q = IID_PAIRS["zeros"]
-    assert min(iid_pvalues(UnweightedResidualBlock(), "chain:2", p, q, calls=40_000, seed=2024)) < ALPHA
+    assert min(iid_pvalues(broken(), tree, p, q, calls=40_000, seed=2024)) < ALPHA
     target, draft = _rolled_markov(p, q)
-    assert min(markov_pvalues(UnweightedResidualBlock(), "chain:2", target, draft, streams=40_000, seed=99)) < ALPHA
+    assert min(markov_pvalues(broken(), tree, target, draft, streams=40_000, seed=99)) < ALPHA
 
 
 # ----------------------------------------------------------------------------- theory

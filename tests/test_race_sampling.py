@@ -69,9 +69,10 @@ def fast_race(table, rows, count, rng, correct=True):
     return drafts, winner
 
 
-def fast_vs_brute_pvalue(p, q, count, correct=True, n=30_000):
-    """Two-sample p-value of (first ``count`` arrivals, winner): table sampler vs full-V races."""
-    table = RaceTable(p[None], q[None])
+def fast_vs_brute_pvalue(p, q, count, correct=True, n=30_000, table_cls=RaceTable):
+    """Two-sample p-value of (first ``count`` arrivals, winner): table sampler (``table_cls``,
+    a broken variant in the tests that must catch one) vs full-V races."""
+    table = table_cls(p[None], q[None])
     drafts, winner = fast_race(table, np.zeros(n, dtype=np.int64), count, np.random.default_rng(1), correct=correct)
     ref_drafts, ref_winner = brute_race(p, q, n, count, np.random.default_rng(2))
     a = encode(list(drafts.T) + [winner], len(p))
@@ -117,14 +118,7 @@ class _HalvedHazard(RaceTable):
 
 def test_winner_shortcut_with_wrong_hazard_is_caught():
     """The O(log V) "a drafted token surely wins" test (Λ(t_first) < U) must use the exact hazard."""
-    p, q = PAIRS["dense"]
-    n = 30_000
-    table = _HalvedHazard(p[None], q[None])
-    drafts, winner = fast_race(table, np.zeros(n, dtype=np.int64), 3, np.random.default_rng(1))
-    ref_drafts, ref_winner = brute_race(p, q, n, 3, np.random.default_rng(2))
-    a = encode(list(drafts.T) + [winner], len(p))
-    b = encode(list(ref_drafts.T) + [ref_winner], len(p))
-    assert two_sample_pvalue(a, b) < ALPHA
+    assert fast_vs_brute_pvalue(*PAIRS["dense"], 3, table_cls=_HalvedHazard) < ALPHA
 
 
 class _PrefixWithoutGaps(RaceTable):
@@ -140,14 +134,7 @@ class _PrefixWithoutGaps(RaceTable):
 
 def test_vectorised_prefix_with_wrong_gaps_is_caught():
     """The arrival times of the prefix matter (they set the target race's offsets): a wrong gap law is caught."""
-    p, q = PAIRS["dense"]
-    n = 30_000
-    table = _PrefixWithoutGaps(p[None], q[None])
-    drafts, winner = fast_race(table, np.zeros(n, dtype=np.int64), 3, np.random.default_rng(1))
-    ref_drafts, ref_winner = brute_race(p, q, n, 3, np.random.default_rng(2))
-    a = encode(list(drafts.T) + [winner], len(p))
-    b = encode(list(ref_drafts.T) + [ref_winner], len(p))
-    assert two_sample_pvalue(a, b) < ALPHA
+    assert fast_vs_brute_pvalue(*PAIRS["dense"], 3, table_cls=_PrefixWithoutGaps) < ALPHA
 
 
 @pytest.mark.parametrize("pair", list(PAIRS))
