@@ -46,6 +46,11 @@ import numpy as np
 from .inputs.paths import check_path_inputs as _path_inputs, expected_calls_from_lengths
 from .common.stats import bootstrap_ratios
 from .verify.base import check_width
+from .verify.ersd import ERSD
+from .verify.rsd import RSD
+from .verify.sd import SD
+from .verify.specinfer import SpecInfer
+from .verify.spectr import SpecTr
 from .verify.registry import get_method, method_names
 
 __all__ = [
@@ -73,7 +78,7 @@ def sd_path_acceptance(target_probs, draft_probs, tokens) -> np.ndarray:
     >>> sd_path_acceptance([[0.5, 0.5]], [[0.2, 0.8]], [0]).tolist()
     [0.4]
     """
-    return _checked("sd", target_probs, draft_probs, tokens, 1)
+    return _checked(SD(), target_probs, draft_probs, tokens, 1)
 
 
 def specinfer_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndarray:
@@ -85,7 +90,7 @@ def specinfer_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.n
     >>> specinfer_path_acceptance([[0.5, 0.5]], [[0.2, 0.8]], [0], 1).round(12).tolist()
     [0.4]
     """
-    return _checked("specinfer", target_probs, draft_probs, tokens, m)
+    return _checked(SpecInfer(), target_probs, draft_probs, tokens, m)
 
 
 def ersd_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndarray:
@@ -96,7 +101,7 @@ def ersd_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndarra
     >>> ersd_path_acceptance([[0.5, 0.5]], [[0.2, 0.8]], [0], 1).round(6).tolist()
     [0.4]
     """
-    return _checked("ersd", target_probs, draft_probs, tokens, m)
+    return _checked(ERSD(), target_probs, draft_probs, tokens, m)
 
 
 def rsd_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndarray:
@@ -107,7 +112,7 @@ def rsd_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndarray
     >>> rsd_path_acceptance([[0.5, 0.3, 0.2]], [[0.2, 0.5, 0.3]], [0], 2).round(6).tolist()
     [0.617143]
     """
-    return _checked("rsd", target_probs, draft_probs, tokens, m)
+    return _checked(RSD(), target_probs, draft_probs, tokens, m)
 
 
 def spectr_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndarray:
@@ -120,7 +125,7 @@ def spectr_path_acceptance(target_probs, draft_probs, tokens, m: int) -> np.ndar
     >>> spectr_path_acceptance([[0.5, 0.5]], [[0.2, 0.8]], [0], 1).tolist()
     [0.4]
     """
-    return _checked("spectr", target_probs, draft_probs, tokens, m)
+    return _checked(SpecTr(), target_probs, draft_probs, tokens, m)
 
 
 def _checked(method, target_probs, draft_probs, tokens, m):
@@ -335,7 +340,7 @@ def predict_path(method: str, widths: Sequence[int], sequences) -> PathPredictio
     """Predict tokens per call for logged sequences ``[(target_probs [T,V], draft_probs [T,V], tokens [T]), ...]``.
 
     ``widths`` gives the children per depth (``[1]*gamma`` for a chain of gamma, ``[m]``
-    for a batch); ``method="autoregressive"`` ignores it.  A method whose nodes do not
+    for a batch); the baseline that drafts nothing (:func:`chansim.verify.registry.baseline`) ignores it.  A method whose nodes do not
     accept independently along the path (block) gives the law of a call's length per
     sequence (``Method.path_call_lengths``), turned into calls by
     :func:`expected_calls_from_lengths` and :func:`call_endings_from_lengths`; every other

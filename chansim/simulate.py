@@ -429,7 +429,8 @@ def simulate(method, tree, target_probs, draft_probs, calls: int, seed: int = 0,
     :math:`(1-\beta^{\gamma+1})/(1-\beta)`, :math:`\beta = \sum_x \min(p_x, q_x)`:
 
     >>> p, q = np.array([0.5, 0.3, 0.2]), np.array([0.3, 0.3, 0.4])   # beta = 0.8
-    >>> res = simulate("sd", "chain:2", p, q, calls=20_000, seed=1)
+    >>> from chansim.verify import SD
+    >>> res = simulate(SD(), "chain:2", p, q, calls=20_000, seed=1)
     >>> res.tokens_per_call.contains((1 - 0.8**3) / (1 - 0.8))
     True
     """
@@ -591,7 +592,8 @@ def generate(method, tree, target_probs, draft_probs, streams: int, length: int,
 
     >>> from chansim.sampling.sources import MarkovSource
     >>> src = MarkovSource([[0.5, 0.5], [0.1, 0.9]])
-    >>> generate("ersd", "batch:2", src, src, streams=4, length=3).shape
+    >>> from chansim.verify import ERSD
+    >>> generate(ERSD(), "batch:2", src, src, streams=4, length=3).shape
     (4, 3)
     """
     method, tree, target, draft, vocab, _ = _setup(method, tree, target_probs, draft_probs, method_options)
@@ -619,8 +621,8 @@ def grid(**axes) -> list[dict]:
 
     A scalar is a single value; a list (or tuple for ``pair`` lists) is an axis.
 
-    >>> [c["tree"] for c in grid(method="sd", tree=["chain:1", "chain:2"], calls=10)]
-    ['chain:1', 'chain:2']
+    >>> [(c["method"], c["tree"]) for c in grid(method="m", tree=["chain:1", "chain:2"], calls=10)]
+    [('m', 'chain:1'), ('m', 'chain:2')]
     """
     names, values = [], []
     for name, value in axes.items():
@@ -652,10 +654,11 @@ def sweep(configs, n_jobs: int = 1, backend: str | None = None, progress: bool =
     ``"loky"``, ``"threading"`` or ``"dask"``), see :func:`chansim.common.parallel.parallel_map`.
     A tqdm bar tracks finished configs.
 
+    >>> from chansim.verify import ERSD, SD
     >>> p, q = [0.6, 0.4], [0.5, 0.5]
-    >>> res = sweep(grid(method=["sd", "ersd"], tree="chain", k=[1, 2], pair=(p, q), calls=100), progress=False)
-    >>> [(r.method, r.tree) for r in res]
-    [('sd', 'chain:1'), ('sd', 'chain:2'), ('ersd', 'chain:1'), ('ersd', 'chain:2')]
+    >>> res = sweep(grid(method=[SD(), ERSD()], tree="chain", k=[1, 2], pair=(p, q), calls=100), progress=False)
+    >>> [(r.method, r.tree) for r in res] == [(m, t) for m in (SD.name, ERSD.name) for t in ("chain:1", "chain:2")]
+    True
     """
     from .common.parallel import parallel_map
 

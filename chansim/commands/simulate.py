@@ -49,12 +49,15 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    import inspect
+
     import numpy as np
 
     from ..inputs.io import load_pair
     from ..common.logconfig import get_logger
     from ..simulate import simulate
     from ..sampling.sources import MarkovSource
+    from ..verify import METHODS
 
     from ..common.outputs import atomic_path, check_output
     from ..inputs.guards import check_simulation_size
@@ -84,7 +87,7 @@ def run(args) -> int:
     elif p.ndim != 1:
         raise ValueError(f"--p/--q must have shape (V,) (i.i.d. model) or (V, V) with --markov, got {p.shape}")
     options = {} if args.rho is None else {"rho": args.rho}
-    if options and args.method != "spectr":
+    if options and "rho" not in inspect.signature(METHODS[args.method]).parameters:
         raise ValueError("--rho applies to --method spectr only")
     check_simulation_size(args.tree, p.vocab_size if hasattr(p, "vocab_size") else p.shape[-1], args.calls,
                           args.streams, force=args.force, markov=hasattr(p, "vocab_size"),

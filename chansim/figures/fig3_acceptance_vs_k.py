@@ -21,6 +21,7 @@ from ..inputs.distributions import kl_divergence, synthetic_pair, total_variatio
 from ..simulate import simulate
 from ..theory import (mincut_without_replacement, optimal_acceptance_mincut, rank_law, rsd_weights, specinfer_weights,
                       spectr_acceptance)
+from ..verify import ERSD, RSD, SpecInfer, SpecTr
 from ._common import CONFIDENCE, STYLE, label, mc_errorbar, seed_for, wilson
 
 TITLE = "Acceptance of one node vs the number of drafted tokens k"
@@ -29,7 +30,8 @@ VOCAB = 10
 FAMILY = "dirichlet"
 DISTANCES = (0.4, 0.8, 1.0)
 MC_K = (1, 2, 3, 4, 6, 8, 10)
-SIM_METHODS = ("specinfer", "rsd", "spectr", "ersd")
+#: the methods drawn, each with its own exact curve (:func:`_exact_curves`); names from their classes
+SIM_METHODS = (SpecInfer.name, RSD.name, SpecTr.name, ERSD.name)
 RSD_EXACT_HISTORIES = 100_000
 
 
@@ -43,10 +45,10 @@ def _exact_curves(p, q):
     return {
         "k": ks.tolist(),
         "pfr": channel.index_cdf(p, q, ks).tolist(),
-        "ersd": np.cumsum(law.weights(VOCAB)).tolist(),
-        "specinfer": np.cumsum(specinfer_weights(p, q, VOCAB)).tolist(),
-        "spectr": [spectr_acceptance(p, q, int(k)) for k in ks],
-        "rsd": np.cumsum(rsd.w).tolist(),                        # k = 1..m_exact
+        ERSD.name: np.cumsum(law.weights(VOCAB)).tolist(),
+        SpecInfer.name: np.cumsum(specinfer_weights(p, q, VOCAB)).tolist(),
+        SpecTr.name: [spectr_acceptance(p, q, int(k)) for k in ks],
+        RSD.name: np.cumsum(rsd.w).tolist(),                        # k = 1..m_exact
         "lp-iid": [optimal_acceptance_mincut(p, q, int(k)) for k in ks],
         "lp-without": mincut_without_replacement(p, q).tolist(),
     }
@@ -89,7 +91,7 @@ def compute(settings, parallel) -> dict:
     checks = []
     for pnl in panels:
         ex = pnl["exact"]
-        for method in ("specinfer", "spectr", "ersd", "pfr"):
+        for method in (SpecInfer.name, SpecTr.name, ERSD.name, "pfr"):
             mc = pnl["mc"][method]
             for k, lo, hi in zip(mc["k"], mc["ci_low"], mc["ci_high"]):
                 checks.append(lo - 1e-12 <= ex[method][k - 1] <= hi + 1e-12)
@@ -113,8 +115,8 @@ def plot(data):
 
     panels = data["panels"]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.6), sharey=True)
-    order = ("lp-iid", "lp-without", "pfr", "specinfer", "spectr", "rsd", "ersd")
-    offsets = {"specinfer": -0.18, "spectr": -0.06, "rsd": 0.06, "ersd": 0.18, "pfr": 0.0}
+    order = ("lp-iid", "lp-without", "pfr", SpecInfer.name, SpecTr.name, RSD.name, ERSD.name)
+    offsets = {SpecInfer.name: -0.18, SpecTr.name: -0.06, RSD.name: 0.06, ERSD.name: 0.18, "pfr": 0.0}
     for ax, pnl in zip(np.atleast_1d(axes), panels):
         ex = pnl["exact"]
         ks = np.array(ex["k"])
@@ -126,10 +128,10 @@ def plot(data):
             else:
                 ax.plot(ks[:len(vals)], vals, color=c, lw=1.5, label=f"{label(name)} (exact)", zorder=2)
         rw = pnl["mc"]["rsd-weights"]
-        n_exact = len(ex["rsd"])
+        n_exact = len(ex[RSD.name])
         kk = np.array(rw["k"])[n_exact - 1:]
-        ax.plot(kk, rw["mean"][n_exact - 1:], color=STYLE["rsd"][1], lw=1.5, ls=":", label="rsd (Monte Carlo)")
-        ax.fill_between(kk, rw["ci_low"][n_exact - 1:], rw["ci_high"][n_exact - 1:], color=STYLE["rsd"][1],
+        ax.plot(kk, rw["mean"][n_exact - 1:], color=STYLE[RSD.name][1], lw=1.5, ls=":", label=f"{RSD.name} (Monte Carlo)")
+        ax.fill_between(kk, rw["ci_low"][n_exact - 1:], rw["ci_high"][n_exact - 1:], color=STYLE[RSD.name][1],
                         alpha=0.2, lw=0)
         for name, off in offsets.items():
             mc = pnl["mc"][name]

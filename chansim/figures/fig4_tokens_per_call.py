@@ -23,7 +23,7 @@ from ..theory import all_k_bound, large_k_relation, rank_law, speedup_report
 from ..theory.bound_columns import guaranteed_bound
 from ..theory.report_trees import report_tree
 from ..inputs.trees import Tree, from_parents
-from ..verify.registry import METHODS as METHODS_BY_NAME, method_names
+from ..verify.registry import METHODS as METHODS_BY_NAME, baseline, method_names, role
 from ._common import CONFIDENCE, STYLE, label, mc_errorbar, seed_for
 
 TITLE = "Tokens per target call vs drafted tokens k: sequence, batch and optimal tree"
@@ -116,7 +116,7 @@ def compute(settings, parallel) -> dict:
               "all_k_bound": guaranteed_bound(ks, law, law.support),     # the ERSD bound (key kept for the data files)
               "all_k_bound_paper": all_k_bound(ks, law).tolist(), "entropy_nats": law.entropy,
               "support": law.support, "alpha_er": law.alpha, "beta": float(np.minimum(p, q).sum())}
-    e_opt = curves["optimal"]["ersd"]
+    e_opt = curves["optimal"][role("rank-law")]
     inexact = [f"{m} ({s})" for s in SHAPES for m, c in curves[s].items() if not c["exact"]]
     caps = ", ".join(f"{m} k <= {OPTIMAL_KMAX[METHODS_BY_NAME[m].tree_family][settings.mode]}"
                      for m in curves["optimal"] if METHODS_BY_NAME[m].tree_family in OPTIMAL_KMAX)
@@ -148,8 +148,10 @@ def compute(settings, parallel) -> dict:
             "mc_checks": len(checks), "caption": caption}
 
 
-def _same_as(curves: dict, method: str, reference: str = "sd") -> bool:
-    """True when ``method``'s curve equals ``reference``'s on the same k (drawn once)."""
+def _same_as(curves: dict, method: str, reference: str | None = None) -> bool:
+    """True when ``method``'s curve equals ``reference``'s (default: the registry's chain reference,
+    sd) on the same k (drawn once)."""
+    reference = role("chain-reference") if reference is None else reference
     ref, cur = curves.get(reference), curves[method]
     return (method != reference and ref is not None and ref["k"] == cur["k"]
             and bool(np.allclose(ref["value"], cur["value"], rtol=0, atol=1e-12)))
@@ -169,11 +171,11 @@ def plot(data):
         for method, cur in curves.items():
             if _same_as(curves, method):
                 continue
-            twins = [m for m in curves if _same_as(curves, m) and method == "sd"]
+            twins = [m for m in curves if _same_as(curves, m) and method == role("chain-reference")]
             ls = "-" if cur["exact"] else ":"
             lab = " = ".join([label(method), *twins]) + ("" if cur["exact"] else " (MC weights)")
             ax.plot(cur["k"], cur["value"], color=STYLE[method][1], lw=1.6, ls=ls, label=lab, zorder=2)
-        ax.axhline(1.0, color=STYLE["autoregressive"][1], lw=1.0, ls="-.", label="autoregressive (1 token per call)")
+        ax.axhline(1.0, color=STYLE[baseline()][1], lw=1.0, ls="-.", label=f"{baseline()} (1 token per call)")
         ax.plot(th["k"], th["large_k"], "k--", lw=1.1, label="ERSD large-k relation ln k / H(R) + C", zorder=1)
         ax.plot(th["k"], th["all_k_bound"], "k-", lw=1.1, label="ERSD all-k bound (ersd, ersd-topm; chansim bound)",
                 zorder=1)

@@ -18,6 +18,7 @@ from ..sampling.races import rank_distribution_mc
 from ..simulate import simulate
 from ..theory import best_rank_set_tree, rank_law, top_products_curve
 from ..common.stats import normal_quantile
+from ..verify.registry import role
 from ._common import CONFIDENCE, FAMILY_KNOB, FAMILY_MARKERS, mc_errorbar, seed_for
 
 TITLE = "Rank law of the exponential race, H(R), and the slope of tokens per call vs ln k"
@@ -57,7 +58,7 @@ def _pair(family, knob, seed, calls, sim_seed):
         est = []
         for j, k in enumerate(SIM_K):
             tree = best_rank_set_tree(law.probs, k)
-            res = simulate("ersd", tree, p, q, calls=calls, seed=int(np.random.SeedSequence([sim_seed, j])
+            res = simulate(role("rank-law"), tree, p, q, calls=calls, seed=int(np.random.SeedSequence([sim_seed, j])
                                                                         .generate_state(1)[0]))
             est.append(res.tokens_per_call)
         lnr = math.log(SIM_K[1] / SIM_K[0])

@@ -31,7 +31,7 @@ import numpy as np
 from ..common.logconfig import get_logger
 from ..logs.temperature import SamplingSettings
 from ..common.stats import bootstrap_ratio_interval, ratio_interval
-from ..verify.registry import baseline, is_baseline, method_names
+from ..verify.registry import baseline, is_baseline, method_names, role
 from .hf_assisted import format_hf_speedups, hf_assisted_generate, hf_draft_model, hf_side_by_side
 
 _log = get_logger("validate")
@@ -384,7 +384,7 @@ def _skip_reason(m, tree, methods, skip_chain_duplicates: bool, spent_budget) ->
         m.check_tree(tree)
     except ValueError as err:
         return str(err)
-    if skip_chain_duplicates and m.sd_on_chains and tree.max_depth == tree.size and "sd" in methods:
+    if skip_chain_duplicates and m.sd_on_chains and tree.max_depth == tree.size and role("chain-reference") in methods:
         return f"{m.name} on a chain is sd (one draft per node): same law, see the sd row"
     return None
 
@@ -410,7 +410,7 @@ def _hf_rows(pair, run, lengths, temperature, ks, seed, confidence, rows, progre
     bar.close()
     out = []
     for row in hf["assisted"]:
-        ours = next((r for r in rows if r["method"] == "sd" and r["tree"] == row["tree"]), None)
+        ours = next((r for r in rows if r["method"] == role("chain-reference") and r["tree"] == row["tree"]), None)
         if ours is not None:
             row["chansim_sd_wall_seconds"] = ours["wall_seconds"]
         out.append(row)

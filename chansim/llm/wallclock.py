@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..verify.registry import is_baseline
+from ..verify.registry import is_baseline, role
 
 __all__ = ["level_sizes", "measure_costs", "measure_call_costs", "predict_wall_speedup", "wallclock_rows",
            "format_wallclock"]
@@ -162,7 +162,8 @@ def wallclock_rows(result: dict, costs: dict, confidence: float = 0.95) -> list[
         prediction = r.get("predicted")
         if r.get("wall_speedup"):            # transformers' assisted generation: against its own plain generate
             meas, baseline = dict(r["wall_speedup"]), "transformers generate"
-            sd = next((x for x in result["rows"] if x["method"] == "sd" and x["tree"] == r["tree"]), None)
+            sd = next((x for x in result["rows"] if x["method"] == role("chain-reference") and x["tree"] == r["tree"]),
+                      None)
             prediction = None if sd is None else sd.get("predicted")   # transformers verifies a chain with sd
         else:
             spt = _seconds_per_token(r, confidence)
@@ -206,7 +207,7 @@ def format_wallclock(rows: list[dict], costs: dict) -> str:
 
 
 def measure_call_costs(pair, prompt: Sequence[int], sizes: Sequence[int], repeats: int = 5, context: int = 128,
-                       temperature: float = 1.0, method: str = "sd", seed: int = 0, prefill: bool = True) -> dict:
+                       temperature: float = 1.0, method: str | None = None, seed: int = 0, prefill: bool = True) -> dict:
     r"""Seconds of one target call verifying n tokens (the last token + a drafted chain of n - 1), n in ``sizes``.
 
     Each call is a whole :func:`chansim.drafts.deterministic_step` -- the target's forward over n new
@@ -225,13 +226,14 @@ def measure_call_costs(pair, prompt: Sequence[int], sizes: Sequence[int], repeat
     -------
     dict
         ``call`` ``{n: [seconds per repeat]}``, ``prefill_per_token`` (list), ``context``, ``repeats``,
-        ``method``.
+        ``method`` (default: the registry's ``role("chain-reference")``, sd).
     """
     from ..drafts import deterministic_step
     from ..logs.temperature import SamplingSettings
     from ..verify import GeneratorNoise
     from .generate import ModelSource
 
+    method = role("chain-reference") if method is None else method
     sizes = sorted({int(n) for n in sizes})
     if not sizes or sizes[0] < 1:
         raise ValueError(f"sizes must be positive integers, got {sizes}")

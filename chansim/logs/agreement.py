@@ -273,10 +273,11 @@ class _Recorder:
 
 
 def sd_acceptance_check(target_source, draft_source, prompts: Sequence[Sequence[int]], lengths: Sequence[int],
-                        depth: int, seed: int = 0, method: str = "sd") -> dict:
+                        depth: int, seed: int = 0, method: str | None = None) -> dict:
     r"""Does ``sd`` accept at the rate :math:`\beta = \sum_x \min(p, q)` at the contexts it visits?
 
-    Runs ``method`` (a chain method that is sd on chains) on ``chain:depth`` step by step
+    Runs ``method`` (a chain method that is sd on chains; default: the registry's
+    ``role("chain-reference")``, sd itself) on ``chain:depth`` step by step
     (:func:`chansim.verify.speculative_step`) with :class:`~chansim.verify.GeneratorNoise` seeded
     ``seed + i`` for prompt i (so prompts are independent), and at every verified node d of a
     call compares the event "accepted" with :math:`\beta_d = \sum_x \min(p_d, q_d)(x)` of the
@@ -288,6 +289,9 @@ def sd_acceptance_check(target_source, draft_source, prompts: Sequence[Sequence[
     ``mean_beta`` and ``tokens_per_call``.
     """
     from ..verify import GeneratorNoise, as_tree, speculative_step
+    from ..verify.registry import role
+
+    method = role("chain-reference") if method is None else method
 
     tree = as_tree(f"chain:{int(depth)}")
     target, draft = _Recorder(target_source), _Recorder(draft_source)

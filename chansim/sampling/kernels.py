@@ -1,7 +1,7 @@
 r"""Pure numerical kernels shared by the verifiers, the theory, path prediction and the figures.
 
 * :func:`residual` — one residual round :math:`\mathrm{norm}((r - q)_+)` of the
-  rejection-sampling verifiers (docs/algorithms.md, "sd", "specinfer", "rsd");
+  rejection-sampling verifiers (docs/algorithms.md: sd, specinfer, rsd);
 * :func:`poisson_binomial_add` — one step of the Poisson-binomial recursion: add an
   independent Bernoulli(b) to a count whose (truncated) pmf is given.  It is the
   integrand of every race integral of the form

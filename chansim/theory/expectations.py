@@ -109,7 +109,8 @@ def expected_tokens(method: str, tree: Tree, target_probs, draft_probs, trials: 
     Examples
     --------
     >>> from chansim.inputs.trees import chain
-    >>> e = expected_tokens("sd", chain(3), [0.5, 0.5], [0.9, 0.1])
+    >>> from chansim.verify import SD
+    >>> e = expected_tokens(SD(), chain(3), [0.5, 0.5], [0.9, 0.1])
     >>> round(e.value, 6), e.exact
     (2.176, True)
     """

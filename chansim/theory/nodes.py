@@ -28,6 +28,7 @@ import numpy as np
 from ..inputs.distributions import check_pair
 from ..verify.base import SlotWeights, check_width
 from ..verify.registry import get_method
+from ..verify.sd import SD
 from ..verify.rsd import rsd_weights, rsd_weights_exact, rsd_weights_mc
 from ..verify.specinfer import residual_rounds
 from ..verify.spectr import spectr_acceptance as _spectr_acceptance
@@ -57,7 +58,7 @@ def sd_weights(target_probs, draft_probs) -> np.ndarray:
     [0.6]
     """
     p, q = check_pair(target_probs, draft_probs)
-    return get_method("sd").slot_weights(p, q, 1).w
+    return SD().slot_weights(p, q, 1).w
 
 
 def specinfer_weights(target_probs, draft_probs, m: int) -> np.ndarray:
@@ -95,7 +96,8 @@ def spectr_transition_matrix(target_probs, draft_probs, cmax: int) -> np.ndarray
 def node_acceptance(method: str, target_probs, draft_probs, m: int, **opts) -> float:
     """Probability that a node with m drafted children accepts one of them (1-D pair).
 
-    >>> round(node_acceptance("specinfer", [0.5, 0.5], [0.9, 0.1], 2), 6)
+    >>> from chansim.verify import SpecInfer
+    >>> round(node_acceptance(SpecInfer(), [0.5, 0.5], [0.9, 0.1], 2), 6)
     0.64
     """
     p, q = check_pair(target_probs, draft_probs)

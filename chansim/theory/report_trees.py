@@ -51,9 +51,10 @@ def report_tree(method: str, p, q, k: int, shape: str, *, law=None, seed: int = 
 
     Examples
     --------
-    >>> report_tree("sd", [0.5, 0.5], [0.3, 0.7], 3, "optimal")
+    >>> from chansim.verify import SD, SpecTr
+    >>> report_tree(SD(), [0.5, 0.5], [0.3, 0.7], 3, "optimal")
     'chain:3'
-    >>> report_tree("spectr", [0.5, 0.3, 0.2], [0.2, 0.5, 0.3], 4, "optimal")
+    >>> report_tree(SpecTr(), [0.5, 0.3, 0.2], [0.2, 0.5, 0.3], 4, "optimal")
     'seq:1x4'
     """
     from .report import FAMILIES, best_sequences     # report imports nothing from here

@@ -133,6 +133,13 @@ class Method:
     #: ``"bound"`` (``chansim bound``'s table), ``"top-n"`` (``bound --log --top-n``), ``"temperature"``
     #: (``bound --log --temperatures``), ``"settings-check"`` (``llm validate``'s i.i.d. settings check)
     default_in: frozenset = frozenset()
+    #: the parts this method plays for other layers (:func:`chansim.verify.registry.role`), each
+    #: held by exactly one method: ``"chain-reference"`` (the single-draft rule every
+    #: ``sd_on_chains`` method equals on a chain: transformers' assisted generation verifies with
+    #: it, call costs are measured with it, equal curves are drawn as its twins),
+    #: ``"rank-law"`` (accepting drafts of race ranks 1..k is :math:`P(R \le k)`: the rank law's
+    #: own method, whose tokens per call the ERSD bound bounds)
+    roles: frozenset = frozenset()
     sd_on_chains = False    # on a chain (one draft per node) the rule is exactly sd's
     #: trees with a guaranteed tokens-per-call interval from top-n heads (chansim.logs.truncated):
     #: "chains", "depth-only" (any tree whose width depends only on depth) or None
@@ -165,12 +172,14 @@ class Method:
 
     def check_tree(self, tree) -> None:
         """Raise ``ValueError`` when ``tree`` does not suit this method."""
+        from .registry import baseline          # the registry imports this module
+
         k = tree.size
         if self.min_drafts == 0 and k != 0:
             raise ValueError(f"method {self.name!r} drafts nothing; use the empty tree chain:0 (got {tree.name}, k={k})")
         if self.min_drafts > 0 and k < self.min_drafts:
             raise ValueError(f"method {self.name!r} needs at least one drafted token (k >= 1), got k={k}; "
-                             "use method 'autoregressive' for k = 0")
+                             f"use method {baseline()!r} for k = 0")
         if self.chains_only and np.any(tree.num_children > 1):
             raise ValueError(f"method {self.name!r} runs on a chain (one child per node); tree {tree.name} "
                              "branches: use specinfer, rsd, spectr or ersd")

@@ -49,6 +49,7 @@ class ERSD(Method):
     tree_family = "rank-set"
     has_path_prediction = True
     default_in = frozenset({"bound", "temperature", "settings-check"})
+    roles = frozenset({"rank-law"})
 
     def chain_tokens_batch(self, p: np.ndarray, q: np.ndarray, k: int):
         r"""On a chain of ``k`` drafts under i.i.d. positions, each draft is accepted with
@@ -136,7 +137,7 @@ class ERSDTopM(ERSD):
     marker = "P"
     any_ranks = False
     tree_family = "sibling-closed"
-    variant_of = "ersd"
+    variant_of = ERSD.name
     default_in = frozenset({"bound"})
 
 

@@ -7,6 +7,8 @@ and is listed once in :data:`METHODS`.  Every other layer asks this module:
 * :func:`get_method` — an instance by name (the CLI, the walks, the engine, the theory);
 * :func:`method_names` — filtered lists: the bound report's methods (``tree_family``),
   path prediction (``has_path_prediction``), validation defaults (no variants);
+* :func:`baseline`, :func:`role` — the method that drafts nothing, and the method playing a
+  named part for other layers (``Method.roles``);
 * :func:`style` — label, colour and marker of a method in tables and figures.
 
 How to add a method: docs/architecture.md.
@@ -23,7 +25,7 @@ from .sd import SD
 from .specinfer import SpecInfer
 from .spectr import SpecTr
 
-__all__ = ["METHODS", "get_method", "method_names", "default_methods", "baseline", "is_baseline", "style"]
+__all__ = ["METHODS", "get_method", "method_names", "default_methods", "baseline", "is_baseline", "role", "style"]
 
 #: every verification method by name, in display order (variants after their method)
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
@@ -137,6 +139,24 @@ def is_baseline(method) -> bool:
     if isinstance(method, Method):
         return method.min_drafts == 0
     return method in METHODS and METHODS[method].min_drafts == 0
+
+
+def role(part: str) -> str:
+    """The registered method that plays ``part`` (``Method.roles``: ``"chain-reference"``, the
+    single-draft rule; ``"rank-law"``, the method whose acceptance is the rank law); a variant
+    (``variant_of``) inherits its method's roles but never plays them.
+
+    >>> role("chain-reference") == baseline()
+    False
+    >>> get_method(role("rank-law")).uses_race
+    True
+    """
+    names = tuple(name for name, cls in METHODS.items() if part in cls.roles and cls.variant_of is None)
+    if len(names) != 1:
+        known = sorted({r for cls in METHODS.values() for r in cls.roles})
+        raise ValueError(f"role {part!r} must be held by exactly one method, is held by {names}; "
+                         f"roles: {', '.join(known)}")
+    return names[0]
 
 
 def style(name: str) -> tuple:

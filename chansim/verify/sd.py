@@ -46,6 +46,7 @@ class SD(SpecInfer):
     sd_on_chains = False    # it *is* sd
     truncated_intervals = "chains"
     default_in = frozenset({"bound", "top-n", "temperature", "settings-check"})
+    roles = frozenset({"chain-reference"})
 
     def slot_weights(self, p, q, m: int = 1, **_) -> SlotWeights:
         r"""``sd`` slot weight :math:`w_1 = \beta = \sum_x \min(p_x, q_x)`; p, q ``[..., V]`` → ``(..., 1)``."""

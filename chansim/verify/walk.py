@@ -175,7 +175,8 @@ def speculative_step(method, tree, prefix, target_source, draft_source, randomne
     --------
     >>> from chansim.sampling.sources import IIDSource
     >>> p = IIDSource([0.2, 0.8])
-    >>> step = speculative_step("ersd", "chain:3", [], p, p, KeyedNoise(0))
+    >>> from chansim.verify import ERSD
+    >>> step = speculative_step(ERSD(), "chain:3", [], p, p, KeyedNoise(0))
     >>> step.n_tokens, step.events.tolist()        # q = p: every draft accepted
     (4, [True, True, True])
     """
@@ -275,7 +276,8 @@ def speculative_generate(method, tree, target_source, draft_source, n_tokens: in
 
     >>> from chansim.sampling.sources import MarkovSource
     >>> src = MarkovSource([[0.5, 0.5], [0.1, 0.9]])
-    >>> speculative_generate("sd", "chain:2", src, src, 5, GeneratorNoise(0)).tokens.shape
+    >>> from chansim.verify import SD
+    >>> speculative_generate(SD(), "chain:2", src, src, 5, GeneratorNoise(0)).tokens.shape
     (5,)
     """
     if isinstance(n_tokens, bool) or int(n_tokens) != n_tokens or n_tokens < 1:
