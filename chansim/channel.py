@@ -69,6 +69,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import integrate, optimize, special
 
+from .inputs.numbers import whole_number
 from .inputs.distributions import check_pair_1d, kl_divergence
 from .sampling.races import competitor_rates
 from .common.stats import normal_quantile, wilson_interval
@@ -173,9 +174,7 @@ def pfr_sample(target_probs, draft_probs, trials: int, rng: np.random.Generator,
 
 
 def _check_trials(trials) -> int:
-    if isinstance(trials, bool) or int(trials) != trials or trials < 1:
-        raise ValueError(f"trials must be a positive integer, got {trials!r}")
-    return int(trials)
+    return whole_number(trials, "trials")
 
 
 def _pfr_sample(p: np.ndarray, q: np.ndarray, trials: int, rng: np.random.Generator, block: int = 8) -> PFRSample:
@@ -249,8 +248,7 @@ def index_pmf(target_probs, draft_probs, kmax: int) -> np.ndarray:
     array([0.5  , 0.25 , 0.125])
     """
     p, q = _pair_1d(target_probs, draft_probs, "index_pmf")
-    if isinstance(kmax, bool) or int(kmax) != kmax or kmax < 1:
-        raise ValueError(f"kmax must be a positive integer, got {kmax!r}")
+    whole_number(kmax, "kmax")
     c = _index_rates(p, q)
     return _mixture_pmf(p, c, np.arange(1, int(kmax) + 1))
 

@@ -21,6 +21,8 @@ from functools import cached_property
 
 import numpy as np
 
+from .numbers import whole_number
+
 __all__ = ["Tree", "chain", "batch", "branching", "sequences", "from_parents", "parse_tree", "as_tree", "check_token_tree"]
 
 
@@ -220,9 +222,7 @@ def from_parents(parents, ranks=None, name: str = "tree") -> Tree:
 
 
 def _check_k(k, what="k") -> int:
-    if isinstance(k, bool) or int(k) != k or k < 0:
-        raise ValueError(f"{what} must be a non-negative integer, got {k!r}")
-    return int(k)
+    return whole_number(k, what, minimum=0)
 
 
 def chain(k: int) -> Tree:

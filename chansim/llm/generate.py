@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..inputs.numbers import whole_number
 from ..sampling.races import keyed_exponential, race_winner
 from ..verify import KeyedNoise, as_tree, get_method, speculative_generate
 from .scoring import TreeScorer, tree_depths
@@ -215,8 +216,7 @@ def generate_real(pair, method, tree, prompt_ids, new_tokens: int, temperature: 
     method_obj = get_method(method, **method_options)
     tree = as_tree(tree)
     method_obj.check_tree(tree)
-    if isinstance(new_tokens, bool) or int(new_tokens) != new_tokens or new_tokens < 1:
-        raise ValueError(f"new_tokens must be a positive integer, got {new_tokens!r}")
+    whole_number(new_tokens, "new_tokens")
     target = ModelSource(pair.target, temperature, settings=target_settings)
     draft = ModelSource(pair.draft, temperature, leaf_depth=tree.max_depth, settings=draft_settings)
     prompt = _check_prompt(prompt_ids, target.vocab_size)

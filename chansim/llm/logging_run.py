@@ -33,6 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..inputs.numbers import whole_number
 from ..sampling.races import keyed_exponential, race_winner
 
 __all__ = ["log_run", "race_sample", "stored_race_mismatches"]
@@ -105,8 +106,7 @@ def log_run(pair, prompts: Sequence[Sequence[int]], new_tokens: int, temperature
     """
     from .scoring import TreeScorer
 
-    if isinstance(new_tokens, bool) or int(new_tokens) != new_tokens or new_tokens < 1:
-        raise ValueError(f"new_tokens must be a positive integer, got {new_tokens!r}")
+    whole_number(new_tokens, "new_tokens")
     if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     draft_temperature = temperature if draft_temperature is None else draft_temperature

@@ -28,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..inputs.numbers import whole_number
 from ..common.logconfig import get_logger
 from ..logs.temperature import SamplingSettings
 from ..common.stats import bootstrap_ratio_interval, ratio_interval
@@ -368,8 +369,7 @@ def _run_lengths(logged: list, new_tokens) -> list:
     """Tokens to generate per prompt: the logged lengths, or ``new_tokens`` (at most the shortest)."""
     if new_tokens is None:
         return logged
-    if isinstance(new_tokens, bool) or int(new_tokens) != new_tokens or new_tokens < 1:
-        raise ValueError(f"new_tokens must be a positive integer, got {new_tokens!r}")
+    whole_number(new_tokens, "new_tokens")
     if new_tokens > min(logged):
         raise ValueError(f"new_tokens={new_tokens} exceeds the shortest logged continuation ({min(logged)}): "
                          "predictions need logged positions")

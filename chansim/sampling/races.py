@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import integrate
 
+from ..inputs.numbers import whole_number
 from ..inputs.distributions import as_pair, check_pair_1d
 from .kernels import poisson_binomial_add
 from ..common.stats import wilson_interval
@@ -315,9 +316,7 @@ def _check_trials(trials) -> int:
 
 
 def _check_m(m) -> int:
-    if isinstance(m, bool) or int(m) != m or m < 1:
-        raise ValueError(f"number of drafted tokens must be a positive integer, got {m!r}")
-    return int(m)
+    return whole_number(m, "number of drafted tokens")
 
 
 # ----------------------------------------------------------------------------- acceptance

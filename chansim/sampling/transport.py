@@ -18,6 +18,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
 
+from ..inputs.numbers import whole_number
 from ..inputs.distributions import check_pair_1d
 
 __all__ = ["check_lp_inputs", "draft_set_law", "optimal_transport_plan", "optimal_acceptance_iid"]
@@ -33,8 +34,7 @@ def check_lp_inputs(p, q, m, draws, by_sets=False):
     """Validated (p, q, m) for the node LP; the problem size is bounded by V (2^V sets) or, with
     ``by_sets`` and i.i.d. drafts, by the number of possible draft sets."""
     p, q = check_pair_1d(p, q, "the optimal-node LP")
-    if isinstance(m, bool) or int(m) != m or m < 1:
-        raise ValueError(f"m must be a positive integer, got {m!r}")
+    whole_number(m, "m")
     if by_sets and draws == "iid":
         support = int(np.count_nonzero(q > 0))
         n_sets = sum(math.comb(support, s) for s in range(1, min(int(m), support) + 1))
@@ -138,8 +138,7 @@ def optimal_acceptance_iid(target_probs, draft_probs, m: int, validate: bool = T
     0.69
     """
     p, q = check_pair_1d(target_probs, draft_probs, "optimal_acceptance_iid", validate)
-    if isinstance(m, bool) or int(m) != m or m < 1:
-        raise ValueError(f"m must be a positive integer, got {m!r}")
+    whole_number(m, "m")
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(q > 0, p / np.where(q > 0, q, 1.0), np.inf)
     order = np.argsort(-ratio, kind="stable")

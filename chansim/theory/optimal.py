@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammaln
 
+from ..inputs.numbers import whole_number
 from ..inputs.trees import Tree, from_parents
 
 __all__ = ["best_rank_set_tree", "top_products_curve", "top_products_sums", "top_products_depths", "top_products_table",
@@ -45,9 +46,7 @@ __all__ = ["best_rank_set_tree", "top_products_curve", "top_products_sums", "top
 
 
 def _check_budget(k) -> int:
-    if isinstance(k, bool) or int(k) != k or k < 0:
-        raise ValueError(f"k must be a non-negative integer, got {k!r}")
-    return int(k)
+    return whole_number(k, "k", minimum=0)
 
 
 #: slack on the sum of a rank law (Monte Carlo / bounded estimates can exceed 1 by rounding)

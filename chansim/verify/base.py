@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..inputs.numbers import whole_number
 from ..sampling.kernels import residual
 from ..sampling.races import race_times
 
@@ -82,9 +83,7 @@ class SlotWeights:
 
 def check_width(m) -> int:
     """The number of drafted children of a node, checked to be a positive integer."""
-    if isinstance(m, bool) or int(m) != m or m < 1:
-        raise ValueError(f"number of drafted children must be a positive integer, got {m!r}")
-    return int(m)
+    return whole_number(m, "number of drafted children")
 
 
 class Method:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..inputs.numbers import whole_number
 from ..inputs.distributions import check_pair_1d
 from ..inputs.paths import check_path_inputs, expected_calls_from_lengths
 from ..common.stats import normal_quantile
@@ -214,8 +215,7 @@ def block_mean_weights(target_probs, draft_probs, gamma: int, max_states: int = 
     [6.0, 5.0]
     """
     p, q = check_pair_1d(target_probs, draft_probs, "block theory")
-    if isinstance(gamma, bool) or int(gamma) != gamma or gamma < 0:
-        raise ValueError(f"gamma must be a non-negative integer, got {gamma!r}")
+    whole_number(gamma, "gamma", minimum=0)
     drafted = q > 0
     ratio = p[drafted] / q[drafted]                       # [V'] p/q on the draft's support
     prob = q[drafted]                                     # [V']
@@ -273,10 +273,8 @@ def block_chain_tokens_mc(target_probs, draft_probs, gamma: int, trials: int = 2
     """
 
     p, q = check_pair_1d(target_probs, draft_probs, "block_chain_tokens_mc")
-    if isinstance(gamma, bool) or int(gamma) != gamma or gamma < 1:
-        raise ValueError(f"gamma must be a positive integer, got {gamma!r}")
-    if isinstance(trials, bool) or int(trials) != trials or trials < 2:
-        raise ValueError(f"trials must be an integer >= 2, got {trials!r}")
+    whole_number(gamma, "gamma")
+    whole_number(trials, "trials", minimum=2)
     sums = _mc_mean_weights(p, q, gamma, trials, seed)[1]                               # [N]
     mean, se = float(sums.mean()), float(sums.std(ddof=1) / np.sqrt(len(sums)))
     z = normal_quantile(confidence)
@@ -303,8 +301,7 @@ def block_call_lengths(target_probs, draft_probs, tokens, gamma: int) -> np.ndar
     [0.0, 0.5, 0.5]
     """
     p, q, y, py = check_path_inputs(target_probs, draft_probs, tokens)
-    if isinstance(gamma, bool) or int(gamma) != gamma or gamma < 1:
-        raise ValueError(f"gamma must be a positive integer, got {gamma!r}")
+    whole_number(gamma, "gamma")
     return _call_lengths(q, y, py, int(gamma))
 
 

@@ -42,6 +42,7 @@ from fractions import Fraction
 import numpy as np
 from scipy import fft as sfft
 
+from ..inputs.numbers import whole_number
 from ..inputs.distributions import check_pair, check_pair_1d
 
 __all__ = ["spitzer_weights", "product_overlaps_exact", "product_overlap_bounds", "BlockTokens", "block_tokens",
@@ -276,8 +277,7 @@ def cached_block_tokens(p: np.ndarray, q: np.ndarray, gamma: int, tol: float = 1
                         max_cells: int = 2**22) -> BlockTokens:
     """:func:`block_tokens` on checked arrays ``p``, ``q`` ``[V]`` and γ >= 1 (the theory's and the bound
     report's calls through :class:`~chansim.verify.block.Block`, which hold checked arrays)."""
-    if isinstance(gamma, bool) or int(gamma) != gamma or gamma < 1:
-        raise ValueError(f"gamma must be a positive integer, got {gamma!r}")
+    whole_number(gamma, "gamma")
     key = (hashlib.sha1(p.tobytes() + q.tobytes()).hexdigest(), min(int(gamma), MAX_DEPTH), float(tol),
            int(max_multisets), int(max_cells))
     if key not in _CACHE:                                     # the bound report asks twice (chain, optimal)

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..inputs.numbers import whole_number
 from ..inputs.distributions import check_pair_1d
 from ..inputs.paths import check_path_inputs
 from ..inputs.trees import as_tree
@@ -117,9 +118,7 @@ def selection_law(target_probs, draft_probs, m: int) -> np.ndarray:
 
 
 def _check_m(m) -> int:
-    if isinstance(m, bool) or int(m) != m or m < 1:
-        raise ValueError(f"m must be a positive integer, got {m!r}")
-    return int(m)
+    return whole_number(m, "m")
 
 
 # ----------------------------------------------------------------------------- the priority partition

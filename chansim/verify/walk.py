@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..inputs.numbers import whole_number
 from ..sampling.races import keyed_exponential
 from ..sampling.sources import check_sources
 from ..inputs.trees import as_tree
@@ -280,8 +281,7 @@ def speculative_generate(method, tree, target_source, draft_source, n_tokens: in
     >>> speculative_generate(SD(), "chain:2", src, src, 5, GeneratorNoise(0)).tokens.shape
     (5,)
     """
-    if isinstance(n_tokens, bool) or int(n_tokens) != n_tokens or n_tokens < 1:
-        raise ValueError(f"n_tokens must be a positive integer, got {n_tokens!r}")
+    whole_number(n_tokens, "n_tokens")
     method, tree = get_method(method), as_tree(tree)
     text = [int(t) for t in np.asarray(prefix, dtype=np.int64).reshape(-1)]
     start = len(text)
