@@ -42,6 +42,7 @@ import numpy as np
 
 from .sampling.race_sampling import RaceTable
 from .sampling.sources import IIDSource, MarkovSource, as_source, check_sources
+from .common.logconfig import progress_bar
 from .common.stats import no_spread_fraction, normal_quantile, ratio_standard_error, student_quantile
 from .inputs.trees import Tree
 from .verify import GeneratorNoise, NodeNoise, as_tree, get_method, speculative_step
@@ -520,7 +521,7 @@ def _run_batched(method, tree: Tree, target, draft, vocab: int, table, per_strea
     depth_max = tree.max_depth
     ctx = np.full(len(per_stream), -1, dtype=np.int64)                 # [S] last token per stream
     rounds = int(per_stream.max())
-    bar = _progress(rounds, progress, f"{method.name} {tree.name}")
+    bar = progress_bar(rounds, f"{method.name} {tree.name}", progress)
     for r in range(rounds):
         active = np.flatnonzero(per_stream > r)
         out, n_tok, rch, acc, ctx[active] = _batched_calls(method, plan, target, draft, ctx[active], rng, vocab, table)
@@ -563,22 +564,6 @@ def _assemble(blocks, streams, rounds, depth_max, model):
     flat = grid_.reshape(streams, -1)
     lengths = (flat >= 0).sum(axis=1)
     return flat[flat >= 0].astype(np.int64), lengths
-
-
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(total, enabled, desc):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False)
 
 
 def generate(method, tree, target_probs, draft_probs, streams: int, length: int, seed: int = 0,

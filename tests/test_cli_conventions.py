@@ -66,10 +66,11 @@ def test_quiet_silences_library_progress_bars():
     prior = os.environ.get("TQDM_DISABLE")
     configure_logging(quiet=True)
     assert os.environ.get("TQDM_DISABLE") == "1" and os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") == "1"
-    from chansim.llm.logging_run import _progress
+    from chansim.common.logconfig import progress_bar            # every bar of chansim (log, validate, simulate)
     from chansim.llm.validate import _setting_bar
 
-    assert type(_progress(10, True)).__name__ == "_NoBar" and type(_setting_bar("sd chain:1", 3, True)).__name__ == "_NoBar"
+    assert type(progress_bar(10, "logging", True)).__name__ == "_NoBar"
+    assert type(_setting_bar("sd chain:1", 3, True)).__name__ == "_NoBar"
     if "transformers" in sys.modules:
         from transformers.utils import logging as hf_logging
 

@@ -4,27 +4,25 @@ from __future__ import annotations
 import json
 
 
-def register(subparsers) -> None:
-    from . import add_confidence
+HELP = "cost in bits and list acceptance P(K<=k) of the Poisson functional representation"
+DESCRIPTION = ("Channel simulation of the target p at a decoder knowing the draft q: D(p||q), E[log2 K], H(K), "
+               "Elias/Zipf code lengths, P(K<=k) and the Li-El Gamal bounds.")
 
-    parser = subparsers.add_parser(
-        "channel",
-        help="cost in bits and list acceptance P(K<=k) of the Poisson functional representation",
-        description="Channel simulation of the target p at a decoder knowing the draft q: D(p||q), "
-                    "E[log2 K], H(K), Elias/Zipf code lengths, P(K<=k) and the Li-El Gamal bounds.",
-    )
-    parser.add_argument("--p", required=True, help="target distribution file (.npy/.npz/.csv/.json, 1-D)")
-    parser.add_argument("--q", required=True, help="draft distribution file, same vocabulary")
-    parser.add_argument("--logits", action="store_true", help="files hold logits (softmax with --temperature)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature for --logits")
+
+def register(subparsers) -> None:
+    from . import add_confidence, add_logits, add_pair_files, add_seed, command_parser
+
+    parser = command_parser(subparsers, "channel", run, HELP, DESCRIPTION)
+    add_pair_files(parser, "target distribution file (.npy/.npz/.csv/.json, 1-D)",
+                   "draft distribution file, same vocabulary", required=True)
+    add_logits(parser, "with")
     parser.add_argument("--ks", default="1,2,4,8,16,32", help="list sizes k for P(K<=k), comma-separated")
     parser.add_argument("--trials", type=int, default=0, help="also run the PFR sampler this many times (Monte Carlo)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_seed(parser)
     add_confidence(parser, "Monte Carlo intervals (with --trials)")
     parser.add_argument("--force", action="store_true",
                         help="run --trials past the size guard (estimated memory or run time above the limit)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.set_defaults(func=run)
 
 
 def run(args) -> int:

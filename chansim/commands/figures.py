@@ -4,9 +4,14 @@ from __future__ import annotations
 import time
 
 
+HELP = "regenerate every figure (PNG + PDF + data + caption)"
+DESCRIPTION = "Regenerate every figure of the analysis with the data behind it."
+
+
 def register(sub) -> None:
-    parser = sub.add_parser("figures", help="regenerate every figure (PNG + PDF + data + caption)",
-                            description="Regenerate every figure of the analysis with the data behind it.")
+    from . import add_backend, add_seed, command_parser
+
+    parser = command_parser(sub, "figures", run, HELP, DESCRIPTION)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
                       help="default: minutes on a 2-core laptop")
@@ -15,7 +20,7 @@ def register(sub) -> None:
     parser.set_defaults(mode="quick")
     parser.add_argument("--out", default="figures", help="output folder (default: figures/)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel workers (joblib), default 2")
-    parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    add_seed(parser, help="base seed (default 0)")
     parser.add_argument("--only", default=None, help="comma-separated figure names (default: all)")
     parser.add_argument("--data", default=None,
                         help="folder with inputs made elsewhere, e.g. llm_validation.json (default: <out>/data)")
@@ -23,9 +28,8 @@ def register(sub) -> None:
     parser.add_argument("--force", action="store_true",
                         help="overwrite files in --out that chansim did not write, and run --scale past its limit "
                              "(chansim's own figure files are regenerated without it)")
-    parser.add_argument("--backend", default=None, help="joblib backend, e.g. 'dask' (needs the dask extra)")
-    parser.add_argument("--scheduler", default=None, help="dask.distributed scheduler address for --backend dask")
-    parser.set_defaults(func=run)
+    add_backend(parser, "joblib backend, e.g. 'dask' (needs the dask extra)",
+                "dask.distributed scheduler address for --backend dask")
 
 
 def run(args) -> int:

@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 
+HELP = "make a chansim log from transformers generate output, logit arrays, or top-n log-prob records"
+DESCRIPTION = ("Sources (docs/log-format.md has a worked example of each): --generate FILE (.pt or "
+               ".safetensors from generate(..., output_logits=True, return_dict_in_generate=True); the "
+               "draft is scored teacher-forced by --draft/--skip-layers, default SmolLM2 minus layer 15); "
+               "--target-logits/--draft-logits/--tokens (plain arrays); --target-records/--draft-records "
+               "(JSON lines from vLLM/OpenAI-compatible servers or llama.cpp: a truncated top-n log whose "
+               "predictions are guaranteed intervals).")
+
+
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "import",
-        help="make a chansim log from transformers generate output, logit arrays, or top-n log-prob records",
-        description="Sources (docs/log-format.md has a worked example of each): --generate FILE (.pt or "
-                    ".safetensors from generate(..., output_logits=True, return_dict_in_generate=True); the "
-                    "draft is scored teacher-forced by --draft/--skip-layers, default SmolLM2 minus layer 15); "
-                    "--target-logits/--draft-logits/--tokens (plain arrays); --target-records/--draft-records "
-                    "(JSON lines from vLLM/OpenAI-compatible servers or llama.cpp: a truncated top-n log whose "
-                    "predictions are guaranteed intervals).",
-    )
+    from . import add_device, add_models, add_output, add_seed, command_parser
+
+    parser = command_parser(subparsers, "import", run, HELP, DESCRIPTION)
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--generate", metavar="FILE", help="saved transformers generate output")
     src.add_argument("--target-logits", metavar="FILE", help="target logits (T, V) or (B, T, V)")
@@ -34,9 +36,9 @@ def register(subparsers) -> None:
     parser.add_argument("--strip-pads", action="store_true",
                         help="with --generate and no attention_mask in the file: drop the pad-token runs at the "
                              "edges of each prompt (otherwise a padded batch without a mask is refused)")
-    parser.add_argument("--target", default=None, help="target model (recorded for 'llm validate'; default SmolLM2)")
-    parser.add_argument("--draft", default=None, help="draft model path (default: the target minus --skip-layers)")
-    parser.add_argument("--skip-layers", default=None, help="draft layers to skip, comma-separated (default 15)")
+    add_models(parser, target="target model (recorded for 'llm validate'; default SmolLM2)",
+               draft="draft model path (default: the target minus --skip-layers)",
+               skip_layers="draft layers to skip, comma-separated (default 15)")
     parser.add_argument("--temperature", type=float, default=None,
                         help="with --generate / --target-logits: softmax temperature applied to both sides' logits "
                              "and recorded (default 1); refused with records (their values are the server's)")
@@ -44,14 +46,11 @@ def register(subparsers) -> None:
     parser.add_argument("--eos-token-id", type=int, default=None,
                         help="with --generate: cut continuations at their first EOS (default: the model config's EOS; "
                              "-1: keep them whole)")
-    parser.add_argument("--seed", type=int, default=None, help="seed recorded in the log (for 'llm validate'; the "
-                                                                "server's sampling seed for records)")
+    add_seed(parser, None, "seed recorded in the log (for 'llm validate'; the server's sampling seed for records)")
     parser.add_argument("--trust-pickle", action="store_true", help="load a pickled GenerateOutput object")
-    parser.add_argument("--device", default=None, help="with --generate: device of the draft (default cpu)")
-    parser.add_argument("--dtype", default=None, help="with --generate: dtype of the draft (default float32)")
-    parser.add_argument("--out", required=True, help="output .npz log (never an input; existing: needs --force)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --out file")
-    parser.set_defaults(func=run)
+    add_device(parser, None, None, device_help="with --generate: device of the draft (default cpu)",
+               dtype_help="with --generate: dtype of the draft (default float32)")
+    add_output(parser, "output .npz log (never an input; existing: needs --force)", required=True)
 
 
 def run(args) -> int:

@@ -7,16 +7,18 @@ import time
 from pathlib import Path
 
 
+HELP = "log target and draft next-token distributions along target-sampled paths (.npz)"
+DESCRIPTION = ("Sample --new-tokens tokens per prompt from the target by keyed exponential races "
+               "(token at absolute position n = argmin_x E(seed, n, x) / p(x), so ERSD with the same seed "
+               "reproduces it) and record float16 log-probs of target and draft at every position. "
+               "Format and precision: chansim/logs/format.py. Default pair: SmolLM2-135M-Instruct and the "
+               "same network with --skip-layers skipped.")
+
+
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "log",
-        help="log target and draft next-token distributions along target-sampled paths (.npz)",
-        description="Sample --new-tokens tokens per prompt from the target by keyed exponential races "
-                    "(token at absolute position n = argmin_x E(seed, n, x) / p(x), so ERSD with the same seed "
-                    "reproduces it) and record float16 log-probs of target and draft at every position. "
-                    "Format and precision: chansim/logs/format.py. Default pair: SmolLM2-135M-Instruct and the "
-                    "same network with --skip-layers skipped.",
-    )
+    from . import add_device, add_models, add_output, add_seed, command_parser
+
+    parser = command_parser(subparsers, "log", run, HELP, DESCRIPTION)
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--prompts", type=int, default=None, metavar="N",
                      help="N prompts cut deterministically from pydoc_data.topics (default 8)")
@@ -31,18 +33,14 @@ def register(subparsers) -> None:
                         help="draft softmax temperature (> 0; default: --temperature). Greedy, top-k and top-p "
                              "are not logged (a log holds full-support rows): log at T = 1 and use "
                              "'bound --log --temperatures' or 'llm validate --temperature/--top-k/...'")
-    parser.add_argument("--seed", type=int, default=0, help="key of the race noise")
-    parser.add_argument("--skip-layers", default=None,
-                        help="draft = target minus these decoder layers, comma-separated (default 15; with "
-                             "--draft: layers of the draft model to skip, default none)")
-    parser.add_argument("--target", default=None, help="target model: .gguf file or local HF directory")
-    parser.add_argument("--draft", default=None, help="draft model (default: layer-skipping view of the target)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
-    parser.add_argument("--out", required=True, help="output .npz file (never over an input; existing: --force)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    add_seed(parser, help="key of the race noise")
+    add_models(parser, target="target model: .gguf file or local HF directory",
+               draft="draft model (default: layer-skipping view of the target)",
+               skip_layers="draft = target minus these decoder layers, comma-separated (default 15; with "
+                           "--draft: layers of the draft model to skip, default none)", skip_first=True)
+    add_device(parser, "cpu", "float32")
+    add_output(parser, "output .npz file (never over an input; existing: --force)", required=True)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
 
 
 def _skip(text):

@@ -6,20 +6,21 @@ from pathlib import Path
 
 
 
+HELP = "run the methods on a log's model pair and prompts; predicted vs measured tokens per call"
+DESCRIPTION = ("For every method and tree: tokens per target call predicted from the log (exact given the "
+               "logged paths, bootstrap interval over sequences) and measured by real speculative generation "
+               "on the same pair (rebuilt from the log's metadata), prompts, temperature and seed (ratio "
+               "estimator: total tokens / total calls; interval from the spread over sequences, Student t, "
+               "or over calls when there are fewer than 4 sequences). Prints the table (or --json); writes "
+               "the results file only where --out says (figure 6 reads figures/data/llm_validation.json).")
+
+
 def register(subparsers) -> None:
     from ..llm.validate import DEFAULT_METHODS, DEFAULT_TREES
-    from . import add_confidence
+    from . import (add_confidence, add_device, add_models, add_output, add_report_output, add_sampling_filters,
+                   add_seed, command_parser)
 
-    parser = subparsers.add_parser(
-        "validate",
-        help="run the methods on a log's model pair and prompts; predicted vs measured tokens per call",
-        description="For every method and tree: tokens per target call predicted from the log (exact given the "
-                    "logged paths, bootstrap interval over sequences) and measured by real speculative generation "
-                    "on the same pair (rebuilt from the log's metadata), prompts, temperature and seed (ratio "
-                    "estimator: total tokens / total calls; interval from the spread over sequences, Student t, "
-                    "or over calls when there are fewer than 4 sequences). Prints the table (or --json); writes "
-                    "the results file only where --out says (figure 6 reads figures/data/llm_validation.json).",
-    )
+    parser = command_parser(subparsers, "validate", run, HELP, DESCRIPTION)
     parser.add_argument("--log", required=True, metavar="RUN.npz", help="log from 'chansim llm log'")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help="comma-separated methods (autoregressive, sd, specinfer, rsd, spectr, ersd)")
@@ -29,24 +30,20 @@ def register(subparsers) -> None:
     parser.add_argument("--k", default=None, help="shortcut: chain:K and batch:K trees for these comma-separated K")
     parser.add_argument("--new-tokens", type=int, default=None,
                         help="tokens per prompt (default and maximum: the logged length)")
-    parser.add_argument("--seed", type=int, default=None, help="noise seed (default: the log's, so ersd reproduces it)")
+    add_seed(parser, None, "noise seed (default: the log's, so ersd reproduces it)")
     add_confidence(parser, "predicted and measured intervals")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: the log's)")
-    parser.add_argument("--target", default=None, help="override the log's target model path")
-    parser.add_argument("--draft", default=None, help="override the log's draft model path")
-    parser.add_argument("--skip-layers", default=None, help="override the draft's skipped layers (comma-separated)")
+    add_device(parser, "cpu", None, dtype_help="float32, bfloat16 or float16 (default: the log's)")
+    add_models(parser, target="override the log's target model path", draft="override the log's draft model path",
+               skip_layers="override the draft's skipped layers (comma-separated)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--hf-assisted", action="store_true",
                         help="also run transformers' assisted generation (do_sample=True) for every chain:K and its "
                              "plain generate, interleaved per prompt: tokens per call and wall-clock speed-up "
                              "(chansim/llm/hf_assisted.py)")
-    parser.add_argument("--json", action="store_true", help="print the list of rows as JSON instead of a table")
-    parser.add_argument("--plot", default=None, metavar="OUT.png", help="plot predicted vs measured (figure 6 style)")
-    parser.add_argument("--out", default=None,
-                        help="results file (JSON); default: none, nothing is written ('-' also means none). "
-                             "Figure 6 reads figures/data/llm_validation.json")
-    parser.add_argument("--force", action="store_true", help="overwrite existing --out / --plot files")
+    add_report_output(parser, "print the list of rows as JSON instead of a table",
+                      "plot predicted vs measured (figure 6 style)")
+    add_output(parser, "results file (JSON); default: none, nothing is written ('-' also means none). "
+                       "Figure 6 reads figures/data/llm_validation.json", "overwrite existing --out / --plot files")
     parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                         help="start no further setting after this many seconds (for lent machines)")
     parser.add_argument("--cost", default=None, choices=["auto"],
@@ -58,15 +55,11 @@ def register(subparsers) -> None:
                              "than the log's are predicted with the i.i.d. model per logged context")
     parser.add_argument("--draft-temperature", type=float, default=None,
                         help="draft temperature (default: the log's draft temperature)")
-    parser.add_argument("--top-k", type=int, default=0, help="target top-k (0 = off)")
-    parser.add_argument("--top-p", type=float, default=1.0, help="target top-p (1 = off)")
-    parser.add_argument("--draft-top-k", type=int, default=0, help="draft top-k (0 = off)")
-    parser.add_argument("--draft-top-p", type=float, default=1.0, help="draft top-p (1 = off)")
+    add_sampling_filters(parser)
     parser.add_argument("--predict-from", default=None, metavar="LOG.npz[,LOG.npz]",
                         help="also predict from these logs (any logged temperature, e.g. a T = 1 log) at this log's "
                              "temperature with the i.i.d. model per logged context, with intervals, and print them "
                              "beside the measured values (chansim/logs/temperature_check.py)")
-    parser.set_defaults(func=run)
 
 
 def _split_trees(text: str) -> list[str]:

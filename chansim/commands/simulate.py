@@ -7,18 +7,18 @@ import math
 from . import SHAPE_RULE
 
 
+HELP = "Monte Carlo tokens per target call (with a confidence interval) of one method on a draft tree"
+DESCRIPTION = ("Simulate target calls of an exact speculative decoding method on synthetic distributions. "
+               "1-D --p/--q: the i.i.d. model (same pair at every position). With --markov, square [V, V] "
+               "arrays: a Markov model (row x = next-token law after token x; the first token is uniform), "
+               "generated as --streams independent chained generations. " + SHAPE_RULE)
+
+
 def register(subparsers) -> None:
     from ..verify import METHODS
-    from . import add_confidence
+    from . import add_confidence, add_logits, add_seed, command_parser
 
-    parser = subparsers.add_parser(
-        "simulate",
-        help="Monte Carlo tokens per target call (with a confidence interval) of one method on a draft tree",
-        description="Simulate target calls of an exact speculative decoding method on synthetic distributions. "
-                    "1-D --p/--q: the i.i.d. model (same pair at every position). With --markov, square [V, V] "
-                    "arrays: a Markov model (row x = next-token law after token x; the first token is uniform), "
-                    "generated as --streams independent chained generations. " + SHAPE_RULE,
-    )
+    parser = command_parser(subparsers, "simulate", run, HELP, DESCRIPTION)
     parser.add_argument("--method", required=True, choices=list(METHODS), help="verification method")
     parser.add_argument("--p", required=True, help="target file (.npy/.npz/.csv/.json): shape (V,), or (V, V) with "
                                                    "--markov")
@@ -28,9 +28,8 @@ def register(subparsers) -> None:
     parser.add_argument("--tree", required=True,
                         help="draft tree: chain:K, batch:M, branch:W1,W2,... or seq:CxL (chain:0 for autoregressive)")
     parser.add_argument("--calls", type=int, default=100_000, help="number of simulated target calls")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same result)")
-    parser.add_argument("--logits", action="store_true", help="files hold logits (softmax at --temperature)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature for --logits")
+    add_seed(parser, help="random seed (same seed, same result)")
+    add_logits(parser)
     parser.add_argument("--streams", type=int, default=None,
                         help="Markov: independent generations (default min(calls, 1024)); i.i.d.: batch size")
     parser.add_argument("--engine", choices=["batched", "reference"], default="batched",
@@ -45,7 +44,6 @@ def register(subparsers) -> None:
     parser.add_argument("--atol", type=float, default=None,
                         help="tolerance on |sum(p) - 1| (default: follows the files' dtype, 1e-6 for float64)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.set_defaults(func=run)
 
 
 def run(args) -> int:

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-__all__ = ["LOGGER_NAME", "configure_logging", "get_logger", "progress_enabled"]
+__all__ = ["LOGGER_NAME", "configure_logging", "get_logger", "progress_enabled", "progress_bar"]
 
 LOGGER_NAME = "chansim"
 
@@ -32,6 +32,33 @@ def get_logger(name: str | None = None) -> logging.Logger:
 def progress_enabled() -> bool:
     """False after ``configure_logging(quiet=True)``: commands then draw no progress bars."""
     return not _QUIET
+
+
+class _NoBar:
+    """A progress bar that draws nothing."""
+
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True, **tqdm_options):
+    """A tqdm bar of ``total`` steps on stderr (``update``, ``close``), or one that draws nothing when
+    ``enabled`` is False, after ``configure_logging(quiet=True)`` or without tqdm.
+
+    >>> bar = progress_bar(3, "demo", enabled=False)
+    >>> bar.update(), bar.close()
+    (None, None)
+    """
+    if not (enabled and progress_enabled()):            # --quiet silences the bars too
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:                                  # pragma: no cover - tqdm is a dependency
+        return _NoBar()
+    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, **tqdm_options)
 
 
 def configure_logging(quiet: bool = False, verbose: bool = False) -> int:

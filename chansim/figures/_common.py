@@ -42,6 +42,20 @@ def marker(method: str) -> str:
     return STYLE[method][2] or "o"
 
 
+def label_axes(ax, xlabel: str, ylabel: str, title: str, title_size=None, grid: bool = False, **legend) -> None:
+    """Axis labels, title (at ``title_size`` when given) and legend (``legend``: its keywords) of one
+    panel; ``grid``: a light grid."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title_size is None:
+        ax.set_title(title)
+    else:
+        ax.set_title(title, fontsize=title_size)
+    ax.legend(**legend)
+    if grid:
+        ax.grid(alpha=0.3)
+
+
 def mc_errorbar(ax, x, mean, low, high, method: str | None = None, colour_=None, marker_=None, label_=None,
                 size: float = 5.0, **kw):
     """Monte Carlo points with their (asymmetric) interval as error bars."""

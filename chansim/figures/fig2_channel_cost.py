@@ -14,7 +14,7 @@ import numpy as np
 from .. import channel
 from ..inputs.distributions import kl_divergence, synthetic_pair
 from ..common.stats import normal_quantile
-from ._common import CONFIDENCE, FAMILY_KNOB, FAMILY_MARKERS, mc_errorbar, seed_for
+from ._common import CONFIDENCE, FAMILY_KNOB, FAMILY_MARKERS, label_axes, mc_errorbar, seed_for
 
 TITLE = "Channel simulation cost: bits to simulate p from q with the PFR vs D(p||q)"
 
@@ -111,10 +111,7 @@ def plot(data):
     ax1.errorbar([], [], yerr=[], fmt="o", color="k", mfc="white", capsize=2.5, label="Monte Carlo (PFR sampler)")
     ax1.plot(grid, grid + data["summary"]["pfr_constant"], "k--", lw=1.2, label="bound D + log2(e)/e + 1")
     ax1.plot(grid, grid, color="0.5", lw=1.0, ls=":", label="D(p||q)")
-    ax1.set_xlabel("D(p || q)  [bits]")
-    ax1.set_ylabel("E[log2 K]  [bits]")
-    ax1.set_title("index cost of the PFR")
-    ax1.legend(fontsize=7.5, loc="upper left")
+    label_axes(ax1, "D(p || q)  [bits]", "E[log2 K]  [bits]", "index cost of the PFR", fontsize=7.5, loc="upper left")
 
     d = np.array([r["kl_bits"] for r in rows])
     for key, lab, c, m in (("entropy_k", "H(K)", "#9467bd", "o"), ("zipf_bits", "ideal Zipf code", "#8c564b", "s"),
@@ -127,10 +124,8 @@ def plot(data):
                     colour_="k", marker_="^", size=6, label_="Elias delta, Monte Carlo")
     ax2.plot(grid, grid + np.log2(grid + 1) + 4, "k--", lw=1.2, label="bound D + log2(D+1) + 4")
     ax2.plot(grid, grid, color="0.5", lw=1.0, ls=":", label="D(p||q)")
-    ax2.set_xlabel("D(p || q)  [bits]")
-    ax2.set_ylabel("expected code length  [bits]")
-    ax2.set_title("entropy-coded length of K")
-    ax2.legend(fontsize=7.5, loc="upper left")
+    label_axes(ax2, "D(p || q)  [bits]", "expected code length  [bits]", "entropy-coded length of K", fontsize=7.5,
+               loc="upper left")
     for ax in (ax1, ax2):
         ax.set_xlim(0, dmax)
         ax.set_ylim(bottom=0)

@@ -19,7 +19,7 @@ from ..simulate import simulate
 from ..theory import best_rank_set_tree, rank_law, top_products_curve
 from ..common.stats import normal_quantile
 from ..verify.registry import role
-from ._common import CONFIDENCE, FAMILY_KNOB, FAMILY_MARKERS, mc_errorbar, seed_for
+from ._common import CONFIDENCE, FAMILY_KNOB, FAMILY_MARKERS, label_axes, mc_errorbar, seed_for
 
 TITLE = "Rank law of the exponential race, H(R), and the slope of tokens per call vs ln k"
 
@@ -31,10 +31,15 @@ SIM_K = (16, 512)                     # simulated slope between these two budget
 COLOURS = {"dirichlet": "#1f77b4", "zipf": "#ff7f0e", "noisy": "#2ca02c"}
 
 
-def _example(family, knob, seed, trials, mc_seed):
+def _exact_law(family, knob, seed) -> tuple:
+    """The synthetic pair ``(p, q)`` of ``family`` at ``knob`` and its exact rank law."""
     pair = synthetic_pair(family, VOCAB, knob, seed=seed)
     p, q = pair.target_probs, pair.draft_probs
-    law = rank_law(p, q, method="exact")
+    return p, q, rank_law(p, q, method="exact")
+
+
+def _example(family, knob, seed, trials, mc_seed):
+    p, q, law = _exact_law(family, knob, seed)
     mc = rank_distribution_mc(p, q, trials=trials, seed=mc_seed, confidence=CONFIDENCE)
     return {"family": family, "knob": knob, "seed": seed, "kl_bits": float(kl_divergence(p, q, base="bits")),
             "a": law.probs.tolist(), "entropy_nats": law.entropy,
@@ -43,9 +48,7 @@ def _example(family, knob, seed, trials, mc_seed):
 
 
 def _pair(family, knob, seed, calls, sim_seed):
-    pair = synthetic_pair(family, VOCAB, knob, seed=seed)
-    p, q = pair.target_probs, pair.draft_probs
-    law = rank_law(p, q, method="exact")
+    p, q, law = _exact_law(family, knob, seed)
     if law.entropy < 1e-9:                  # q = p (a zipf shuffle that moved nothing): no log law
         return None
     kmax = FIT_K[1]
@@ -140,10 +143,8 @@ def plot(data):
                     marker_=FAMILY_MARKERS[ex["family"]], size=4)
     ax1.set_yscale("log")
     ax1.set_ylim(1e-6, 2.0)
-    ax1.set_xlabel("rank r of the target's winner in the draft race")
-    ax1.set_ylabel("a_r = P(R = r)")
-    ax1.set_title("(a) rank law (lines exact, markers Monte Carlo)", fontsize=10)
-    ax1.legend(fontsize=7, loc="upper right")
+    label_axes(ax1, "rank r of the target's winner in the draft race", "a_r = P(R = r)",
+               "(a) rank law (lines exact, markers Monte Carlo)", 10, fontsize=7, loc="upper right")
     ax1.grid(alpha=0.3, which="both")
 
     rows = data["rows"]
@@ -154,11 +155,8 @@ def plot(data):
     dmax = max(r["kl_bits"] for r in rows)
     g = np.linspace(0, dmax, 50)
     ax2.plot(g, g, color="0.5", ls=":", label="H(R) = D(p||q)")
-    ax2.set_xlabel("D(p || q)  [bits]")
-    ax2.set_ylabel("H(R)  [bits]")
-    ax2.set_title("(b) entropy of the rank vs KL divergence", fontsize=10)
-    ax2.legend(fontsize=7.5)
-    ax2.grid(alpha=0.3)
+    label_axes(ax2, "D(p || q)  [bits]", "H(R)  [bits]", "(b) entropy of the rank vs KL divergence", 10, grid=True,
+               fontsize=7.5)
 
     inv = np.array([1 / r["entropy_nats"] for r in rows])
     for fam, mk in FAMILY_MARKERS.items():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import STYLE, colour, label, marker
+from ._common import STYLE, colour, label, label_axes, marker
 
 TITLE = "Real models: predicted vs measured tokens per target call"
 
@@ -151,11 +151,8 @@ def plot(data):
     hi = max(max(r["predicted"]["ci_high"], r["measured"]["ci_high"]) for r in rows)
     pad = 0.05 * (hi - lo + 1e-9)
     ax1.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="measured = predicted")
-    ax1.set_xlabel("predicted tokens per target call")
-    ax1.set_ylabel("measured tokens per target call")
-    ax1.set_title("(a) every method and k", fontsize=10)
-    ax1.legend(fontsize=7.5)
-    ax1.grid(alpha=0.3)
+    label_axes(ax1, "predicted tokens per target call", "measured tokens per target call", "(a) every method and k",
+               10, grid=True, fontsize=7.5)
     ks_all = [r["k"] for r in rows]
     if max(ks_all) / max(1, min(k for k in ks_all if k > 0) if any(ks_all) else 1) >= 10:
         ax2.set_xscale("log", base=2)

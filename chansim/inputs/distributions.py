@@ -128,6 +128,17 @@ def as_real_array(values, name: str = "values") -> np.ndarray:
     return raw.astype(np.float64)
 
 
+def _real_rows(values, name: str, what: str) -> np.ndarray:
+    """``values`` as a real float64 array with a non-empty last (vocabulary) axis; ``what`` names the
+    values in the complex-number message (``"probabilities"``, ``"logits"``)."""
+    if np.iscomplexobj(values):
+        raise ValueError(f"{name} has complex values; {what} must be real")
+    arr = as_real_array(values, name)
+    if arr.ndim == 0 or arr.shape[-1] == 0:
+        raise ValueError(f"{name} must have a non-empty vocabulary axis (last axis), got shape {arr.shape}")
+    return arr
+
+
 def check_probs(probs, name: str = "probs", atol: float = PROB_ATOL) -> np.ndarray:
     """Validate probability vectors along the last axis and return them as float64.
 
@@ -142,11 +153,7 @@ def check_probs(probs, name: str = "probs", atol: float = PROB_ATOL) -> np.ndarr
     ...
     ValueError: p is not normalised: sums to 1.1 at position () (tolerance 1e-06); pass logits or normalise explicitly
     """
-    if np.iscomplexobj(probs):
-        raise ValueError(f"{name} has complex values; probabilities must be real")
-    arr = as_real_array(probs, name)
-    if arr.ndim == 0 or arr.shape[-1] == 0:
-        raise ValueError(f"{name} must have a non-empty vocabulary axis (last axis), got shape {arr.shape}")
+    arr = _real_rows(probs, name, "probabilities")
     if not np.all(np.isfinite(arr)):
         bad = _first_bad(~np.isfinite(arr))
         raise ValueError(f"{name} contains NaN or inf at index {bad}")
@@ -242,11 +249,7 @@ def check_rank_probs(rank_probs, name: str = "rank_probs", atol: float = PROB_AT
 
 def check_logits(logits, name: str = "logits") -> np.ndarray:
     """Validate logits: non-empty last axis; finite or ``-inf`` (a masked token); never NaN/+inf."""
-    if np.iscomplexobj(logits):
-        raise ValueError(f"{name} has complex values; logits must be real")
-    arr = as_real_array(logits, name)
-    if arr.ndim == 0 or arr.shape[-1] == 0:
-        raise ValueError(f"{name} must have a non-empty vocabulary axis (last axis), got shape {arr.shape}")
+    arr = _real_rows(logits, name, "logits")
     bad = np.isnan(arr) | (arr == np.inf)
     if np.any(bad):
         raise ValueError(f"{name} contains NaN or +inf at index {_first_bad(bad)}")

@@ -28,11 +28,11 @@ tokens.
 from __future__ import annotations
 
 import datetime as _dt
-import sys
 from typing import Sequence
 
 import numpy as np
 
+from ..common.logconfig import progress_bar
 from ..inputs.numbers import whole_number
 from ..sampling.races import keyed_exponential, race_winner
 
@@ -117,7 +117,7 @@ def log_run(pair, prompts: Sequence[Sequence[int]], new_tokens: int, temperature
         raise ValueError("need at least one prompt, each with at least one token")
     new_tokens = int(new_tokens)
     target, draft = TreeScorer(pair.target), TreeScorer(pair.draft)
-    bar = _progress(len(prompts) * new_tokens, progress)
+    bar = progress_bar(len(prompts) * new_tokens, "logging", progress, unit="tok")
     tokens, tlp, dlp = [], [], []
     from ..logs.noise_keys import PER_SEQUENCE, sequence_key
 
@@ -171,23 +171,3 @@ def _versions() -> dict:
         except Exception:  # noqa: BLE001  (optional libraries: record what is there)
             out[mod] = None
     return out
-
-
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(total: int, enabled: bool):
-    from ..common.logconfig import progress_enabled
-
-    if not (enabled and progress_enabled()):         # --quiet silences the bar too
-        return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, desc="logging", unit="tok", file=sys.stderr, leave=False)

@@ -21,7 +21,6 @@ Rows are plain dicts (``method``, ``tree``, ``k``, ``predicted`` and ``measured`
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -29,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from ..inputs.numbers import whole_number
-from ..common.logconfig import get_logger
+from ..common.logconfig import get_logger, progress_bar
 from ..logs.temperature import SamplingSettings
 from ..common.stats import bootstrap_ratio_interval, ratio_interval
 from ..verify.registry import baseline, is_baseline, method_names, role
@@ -119,25 +118,9 @@ def pair_from_log(run, *, target=None, draft=None, skip_layers=None, device: str
 
 
 # ----------------------------------------------------------------------------- measuring
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def close(self):
-        pass
-
-
 def _setting_bar(label: str, total: int, enabled: bool):
     """One tqdm bar per setting (prompts done), on stderr; a no-op when disabled or tqdm is missing."""
-    from ..common.logconfig import progress_enabled
-
-    if not (enabled and progress_enabled()):
-        return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:                                  # pragma: no cover - tqdm is a dependency
-        return _NoBar()
-    return tqdm(total=total, desc=f"[validate] {label}", unit="prompt", file=sys.stderr, leave=False)
+    return progress_bar(total, f"[validate] {label}", enabled, unit="prompt")
 
 
 def measure(pair, prompts: Sequence[Sequence[int]], lengths: Sequence[int], method: str, tree,

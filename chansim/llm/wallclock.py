@@ -33,6 +33,12 @@ __all__ = ["level_sizes", "measure_costs", "measure_call_costs", "predict_wall_s
            "format_wallclock"]
 
 
+def _random_prefix(prompt, context: int, vocab: int, rng) -> list:
+    """The first ``context`` tokens of ``prompt``, extended with random ids to ``context`` tokens."""
+    prefix = [int(t) for t in prompt][:context]
+    return prefix + rng.integers(0, vocab, size=max(0, context - len(prefix))).tolist()
+
+
 def level_sizes(tree_spec) -> list[int]:
     """Nodes at depths 0..D-1 that the draft scores (root = 1), for any tree.
 
@@ -77,8 +83,7 @@ def measure_costs(pair, prompt: Sequence[int], trees: Sequence[str], repeats: in
 
     rng = np.random.default_rng(seed)
     V = pair.vocab_size
-    prefix = [int(t) for t in prompt][:context]
-    prefix += rng.integers(0, V, size=max(0, context - len(prefix))).tolist()
+    prefix = _random_prefix(prompt, context, V, rng)
     out = {"draft": {}, "target": {}, "context": len(prefix), "repeats": int(repeats)}
     sizes = sorted({n for t in trees for n in level_sizes(t)} | {1})
     with torch.no_grad():
@@ -239,8 +244,7 @@ def measure_call_costs(pair, prompt: Sequence[int], sizes: Sequence[int], repeat
         raise ValueError(f"sizes must be positive integers, got {sizes}")
     rng = np.random.default_rng(seed)
     V = pair.vocab_size
-    prefix = [int(t) for t in prompt][:context]
-    prefix += rng.integers(0, V, size=max(0, context - len(prefix))).tolist()
+    prefix = _random_prefix(prompt, context, V, rng)
     settings = SamplingSettings(float(temperature))                  # 0: greedy, as the runs it predicts
     source = ModelSource(pair.target, settings=settings)
     noise = GeneratorNoise(rng)

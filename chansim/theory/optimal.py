@@ -45,6 +45,16 @@ __all__ = ["best_rank_set_tree", "top_products_curve", "top_products_sums", "top
            "sibling_closed_depth", "tree_shape"]
 
 
+def _new_nodes(counts, n_nodes: int, max_nodes: int) -> tuple:
+    """``counts[i]`` new nodes under item i: ``(owner, offset, total)`` -- each new node's item, its
+    0-based place among its item's new nodes, and their number; refused past ``2 * max_nodes`` nodes."""
+    total = int(counts.sum())
+    if n_nodes + total > 2 * max_nodes:
+        raise ValueError(f"more than {2 * max_nodes} nodes with product >= the k-th largest (ties)")
+    owner = np.repeat(np.arange(len(counts)), counts)
+    return owner, np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts), total
+
+
 def _check_budget(k) -> int:
     return whole_number(k, "k", minimum=0)
 
@@ -118,11 +128,8 @@ def _threshold_tree(a: np.ndarray, k: int, max_nodes: int, name: str) -> Tree:
         # top-rank chains below every frontier node: lengths floor(ln(cut / P) / ln a_top)
         lengths = np.floor(np.log(cut / front_p) / log_top + 1e-9).astype(np.int64)
         lengths = np.maximum(lengths, 0)
-        total = int(lengths.sum())
-        if n_nodes + total > 2 * max_nodes:
-            raise ValueError(f"more than {2 * max_nodes} nodes with product >= the k-th largest (ties)")
-        owner = np.repeat(np.arange(len(front_ids)), lengths)
-        step = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths) + 1   # 1..length
+        owner, step, total = _new_nodes(lengths, n_nodes, max_nodes)
+        step = step + 1                                                                  # 1..length
         chain_ids = n_nodes + np.arange(total)
         chain_par = np.where(step == 1, front_ids[owner], chain_ids - 1)
         chain_p = front_p[owner] * np.exp(step * log_top)
@@ -134,11 +141,7 @@ def _threshold_tree(a: np.ndarray, k: int, max_nodes: int, name: str) -> Tree:
         exp_ids = np.concatenate([front_ids, chain_ids])
         exp_p = np.concatenate([front_p, chain_p])
         counts = np.searchsorted(-rest, -(cut / exp_p), side="right")      # rest[:c] >= cut / P
-        total = int(counts.sum())
-        if n_nodes + total > 2 * max_nodes:
-            raise ValueError(f"more than {2 * max_nodes} nodes with product >= the k-th largest (ties)")
-        owner = np.repeat(np.arange(len(exp_ids)), counts)
-        which = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)   # index into rest
+        owner, which, total = _new_nodes(counts, n_nodes, max_nodes)                # which: index into rest
         kid_ids = n_nodes + np.arange(total)
         kid_p = exp_p[owner] * rest[which]
         parents.append(exp_ids[owner])
