@@ -51,6 +51,12 @@ def add_logits(parser, how: str = "at") -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature for --logits")
 
 
+def add_atol(parser) -> None:
+    """``--atol``: the tolerance on ``|sum(p) - 1|`` of probability files (default: by their dtype)."""
+    parser.add_argument("--atol", type=float, default=None,
+                        help="tolerance on |sum(p) - 1| (default: follows the files' dtype, 1e-6 for float64)")
+
+
 def add_seed(parser, default=0, help: str | None = None) -> None:
     """``--seed`` (an int; no help line unless ``help`` is given)."""
     parser.add_argument("--seed", type=int, default=default, help=help)

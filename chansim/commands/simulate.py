@@ -16,7 +16,7 @@ DESCRIPTION = ("Simulate target calls of an exact speculative decoding method on
 
 def register(subparsers) -> None:
     from ..verify import METHODS
-    from . import add_confidence, add_logits, add_seed, command_parser
+    from . import add_atol, add_confidence, add_logits, add_seed, command_parser
 
     parser = command_parser(subparsers, "simulate", run, HELP, DESCRIPTION)
     parser.add_argument("--method", required=True, choices=list(METHODS), help="verification method")
@@ -41,8 +41,7 @@ def register(subparsers) -> None:
                              "file (never over an input; an existing file only with --force)")
     parser.add_argument("--force", action="store_true",
                         help="overwrite an existing --emit-tokens file and run past the size guard")
-    parser.add_argument("--atol", type=float, default=None,
-                        help="tolerance on |sum(p) - 1| (default: follows the files' dtype, 1e-6 for float64)")
+    add_atol(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 

@@ -139,6 +139,16 @@ def _real_rows(values, name: str, what: str) -> np.ndarray:
     return arr
 
 
+def _check_finite_nonnegative(arr: np.ndarray, name: str) -> None:
+    """Refuse NaN, inf and negative entries of the probabilities ``arr``, naming the first one's index."""
+    if not np.all(np.isfinite(arr)):
+        bad = _first_bad(~np.isfinite(arr))
+        raise ValueError(f"{name} contains NaN or inf at index {bad}")
+    if np.any(arr < 0):
+        bad = _first_bad(arr < 0)
+        raise ValueError(f"{name} has a negative probability {arr[bad]:.3g} at index {bad}")
+
+
 def check_probs(probs, name: str = "probs", atol: float = PROB_ATOL) -> np.ndarray:
     """Validate probability vectors along the last axis and return them as float64.
 
@@ -154,12 +164,7 @@ def check_probs(probs, name: str = "probs", atol: float = PROB_ATOL) -> np.ndarr
     ValueError: p is not normalised: sums to 1.1 at position () (tolerance 1e-06); pass logits or normalise explicitly
     """
     arr = _real_rows(probs, name, "probabilities")
-    if not np.all(np.isfinite(arr)):
-        bad = _first_bad(~np.isfinite(arr))
-        raise ValueError(f"{name} contains NaN or inf at index {bad}")
-    if np.any(arr < 0):
-        bad = _first_bad(arr < 0)
-        raise ValueError(f"{name} has a negative probability {arr[bad]:.3g} at index {bad}")
+    _check_finite_nonnegative(arr, name)
     sums = arr.sum(axis=-1)
     off = np.abs(sums - 1.0) > atol
     if np.any(off):
@@ -237,11 +242,7 @@ def check_rank_probs(rank_probs, name: str = "rank_probs", atol: float = PROB_AT
     a = as_real_array(rank_probs, name)
     if a.ndim != 1 or a.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D vector, got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or inf at index {_first_bad(~np.isfinite(a))}")
-    if np.any(a < 0):
-        bad = _first_bad(a < 0)
-        raise ValueError(f"{name} has a negative probability {a[bad]:.3g} at index {bad}")
+    _check_finite_nonnegative(a, name)
     if a.sum() > 1 + atol:
         raise ValueError(f"{name} sums to {a.sum():.6g} > 1; it must be a probability law (sum <= 1)")
     return a

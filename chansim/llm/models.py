@@ -272,6 +272,14 @@ def _skip_view(model, skip_layers: Sequence[int]) -> LayerView:
     return LayerView(model, [i for i in range(n) if i not in skip])
 
 
+def _view_pair(target_model, draft_model, skip, tokenizer, target_path, draft_path) -> ModelPair:
+    """The pair of the whole target network and the draft network minus the layers ``skip``."""
+    target = LayerView(target_model)
+    draft = _skip_view(draft_model, skip)
+    return ModelPair(target, draft, tokenizer, target.device, target.dtype,
+                     _metadata(target_path, draft_path, target, draft, target.device, target.dtype))
+
+
 def load_default_pair(skip_layers: Sequence[int] = DEFAULT_SKIP_LAYERS, *, path=None,
                       device: str = "cpu", dtype="float32") -> ModelPair:
     """SmolLM2-135M-Instruct as target and the same network minus ``skip_layers`` as draft.
@@ -287,10 +295,7 @@ def load_default_pair(skip_layers: Sequence[int] = DEFAULT_SKIP_LAYERS, *, path=
     """
     path = default_gguf_path() if path is None else Path(path)
     model, tok = load_model(path, device=device, dtype=dtype)
-    target = LayerView(model)
-    draft = _skip_view(model, skip_layers)
-    return ModelPair(target, draft, tok, target.device, target.dtype,
-                     _metadata(path, path, target, draft, target.device, target.dtype))
+    return _view_pair(model, model, skip_layers, tok, path, path)
 
 
 def check_vocab_match(target_model, draft_model, target_tokenizer, draft_tokenizer) -> None:
@@ -348,7 +353,4 @@ def load_pair(target=None, draft=None, *, skip_layers: Sequence[int] | None = No
         d_model, d_tok = load_model(draft, device=device, dtype=dtype)
         check_vocab_match(t_model, d_model, t_tok, d_tok)
         skip = () if skip_layers is None else skip_layers
-    t_view = LayerView(t_model)
-    d_view = _skip_view(d_model, skip)
-    return ModelPair(t_view, d_view, t_tok, t_view.device, t_view.dtype,
-                     _metadata(target_path, draft_path, t_view, d_view, t_view.device, t_view.dtype))
+    return _view_pair(t_model, d_model, skip, t_tok, target_path, draft_path)

@@ -409,6 +409,12 @@ def _monotone(w: np.ndarray):
     return None
 
 
+def _slot_weights(weights) -> tuple:
+    """Checked per-slot weights ``w`` (not summing to one) and :func:`_monotone` of them."""
+    w = _check_weights(weights, "weights", total=False)
+    return w, _monotone(w)
+
+
 def _useful_slots(w: np.ndarray) -> int:
     """Slots up to the last positive weight (trailing zero-weight children never pay)."""
     nz = np.flatnonzero(w > 0)
@@ -446,8 +452,7 @@ def sibling_closed_sums(weights, ks, max_nodes: int = 50_000_000):
     ([0.4], [1])
     """
     ks = _check_ks(ks)
-    w = _check_weights(weights, "weights", total=False)
-    mono = _monotone(w)
+    w, mono = _slot_weights(weights)
     if mono is not None:
         return _top_sums_and_depths(mono, ks, max_nodes, "weights", total=False)
     kmax = int(ks.max())
@@ -487,8 +492,7 @@ def best_sibling_closed_tree(weights, k: int, name: str = "sibling-closed") -> T
     ([-1, 0, 0], [0, 1, 2])
     """
     k = _check_budget(k)
-    w = _check_weights(weights, "weights", total=False)
-    mono = _monotone(w)
+    w, mono = _slot_weights(weights)
     if mono is not None:
         return _threshold_tree(mono, k, 20_000_000, name=name)
     _check_dp_cost(k, _useful_slots(w))

@@ -225,14 +225,21 @@ def _solve_window(lo: list, hi: list, i: int, need: float, target: float, u_star
     """
     a, b = lo[i], hi[i]
     window_i = _windows_in_fragment(lo, hi, i, need, pw)
+
+    def evaluate(x):
+        """The window from x, with the bracket [a, b] shrunk to the side of x the target lies on."""
+        nonlocal a, b
+        val, j, end = window_i(x)
+        if val > target:
+            b = x
+        else:
+            a = x
+        return val, j, end
+
     x = u_star - 0.5 * need
     if not a < x < b - need:
         x = max(a, b - need)                                   # windows from below x stay inside fragment i
-    val, j, end = window_i(x)
-    if val > target:
-        b = x
-    else:
-        a = x
+    val, j, end = evaluate(x)
     for _ in range(200):
         if val == target or b - a <= 4e-16 * b:
             break
@@ -245,11 +252,7 @@ def _solve_window(lo: list, hi: list, i: int, need: float, target: float, u_star
         if not a < x_new < b:
             x_new = 0.5 * (a + b)
         x = x_new
-        val, j, end = window_i(x)
-        if val > target:
-            b = x
-        else:
-            a = x
+        val, j, end = evaluate(x)
     if not math.isfinite(val):                                 # only by rounding at the very top
         x = a
         val, j, end = window_i(x)

@@ -32,18 +32,17 @@ from .vllm import read_openai_response, read_request_output
 __all__ = ["Position", "Scored", "read_response", "read_records"]
 
 
+#: a response's shape by its keys, tried in this order: llama.cpp, vLLM/OpenAI, vLLM RequestOutput, SGLang, TGI
+_SHAPES = ((("completion_probabilities",), read_completion), (("choices",), read_openai_response),
+           (("outputs",), read_request_output), (("meta_info",), read_meta_info),
+           (("details", "generated_text"), read_details))
+
+
 def read_response(where: Where, resp: dict) -> list:
     """One response object -> its :class:`Scored` sequences (generated ones first, then prompt-scored ones)."""
-    if "completion_probabilities" in resp:
-        return read_completion(where, resp)
-    if "choices" in resp:
-        return read_openai_response(where, resp)
-    if "outputs" in resp:
-        return read_request_output(where, resp)
-    if "meta_info" in resp:
-        return read_meta_info(where, resp)
-    if "details" in resp or "generated_text" in resp:
-        return read_details(where, resp)
+    for keys, reader in _SHAPES:
+        if any(key in resp for key in keys):
+            return reader(where, resp)
     raise where.error("response", f"unknown shape (keys {sorted(resp)[:8]}): expected 'choices' (vLLM/OpenAI), "
                                   f"'outputs' (vLLM RequestOutput), 'completion_probabilities' (llama.cpp), "
                                   f"'details' (TGI) or 'meta_info' (SGLang)")
