@@ -388,7 +388,7 @@ def simulate(method, tree, target_probs, draft_probs, calls: int, seed: int = 0,
     Parameters
     ----------
     method : str or Method
-        ``autoregressive``, ``sd``, ``specinfer``, ``rsd``, ``spectr``, ``ersd``.
+        A registered name (:data:`chansim.verify.METHODS`: every method and variant) or an instance.
     tree : Tree or str
         Draft tree or spec (``chain:4``, ``batch:4``, ``branch:4,2,1``, ``seq:3x4``).
     target_probs, draft_probs : array of shape (V,), or a source
@@ -450,21 +450,25 @@ def simulate(method, tree, target_probs, draft_probs, calls: int, seed: int = 0,
     else:   # reference: the same calls, one at a time, stream after stream
         _run_reference(method, tree, target, draft, per_stream, rng, tally, emit_tokens)
     seconds = time.perf_counter() - start
-
-    depth_max = tree.max_depth
     tokens = lengths = None
     if emit_tokens:
-        tokens, lengths = _assemble(tally.blocks, streams, int(per_stream.max()), depth_max, model)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        acceptance = (tally.accepted / np.where(tally.reached > 0, tally.reached, 1)).astype(float)
-    acceptance[tally.reached == 0] = np.nan
+        tokens, lengths = _assemble(tally.blocks, streams, int(per_stream.max()), tree.max_depth, model)
     return SimulationResult(
         method=method.name, tree=tree.name, k=tree.size, calls=calls, seed=int(seed), model=model, engine=engine,
         streams=streams,
         tokens_per_call=_estimate(tally.hist, tally.stream_tokens, tally.stream_calls, model, confidence),
-        acceptance_per_depth=acceptance[:depth_max].tolist(),
-        reached_per_depth=tally.reached[:depth_max].tolist(), accepted_per_depth=tally.accepted[:depth_max].tolist(),
+        **_depth_counts(tally, tree.max_depth),
         tokens_histogram=tally.hist.tolist(), seconds=seconds, tokens=tokens, stream_lengths=lengths)
+
+
+def _depth_counts(tally, depth_max: int) -> dict:
+    """Per depth 0..depth_max-1: acceptance (NaN where never reached), nodes reached and accepted."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acceptance = (tally.accepted / np.where(tally.reached > 0, tally.reached, 1)).astype(float)
+    acceptance[tally.reached == 0] = np.nan
+    return {"acceptance_per_depth": acceptance[:depth_max].tolist(),
+            "reached_per_depth": tally.reached[:depth_max].tolist(),
+            "accepted_per_depth": tally.accepted[:depth_max].tolist()}
 
 
 def _check_run_options(seed, engine, confidence, race_tables) -> None:

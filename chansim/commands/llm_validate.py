@@ -102,33 +102,10 @@ def _jsonable(x):
 def run(args) -> int:
     from ..logs.format import read_log
     from ..common.logconfig import get_logger
-    from ..llm.validate import format_table, pair_from_log, results_document, validate
-    from ..verify import as_tree, get_method
+    from ..llm.validate import pair_from_log, results_document, validate
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for m in methods:
-        get_method(m)                                  # unknown names fail before any model loads
-    trees = _split_trees(args.trees)
-    if args.k is not None:
-        ks = _ints(args.k, "--k")
-        if not ks or min(ks) < 1:
-            raise ValueError(f"--k must be positive integers, got {args.k!r}")
-        trees = [f"chain:{k}" for k in ks] + [f"batch:{k}" for k in ks if k > 1]
-    for t in trees:
-        as_tree(t)
-    if not 0 < args.confidence < 1:
-        raise ValueError(f"--confidence must be in (0, 1), got {args.confidence}")
-    from ..common.outputs import check_output
-
-    for flag, value in (("--out", args.out), ("--plot", args.plot)):
-        if value is not None and not value.strip():
-            raise ValueError(f"{flag}: empty output file name" + (" (use '-' for none)" if flag == "--out" else ""))
-    if args.out and args.out != "-":
-        check_output(args.out, inputs=[args.log], force=args.force, what="--out", suffixes=(".json",),
-                     make_parents=True)
-    if args.plot:
-        check_output(args.plot, inputs=[args.log], force=args.force, what="--plot", suffixes=(".png", ".pdf", ".svg"),
-                     make_parents=True)
+    methods, trees = _methods_and_trees(args)
+    _check_outputs(args)
     if args.cost == "auto":               # the wall-clock speed-up is over autoregressive decoding: run it too
         from ..verify.registry import baseline
 
@@ -167,19 +144,61 @@ def run(args) -> int:
         get_logger("validate").info("[validate] wrote %d rows to %s", len(doc["rows"]), out)
     if args.plot:
         _plot(doc, args.plot)
+    _print_results(args, result, wall, iid)
+    return 0
+
+
+def _methods_and_trees(args) -> tuple:
+    """The methods and tree specs the flags ask for, each checked before any model loads."""
+    from ..verify import as_tree, get_method
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        get_method(m)                                  # unknown names fail before any model loads
+    trees = _split_trees(args.trees)
+    if args.k is not None:
+        ks = _ints(args.k, "--k")
+        if not ks or min(ks) < 1:
+            raise ValueError(f"--k must be positive integers, got {args.k!r}")
+        trees = [f"chain:{k}" for k in ks] + [f"batch:{k}" for k in ks if k > 1]
+    for t in trees:
+        as_tree(t)
+    if not 0 < args.confidence < 1:
+        raise ValueError(f"--confidence must be in (0, 1), got {args.confidence}")
+    return methods, trees
+
+
+def _check_outputs(args) -> None:
+    """Refuse --out / --plot names that are empty, an input, or an existing file without --force."""
+    from ..common.outputs import check_output
+
+    for flag, value in (("--out", args.out), ("--plot", args.plot)):
+        if value is not None and not value.strip():
+            raise ValueError(f"{flag}: empty output file name" + (" (use '-' for none)" if flag == "--out" else ""))
+    if args.out and args.out != "-":
+        check_output(args.out, inputs=[args.log], force=args.force, what="--out", suffixes=(".json",),
+                     make_parents=True)
+    if args.plot:
+        check_output(args.plot, inputs=[args.log], force=args.force, what="--plot", suffixes=(".png", ".pdf", ".svg"),
+                     make_parents=True)
+
+
+def _print_results(args, result: dict, wall, iid) -> None:
+    """The rows as JSON (--json) or as tables: validation, wall clock (--cost auto), i.i.d. (--predict-from)."""
+    from ..llm.validate import format_table
+
     if args.json:
         print(json.dumps(result["rows"] + result["hf_assisted"], indent=1, allow_nan=False))
-    else:
-        print(format_table(result))
-    if wall is not None and not args.json:
+        return
+    print(format_table(result))
+    if wall is not None:
         from ..llm.wallclock import format_wallclock
 
         print(format_wallclock(wall["rows"], wall["costs"]))
-    if iid is not None and not args.json:
+    if iid is not None:
         from ..logs.temperature_check import format_comparison
 
         print(format_comparison(iid["rows"], iid["labels"]))
-    return 0
 
 
 def _settings(args, meta: dict):

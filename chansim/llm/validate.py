@@ -308,31 +308,62 @@ def validate(run, pair, methods: Sequence[str] = DEFAULT_METHODS, trees: Sequenc
             if reason:
                 skipped.append({"method": method, "tree": tree.name, "reason": reason})
                 continue
-            if path_valid:
-                pred = _predict(run, m.name, tree, lengths, confidence)
-            else:
-                pred = _predict_iid(run, m.name, tree.name, lengths, confidence, t_set or _SAME, d_set or _SAME)
-            row = measure(pair, run.prompts, lengths, m.name, tree, temperature, seed, confidence,
-                          reference=run.tokens if m.uses_race and path_valid else None, progress=progress,
-                          target_settings=target_settings, draft_settings=draft_settings, race_keys=keys)
-            rows.append(_compared_row(row, pred, path_valid, tree, len(run.prompts)))
-            if progress:
-                p = f"{pred['mean']:.3f}" if isinstance(pred, dict) else "  -  "
-                _log.info("[validate] %10s %-10s predicted %s measured %.3f (%d calls, %.1f s)", rows[-1]["method"],
-                          rows[-1]["tree"], p, rows[-1]["measured"]["mean"], rows[-1]["target_calls"],
-                          rows[-1]["wall_seconds"])
+            rows.append(_compare_setting(run, pair, m, tree, lengths, temperature, seed, confidence, path_valid,
+                                         (t_set, d_set, target_settings, draft_settings), keys, progress))
     hf_rows, hf_generate = [], None
     if hf_assisted:
-        ks = sorted({as_tree(s).size for s in trees if str(as_tree(s).name).startswith("chain:") and as_tree(s).size})
-        if ks and out_of_time():
-            skipped += [{"method": "hf-assisted", "tree": f"chain:{k}", "reason": f"time budget {time_budget} s spent"}
-                        for k in ks]
-        elif ks:
-            hf_rows, hf_generate = _hf_rows(pair, run, lengths, temperature, ks, seed, confidence, rows, progress)
+        hf_rows, hf_generate = _hf_part(pair, run, lengths, temperature, _chain_budgets(trees), seed, confidence,
+                                        rows, progress, skipped, time_budget if out_of_time() else None)
     result = {"rows": rows, "hf_assisted": hf_rows, "hf_generate": hf_generate, "skipped": skipped}
     result.update(_run_summary(run, pair, rows, lengths, temperature, seed, confidence, target_settings,
                                draft_settings))
     return result
+
+
+def _compare_setting(run, pair, m, tree, lengths, temperature, seed, confidence, path_valid, settings, keys,
+                     progress) -> dict:
+    """Predict one setting (method ``m`` on ``tree``) from the log, measure it on the pair and compare.
+
+    ``settings`` = ``(t_set, d_set, target_settings, draft_settings)`` of :func:`validate`; the
+    prediction is exact on the logged paths when ``path_valid``, else the i.i.d. model per context.
+    """
+    t_set, d_set, target_settings, draft_settings = settings
+    if path_valid:
+        pred = _predict(run, m.name, tree, lengths, confidence)
+    else:
+        pred = _predict_iid(run, m.name, tree.name, lengths, confidence, t_set or _SAME, d_set or _SAME)
+    row = measure(pair, run.prompts, lengths, m.name, tree, temperature, seed, confidence,
+                  reference=run.tokens if m.uses_race and path_valid else None, progress=progress,
+                  target_settings=target_settings, draft_settings=draft_settings, race_keys=keys)
+    row = _compared_row(row, pred, path_valid, tree, len(run.prompts))
+    if progress:
+        _log_row(row, pred)
+    return row
+
+
+def _log_row(row: dict, pred) -> None:
+    """One line on stderr for a compared row: predicted (or -) and measured tokens per call."""
+    p = f"{pred['mean']:.3f}" if isinstance(pred, dict) else "  -  "
+    _log.info("[validate] %10s %-10s predicted %s measured %.3f (%d calls, %.1f s)", row["method"], row["tree"], p,
+              row["measured"]["mean"], row["target_calls"], row["wall_seconds"])
+
+
+def _hf_part(pair, run, lengths, temperature, ks, seed, confidence, rows, progress, skipped, spent_budget) -> tuple:
+    """transformers' rows for the chains ``chain:k``, k in ``ks`` (``([], None)`` without any); once
+    the time budget is spent (``spent_budget``, else None) they are listed in ``skipped`` instead."""
+    if ks and spent_budget is not None:
+        skipped += [{"method": "hf-assisted", "tree": f"chain:{k}", "reason": f"time budget {spent_budget} s spent"}
+                    for k in ks]
+    elif ks:
+        return _hf_rows(pair, run, lengths, temperature, ks, seed, confidence, rows, progress)
+    return [], None
+
+
+def _chain_budgets(trees) -> list:
+    """The sorted k of the ``chain:k`` trees (k >= 1) among ``trees`` (transformers' assisted generation)."""
+    from ..verify import as_tree
+
+    return sorted({as_tree(s).size for s in trees if str(as_tree(s).name).startswith("chain:") and as_tree(s).size})
 
 
 def _settings_against_log(meta: dict, target_settings, draft_settings):
