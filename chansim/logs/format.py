@@ -111,6 +111,44 @@ def _offsets(lengths: Sequence[int]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(np.asarray(lengths, dtype=np.int64))]).astype(np.int64)
 
 
+def _centred_sequence(i: int, target_lp, draft_lp, n_tokens: int, vocab: int | None) -> tuple:
+    """Sequence ``i``'s target and draft log-probs ``(T, V)`` checked (shapes, ``n_tokens`` rows,
+    vocabulary ``vocab`` unless None, finite, normalised) and re-centred by their float64 log-sum-exp."""
+    a = np.asarray(target_lp, dtype=np.float64)
+    b = np.asarray(draft_lp, dtype=np.float64)
+    if a.ndim != 2 or b.shape != a.shape:
+        raise ValueError(f"sequence {i}: target/draft log-probs must both have shape (T, V), got "
+                         f"{a.shape} and {b.shape}")
+    if a.shape[0] != n_tokens or n_tokens == 0:
+        raise ValueError(f"sequence {i}: {n_tokens} tokens but {a.shape[0]} rows of log-probs "
+                         f"(need equal and >= 1)")
+    if vocab is not None and a.shape[1] != vocab:
+        raise ValueError(f"sequence {i}: vocabulary size {a.shape[1]} differs from {vocab}")
+    for side, arr in (("target", a), ("draft", b)):
+        if np.isnan(arr).any() or np.isposinf(arr).any():
+            raise ValueError(f"sequence {i}: {side} log-probs contain NaN or +inf")
+        with np.errstate(divide="ignore"):
+            lse = np.log(np.exp(arr).sum(-1))
+        bad = np.flatnonzero(~(np.abs(lse) <= 1e-4))
+        if bad.size:
+            raise ValueError(f"sequence {i}, row {int(bad[0])}: {side} log-probs are not normalised "
+                             f"(log sum exp = {lse[bad[0]]:.3g}); pass log-softmax values")
+    # re-centre by the (<= 1e-4) float64 log-sum-exp so that rounding is the only error left
+    with np.errstate(divide="ignore"):
+        return a - np.log(np.exp(a).sum(-1, keepdims=True)), b - np.log(np.exp(b).sum(-1, keepdims=True))
+
+
+def _metadata_json(path, metadata: dict, n_sequences: int, n_positions: int, vocab: int) -> str:
+    """The caller's metadata with the standard fields added, checked, as sorted JSON."""
+    meta = dict(metadata)
+    meta.update(_standard_metadata(n_sequences, n_positions, vocab, meta))
+    _check_metadata(path, meta)
+    try:
+        return json.dumps(meta, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"metadata is not JSON-serialisable: {err}") from None
+
+
 def write_log(path, *, prompts: Sequence[Sequence[int]], tokens: Sequence[Sequence[int]],
               target_log_probs: Sequence[np.ndarray], draft_log_probs: Sequence[np.ndarray],
               metadata: dict, compress: bool = True) -> Path:
@@ -163,51 +201,18 @@ def write_log(path, *, prompts: Sequence[Sequence[int]], tokens: Sequence[Sequen
     vocab = None
     tl, dl = [], []
     for i in range(n):
-        a = np.asarray(target_log_probs[i], dtype=np.float64)
-        b = np.asarray(draft_log_probs[i], dtype=np.float64)
-        if a.ndim != 2 or b.shape != a.shape:
-            raise ValueError(f"sequence {i}: target/draft log-probs must both have shape (T, V), got "
-                             f"{a.shape} and {b.shape}")
-        if a.shape[0] != tok[i].size or tok[i].size == 0:
-            raise ValueError(f"sequence {i}: {tok[i].size} tokens but {a.shape[0]} rows of log-probs "
-                             f"(need equal and >= 1)")
-        if vocab is None:
-            vocab = a.shape[1]
-        elif a.shape[1] != vocab:
-            raise ValueError(f"sequence {i}: vocabulary size {a.shape[1]} differs from {vocab}")
-        for side, arr in (("target", a), ("draft", b)):
-            if np.isnan(arr).any() or np.isposinf(arr).any():
-                raise ValueError(f"sequence {i}: {side} log-probs contain NaN or +inf")
-            with np.errstate(divide="ignore"):
-                lse = np.log(np.exp(arr).sum(-1))
-            bad = np.flatnonzero(~(np.abs(lse) <= 1e-4))
-            if bad.size:
-                raise ValueError(f"sequence {i}, row {int(bad[0])}: {side} log-probs are not normalised "
-                                 f"(log sum exp = {lse[bad[0]]:.3g}); pass log-softmax values")
-        # re-centre by the (<= 1e-4) float64 log-sum-exp so that rounding is the only error left
-        with np.errstate(divide="ignore"):
-            tl.append(a - np.log(np.exp(a).sum(-1, keepdims=True)))
-            dl.append(b - np.log(np.exp(b).sum(-1, keepdims=True)))
+        a, b = _centred_sequence(i, target_log_probs[i], draft_log_probs[i], tok[i].size, vocab)
+        vocab = a.shape[1]
+        tl.append(a)
+        dl.append(b)
     pr = [np.asarray(p, dtype=np.int64).reshape(-1) for p in prompts]
     all_tok = np.concatenate(tok)
     all_pr = np.concatenate(pr) if sum(p.size for p in pr) else np.zeros(0, np.int64)
     for name, ids in (("tokens", all_tok), ("prompts", all_pr)):
         if ids.size and (ids.min() < 0 or ids.max() >= vocab):
             raise ValueError(f"{name} hold token ids outside [0, {vocab})")
-    with np.errstate(over="ignore"):
-        t16 = np.concatenate(tl).astype(np.float16)
-        d16 = np.concatenate(dl).astype(np.float16)
-    rows = np.arange(all_tok.size)
-    if np.isneginf(t16[rows, all_tok]).any():
-        t = int(np.flatnonzero(np.isneginf(t16[rows, all_tok]))[0])
-        raise ValueError(f"position {t}: the logged token has target probability 0 (after float16 rounding)")
-    meta = dict(metadata)
-    meta.update(_standard_metadata(n, int(all_tok.size), int(vocab), meta))
-    _check_metadata(path, meta)
-    try:
-        meta_json = json.dumps(meta, allow_nan=False, sort_keys=True)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"metadata is not JSON-serialisable: {err}") from None
+    t16, d16 = _float16_rows(tl, dl, all_tok)
+    meta_json = _metadata_json(path, metadata, n, int(all_tok.size), int(vocab))
     arrays = {
         "format": np.array(FORMAT),
         "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
@@ -219,12 +224,30 @@ def write_log(path, *, prompts: Sequence[Sequence[int]], tokens: Sequence[Sequen
         "target_log_probs": t16,
         "draft_log_probs": d16,
     }
+    _save_npz(path, arrays, compress)
+    return path
+
+
+def _float16_rows(tl: list, dl: list, tokens: np.ndarray) -> tuple:
+    """The sequences' target and draft rows as float16 ``[positions, V]``; refused where the logged
+    token's target probability rounds to 0."""
+    with np.errstate(over="ignore"):
+        t16 = np.concatenate(tl).astype(np.float16)
+        d16 = np.concatenate(dl).astype(np.float16)
+    rows = np.arange(tokens.size)
+    if np.isneginf(t16[rows, tokens]).any():
+        t = int(np.flatnonzero(np.isneginf(t16[rows, tokens]))[0])
+        raise ValueError(f"position {t}: the logged token has target probability 0 (after float16 rounding)")
+    return t16, d16
+
+
+def _save_npz(path: Path, arrays: dict, compress: bool) -> None:
+    """Write ``arrays`` to exactly ``path`` (no ".npz" appended), whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     from ..common.outputs import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "wb") as f:   # exact name, no ".npz" appended; whole or nothing
         (np.savez_compressed if compress else np.savez)(f, **arrays)
-    return path
 
 
 def _standard_metadata(n_seq: int, n_pos: int, vocab: int, given: dict) -> dict:
@@ -523,6 +546,32 @@ def _check_offsets(path, name, off, total):
                     f"length {total} (need 0 = o[0] <= ... <= o[-1] = {total}, at least one sequence)")
 
 
+def _normalisation_error(path, side: str, a: np.ndarray, vocab: int) -> float:
+    """max |Σ exp(ℓ) − 1| over the rows of one side's stored log-probs ``a`` ``[positions, V]``, after
+    refusing NaN/+inf, rows without mass and rows whose error the storage rounding cannot explain."""
+    bad = np.isnan(a) | np.isposinf(a)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        _fail(path, f"{side} log-probs hold {a[r, c]} at position {int(r)}, token {int(c)}")
+    empty = np.flatnonzero(np.isneginf(a).all(-1))
+    if empty.size:
+        _fail(path, f"{side} log-probs at position {int(empty[0])} are all -inf (no probability mass)")
+    mass = np.empty(a.shape[0])
+    tol = np.empty(a.shape[0])
+    step = max(1, (1 << 22) // max(1, vocab))             # ~32 MB of float64 at a time
+    for lo in range(0, a.shape[0], step):
+        lp = a[lo:lo + step].astype(np.float64)          # [rows, V]
+        mass[lo:lo + step] = np.exp(lp).sum(-1)
+        tol[lo:lo + step] = _mass_tolerance(lp, a.dtype)
+    err = np.abs(mass - 1.0)
+    bad = np.flatnonzero(err > tol)
+    if bad.size:
+        r = int(bad[0])
+        _fail(path, f"{side} log-probs at position {r} have total mass {mass[r]:.6g}; {a.dtype} rounding "
+                    f"explains at most ±{tol[r]:.3g}, so they are not log-probabilities")
+    return float(err.max()) if err.size else 0.0
+
+
 def _validate(path, arr) -> LogRun:
     fmt = str(_scalar(path, arr, "format", "U"))
     if fmt != FORMAT:
@@ -569,29 +618,7 @@ def _validate(path, arr) -> LogRun:
         if bad.size:
             _fail(path, f"{name}[{int(bad[0])}] = {int(ids[bad[0]])} is outside the vocabulary [0, {vocab})")
     tl, dl = _narrow_lossless(tl), _narrow_lossless(dl)
-    norm_err = {}
-    for side, a in (("target", tl), ("draft", dl)):
-        bad = np.isnan(a) | np.isposinf(a)
-        if bad.any():
-            r, c = np.argwhere(bad)[0]
-            _fail(path, f"{side} log-probs hold {a[r, c]} at position {int(r)}, token {int(c)}")
-        empty = np.flatnonzero(np.isneginf(a).all(-1))
-        if empty.size:
-            _fail(path, f"{side} log-probs at position {int(empty[0])} are all -inf (no probability mass)")
-        mass = np.empty(a.shape[0])
-        tol = np.empty(a.shape[0])
-        step = max(1, (1 << 22) // max(1, vocab))             # ~32 MB of float64 at a time
-        for lo in range(0, a.shape[0], step):
-            lp = a[lo:lo + step].astype(np.float64)          # [rows, V]
-            mass[lo:lo + step] = np.exp(lp).sum(-1)
-            tol[lo:lo + step] = _mass_tolerance(lp, a.dtype)
-        err = np.abs(mass - 1.0)
-        bad = np.flatnonzero(err > tol)
-        if bad.size:
-            r = int(bad[0])
-            _fail(path, f"{side} log-probs at position {r} have total mass {mass[r]:.6g}; {a.dtype} rounding "
-                        f"explains at most ±{tol[r]:.3g}, so they are not log-probabilities")
-        norm_err[side] = float(err.max()) if err.size else 0.0
+    norm_err = {side: _normalisation_error(path, side, a, vocab) for side, a in (("target", tl), ("draft", dl))}
     rows = np.arange(tokens.size)
     dead = np.flatnonzero(np.isneginf(tl[rows, tokens]))
     if dead.size:
