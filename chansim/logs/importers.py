@@ -229,49 +229,14 @@ def load_generate_output(path, prompt_length: int | None = None, eos_token_id=No
         _check_scores(path, logits, data["scores"], temperature, dtype)
     if seqs.size and (seqs.min() < 0 or seqs.max() >= logits.shape[2]):
         raise ValueError(f"{path}: sequences hold token ids outside [0, {logits.shape[2]})")
-    n_new = logits.shape[0]
-    if prompt_length is None and "prompt_length" in data:
-        pl = _to_numpy(data["prompt_length"])
-        if np.ndim(pl) != 0 or np.asarray(pl).dtype.kind not in "iu":
-            raise ValueError(f"{path}: prompt_length must be one integer")
-        prompt_length = int(pl)
-    plen = seqs.shape[1] - n_new if prompt_length is None else int(prompt_length)
-    if plen < 1 or plen + n_new != seqs.shape[1]:
-        raise ValueError(f"{path}: prompt length {plen} + {n_new} logit rows != sequence length {seqs.shape[1]}")
-    mask = None
-    if data.get("attention_mask") is not None:
-        mask = _to_numpy(data["attention_mask"])
-        mask = _real_array(mask.astype(np.int64) if mask.dtype.kind == "b" else mask, f"{path}: attention_mask",
-                           integer=True)
-        if mask.ndim != 2 or mask.shape[0] != seqs.shape[0] or mask.shape[1] not in (plen, seqs.shape[1]):
-            raise ValueError(f"{path}: attention_mask {mask.shape} fits neither (B, prompt_length) = "
-                             f"({seqs.shape[0]}, {plen}) nor (B, L) = {seqs.shape}")
-        if not np.isin(mask, (0, 1)).all():
-            raise ValueError(f"{path}: attention_mask must hold only 0 and 1")
-        mask = mask[:, :plen].astype(bool)
+    plen = _prompt_length(path, data, prompt_length, seqs.shape[1], logits.shape[0])
+    mask = _prompt_mask(path, data, seqs.shape, plen)
     eos = [] if eos_token_id is None else [int(e) for e in np.atleast_1d(eos_token_id)]
     prompts, tokens, rows, padding = [], [], [], "none"
     for b in range(seqs.shape[0]):
-        pr = seqs[b, :plen]
-        if mask is not None:
-            if not mask[b].any():
-                raise ValueError(f"{path}: row {b}: the attention_mask masks the whole prompt")
-            if not mask[b].all():
-                padding = "dropped the attention_mask's zeros from the prompts"
-            pr = pr[mask[b]]
-        elif pad_token_id is not None:
-            lead, trail = _pad_runs(pr, int(pad_token_id))
-            if lead or trail:
-                if not strip_pads:
-                    side = "starts" if lead else "ends"
-                    raise ValueError(f"{path}: row {b}: the prompt {side} with {lead or trail} pad token(s) (id "
-                                     f"{pad_token_id}) and the file has no attention_mask, so the padding cannot be "
-                                     f"told from the prompt; save 'attention_mask' with the output, or pass "
-                                     f"--strip-pads to drop pad runs at the prompt's edges")
-                pr = pr[lead:pr.size - trail]
-                padding = f"stripped pad runs (id {pad_token_id}) at the prompts' edges (--strip-pads)"
-                if pr.size == 0:
-                    raise ValueError(f"{path}: row {b}: the prompt is only pad tokens")
+        pr, done = _unpadded_prompt(path, b, seqs[b, :plen], None if mask is None else mask[b], pad_token_id,
+                                    strip_pads)
+        padding = done or padding
         cont = seqs[b, plen:]
         n = cont.size
         hits = np.flatnonzero(np.isin(cont, eos)) if eos else np.zeros(0, int)
@@ -280,21 +245,126 @@ def load_generate_output(path, prompt_length: int | None = None, eos_token_id=No
         prompts.append(pr.tolist())
         tokens.append(cont[:n])
         rows.append(log_softmax(logits[:n, b, :], temperature))
-    u = _ROUNDOFF.get(dtype)
-    rounding = None
-    if dtype in ("bfloat16", "float16"):
-        z = logits[np.isfinite(logits)]
-        zmax = float(np.abs(z).max()) if z.size else 0.0
-        rounding = {"dtype": dtype, "unit_roundoff": u, "max_abs_logit": zmax,
-                    "log_prob_error_bound": 2 * u * zmax / temperature,
-                    "note": f"{dtype} logits: each logit z carries a relative rounding error <= {u:.3g}, so each "
-                            f"log-prob is within 2u·max|z|/T = {2 * u * zmax / temperature:.3g} of the float32 "
-                            f"model's (rows can differ from float32 by a few 1e-2 in total variation)"}
-    info = {"logits_key": key, "logits_dtype": dtype, "rounding": rounding, "padding": padding,
+    info = {"logits_key": key, "logits_dtype": dtype, "rounding": _rounding(logits, dtype, temperature),
+            "padding": padding,
             "log_probs": "raw logits (output_logits) / temperature" if key == "logits" else
             "processed scores (output_scores: after generate's logits processors)",
             "eos_token_id": eos or None}
     return prompts, tokens, rows, info
+
+
+def _check_records_options(draft_records, temperature, draft_skip, vocab_size, token_strings):
+    """Refuse what top-n records cannot give (no draft, a temperature) and malformed options; the
+    vocabulary size (``--vocab-size``, else the number of ``--token-strings``, else None)."""
+    if draft_records is None:
+        raise ValueError("top-n records give only the target; pass the draft's records for the same text "
+                         "(--draft-records)")
+    if temperature != 1.0:
+        raise ValueError(f"--temperature {temperature} cannot be applied to top-n records (re-tempering needs the "
+                         f"normaliser of the whole distribution); give the log-probs of the distribution that was "
+                         f"sampled (vLLM --logprobs-mode processed_logprobs, llama.cpp post_sampling_probs) and "
+                         f"leave --temperature at 1")
+    if draft_skip is not None and (isinstance(draft_skip, bool) or not isinstance(draft_skip, int) or draft_skip < 0):
+        raise ValueError(f"--draft-skip must be an integer >= 0, got {draft_skip!r}")
+    if vocab_size is not None and (isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1):
+        raise ValueError(f"--vocab-size must be an integer >= 1, got {vocab_size!r}")
+    if token_strings is not None and vocab_size is not None and len(token_strings) != vocab_size:
+        raise ValueError(f"--token-strings lists {len(token_strings)} strings but --vocab-size is {vocab_size}")
+    if token_strings is not None and vocab_size is None:
+        vocab_size = len(token_strings)
+    return vocab_size
+
+
+def _records_metadata(target_records, draft_records, tgt, drf, per_prefix: bool, key_mode: str) -> dict:
+    """The metadata of a log imported from records: sources, shapes, layout, token keys, what the values are."""
+    meta = {"source": {"kind": "topn-records", "target": str(target_records), "draft": str(draft_records),
+                       "target_shape": sorted({s.shape for s in tgt}), "draft_shape": sorted({s.shape for s in drf}),
+                       "draft_layout": "one response per position (per prefix)" if per_prefix else
+                       "one response per sequence"},
+            "token_keys": key_mode, "temperature": 1.0,
+            "logprobs": {"target": sorted({s.logprobs for s in tgt}), "draft": sorted({s.logprobs for s in drf})},
+            "logprobs_note": "the intervals are for the distributions these records give: 'raw' log-probs (vLLM's "
+                             "default) are before temperature/top-k/top-p and describe the sampling only when the "
+                             "server sampled at temperature 1 without truncation"}
+    notes = [f"log-probs as the tools returned them (target: {', '.join(meta['logprobs']['target'])}; draft: "
+             f"{', '.join(meta['logprobs']['draft'])}); " + meta["logprobs_note"]]
+    if key_mode.startswith("strings (assumed"):
+        notes.append("token keys are strings assumed to name distinct ids (--assume-distinct-strings; U+FFFD and "
+                     "repeated strings were refused): the intervals hold only under that assumption -- return token "
+                     "ids or pass --token-strings to make them guaranteed")
+    meta["notes"] = notes
+    return meta
+
+
+def _unpadded_prompt(path, b: int, pr: np.ndarray, mask_row, pad_token_id, strip_pads: bool) -> tuple:
+    """Row ``b``'s prompt without its padding, and what was done to it (None: nothing).
+
+    With an attention mask its zeros are dropped; without one, pad runs at the prompt's edges
+    are refused unless ``strip_pads`` (then dropped).
+    """
+    if mask_row is not None:
+        if not mask_row.any():
+            raise ValueError(f"{path}: row {b}: the attention_mask masks the whole prompt")
+        done = None if mask_row.all() else "dropped the attention_mask's zeros from the prompts"
+        return pr[mask_row], done
+    if pad_token_id is None:
+        return pr, None
+    lead, trail = _pad_runs(pr, int(pad_token_id))
+    if not (lead or trail):
+        return pr, None
+    if not strip_pads:
+        side = "starts" if lead else "ends"
+        raise ValueError(f"{path}: row {b}: the prompt {side} with {lead or trail} pad token(s) (id "
+                         f"{pad_token_id}) and the file has no attention_mask, so the padding cannot be "
+                         f"told from the prompt; save 'attention_mask' with the output, or pass "
+                         f"--strip-pads to drop pad runs at the prompt's edges")
+    pr = pr[lead:pr.size - trail]
+    if pr.size == 0:
+        raise ValueError(f"{path}: row {b}: the prompt is only pad tokens")
+    return pr, f"stripped pad runs (id {pad_token_id}) at the prompts' edges (--strip-pads)"
+
+
+def _prompt_length(path, data: dict, prompt_length, length: int, n_new: int) -> int:
+    """Prompt tokens per row: ``prompt_length``, else the file's, else ``length - n_new``; checked to
+    leave exactly the ``n_new`` logit rows of a ``length``-token sequence."""
+    if prompt_length is None and "prompt_length" in data:
+        pl = _to_numpy(data["prompt_length"])
+        if np.ndim(pl) != 0 or np.asarray(pl).dtype.kind not in "iu":
+            raise ValueError(f"{path}: prompt_length must be one integer")
+        prompt_length = int(pl)
+    plen = length - n_new if prompt_length is None else int(prompt_length)
+    if plen < 1 or plen + n_new != length:
+        raise ValueError(f"{path}: prompt length {plen} + {n_new} logit rows != sequence length {length}")
+    return plen
+
+
+def _prompt_mask(path, data: dict, shape: tuple, plen: int):
+    """The file's ``attention_mask`` over the prompts, boolean ``(B, plen)``, or None without one."""
+    if data.get("attention_mask") is None:
+        return None
+    mask = _to_numpy(data["attention_mask"])
+    mask = _real_array(mask.astype(np.int64) if mask.dtype.kind == "b" else mask, f"{path}: attention_mask",
+                       integer=True)
+    if mask.ndim != 2 or mask.shape[0] != shape[0] or mask.shape[1] not in (plen, shape[1]):
+        raise ValueError(f"{path}: attention_mask {mask.shape} fits neither (B, prompt_length) = "
+                         f"({shape[0]}, {plen}) nor (B, L) = {shape}")
+    if not np.isin(mask, (0, 1)).all():
+        raise ValueError(f"{path}: attention_mask must hold only 0 and 1")
+    return mask[:, :plen].astype(bool)
+
+
+def _rounding(logits: np.ndarray, dtype: str, temperature: float):
+    """The half-precision error bound on the log-probs of ``dtype`` logits, or None for wider dtypes."""
+    if dtype not in ("bfloat16", "float16"):
+        return None
+    u = _ROUNDOFF.get(dtype)
+    z = logits[np.isfinite(logits)]
+    zmax = float(np.abs(z).max()) if z.size else 0.0
+    return {"dtype": dtype, "unit_roundoff": u, "max_abs_logit": zmax,
+            "log_prob_error_bound": 2 * u * zmax / temperature,
+            "note": f"{dtype} logits: each logit z carries a relative rounding error <= {u:.3g}, so each "
+                    f"log-prob is within 2u·max|z|/T = {2 * u * zmax / temperature:.3g} of the float32 "
+                    f"model's (rows can differ from float32 by a few 1e-2 in total variation)"}
 
 
 def _batched(a: np.ndarray, name: str, ndim: int) -> np.ndarray:
@@ -502,22 +572,7 @@ def import_topn_records(target_records, out, *, draft_records=None, vocab_size=N
     from .readers._door import Where
     from .truncated import record_head, write_truncated_log
 
-    if draft_records is None:
-        raise ValueError("top-n records give only the target; pass the draft's records for the same text "
-                         "(--draft-records)")
-    if temperature != 1.0:
-        raise ValueError(f"--temperature {temperature} cannot be applied to top-n records (re-tempering needs the "
-                         f"normaliser of the whole distribution); give the log-probs of the distribution that was "
-                         f"sampled (vLLM --logprobs-mode processed_logprobs, llama.cpp post_sampling_probs) and "
-                         f"leave --temperature at 1")
-    if draft_skip is not None and (isinstance(draft_skip, bool) or not isinstance(draft_skip, int) or draft_skip < 0):
-        raise ValueError(f"--draft-skip must be an integer >= 0, got {draft_skip!r}")
-    if vocab_size is not None and (isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1):
-        raise ValueError(f"--vocab-size must be an integer >= 1, got {vocab_size!r}")
-    if token_strings is not None and vocab_size is not None and len(token_strings) != vocab_size:
-        raise ValueError(f"--token-strings lists {len(token_strings)} strings but --vocab-size is {vocab_size}")
-    if token_strings is not None and vocab_size is None:
-        vocab_size = len(token_strings)
+    vocab_size = _check_records_options(draft_records, temperature, draft_skip, vocab_size, token_strings)
     tgt = _target_sequences(target_records, read_records(target_records, vocab_size))
     drf = _draft_sequences(read_records(draft_records, vocab_size))
     n_pos = sum(len(s.positions) for s in tgt)
@@ -549,22 +604,7 @@ def import_topn_records(target_records, out, *, draft_records=None, vocab_size=N
                 head_keys, lps, floor = record_head(pos, w, side)
                 acc.append(([keys(h, w, "token" if h == pos.token else "top list") for h in head_keys], lps, floor))
         tokens.append(seq)
-    meta = {"source": {"kind": "topn-records", "target": str(target_records), "draft": str(draft_records),
-                       "target_shape": sorted({s.shape for s in tgt}), "draft_shape": sorted({s.shape for s in drf}),
-                       "draft_layout": "one response per position (per prefix)" if per_prefix else
-                       "one response per sequence"},
-            "token_keys": keys.mode, "temperature": 1.0,
-            "logprobs": {"target": sorted({s.logprobs for s in tgt}), "draft": sorted({s.logprobs for s in drf})},
-            "logprobs_note": "the intervals are for the distributions these records give: 'raw' log-probs (vLLM's "
-                             "default) are before temperature/top-k/top-p and describe the sampling only when the "
-                             "server sampled at temperature 1 without truncation"}
-    notes = [f"log-probs as the tools returned them (target: {', '.join(meta['logprobs']['target'])}; draft: "
-             f"{', '.join(meta['logprobs']['draft'])}); " + meta["logprobs_note"]]
-    if keys.mode.startswith("strings (assumed"):
-        notes.append("token keys are strings assumed to name distinct ids (--assume-distinct-strings; U+FFFD and "
-                     "repeated strings were refused): the intervals hold only under that assumption -- return token "
-                     "ids or pass --token-strings to make them guaranteed")
-    meta["notes"] = notes
+    meta = _records_metadata(target_records, draft_records, tgt, drf, per_prefix, keys.mode)
     meta.update(metadata or {})
     return write_truncated_log(out, prompts=prompts or [[] for _ in tokens], tokens=tokens, target_heads=th,
                                draft_heads=dh, metadata=meta, vocab_size=vocab_size)
