@@ -88,8 +88,7 @@ def iid_prediction(run, temperature: float, draft_temperature: float | None = No
 
     methods = list(methods) if methods else list(default_methods("settings-check"))
 
-    from ..common.stats import ratio_interval, student_quantile
-    from ..theory.expectations import expected_tokens
+    from ..common.stats import student_quantile
     from ..verify import as_tree
 
     if not 0 < confidence < 1:
@@ -99,11 +98,7 @@ def iid_prediction(run, temperature: float, draft_temperature: float | None = No
     draft_temperature = temperature if draft_temperature is None else draft_temperature
     p_set = rescale_settings(t0, temperature, target_top_k, target_top_p)
     q_set = rescale_settings(d0, draft_temperature, draft_top_k, draft_top_p)
-    offsets = np.asarray(run.offsets)
-    rows_of = []                                                   # per sequence: row indices used
-    for i in range(len(offsets) - 1):
-        stop = offsets[i + 1] if new_tokens is None else min(offsets[i + 1], offsets[i] + int(new_tokens))
-        rows_of.append(np.arange(offsets[i], stop))
+    rows_of = _rows_used(np.asarray(run.offsets), new_tokens)       # per sequence: row indices used
     idx = np.concatenate(rows_of)
     p = p_set.apply(np.asarray(run.target_log_probs[idx]))           # [N, V]
     q = q_set.apply(np.asarray(run.draft_log_probs[idx]))            # [N, V]
@@ -114,29 +109,54 @@ def iid_prediction(run, temperature: float, draft_temperature: float | None = No
     for method in methods:
         for spec in trees:
             tree = as_tree(spec)
-            is_chain = tree.size > 0 and tree.max_depth == tree.size
-            fast = get_method(method).chain_tokens_batch(p, q, tree.size) if is_chain else None
-            if fast is not None:
-                e, exact = fast, True                                # [N] closed form, no Monte Carlo
-            else:
-                try:
-                    es = [expected_tokens(method, tree, p[j], q[j], trials=trials, seed=seed + j)
-                          for j in range(len(idx))]
-                except ValueError:
-                    continue                                       # method does not run on this tree
-                e = np.array([x.value for x in es])                  # [N] tokens per call per context
-                exact = all(bool(x.exact) for x in es)
-            per_seq_mean = np.array([e[seq_of == s].mean() for s in range(n_seq)])
-            half = tcrit * per_seq_mean.std(ddof=1) / np.sqrt(n_seq) if n_seq > 1 else float("inf")
-            mean = {"mean": float(e.mean()), "ci_low": float(e.mean() - half), "ci_high": float(e.mean() + half)}
-            tokens = np.array([np.sum(seq_of == s) for s in range(n_seq)], dtype=float)
-            calls = np.array([np.sum(1.0 / e[seq_of == s]) for s in range(n_seq)])
-            rate = ratio_interval(tokens, calls, confidence)
+            per_context = _context_tokens(get_method(method), tree, p, q, trials, seed)
+            if per_context is None:
+                continue                                           # method does not run on this tree
+            e, exact = per_context
+            mean, rate = _over_sequences(e, seq_of, n_seq, tcrit, confidence)
             out.append({"method": method, "tree": spec, "temperature": float(temperature),
                         "draft_temperature": float(draft_temperature), "log_temperature": t0,
                         "mean": mean, "rate": {k: float(rate[k]) for k in ("mean", "ci_low", "ci_high")},
                         "exact": exact, "positions": int(len(idx)), "sequences": n_seq})
     return out
+
+
+def _rows_used(offsets: np.ndarray, new_tokens) -> list:
+    """Per sequence, the log rows used: all, or the first ``new_tokens`` of each."""
+    rows_of = []
+    for i in range(len(offsets) - 1):
+        stop = offsets[i + 1] if new_tokens is None else min(offsets[i + 1], offsets[i] + int(new_tokens))
+        rows_of.append(np.arange(offsets[i], stop))
+    return rows_of
+
+
+def _context_tokens(method, tree, p: np.ndarray, q: np.ndarray, trials: int, seed: int):
+    """``(e [N], exact)``: i.i.d.-model tokens per call on ``tree`` at each context (rows of p, q ``[N, V]``),
+    by the method's closed form on chains where it has one; None when the method refuses the tree."""
+    from ..theory.expectations import expected_tokens
+
+    is_chain = tree.size > 0 and tree.max_depth == tree.size
+    fast = method.chain_tokens_batch(p, q, tree.size) if is_chain else None
+    if fast is not None:
+        return fast, True                                          # [N] closed form, no Monte Carlo
+    try:
+        es = [expected_tokens(method, tree, p[j], q[j], trials=trials, seed=seed + j) for j in range(len(p))]
+    except ValueError:
+        return None
+    return np.array([x.value for x in es]), all(bool(x.exact) for x in es)
+
+
+def _over_sequences(e: np.ndarray, seq_of: np.ndarray, n_seq: int, tcrit: float, confidence: float) -> tuple:
+    """Intervals over sequences of the per-context tokens per call ``e`` ``[N]`` (``seq_of``: each
+    context's sequence): of their mean (Student t) and of the rate tokens / calls (ratio estimator)."""
+    from ..common.stats import ratio_interval
+
+    per_seq_mean = np.array([e[seq_of == s].mean() for s in range(n_seq)])
+    half = tcrit * per_seq_mean.std(ddof=1) / np.sqrt(n_seq) if n_seq > 1 else float("inf")
+    mean = {"mean": float(e.mean()), "ci_low": float(e.mean() - half), "ci_high": float(e.mean() + half)}
+    tokens = np.array([np.sum(seq_of == s) for s in range(n_seq)], dtype=float)
+    calls = np.array([np.sum(1.0 / e[seq_of == s]) for s in range(n_seq)])
+    return mean, ratio_interval(tokens, calls, confidence)
 
 
 def _overlap(a, b) -> bool:

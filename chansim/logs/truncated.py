@@ -135,8 +135,7 @@ def record_head(pos, where, side: str = "target") -> tuple[list, list, float]:
       :math:`1..K` for the largest K with no gap; for a top-n-only list (llama.cpp, TGI,
       SGLang, ``pos.ranked_only``), all entries; otherwise (vLLM / OpenAI), every entry but
       the produced token's, which may sit in the list without being ranked;
-    * **floor** :math:`m = \max_{x
-otin S} p(x) \le \min_{	ext{ranked}} p`: the ranked
+    * **floor** :math:`m = \max_{x\notin S} p(x) \le \min_{\text{ranked}} p`: the ranked
       entries are the top-k of the distribution for some k, so every unlisted token is at
       most the least likely of them; 1 (no information) when there is no ranked entry;
     * **sentinels**: ``-inf``, vLLM's ``-9999.0`` and llama.cpp's lowest float (read as
@@ -163,25 +162,8 @@ otin S} p(x) \le \min_{	ext{ranked}} p`: the ranked
     """
     import math
 
-    listed = {}
-    for k, lp in pos.listed:
-        if k in listed:
-            if isinstance(k, str):
-                raise where.error("top list", f"lists the token string {k!r} twice: two different token ids decode "
-                                              f"to it and the records cannot say which is which -- return token ids "
-                                              f"(vLLM: --return-tokens-as-token-ids; llama.cpp, TGI and SGLang give ids)")
-            raise where.error("top list", f"lists token id {k} twice")
-        listed[k] = lp
-    if pos.ranks is not None and all(r is not None for r in pos.ranks):
-        have = set(pos.ranks)
-        top_k = 0
-        while top_k + 1 in have:
-            top_k += 1
-        ranked = [lp for (_, lp), r in zip(pos.listed, pos.ranks) if r <= top_k]
-    elif pos.ranked_only:
-        ranked = list(listed.values())
-    else:
-        ranked = [lp for k, lp in listed.items() if k != pos.token]
+    listed = _listed_once(pos, where)
+    ranked = _ranked_values(pos, listed)
     floor = math.exp(min(ranked)) if ranked else 1.0
     if pos.logprob is not None:
         if pos.token in listed and abs(listed[pos.token] - pos.logprob) > _LP_AGREE * max(1.0, abs(pos.logprob)) \
@@ -203,6 +185,41 @@ otin S} p(x) \le \min_{	ext{ranked}} p`: the ranked
             raise where.error("logprob", f"the target's produced token {pos.token!r} has probability 0 (log-prob -inf "
                                          f"or a sentinel such as vLLM's -9999.0): these log-probs are not the "
                                          f"distribution it was sampled from")
+    _check_mass(listed, floor, where)
+    return list(listed), list(listed.values()), floor
+
+
+def _listed_once(pos, where) -> dict:
+    """The position's top list as ``{key: log-prob}``, refusing a key listed twice."""
+    listed = {}
+    for k, lp in pos.listed:
+        if k in listed:
+            if isinstance(k, str):
+                raise where.error("top list", f"lists the token string {k!r} twice: two different token ids decode "
+                                              f"to it and the records cannot say which is which -- return token ids "
+                                              f"(vLLM: --return-tokens-as-token-ids; llama.cpp, TGI and SGLang give ids)")
+            raise where.error("top list", f"lists token id {k} twice")
+        listed[k] = lp
+    return listed
+
+
+def _ranked_values(pos, listed: dict) -> list:
+    """The log-probs of the ranked entries (:func:`record_head`'s first rule)."""
+    if pos.ranks is not None and all(r is not None for r in pos.ranks):
+        have = set(pos.ranks)
+        top_k = 0
+        while top_k + 1 in have:
+            top_k += 1
+        return [lp for (_, lp), r in zip(pos.listed, pos.ranks) if r <= top_k]
+    if pos.ranked_only:
+        return list(listed.values())
+    return [lp for k, lp in listed.items() if k != pos.token]
+
+
+def _check_mass(listed: dict, floor: float, where) -> None:
+    """Refuse a head whose mass exceeds 1 or leaves the unlisted tokens more than the floor allows."""
+    import math
+
     mass = sum(math.exp(v) for v in listed.values())
     if mass > 1 + _MASS_TOL:
         raise where.error("top list", f"listed probabilities sum to {mass:.6f} > 1: these are not log-probabilities "
@@ -212,7 +229,6 @@ otin S} p(x) \le \min_{	ext{ranked}} p`: the ranked
         raise where.error("top list", f"the listed probabilities leave mass {1 - mass:.6f} to the unlisted tokens, "
                                       f"but the ranked values allow at most {room:.6g} (each unlisted token <= "
                                       f"{floor:.6g}): the list is not the top-n of this distribution")
-    return list(listed), list(listed.values()), floor
 
 
 def write_truncated_log(path, *, prompts, tokens, target_heads, draft_heads, metadata: dict,
