@@ -124,19 +124,11 @@ def log_run(pair, prompts: Sequence[Sequence[int]], new_tokens: int, temperature
     try:
         for index, prompt in enumerate(prompts):
             key = sequence_key(seed, index)                              # independent noise per sequence
-            seq = list(prompt)
-            t_rows, d_rows = [], []
-            for _ in range(new_tokens):
-                lp = target.next_log_probs(seq, temperature)            # [V] float64
-                t_rows.append(lp)
-                d_rows.append(draft.next_log_probs(seq, draft_temperature))
-                seq.append(race_sample(lp, key, len(seq)))
-                bar.update(1)
-            tokens.append(np.array(seq[len(prompt):], dtype=np.int64))
-            tlp.append(np.stack(t_rows))
-            dlp.append(np.stack(d_rows))
-            target.reset()
-            draft.reset()
+            toks, t_rows, d_rows = _log_sequence(target, draft, prompt, new_tokens, temperature,
+                                                 draft_temperature, key, bar)
+            tokens.append(toks)
+            tlp.append(t_rows)
+            dlp.append(d_rows)
     finally:
         bar.close()
     meta = dict(pair.metadata)
@@ -157,6 +149,23 @@ def log_run(pair, prompts: Sequence[Sequence[int]], new_tokens: int, temperature
     })
     return {"prompts": prompts, "tokens": tokens, "target_log_probs": tlp, "draft_log_probs": dlp,
             "metadata": meta}
+
+
+def _log_sequence(target, draft, prompt: list, new_tokens: int, temperature: float, draft_temperature: float,
+                  key: int, bar) -> tuple:
+    """Sample ``new_tokens`` tokens after ``prompt`` from the target by the keyed race ``key``:
+    ``(tokens [T], target rows [T, V], draft rows [T, V])``; the scorers' caches are reset after."""
+    seq = list(prompt)
+    t_rows, d_rows = [], []
+    for _ in range(new_tokens):
+        lp = target.next_log_probs(seq, temperature)            # [V] float64
+        t_rows.append(lp)
+        d_rows.append(draft.next_log_probs(seq, draft_temperature))
+        seq.append(race_sample(lp, key, len(seq)))
+        bar.update(1)
+    target.reset()
+    draft.reset()
+    return np.array(seq[len(prompt):], dtype=np.int64), np.stack(t_rows), np.stack(d_rows)
 
 
 def _versions() -> dict:
