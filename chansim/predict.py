@@ -26,6 +26,10 @@ module ``chansim/verify/<method>.py``; derivations in docs/theory.md §9 and doc
   (:func:`spectr_path_acceptance`); only for trees where every depth has one draft
   (then it is sd) or for a single batch depth, since on k draft sequences the number
   of drafts still alive at depth d > 0 is random;
+* ``multidraft`` (m i.i.d. drafts, optimal selection law :math:`r`, then sd against it):
+  :math:`c = \min(1, r(y)/p(y))` (:meth:`chansim.verify.multidraft.Multidraft.path_acceptance`);
+* ``block`` (a chain decided as a whole): no per-node acceptance; the law of a call's
+  length along the path (``Block.path_call_lengths``) enters the recursion below;
 * ``autoregressive``: :math:`c = 0`.
 
 Given the path, fresh randomness per position makes these events independent, so a

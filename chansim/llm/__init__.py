@@ -1,8 +1,11 @@
-"""Real language models: model pairs, tree scoring with KV caches, generation, validation.
+"""Real language models: model pairs, tree scoring with KV caches, generation, logging runs,
+validation, wall clock, transformers' assisted generation, prompt lookup on a pair.
 
-Everything here loads or runs a model and needs the ``llm`` extra (torch, transformers,
-gguf, accelerate); torch is imported lazily, so importing :mod:`chansim.llm` alone is
-cheap.  What works on a logged run without a model lives in :mod:`chansim.logs`.
+Everything here loads or runs a model (or, ``workloads``, builds prompts with its tokenizer)
+and needs the ``llm`` extra (torch, transformers, gguf, accelerate); torch is imported
+lazily, so importing :mod:`chansim.llm` alone is cheap.  What works on a logged run without
+a model -- reading, importing, truncating, predicting, temperature re-weighting, statistics
+-- lives in :mod:`chansim.logs`, which never imports this package.
 
 >>> from chansim.llm import DEFAULT_SKIP_LAYERS
 >>> DEFAULT_SKIP_LAYERS

@@ -15,16 +15,20 @@ multidraft       m children i.i.d. ~ q                       optimal selection, 
 ===============  ==========================================  =====================
 
 Each method's module holds everything about it (sampling rule, node weights for the
-theory, acceptance along a logged path, tree shapes, display style); the registry
-(:mod:`chansim.verify.registry`) lists it once.  docs/architecture.md: how to add one.
+theory, acceptance along a logged path, tree shapes, display style, the default lists it
+belongs to and its roles); the registry (:mod:`chansim.verify.registry`) lists it once and
+answers every other layer (``get_method``, ``method_names``, ``default_methods``,
+``baseline``, ``role``).  docs/architecture.md: how to add one.
 
 :func:`speculative_step` is the one shared tree walk (one target call);
 :mod:`chansim.simulate` runs the same node rules vectorised over many calls.
 """
 from .autoregressive import Autoregressive
 from .base import Method, NodeNoise, SlotWeights
+from .block import Block
 from .ersd import ERSD, ERSDTopM
-from .registry import METHODS, get_method, method_names, style
+from .multidraft import Multidraft
+from .registry import METHODS, baseline, default_methods, get_method, is_baseline, method_names, role, style
 from .rsd import RSD
 from .sd import SD
 from .specinfer import SpecInfer
@@ -33,8 +37,9 @@ from .walk import (GenerationResult, GeneratorNoise, KeyedNoise, StepResult, as_
                    speculative_generate, speculative_step)
 
 __all__ = [
-    "Method", "NodeNoise", "SlotWeights", "METHODS", "get_method", "method_names", "style",
-    "Autoregressive", "SD", "SpecInfer", "RSD", "SpecTr", "ERSD", "ERSDTopM", "spectr_rho",
+    "Method", "NodeNoise", "SlotWeights", "METHODS", "get_method", "method_names", "default_methods",
+    "baseline", "is_baseline", "role", "style",
+    "Autoregressive", "SD", "SpecInfer", "RSD", "SpecTr", "ERSD", "ERSDTopM", "Block", "Multidraft", "spectr_rho",
     "KeyedNoise", "GeneratorNoise", "StepResult", "GenerationResult",
     "speculative_step", "speculative_generate", "as_tree",
 ]
