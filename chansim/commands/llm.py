@@ -1,7 +1,9 @@
-"""``chansim llm``: real-model work (log logits, validate predicted vs measured speed-ups).
+"""``chansim llm``: real-model work (log logits, validate predicted vs measured speed-ups,
+import other tools' logits, prompt lookup on a pair).
 
-Sub-commands live in their own modules (``llm_log.py``, ``llm_validate.py``), each
-exposing ``register(subparsers)``; this module only groups them.
+Sub-commands live in their own modules (:data:`SUBCOMMANDS`: ``llm_log.py``, ``llm_validate.py``,
+``llm_import.py``, ``llm_lookup.py``), each exposing ``register(subparsers)``; this module only
+groups them.
 """
 from __future__ import annotations
 
