@@ -149,3 +149,19 @@ def test_prediction_matches_fixed_chain_and_monte_carlo(tmp_path):
     assert s["wall_speedup"]["mean"] == pytest.approx(s["tokens_per_call"]["mean"])   # flat c(n), free draft
     with pytest.raises(ValueError, match="thresholds"):
         predict_confidence(run, [-1.0], k=3)
+
+
+# ----------------------------------------------------------------------------- the real model (llm tier)
+def test_real_pair_confidence_stop_keeps_ersd_exact_and_cuts_drafts(default_pair):
+    from chansim.llm.generate import generate_real, race_continuation
+    from chansim.llm.measure import pydoc_prompts
+
+    prompt = pydoc_prompts(default_pair.tokenizer, 1, 16)[0]
+    ref = race_continuation(default_pair.target, prompt, 8, temperature=1.0, seed=3)
+    full = generate_real(default_pair, "ersd", "chain:3", prompt, 8, seed=3)
+    cut = generate_real(default_pair, "ersd", "chain:3", prompt, 8, seed=3, confidence=0.9)
+    never = generate_real(default_pair, "sd", "chain:3", prompt, 4, seed=3, confidence=1.01)
+    assert full.tokens.tolist() == cut.tokens.tolist() == ref.tolist()
+    assert sum(cut.reached_per_depth) <= sum(full.reached_per_depth)
+    assert cut.draft_forwards < full.draft_forwards
+    assert never.target_calls == 4 and sum(never.reached_per_depth) == 0
