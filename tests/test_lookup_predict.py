@@ -250,3 +250,15 @@ def test_cli_bound_log_predicts_and_chooses_drafts_as_llm_lookup(markov_log, tmp
     with pytest.raises(SystemExit):
         main(["bound", "--p", str(p), "--q", str(p), "--cost", "fast"])
     assert "must be a number or 'auto'" in capsys.readouterr().err
+    assert main(argv + ["--drafts", "lookup:2", "--threads", "1"]) == 2
+    assert "--threads applies with --cost auto only" in capsys.readouterr().err
+
+
+def test_cli_bound_refuses_drafts_on_a_top_n_log(markov_log, monkeypatch, capsys):
+    import chansim.logs.truncated as truncated
+    from chansim.cli import main
+
+    run, _ = markov_log
+    monkeypatch.setattr(truncated, "is_truncated_log", lambda path: True)
+    assert main(["bound", "--log", str(run.path), "--drafts", "lookup:2"]) == 2
+    assert "need a full log" in capsys.readouterr().err

@@ -149,10 +149,13 @@ def _check_lookup_flags(args) -> None:
                                    ("--choose", args.choose), ("--threads", args.threads is not None),
                                    ("--cost auto", args.cost == "auto")) if on]
     if given and args.log is None:
-        raise ValueError(f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} to --log only (deterministic drafts are predicted from a log's "
-                         "text); give --log RUN.npz, or a number --cost C for --p/--q")
+        raise ValueError(f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} to --log only "
+                         "(deterministic drafts are predicted from a log's text); give --log RUN.npz, or a number "
+                         "--cost C for --p/--q")
     if given and (args.temperatures is not None or args.top_n is not None):
         raise ValueError(f"{', '.join(given)} do not combine with --temperatures or --top-n")
+    if args.threads is not None and args.cost != "auto":
+        raise ValueError("--threads applies with --cost auto only (the threads of the cost measurement)")
 
 
 def _plot_output(args, inputs):
@@ -239,6 +242,9 @@ def _run_log(args) -> int:
         print(json.dumps(rows, indent=1) if args.json else format_truncation_widths(rows))
         return 0
     if is_truncated_log(args.log):                       # top-n log: guaranteed intervals (docs/log-format.md)
+        if _lookup_drafts(args) is not None:
+            raise ValueError("--drafts, --costs, --choose and --cost auto need a full log; this one is top-n "
+                             "truncated")
         trees = {"optimal": ("chain", "batch"), "chain": ("chain",), "batch": ("batch",)}[args.tree]
         rep = truncated_report(args.log, k=_parse_ks(args.k), methods=_methods(args.method), trees=trees)
         print(json.dumps(rep, indent=2) if args.json else format_truncated_report(rep))
