@@ -35,7 +35,7 @@ def _law_pvalue(method, streams, seed, confidence=THRESHOLD, prefix=(2,)):
     return chisquare_pvalue(ngram_counts(seqs, 4), law)
 
 
-@pytest.mark.parametrize("method", ["sd", "specinfer", "spectr", "ersd"])
+@pytest.mark.parametrize("method", ["sd", "specinfer", "spectr", "ersd", "block"])
 def test_confidence_stop_generates_the_target_law(method):
     assert _law_pvalue(method, streams=3000, seed=5) > ALPHA
     assert _law_pvalue(method, streams=3000, seed=6, prefix=(0,)) > ALPHA

@@ -210,7 +210,7 @@ def speculative_step(method, tree, prefix, target_source, draft_source, randomne
         keep = np.flatnonzero(valid)
         tree = as_tree(f"chain:{keep.size - 1}")
         tokens, p_all, q_all = tokens[keep], p_all[keep], q_all[keep]
-    if method.verifies_chain:
+    if method.verifies_chain and tree.max_depth > 0:               # nothing drafted: the node rule's target sample
         return _verify_chain(method, tree, tokens, p_all, q_all, node_noise(0), position)
     return _walk_down(method, tree, tokens, p_all, q_all, node_noise, position)
 
