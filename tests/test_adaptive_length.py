@@ -149,6 +149,8 @@ def test_prediction_matches_fixed_chain_and_monte_carlo(tmp_path):
     assert s["wall_speedup"]["mean"] == pytest.approx(s["tokens_per_call"]["mean"])   # flat c(n), free draft
     with pytest.raises(ValueError, match="thresholds"):
         predict_confidence(run, [-1.0], k=3)
+    with pytest.raises(ValueError, match="jointly"):
+        predict_confidence(run, [0.5], k=3, method="block")
 
 
 # ----------------------------------------------------------------------------- the real model (llm tier)

@@ -127,6 +127,11 @@ def predict_confidence(log, thresholds: Sequence[float], k: int = 8, method: str
     if not thresholds or any(not np.isfinite(c) or c < 0 for c in thresholds):
         raise ValueError(f"thresholds must be finite numbers >= 0, got {thresholds}")
     k = int(k)
+    from ..verify import get_method
+
+    if get_method(method).verifies_chain:
+        raise ValueError(f"{method} verifies a chain jointly (no per-node acceptance); predict sd, specinfer, "
+                         "spectr or ersd")
     seqs = []
     for p, q, y in run.sequences():
         accept = path_acceptance(method, p, q, y, [1] * k)                  # [k, T]
