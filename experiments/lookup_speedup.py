@@ -46,6 +46,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="runs/lookup")
     ap.add_argument("--skip-measure", action="store_true", help="stop after the predictions")
+    ap.add_argument("--costs", default=None, help="call costs to predict with (e.g. an earlier costs.calibrated.json) "
+                                                  "instead of <out>/costs.json")
+    ap.add_argument("--choose-by", choices=["mean", "low"], default="mean", help="chansim.logs.lookup_predict.choose_draft")
     a = ap.parse_args(argv)
 
     import numpy as np
@@ -58,7 +61,7 @@ def main(argv=None):
     from chansim.llm.wallclock import measure_call_costs
     from chansim.llm.workloads import workload_prompts
     from chansim.logs.format import read_log, write_log
-    from chansim.logs.lookup_predict import choose_draft, format_lookup_rows, predict_lookup
+    from chansim.logs.lookup_predict import calibrate_overheads, choose_draft, format_lookup_rows, predict_lookup
 
     torch.set_num_threads(a.threads)
     out = Path(a.out)
@@ -90,7 +93,9 @@ def main(argv=None):
                 write_log(path, **greedy_log(pair, prompts, a.new_tokens, prompt_source=dict(source, workload=w)))
             print(f"[{w}] logged {len(prompts)} x {a.new_tokens} tokens in {time.time() - t0:.0f} s", file=sys.stderr)
     # 2. costs
-    cost_path = out / "costs.json"
+    cost_path = Path(a.costs) if a.costs else out / "costs.json"
+    if a.costs and not cost_path.exists():
+        ap.error(f"--costs {a.costs} does not exist")
     if cost_path.exists():
         costs = json.loads(cost_path.read_text())
         costs["call"] = {int(k): v for k, v in costs["call"].items()}
@@ -106,10 +111,11 @@ def main(argv=None):
     print("call cost c(n)/c(1): " + ", ".join(f"{n}: {med[n] / med[1]:.2f}" for n in sorted(med)) +
           f"  (c(1) = {1e3 * med[1]:.1f} ms, context {costs['context']})")
     # 3. predictions, 4. measurements
+    measured_all = []
     for w in workloads:
         run = read_log(out / f"{w}.npz")
         rows = predict_lookup(run, drafts, costs)
-        best = choose_draft(rows)
+        best = choose_draft(rows, by=a.choose_by)
         (out / f"{w}.predicted.json").write_text(json.dumps({"rows": rows, "chosen": best["draft"], "workload": w,
                                                              "machine": machine}, indent=1))
         print(f"\n[{w}] predicted from {out / f'{w}.npz'} ({run.n_sequences} x {len(run.tokens[0])} tokens, "
@@ -130,6 +136,12 @@ def main(argv=None):
         (out / f"{w}.measured.json").write_text(json.dumps(res, indent=1))
         print(f"[{w}] measured in {time.time() - t0:.0f} s")
         print(format_speedups(res, {r["draft"]: r for r in rows}))
+        measured_all.append(res)
+    if measured_all:            # the run overheads of this machine, fitted to every measured sd run (lookup_predict)
+        cal = calibrate_overheads(costs, measured_all)
+        (out / "costs.calibrated.json").write_text(json.dumps(cal, indent=1))
+        print(f"calibrated run overheads: {cal['call_overhead']:.3f} c(1) per call + {cal['token_overhead']:.3f} c(1) "
+              f"per proposed token -> {out / 'costs.calibrated.json'} (use with --costs)")
 
 
 def _load():

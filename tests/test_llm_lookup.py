@@ -72,3 +72,15 @@ def test_greedy_log_is_what_greedy_lookup_decoding_generates(default_pair, copy_
     out = lookup_generate(default_pair, "sd", "lookup:3", prompt, 10, temperature=0.0)
     assert out["tokens"] == text.tolist()
     assert out["proposed"] == call_lengths("lookup:3", prompt, text)[0].tolist()
+
+
+def test_bound_log_cost_auto_choose_on_the_real_model(default_pair, copy_log, capsys):
+    from chansim.cli import main
+
+    assert main(["bound", "--log", str(copy_log.path), "--cost", "auto", "--threads", "1", "--choose",
+                 "--drafts", "lookup:1,lookup:2", "--method", "sd", "--k", "1", "--jobs", "1", "--trials", "50"]) == 0
+    text = capsys.readouterr().out
+    assert "call cost c(n)/c(1): 1: 1.00, 2: " in text and "c(3)" not in text
+    chosen = [line for line in text.splitlines() if line.startswith("chosen: ")]
+    assert chosen and chosen[0].split()[1] in ("lookup:1", "lookup:2")
+    assert "tokens per call" in text.split("deterministic drafts")[0] or "sd" in text.split("deterministic drafts")[0]

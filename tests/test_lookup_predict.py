@@ -139,3 +139,126 @@ def test_cli_lookup_predicts_from_a_log_with_given_costs(markov_log, tmp_path, c
                           (["--choose"], "needs call costs"), (["--drafts", "lookahead:3"], "unknown draft")):
         assert main(["llm", "lookup", "--log", str(run.path)] + argv) == 2
         assert message in capsys.readouterr().err
+
+
+def _synthetic_measured(costs, drafts, o, v, seed=0, prompts=8, tokens=40):
+    """Runs as measure_lookup_speedups writes them, timed by the cost model with overheads (o, v) x c(1)
+    and a per-prompt load factor lambda_i (both runs of prompt i slowed alike)."""
+    rng = np.random.default_rng(seed)
+    c = {n: float(np.median(x)) for n, x in costs["call"].items()}
+    ar, groups = [], {d: [] for d in drafts}
+    for i in range(prompts):
+        lam = float(rng.uniform(0.6, 1.8))
+        ar.append({"wall_seconds": lam * tokens * c[1], "n_tokens": tokens, "calls": tokens})
+        for d, k in drafts.items():
+            proposed = rng.integers(0, k + 1, size=int(rng.integers(tokens // (k + 1), tokens)))
+            wall = lam * sum(c[int(m) + 1] + (o + v * m) * c[1] for m in proposed)
+            groups[d].append({"wall_seconds": wall, "n_tokens": tokens, "proposed": proposed.tolist()})
+    runs = [{"method": "autoregressive", "draft": "-", "runs": ar}]
+    runs += [{"method": "sd", "draft": d, "runs": rs} for d, rs in groups.items()]
+    return {"runs": runs}
+
+
+def test_calibrated_overheads_are_recovered_and_change_the_choice():
+    from chansim.logs.lookup_predict import calibrate_overheads
+
+    costs = {"call": {n: [0.1 * (1 + 0.15 * (n - 1))] for n in range(1, 10)}, "propose": 0.0}
+    measured = _synthetic_measured(costs, {"lookup:2": 2, "lookup:8": 8}, o=0.25, v=0.03)
+    cal = calibrate_overheads(costs, measured)
+    assert cal["call_overhead"] == pytest.approx(0.25, abs=1e-9)
+    assert cal["token_overhead"] == pytest.approx(0.03, abs=1e-9)
+    assert cal["calibration"]["median_abs_rel_error_after"] < 1e-9 < cal["calibration"]["median_abs_rel_error_before"]
+    # no overhead in the runs: nothing is invented
+    flat = calibrate_overheads(costs, _synthetic_measured(costs, {"lookup:2": 2}, o=0.0, v=0.0))
+    assert flat["call_overhead"] == pytest.approx(0, abs=1e-9) and flat["token_overhead"] == pytest.approx(0, abs=1e-9)
+    # the rule: a short draft making many calls wins on c(n) alone (30 x 0.115 s < 16 x 0.22 s); with a
+    # per-call overhead of 0.25 c(1) the long draft making fewer calls is faster, and the prediction says so
+    short = {"proposed": [np.array([1] * 30)], "tokens": [45], "propose_seconds": 0.0, "proposals": 30}
+    long = {"proposed": [np.array([8] * 16)], "tokens": [45], "propose_seconds": 0.0, "proposals": 16}
+    rows = lambda cst: [{"draft": "short", "wall_speedup": lookup_wall_speedup(short, cst), "proposed_tokens": 30},
+                        {"draft": "long", "wall_speedup": lookup_wall_speedup(long, cst), "proposed_tokens": 128}]
+    overhead = calibrate_overheads(costs, _synthetic_measured(costs, {"lookup:2": 2, "lookup:8": 8}, o=0.25, v=0.0))
+    assert overhead["call_overhead"] == pytest.approx(0.25) and overhead["token_overhead"] == pytest.approx(0, abs=1e-9)
+    assert choose_draft(rows(costs))["draft"] == "short"
+    assert choose_draft(rows(overhead))["draft"] == "long"
+    assert lookup_wall_speedup(short, costs)["mean"] == pytest.approx(45 * 0.1 / (30 * 0.115))
+    assert lookup_wall_speedup(short, cal)["mean"] == pytest.approx(45 * 0.1 / (30 * (0.115 + (0.25 + 0.03) * 0.1)))
+    assert lookup_wall_speedup(long, overhead)["mean"] == pytest.approx(45 * 0.1 / (16 * (0.22 + 0.025)))
+    with pytest.raises(ValueError, match="autoregressive baseline"):
+        calibrate_overheads(costs, {"runs": measured["runs"][1:]})
+    with pytest.raises(ValueError, match="must be a number >= 0"):
+        lookup_wall_speedup(short, dict(costs, call_overhead=-1.0))
+
+
+def test_choose_by_low_end_prefers_the_safer_of_two_close_predictions():
+    rows = [{"draft": "a", "proposed_tokens": 400, "wall_speedup": {"mean": 1.56, "ci_low": 1.05, "ci_high": 2.1}},
+            {"draft": "b", "proposed_tokens": 240, "wall_speedup": {"mean": 1.50, "ci_low": 1.30, "ci_high": 1.7}},
+            {"draft": "c", "proposed_tokens": 100, "wall_speedup": None}]
+    assert choose_draft(rows)["draft"] == "a"
+    assert choose_draft(rows, by="low")["draft"] == "b"
+    tie = [dict(rows[0], wall_speedup=rows[1]["wall_speedup"]), rows[1]]
+    assert choose_draft(tie)["draft"] == "b"                     # equal predictions: fewer proposed tokens
+    with pytest.raises(ValueError, match="'mean' or 'low'"):
+        choose_draft(rows, by="median")
+
+
+def test_cli_bound_log_predicts_and_chooses_drafts_as_llm_lookup(markov_log, tmp_path, capsys):
+    import json
+
+    from chansim.cli import main
+
+    run, _ = markov_log
+    costs = tmp_path / "costs.json"
+    costs.write_text(json.dumps({"call": {str(n): [1.0 + 0.3 * (n - 1)] for n in range(1, 6)}, "propose": 0.0}))
+    common = ["--costs", str(costs), "--drafts", "lookup:1,lookup:2,lookup:4", "--choose"]
+    assert main(["llm", "lookup", "--log", str(run.path)] + common) == 0
+    lookup_text = capsys.readouterr().out
+    argv = ["bound", "--log", str(run.path), "--k", "1,2", "--method", "sd", "--jobs", "1", "--trials", "50"]
+    assert main(argv + common) == 0
+    text = capsys.readouterr().out
+    chosen = [line for line in lookup_text.splitlines() if line.startswith("chosen: ")]
+    assert chosen and chosen[0] in text                          # the same choice, the same predicted speed-up
+    assert "sd" in text.split("deterministic drafts")[0]         # the usual log report is printed beside it
+    for line in lookup_text.splitlines()[2:6]:                   # the same table rows
+        assert line in text
+    assert main(argv + common + ["--json", "--choose-by", "low"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["choose_by"] == "low" and [r["draft"] for r in out["drafts"]] == ["lookup:1", "lookup:2", "lookup:4"]
+    best_low = max(out["drafts"], key=lambda r: r["wall_speedup"]["ci_low"])["draft"]
+    assert out["chosen"] == best_low and out["log_report"]["sequences"] == run.n_sequences
+    # clear errors, before any log work
+    bad = {"notjson.json": "nope", "nocall.json": "[1, 2]", "badsize.json": '{"call": {"x": [1.0]}}',
+           "negative.json": '{"call": {"1": [-1.0]}}', "noc1.json": '{"call": {"2": [0.1]}}'}
+    messages = {"notjson.json": "not JSON", "nocall.json": "holds no 'call' costs", "badsize.json": "positive integers",
+                "negative.json": "positive seconds", "noc1.json": "no cost c(1)"}
+    for name, body in bad.items():
+        (tmp_path / name).write_text(body)
+        assert main(argv + ["--costs", str(tmp_path / name), "--choose"]) == 2
+        assert messages[name] in capsys.readouterr().err
+    p = tmp_path / "p.npy"
+    np.save(p, np.array([0.5, 0.5]))
+    for extra, message in ((["--choose"], "needs call costs"), (["--drafts", " "], "--drafts is empty"),
+                           (["--cost", "0.5"], "do not apply to --log"), (["--drafts", "lookahead:2"], "unknown draft"),
+                           (["--drafts", "lookup:2", "--top-n", "2"], "do not combine")):
+        assert main(argv + extra) == 2
+        assert message in capsys.readouterr().err
+    for extra, message in ((["--drafts", "lookup:2"], "--drafts applies to --log only"),
+                           (["--cost", "auto"], "--cost auto applies to --log only"),
+                           (["--costs", str(costs), "--choose"], "--costs, --choose apply to --log only")):
+        assert main(["bound", "--p", str(p), "--q", str(p)] + extra) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bound", "--p", str(p), "--q", str(p), "--cost", "fast"])
+    assert "must be a number or 'auto'" in capsys.readouterr().err
+    assert main(argv + ["--drafts", "lookup:2", "--threads", "1"]) == 2
+    assert "--threads applies with --cost auto only" in capsys.readouterr().err
+
+
+def test_cli_bound_refuses_drafts_on_a_top_n_log(markov_log, monkeypatch, capsys):
+    import chansim.logs.truncated as truncated
+    from chansim.cli import main
+
+    run, _ = markov_log
+    monkeypatch.setattr(truncated, "is_truncated_log", lambda path: True)
+    assert main(["bound", "--log", str(run.path), "--drafts", "lookup:2"]) == 2
+    assert "need a full log" in capsys.readouterr().err

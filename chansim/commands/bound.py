@@ -9,9 +9,23 @@ from ..verify.registry import default_methods
 from . import SHAPE_RULE
 
 
+_LOOKUP_DRAFTS = "lookup:1,lookup:2,lookup:4,lookup:8,ngram:2,ngram:4"
+
+
+def _cost_arg(text: str):
+    """``--cost``: a number c (the draft/target time ratio) or ``auto`` (measured call costs, --log only)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number or 'auto', got {text!r}") from None
+
+
 def register(subparsers) -> None:
     from ..verify.registry import method_names
     from . import add_confidence
+    from .llm_lookup import add_choose_by
 
     parser = subparsers.add_parser(
         "bound",
@@ -52,8 +66,21 @@ def register(subparsers) -> None:
                              f"{', '.join(method_names(path=True, variants=False))}")
     parser.add_argument("--tree", default="optimal", choices=["optimal", "chain", "batch"],
                         help="draft tree for every method (optimal: best tree per method and k)")
-    parser.add_argument("--cost", type=float, default=None,
-                        help="draft/target time ratio c: also report speed-up = tokens / (1 + c * draft depth)")
+    parser.add_argument("--cost", type=_cost_arg, default=None, metavar="C|auto",
+                        help="draft/target time ratio c: also report speed-up = tokens / (1 + c * draft depth); "
+                             "with --log: 'auto' measures the default target's call costs c(n) on this device "
+                             "for the --drafts prediction")
+    parser.add_argument("--drafts", default=None, metavar="DRAFT[,DRAFT...]",
+                        help="with --log: also predict these deterministic drafts (lookup:K[:N], ngram:K[:N][@c]) "
+                             "from the log -- tokens per call and, with --cost auto or --costs, wall-clock "
+                             "speed-up -- as 'chansim llm lookup' (default with --cost auto/--costs/--choose: "
+                             f"{_LOOKUP_DRAFTS})")
+    parser.add_argument("--costs", default=None, metavar="COSTS.json",
+                        help="with --log: call costs from an earlier 'llm lookup --cost auto --out' run")
+    parser.add_argument("--choose", action="store_true",
+                        help="with --log and call costs: name the draft with the best predicted wall-clock speed-up")
+    parser.add_argument("--threads", type=int, default=None, help="with --cost auto: torch CPU threads")
+    add_choose_by(parser)
     parser.add_argument("--per-position", action="store_true", help="include every position's values (JSON)")
     parser.add_argument("--jobs", type=int, default=-1, help="parallel workers over positions and, with --log, over the path predictions (-1: all cores)")
     parser.add_argument("--backend", default=None,
@@ -113,6 +140,22 @@ def _check_common(args) -> None:
     _methods(args.method)
     if args.plot is not None and not args.plot.strip():
         raise ValueError("--plot: empty output file name")
+    _check_lookup_flags(args)
+
+
+def _check_lookup_flags(args) -> None:
+    """--drafts, --costs, --choose, --threads and --cost auto predict deterministic drafts from a log: --log only."""
+    given = [flag for flag, on in (("--drafts", args.drafts is not None), ("--costs", args.costs is not None),
+                                   ("--choose", args.choose), ("--threads", args.threads is not None),
+                                   ("--cost auto", args.cost == "auto")) if on]
+    if given and args.log is None:
+        raise ValueError(f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} to --log only "
+                         "(deterministic drafts are predicted from a log's text); give --log RUN.npz, or a number "
+                         "--cost C for --p/--q")
+    if given and (args.temperatures is not None or args.top_n is not None):
+        raise ValueError(f"{', '.join(given)} do not combine with --temperatures or --top-n")
+    if args.threads is not None and args.cost != "auto":
+        raise ValueError("--threads applies with --cost auto only (the threads of the cost measurement)")
 
 
 def _plot_output(args, inputs):
@@ -199,6 +242,9 @@ def _run_log(args) -> int:
         print(json.dumps(rows, indent=1) if args.json else format_truncation_widths(rows))
         return 0
     if is_truncated_log(args.log):                       # top-n log: guaranteed intervals (docs/log-format.md)
+        if _lookup_drafts(args) is not None:
+            raise ValueError("--drafts, --costs, --choose and --cost auto need a full log; this one is top-n "
+                             "truncated")
         trees = {"optimal": ("chain", "batch"), "chain": ("chain",), "batch": ("batch",)}[args.tree]
         rep = truncated_report(args.log, k=_parse_ks(args.k), methods=_methods(args.method), trees=trees)
         print(json.dumps(rep, indent=2) if args.json else format_truncated_report(rep))
@@ -206,15 +252,50 @@ def _run_log(args) -> int:
 
     if args.trials < 2:
         raise ValueError(f"--trials must be >= 2, got {args.trials}")
-    if args.logits or args.cost is not None or args.per_position or (args.plot and not args.temperatures):
-        raise ValueError("--logits, --cost, --per-position and --plot do not apply to --log")
+    lookup = _lookup_drafts(args)
+    if lookup is not None and args.costs:
+        from .llm_lookup import load_costs
+
+        lookup_costs = load_costs(args.costs)           # a malformed file fails before the log report's work
+    if args.logits or args.cost not in (None, "auto") or args.per_position or (args.plot and not args.temperatures):
+        raise ValueError("--logits, --cost C, --per-position and --plot do not apply to --log "
+                         "(--cost auto does, with --drafts)")
     trees = {"optimal": ("chain", "batch"), "chain": ("chain",), "batch": ("batch",)}[args.tree]
     report = log_report(args.log, methods=_methods(args.method), k=_parse_ks(args.k), trees=trees,
                         extra_trees=[s.strip() for v in (args.tree_spec or []) for s in [v] if s.strip()],
                         trials=args.trials, seed=args.seed, confidence=args.confidence, rank_tol=args.rank_tol,
                         jobs=args.jobs, backend=args.backend, scheduler=args.scheduler)
-    print(json.dumps(report, indent=2) if args.json else format_log_report(report))
+    if lookup is None:
+        print(json.dumps(report, indent=2) if args.json else format_log_report(report))
+        return 0
+    from .llm_lookup import lookup_prediction
+
+    pred = lookup_prediction(args.log, lookup, costs=lookup_costs if args.costs else None,
+                             cost_auto=args.cost == "auto",
+                             threads=args.threads, confidence=args.confidence, choose=args.choose,
+                             choose_by=args.choose_by)
+    if args.json:
+        print(json.dumps({"log_report": report, "drafts": pred["rows"], "costs": pred["costs"],
+                          "chosen": pred["chosen"], "choose_by": args.choose_by if args.choose else None}, indent=2))
+    else:
+        print(format_log_report(report))
+        print("\ndeterministic drafts (prompt lookup / n-gram), predicted from the log's text "
+              "(as 'chansim llm lookup'):")
+        print(pred["text"])
     return 0
+
+
+def _lookup_drafts(args):
+    """The deterministic drafts asked for with --log (--drafts / --cost auto / --costs / --choose), or None."""
+    from .llm_lookup import parse_drafts
+
+    wanted = args.drafts is not None or args.costs is not None or args.choose or args.cost == "auto"
+    if not wanted:
+        return None
+    if args.drafts is not None and not args.drafts.strip():
+        raise ValueError("--drafts is empty; give drafts such as lookup:2,ngram:4")
+    return parse_drafts(args.drafts or _LOOKUP_DRAFTS, costs_path=args.costs, cost_auto=args.cost == "auto",
+                        choose=args.choose)
 
 
 def _run_temperatures(args) -> int:

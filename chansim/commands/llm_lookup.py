@@ -31,6 +31,7 @@ def register(subparsers) -> None:
     parser.add_argument("--cost-sizes", default="", help="extra n to measure with --cost auto, e.g. 24,32,64")
     parser.add_argument("--repeats", type=int, default=5, help="repeats of each cost measurement")
     parser.add_argument("--choose", action="store_true", help="print the draft with the best predicted speed-up")
+    add_choose_by(parser)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (for --cost auto)")
     add_confidence(parser, "tokens-per-call and speed-up intervals")
@@ -39,67 +40,128 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def add_choose_by(parser) -> None:
+    """``--choose-by mean|low`` (shared with ``bound --log``)."""
+    parser.add_argument("--choose-by", choices=["mean", "low"], default="mean",
+                        help="with --choose: rank drafts by the predicted speed-up (mean) or by the low end of its "
+                             "interval (low: the safest choice when intervals overlap); default %(default)s")
+
+
 def run(args) -> int:
-    from ..drafts import parse_draft
-    from ..logs.format import read_log
-    from ..logs.lookup_predict import choose_draft, format_lookup_rows, predict_lookup
     from ..common.outputs import check_output, write_text_atomic
 
-    drafts = [parse_draft(d) for d in args.drafts.split(",") if d.strip()]
-    if not drafts:
-        raise ValueError("--drafts is empty")
-    if args.costs and args.cost:
-        raise ValueError("give either --costs FILE or --cost auto, not both")
-    if args.choose and not (args.costs or args.cost):
-        raise ValueError("--choose needs call costs (--costs FILE or --cost auto)")
+    drafts = parse_drafts(args.drafts, costs_path=args.costs, cost_auto=args.cost == "auto", choose=args.choose)
     if args.out:
         check_output(args.out, inputs=[args.log, args.costs], force=args.force, what="--out", suffixes=(".json",))
-    log = read_log(args.log)
+    result = lookup_prediction(args.log, drafts, costs_path=args.costs, cost_auto=args.cost == "auto",
+                               cost_sizes=args.cost_sizes, repeats=args.repeats, device=args.device,
+                               threads=args.threads, confidence=args.confidence, choose=args.choose,
+                               choose_by=args.choose_by)
+    print(result["text"])
+    if args.out:
+        write_text_atomic(args.out, json.dumps({"log": str(args.log), "rows": result["rows"], "costs": result["costs"],
+                                                "chosen": result["chosen"], "choose_by": args.choose_by}, indent=1))
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def parse_drafts(text: str, costs_path=None, cost_auto: bool = False, choose: bool = False) -> list:
+    """The drafts of ``--drafts`` (comma-separated), after the checks shared by ``llm lookup`` and ``bound --log``."""
+    from ..drafts import parse_draft
+
+    drafts = [parse_draft(d) for d in str(text).split(",") if d.strip()]
+    if not drafts:
+        raise ValueError("--drafts is empty")
+    if costs_path and cost_auto:
+        raise ValueError("give either --costs FILE or --cost auto, not both")
+    if choose and not (costs_path or cost_auto):
+        raise ValueError("--choose needs call costs (--costs FILE or --cost auto)")
+    return drafts
+
+
+def load_costs(path) -> dict:
+    """Call costs written by an earlier ``--cost auto --out`` run (or :func:`measure_call_costs` as JSON).
+
+    Accepts ``{"call": {n: [seconds, ...]}, ...}`` or an ``--out`` file holding it under ``"costs"``;
+    refuses anything else with a message that names the file and what is wrong.
+    """
+    import math
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            costs = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--costs {path}: not JSON ({err})") from None
+    if isinstance(costs, dict) and isinstance(costs.get("costs"), dict):
+        costs = costs["costs"]
+    if not isinstance(costs, dict) or not isinstance(costs.get("call"), dict) or not costs["call"]:
+        raise ValueError(f"--costs {path} holds no 'call' costs {{n: [seconds, ...]}} "
+                         f"(write one with --cost auto --out)")
+    call = {}
+    for key, values in costs["call"].items():
+        if not str(key).isdigit() or int(key) < 1:
+            raise ValueError(f"--costs {path}: call sizes must be positive integers, got {key!r}")
+        values = values if isinstance(values, list) else [values]
+        if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                 and v > 0 for v in values):
+            raise ValueError(f"--costs {path}: the cost of a call verifying {key} tokens must be a non-empty list "
+                             f"of positive seconds, got {values!r}")
+        call[int(key)] = [float(v) for v in values]
+    if 1 not in call:
+        raise ValueError(f"--costs {path}: no cost c(1) of a 1-token call (the autoregressive baseline)")
+    return dict(costs, call=call)
+
+
+def lookup_prediction(log_path, drafts, costs_path=None, costs=None, cost_auto: bool = False, cost_sizes: str = "",
+                      repeats: int = 5, device: str = "cpu", threads=None, confidence: float = 0.95,
+                      choose: bool = False, choose_by: str = "mean") -> dict:
+    """Predict every deterministic draft of ``drafts`` from the log at ``log_path`` (``llm lookup``, ``bound --log``).
+
+    ``costs``: call costs already loaded (:func:`load_costs`), instead of ``costs_path``.
+    Returns ``{"text": the printed report, "rows": predict_lookup rows, "costs", "chosen": draft name or None}``.
+    """
+    from ..logs.format import read_log
+    from ..logs.lookup_predict import choose_draft, format_lookup_rows, predict_lookup
+
+    log = read_log(log_path)
     greedy = log.metadata.get("decoding") == "greedy"
     temperature = 0.0 if greedy else float(log.metadata.get("temperature", 1.0))
-    costs = None
-    if args.costs:
-        with open(args.costs, encoding="utf-8") as f:
-            costs = json.load(f)
-        costs = costs.get("costs", costs)
-        if "call" not in costs:
-            raise ValueError(f"{args.costs} holds no 'call' costs (write one with --cost auto --out)")
-        costs["call"] = {int(k): v for k, v in costs["call"].items()}
-    elif args.cost == "auto":
+    if costs is None and costs_path:
+        costs = load_costs(costs_path)
+    if costs is None and cost_auto:
         import numpy as np
         import torch
 
         from ..llm.models import load_default_pair
         from ..llm.wallclock import measure_call_costs
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        pair = load_default_pair(device=args.device)
+        if threads:
+            torch.set_num_threads(threads)
+        pair = load_default_pair(device=device)
         if pair.vocab_size != log.vocab_size:
             raise ValueError(f"the log's vocabulary ({log.vocab_size}) is not the default target's "
                              f"({pair.vocab_size})")
         sizes = set(range(1, max(d.num_tokens for d in drafts) + 2))
-        sizes |= {int(s) for s in args.cost_sizes.split(",") if s.strip()}
+        sizes |= {int(s) for s in str(cost_sizes).split(",") if s.strip()}
         context = int(np.median([len(p) for p in log.prompts])) + int(np.median([len(t) for t in log.tokens])) // 2
-        costs = measure_call_costs(pair, log.prompts[0], sorted(sizes), repeats=args.repeats, context=context,
+        costs = measure_call_costs(pair, log.prompts[0], sorted(sizes), repeats=repeats, context=context,
                                    temperature=temperature)
-    rows = predict_lookup(log, drafts, costs, confidence=args.confidence)
-    print(f"log {args.log}: {log.n_sequences} sequences, {log.n_positions} positions, "
-          + ("greedy decoding" if greedy else f"T = {log.metadata.get('temperature', '?')}"))
+    rows = predict_lookup(log, drafts, costs, confidence=confidence)
+    lines = [f"log {log_path}: {log.n_sequences} sequences, {log.n_positions} positions, "
+             + ("greedy decoding" if greedy else f"T = {log.metadata.get('temperature', '?')}")]
     if costs is not None:
         c1 = float(sorted(costs["call"][1])[len(costs["call"][1]) // 2])
-        print("call cost c(n)/c(1): " + ", ".join(
+        lines.append("call cost c(n)/c(1): " + ", ".join(
             f"{n}: {float(sorted(v)[len(v) // 2]) / c1:.2f}" for n, v in sorted(costs["call"].items()))
-              + f"  (c(1) = {1e3 * c1:.1f} ms)")
-    print(format_lookup_rows(rows))
+            + f"  (c(1) = {1e3 * c1:.1f} ms)")
+        if costs.get("call_overhead") or costs.get("token_overhead"):
+            lines.append(f"run overheads (calibrated): {costs.get('call_overhead', 0):.3f} c(1) per call + "
+                         f"{costs.get('token_overhead', 0):.3f} c(1) per proposed token")
+    lines.append(format_lookup_rows(rows))
     best = None
-    if args.choose:
-        best = choose_draft(rows)
+    if choose:
+        best = choose_draft(rows, by=choose_by)
         s = best["wall_speedup"]
-        print(f"chosen: {best['draft']} (predicted wall-clock speed-up {s['mean']:.3f} "
-              f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}])")
-    if args.out:
-        write_text_atomic(args.out, json.dumps({"log": str(args.log), "rows": rows, "costs": costs,
-                                                "chosen": None if best is None else best["draft"]}, indent=1))
-        print(f"wrote {args.out}", file=sys.stderr)
-    return 0
+        lines.append(f"chosen: {best['draft']} (predicted wall-clock speed-up {s['mean']:.3f} "
+                     f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}]; by the {choose_by} of the predicted speed-up)")
+    return {"text": "\n".join(lines), "rows": rows, "costs": costs, "chosen": None if best is None else best["draft"]}

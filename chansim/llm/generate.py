@@ -176,7 +176,8 @@ def _check_prompt(prompt_ids, vocab: int) -> list[int]:
 
 
 def generate_real(pair, method, tree, prompt_ids, new_tokens: int, temperature: float = 1.0, seed: int = 0,
-                  target_settings=None, draft_settings=None, rng=None, **method_options) -> RealGeneration:
+                  target_settings=None, draft_settings=None, rng=None, confidence: float | None = None,
+                  **method_options) -> RealGeneration:
     """Generate ``new_tokens`` tokens after ``prompt_ids`` with ``method`` on a real model pair.
 
     Parameters
@@ -204,6 +205,10 @@ def generate_real(pair, method, tree, prompt_ids, new_tokens: int, temperature: 
         0 = greedy, top-k, top-p) of target and draft, applied to the T = 1 log-probs; each
         given one replaces ``temperature`` for its model.  The methods then sample the
         target's *processed* law exactly (greedy target: its argmax path).
+    confidence : float, optional
+        Adaptive draft length on a chain: stop drafting at the first node whose draft law has
+        max q below it (:func:`chansim.verify.speculative_step`; the analogue of transformers'
+        ``assistant_confidence_threshold``); exact for every method.
     **method_options
         Passed to :func:`chansim.verify.get_method` (e.g. ``rho`` for spectr).
 
@@ -222,7 +227,7 @@ def generate_real(pair, method, tree, prompt_ids, new_tokens: int, temperature: 
     prompt = _check_prompt(prompt_ids, target.vocab_size)
     start = time.perf_counter()
     result = speculative_generate(method_obj, tree, target, draft, int(new_tokens), KeyedNoise(seed, rng=rng),
-                                  prefix=prompt)
+                                  prefix=prompt, confidence=confidence)
     wall = time.perf_counter() - start
     depth = tree.max_depth
     reached, accepted = [0] * depth, [0] * depth

@@ -164,8 +164,13 @@ class HFGenerator:
         self._hooks = []
         self.target.generation_config, self.draft.generation_config = self._saved
 
-    def run(self, prompt: Sequence[int], new_tokens: int, seed: int, assistant_tokens: int | None = None) -> dict:
+    def run(self, prompt: Sequence[int], new_tokens: int, seed: int, assistant_tokens: int | None = None,
+            assistant_confidence: float = 0.0) -> dict:
         """One ``generate`` of ``new_tokens`` tokens; ``assistant_tokens=K`` drafts K tokens per call.
+
+        ``assistant_confidence=c > 0`` sets transformers' ``assistant_confidence_threshold``: the
+        draft stops after a drafted token whose probability is below c (transformers adapts c from
+        an ROC curve between calls when scikit-learn is installed).
 
         Returns ``tokens``, ``calls`` (target forwards, the first pre-fills), ``draft_forwards``,
         ``call_tokens`` (tokens per target call, or ``None``) and ``wall_seconds``.
@@ -179,6 +184,7 @@ class HFGenerator:
             if int(assistant_tokens) < 1:
                 raise ValueError(f"assistant_tokens must be >= 1, got {assistant_tokens}")
             self.draft.generation_config.num_assistant_tokens = int(assistant_tokens)
+            self.draft.generation_config.assistant_confidence_threshold = float(assistant_confidence)
             kw["assistant_model"] = self.draft
         ids = torch.tensor([list(prompt)], dtype=torch.long, device=self.pair.device)   # [1, L]
         torch.manual_seed(int(seed))

@@ -257,7 +257,7 @@ def measure_lookup_speedups(pair, prompts: Sequence[Sequence[int]], new_tokens: 
         rows.append(row)
     return {"rows": rows, "runs": [{"method": m, "draft": d, "runs": rs} for (m, d), rs in runs.items()],
             "temperature": float(temperature), "seed": int(seed), "new_tokens": int(new_tokens),
-            "prompts": len(prompts)}
+            "prompts": len(prompts), "prompt_lengths": [len(p) for p in prompts]}
 
 
 def format_speedups(result: dict, predictions: dict | None = None) -> str:

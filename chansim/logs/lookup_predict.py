@@ -43,6 +43,22 @@ per token; both runs pay it, as the measured end-to-end times do; 0 when not mea
 
 Its interval: the bootstrap over sequences at the median costs, widened by the costs' quartiles
 (low end: autoregressive at its first quartile and calls at their third, and conversely).
+
+Overheads of a real run.  :math:`c(n)` is measured call by call at a fixed context with random
+proposals; a real decoding loop pays more per speculative call than that (bookkeeping of the text
+and the KV trie, proposals against a growing text, accepted nodes' verification) -- on this CPU the
+speed-ups of chansim's sd measured in ``docs/llm_validation.md`` sat 0.02-0.32 below their
+predictions, more for drafts that make more calls.  With ``costs["call_overhead"]`` = :math:`o` and
+``costs["token_overhead"]`` = :math:`v` (both in units of :math:`c(1)`, so they carry over between
+machine loads) a call proposing m tokens costs :math:`c(m + 1) + c_d + (o + v\,m)\, c(1)`.
+:func:`calibrate_overheads` fits o and v (least squares, both >= 0) to a measured run of
+:func:`chansim.llm.lookup.measure_lookup_speedups`, each prompt's speculative wall time scaled by its
+own autoregressive one (so a load change between prompts cancels).
+
+The choice (:func:`choose_draft`): the largest predicted speed-up (``by="mean"``) or the largest low
+end of its interval (``by="low"``: when two drafts' predictions are within noise, the one whose
+worse case is better -- usually the draft that verifies fewer tokens per call, the least exposed to
+the cost model's error).
 """
 from __future__ import annotations
 
@@ -55,7 +71,7 @@ from ..drafts.proposers import call_lengths, parse_draft
 from ..common.stats import bootstrap_ratio_interval, bootstrap_ratios
 
 __all__ = ["lookup_log_calls", "lookup_metrics", "predict_lookup", "lookup_wall_speedup", "choose_draft",
-           "format_lookup_rows"]
+           "calibrate_overheads", "format_lookup_rows"]
 
 
 def lookup_log_calls(logged, draft) -> dict:
@@ -148,7 +164,8 @@ def lookup_wall_speedup(calls: dict, costs: dict, confidence: float = 0.95, resa
     r"""Predicted wall-clock speed-up of a deterministic draft over autoregressive decoding (module docstring).
 
     ``costs``: ``{"call": {n: [seconds, ...]}, "propose": seconds per proposal (optional),
-    "prefill_per_token": [seconds, ...] (optional)}``; with no ``propose`` the proposals' own time
+    "prefill_per_token": [seconds, ...] (optional), "call_overhead" / "token_overhead": per call and per
+    proposed token, in units of c(1) (optional, :func:`calibrate_overheads`)}``; with no ``propose`` the proposals' own time
     measured by :func:`lookup_log_calls` is used; with ``prefill_per_token`` the prompt's pre-fill
     :math:`L_i\, c_{\text{pre}}` is added to both runs of sequence i (end-to-end speed-up, as measured).
     Returns ``{mean, ci_low, ci_high, seconds_per_token, autoregressive_seconds}``.
@@ -158,8 +175,12 @@ def lookup_wall_speedup(calls: dict, costs: dict, confidence: float = 0.95, resa
         prop = calls["propose_seconds"] / max(1, calls["proposals"])
     tokens = np.asarray(calls["tokens"], dtype=float)
 
+    call_o, token_o = _overheads(costs)
+
     def seconds(which_call):
+        c1 = _call_cost(costs, 1, which_call)
         return np.array([sum(_call_cost(costs, int(mm) + 1, which_call) for mm in m) + prop * m.size
+                         + (call_o * m.size + token_o * float(np.sum(m))) * c1
                          for m in calls["proposed"]])
 
     pre = np.zeros(tokens.size)
@@ -226,12 +247,97 @@ def predict_lookup(logged, drafts: Sequence, costs: dict | None = None, confiden
     return rows
 
 
-def choose_draft(rows: Sequence[dict]) -> dict:
-    """The row with the largest predicted wall-clock speed-up (the hardware-aware choice)."""
+def choose_draft(rows: Sequence[dict], by: str = "mean") -> dict:
+    """The row with the largest predicted wall-clock speed-up (the hardware-aware choice).
+
+    ``by="mean"``: the largest prediction; ``by="low"``: the largest low end of its interval (module
+    docstring); ties go to the row that proposes fewer tokens.
+    """
+    if by not in ("mean", "low"):
+        raise ValueError(f"choose by 'mean' or 'low', got {by!r}")
     scored = [r for r in rows if r.get("wall_speedup")]
     if not scored:
         raise ValueError("no row has a predicted wall-clock speed-up (pass costs to predict_lookup)")
-    return max(scored, key=lambda r: r["wall_speedup"]["mean"])
+    key = "mean" if by == "mean" else "ci_low"
+    return max(scored, key=lambda r: (r["wall_speedup"][key], -r.get("proposed_tokens", 0)))
+
+
+def _overheads(costs: dict) -> tuple[float, float]:
+    out = []
+    for name in ("call_overhead", "token_overhead"):
+        v = costs.get(name, 0.0) or 0.0
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
+            raise ValueError(f"costs[{name!r}] must be a number >= 0 (in units of c(1)), got {v!r}")
+        out.append(float(v))
+    return out[0], out[1]
+
+
+def calibrate_overheads(costs: dict, measured: dict, methods: Sequence[str] = ("sd",)) -> dict:
+    r"""Fit the per-call and per-proposed-token overheads of a real decoding loop (module docstring).
+
+    Parameters
+    ----------
+    costs : dict
+        Call costs (:func:`lookup_wall_speedup`), as used for the prediction.
+    measured : dict or sequence of dict
+        Output(s) of :func:`chansim.llm.lookup.measure_lookup_speedups` (``runs`` with, per prompt,
+        ``wall_seconds``, ``n_tokens``, ``proposed``; the ``autoregressive`` runs of the same prompts).
+    methods : sequence of str
+        Which speculative runs to fit (default sd).
+
+    Returns
+    -------
+    dict
+        ``costs`` with ``call_overhead`` and ``token_overhead`` set (units of c(1), both >= 0), and
+        ``calibration``: the number of runs fitted and the median |relative error| of the modelled
+        wall time before and after.
+
+    For prompt i with autoregressive wall time :math:`A_i`, the load factor is
+    :math:`\lambda_i = A_i / (L_i c_{	ext{pre}} + T_i c(1))`; a speculative run of it with wall time
+    :math:`W_i` and calls of :math:`m_c` proposed tokens gives the residual
+    :math:`W_i / \lambda_i - L_i c_{	ext{pre}} - \sum_c (c(m_c + 1) + c_d) = c(1)\,(o\, C_i + v \sum_c m_c)`,
+    solved for (o, v) >= 0 by least squares over all runs.
+    """
+    measured = [measured] if isinstance(measured, dict) else list(measured)
+    c1 = _call_cost(costs, 1, 1)
+    pre = float(np.median(costs["prefill_per_token"])) if costs.get("prefill_per_token") else 0.0
+    prop = float(costs.get("propose") or 0.0)
+    X, y, base = [], [], []
+    for res in measured:
+        groups = {(g["method"], g["draft"]): g["runs"] for g in res["runs"]}
+        ar = groups.get(("autoregressive", "-"))
+        if ar is None:
+            raise ValueError("a measured run without its autoregressive baseline cannot calibrate the overheads")
+        lengths = res.get("prompt_lengths") or [0] * len(ar)
+        for (method, _), runs in groups.items():
+            if method not in methods:
+                continue
+            for i, r in enumerate(runs):
+                m = np.asarray(r["proposed"], dtype=np.int64)
+                lam = ar[i]["wall_seconds"] / (lengths[i] * pre + ar[i]["n_tokens"] * c1)
+                model = lengths[i] * pre + sum(_call_cost(costs, int(mm) + 1, 1) for mm in m) + prop * m.size
+                X.append([m.size * c1, float(m.sum()) * c1])
+                y.append(r["wall_seconds"] / lam - model)
+                base.append(model)
+    if not X:
+        raise ValueError(f"no measured runs of {list(methods)} to calibrate on")
+    X, y, base = np.asarray(X), np.asarray(y), np.asarray(base)
+    best = None
+    for cols in ((0, 1), (0,), (1,)):                   # least squares with o, v >= 0 (2 unknowns: try the faces)
+        coef = np.zeros(2)
+        sol = np.linalg.lstsq(X[:, cols], y, rcond=None)[0]
+        if np.any(sol < 0):
+            continue
+        coef[list(cols)] = sol
+        err = float(((X @ coef - y) ** 2).sum())
+        if best is None or err < best[0]:
+            best = (err, coef)
+    coef = np.zeros(2) if best is None else best[1]
+    before = float(np.median(np.abs(y) / (base + y)))
+    after = float(np.median(np.abs(y - X @ coef) / (base + y)))
+    return dict(costs, call_overhead=float(coef[0]), token_overhead=float(coef[1]),
+                calibration={"runs": int(len(y)), "median_abs_rel_error_before": before,
+                             "median_abs_rel_error_after": after})
 
 
 def format_lookup_rows(rows: Sequence[dict]) -> str:

@@ -149,8 +149,9 @@ def _rows(source, prefix, parents, tokens, vocab: int, role: str) -> np.ndarray:
     return probs
 
 
-def speculative_step(method, tree, prefix, target_source, draft_source, randomness, position=None) -> StepResult:
-    """One target call of ``method`` on ``tree`` after ``prefix``.
+def speculative_step(method, tree, prefix, target_source, draft_source, randomness, position=None,
+                     confidence: float | None = None) -> StepResult:
+    r"""One target call of ``method`` on ``tree`` after ``prefix``.
 
     Parameters
     ----------
@@ -167,6 +168,14 @@ def speculative_step(method, tree, prefix, target_source, draft_source, randomne
     position : int, optional
         Absolute position of the first generated token (keys the race noise);
         default ``len(prefix)``.
+    confidence : float, optional
+        Adaptive draft length (chains only): drafting stops at the first node whose draft law
+        has :math:`\max_x q(x) <` ``confidence`` -- that node gets no drafted child, the chain
+        ends there and the target verifies only the tokens drafted before it (its call is
+        cheaper).  Exact for every method: whether a node is drafted depends only on the draft's
+        own laws along the tokens drafted so far (a stopping time of the drafting), and a node
+        with no drafted child is verified by the method's empty rule (a target sample).
+        ``None`` or 0: the full chain.
 
     Returns
     -------
@@ -184,6 +193,7 @@ def speculative_step(method, tree, prefix, target_source, draft_source, randomne
     method = get_method(method)
     tree = as_tree(tree)
     method.check_tree(tree)
+    confidence = _check_confidence(confidence, tree)
     vocab = check_sources(target_source, draft_source)
     prefix = np.asarray(prefix, dtype=np.int64).reshape(-1)
     position = len(prefix) if position is None else int(position)
@@ -194,20 +204,38 @@ def speculative_step(method, tree, prefix, target_source, draft_source, randomne
     def node_noise(d):
         return NodeNoise(rng, 1, None if race is None else race[d][None, :])
 
-    tokens, valid, q_all = _draft_tree(method, tree, prefix, draft_source, vocab, node_noise)
+    tokens, valid, q_all = _draft_tree(method, tree, prefix, draft_source, vocab, node_noise, confidence)
     idx, sub_parents = _subtree(tree.parents, valid)                # score the whole tree in one target call
     p_all = np.zeros((tree.n_nodes, vocab))                        # [n_nodes, V]
     p_all[idx] = _rows(target_source, prefix, sub_parents, tokens[idx], vocab, "target")
-    if method.verifies_chain:
+    if confidence is not None and not valid.all():                 # chain cut short: verify only what was drafted
+        keep = np.flatnonzero(valid)
+        tree = as_tree(f"chain:{keep.size - 1}")
+        tokens, p_all, q_all = tokens[keep], p_all[keep], q_all[keep]
+    if method.verifies_chain and tree.max_depth > 0:               # nothing drafted: the node rule's target sample
         return _verify_chain(method, tree, tokens, p_all, q_all, node_noise(0), position)
     return _walk_down(method, tree, tokens, p_all, q_all, node_noise, position)
 
 
-def _draft_tree(method, tree, prefix: np.ndarray, draft_source, vocab: int, node_noise):
+def _check_confidence(confidence, tree):
+    """``confidence`` as a float in [0, inf) or None (None and 0: no stop); chains only."""
+    if confidence is None:
+        return None
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.floating)) \
+            or not np.isfinite(confidence) or confidence < 0:
+        raise ValueError(f"confidence must be a finite number >= 0 (stop drafting below this max q), got {confidence!r}")
+    if np.any(tree.num_children > 1):
+        raise ValueError(f"the confidence stop (adaptive draft length) applies to chains, got {tree.name}")
+    return float(confidence) if confidence > 0 else None
+
+
+def _draft_tree(method, tree, prefix: np.ndarray, draft_source, vocab: int, node_noise, confidence=None):
     """Draft the whole tree level by level: ``(tokens [n_nodes], valid [n_nodes], q_all [n_nodes, V])``.
 
     At level d the draft source sees the sub-tree drafted so far (depth <= d, nodes holding a
-    token); ``valid`` marks the nodes that hold one (the root, the context, included).
+    token); ``valid`` marks the nodes that hold one (the root, the context, included).  With
+    ``confidence``, a node whose draft law has max q below it gets no child (the chain stops;
+    the draft source is not asked for the levels below).
     """
     n, depth, parents = tree.n_nodes, tree.depth, tree.parents
     tokens = np.full(n, -1, dtype=np.int64)                    # [n_nodes]
@@ -215,13 +243,15 @@ def _draft_tree(method, tree, prefix: np.ndarray, draft_source, vocab: int, node
     valid[0] = True
     q_all = np.empty((n, vocab))                               # [n_nodes, V]
     for d in range(tree.max_depth + 1):
+        if confidence is not None and not valid[depth == d].any():
+            break                                              # the chain stopped above this level
         idx, sub_parents = _subtree(parents, valid & (depth <= d))
         q_sub = _rows(draft_source, prefix, sub_parents, tokens[idx], vocab, "draft")
         level = depth[idx] == d                                # rows of the new level only
         q_all[idx[level]] = q_sub[level]
         for u in idx[level]:
             kids = tree.children[u]
-            if len(kids):
+            if len(kids) and (confidence is None or q_all[u].max() >= confidence):
                 tokens[kids] = method.draft(q_all[u][None, :], tree.ranks[kids], node_noise(d))[0]
                 valid[kids] = tokens[kids] >= 0
     return tokens, valid, q_all
@@ -269,11 +299,12 @@ def _verify_chain(method, tree, tokens, p_all, q_all, noise, position) -> StepRe
 
 
 def speculative_generate(method, tree, target_source, draft_source, n_tokens: int, randomness,
-                         prefix=()) -> GenerationResult:
+                         prefix=(), confidence: float | None = None) -> GenerationResult:
     """Generate ``n_tokens`` tokens after ``prefix`` by repeated :func:`speculative_step` calls.
 
     The last call may overshoot; ``tokens`` is cut to ``n_tokens`` (the cut does not
     change the law of the kept tokens).  Positions are absolute: ``len(prefix)`` first.
+    ``confidence``: adaptive draft length on a chain (:func:`speculative_step`).
 
     >>> from chansim.sampling.sources import MarkovSource
     >>> src = MarkovSource([[0.5, 0.5], [0.1, 0.9]])
@@ -287,7 +318,7 @@ def speculative_generate(method, tree, target_source, draft_source, n_tokens: in
     start = len(text)
     steps = []
     while len(text) - start < n_tokens:
-        step = speculative_step(method, tree, text, target_source, draft_source, randomness)
+        step = speculative_step(method, tree, text, target_source, draft_source, randomness, confidence=confidence)
         steps.append(step)
         text.extend(step.tokens.tolist())
     return GenerationResult(np.array(text[start:start + n_tokens], dtype=np.int64), steps)
