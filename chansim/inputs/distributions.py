@@ -144,7 +144,11 @@ def check_probs(probs, name: str = "probs", atol: float = PROB_ATOL) -> np.ndarr
     """
     if np.iscomplexobj(probs):
         raise ValueError(f"{name} has complex values; probabilities must be real")
-    arr = as_real_array(probs, name)
+    return _checked_probs(as_real_array(probs, name), name, atol)
+
+
+def _checked_probs(arr: np.ndarray, name: str, atol: float) -> np.ndarray:
+    """The checks of :func:`check_probs` on a float64 array (from :func:`as_real_array`), returned as is."""
     if arr.ndim == 0 or arr.shape[-1] == 0:
         raise ValueError(f"{name} must have a non-empty vocabulary axis (last axis), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -178,8 +182,8 @@ def check_pair(target_probs, draft_probs, atol: float = PROB_ATOL) -> tuple[np.n
     if p.shape != q.shape and p.ndim and q.ndim:        # shapes first: a cut vector is not "unnormalised"
         kind = "vocabulary mismatch" if p.shape[-1] != q.shape[-1] else "shape mismatch"
         raise ValueError(f"{kind}: target has shape {p.shape}, draft has shape {q.shape}")
-    p = check_probs(p, "target_probs", atol)
-    q = check_probs(q, "draft_probs", atol)
+    p = _checked_probs(p, "target_probs", atol)          # as_real_array made the copy: one per side
+    q = _checked_probs(q, "draft_probs", atol)
     if p.shape != q.shape:
         kind = "vocabulary mismatch" if p.shape[-1] != q.shape[-1] else "shape mismatch"
         raise ValueError(f"{kind}: target has shape {p.shape}, draft has shape {q.shape}")
