@@ -635,7 +635,10 @@ FIXED = {
     "bound --rank-tol 1e-300": (lambda d: _case_bound(d, "--rank-tol", "1e-300"), "error"),
     "bound --rank-tol nan": (lambda d: _case_bound(d, "--rank-tol", "nan"), "error"),
     "bound --log --rank-tol 1e-300": (lambda d: _case_log(d, "--rank-tol", "1e-300"), "error"),
-    "bound V = 262,144 default --rank-tol": (lambda d: _case_bound(d, vocab=262_144), "error"),
+    # sd alone needs no rank law (issue 23): quick at any V; an ERSD method at a tight tolerance is refused
+    "bound V = 262,144 --method sd (no rank law)": (lambda d: _case_bound(d, vocab=262_144), "valid"),
+    "bound V = 262,144 ersd --rank-tol 1e-9": (lambda d: _case_bound(d, "--method", "ersd", "--rank-tol", "1e-9",
+                                                                      vocab=262_144), "error"),
     "bound V = 262,144 --rank-tol 1e-300": (lambda d: _case_bound(d, "--rank-tol", "1e-300", vocab=262_144), "error"),
     # a scheduler that cannot be reached (fast failure, one line)
     "figures --scheduler unreachable": (

@@ -331,8 +331,11 @@ def test_item2_gaussian_logit_pairs_return_a_table():
     q = np.exp(lq - lq.max())
     q /= q.sum()
     for methods in (None, ["sd"]):
-        rep = speedup_report(p, q, k=[1, 4, 16, 64], methods=methods, pfr=False)
+        rep = speedup_report(p, q, k=[1, 4, 16, 64], methods=methods, pfr=False, rank_law=True)
         assert "ersd bound" in str(rep) and all(v >= 0 for v in rep.summary["rank_probs"])
+    rep = speedup_report(p, q, k=[1, 4], methods=["sd"], pfr=False)      # sd alone: no law (issue 23)
+    assert rep.summary["rank_entropy_nats"] is None
+    assert rep.ersd_bound["value"] == [None, None] and "not computed" in str(rep)
 
 
 @pytest.mark.parametrize("q0", [1e-10, 1e-11, 1e-12, 1e-20, 1e-300])
@@ -352,11 +355,18 @@ def test_item3_ratio_at_the_float_range_on_a_small_pair():
     assert check_small_pair(p, q, [1, 100, 10_000]) == []
 
 
-def test_item4_auxiliary_columns_never_abort():
+def test_item4_auxiliary_columns_never_abort(monkeypatch):
+    import chansim.theory.bound_columns as columns
+
+    def too_flat(*_, **__):                        # what a very flat law raises (ties at the node budget)
+        raise ValueError("the 65536 largest path products need more than 135168 groups")
+
     p = np.zeros(65)
     p[0] = 1.0
-    rep = speedup_report(p, np.full(65, 1 / 65), k=[1, 64], pfr=False)
-    assert rep.summary["asymptote_within_1pct_from_k"] is None and rep.summary["asymptote_note"]
+    with monkeypatch.context() as patch:
+        patch.setattr(columns, "top_products_sums", too_flat)
+        rep = speedup_report(p, np.full(65, 1 / 65), k=[1, 64], pfr=False)
+    assert rep.summary["asymptote_within_1pct_from_k"] is None and "135168 groups" in rep.summary["asymptote_note"]
     assert "1% point: -" in str(rep)
     rep = speedup_report([0.35, 0.65], [0.0, 1.0], k=[1, 2000], methods=["ersd"], pfr=False)
     chain = sum(0.65 ** d for d in range(2001))                          # a = (0.65,), never = 0.35

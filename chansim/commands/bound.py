@@ -87,6 +87,10 @@ def register(subparsers) -> None:
                         help="--log: joblib backend for the per-position rank laws, e.g. 'dask' (as chansim figures)")
     parser.add_argument("--scheduler", default=None, help="--log: dask.distributed scheduler address for --backend dask")
     parser.add_argument("--trials", type=int, default=1000, help="Monte Carlo samples (rank law of --log predictions)")
+    parser.add_argument("--rank-law", action="store_true",
+                        help="compute the ERSD rank law (H(R), ersd bound, asymptote) even when no requested "
+                             "method needs it (default: only with an ERSD method; it costs seconds per position "
+                             "at V ~ 50k)")
     parser.add_argument("--rank-tol", type=float, default=1e-4,
                         help="guaranteed l1 error aimed at for the rank law when V > 64 (docs/theory.md §5)")
     parser.add_argument("--seed", type=int, default=0)
@@ -197,15 +201,19 @@ def run(args) -> int:
         if value is not None:
             raise ValueError(f"{flag} applies to --log only")
     from ..inputs.guards import check_rank_law_budget
+    from ..theory.report import needs_rank_law
 
+    ks = _parse_ks(args.k)
+    methods = _methods(args.method) or list(default_methods("bound", vocab=p.shape[-1], kmax=max(ks)))
+    with_law = args.rank_law or needs_rank_law(methods)
     seconds = check_rank_law_budget(p.shape[-1], args.rank_tol, positions=p.shape[0] if p.ndim == 2 else 1,
-                                    jobs=args.jobs, force=args.force)
+                                    jobs=args.jobs, force=args.force, ranks=min(max(ks), 1024)) if with_law else 0.0
     if seconds > 10:
         from ..common.logconfig import get_logger
 
         get_logger("bound").info("the guaranteed rank law at V = %s (--rank-tol %g) takes about %.0f s; "
                                     "Ctrl-C stops it", f"{p.shape[-1]:,}", args.rank_tol, seconds)
-    report = speedup_report(p, q, k=_parse_ks(args.k), methods=_methods(args.method), tree=args.tree,
+    report = speedup_report(p, q, k=ks, methods=methods, tree=args.tree, rank_law=True if args.rank_law else None,
                             cost=args.cost, per_position=args.per_position, trials=args.trials, seed=args.seed,
                             n_jobs=args.jobs, confidence=args.confidence, rank_tol=args.rank_tol,
                             max_k=None if args.force else MAX_K)

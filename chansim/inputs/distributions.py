@@ -163,7 +163,13 @@ def check_probs(probs, name: str = "probs", atol: float = PROB_ATOL) -> np.ndarr
     ...
     ValueError: p is not normalised: sums to 1.1 at position () (tolerance 1e-06); pass logits or normalise explicitly
     """
-    arr = _real_rows(probs, name, "probabilities")
+    return _checked_probs(_real_rows(probs, name, "probabilities"), name, atol)
+
+
+def _checked_probs(arr: np.ndarray, name: str, atol: float) -> np.ndarray:
+    """The checks of :func:`check_probs` on a float64 array (from :func:`as_real_array`), returned as is."""
+    if arr.ndim == 0 or arr.shape[-1] == 0:
+        raise ValueError(f"{name} must have a non-empty vocabulary axis (last axis), got shape {arr.shape}")
     _check_finite_nonnegative(arr, name)
     sums = arr.sum(axis=-1)
     off = np.abs(sums - 1.0) > atol
@@ -190,8 +196,8 @@ def check_pair(target_probs, draft_probs, atol: float = PROB_ATOL) -> tuple[np.n
     if p.shape != q.shape and p.ndim and q.ndim:        # shapes first: a cut vector is not "unnormalised"
         kind = "vocabulary mismatch" if p.shape[-1] != q.shape[-1] else "shape mismatch"
         raise ValueError(f"{kind}: target has shape {p.shape}, draft has shape {q.shape}")
-    p = check_probs(p, "target_probs", atol)
-    q = check_probs(q, "draft_probs", atol)
+    p = _checked_probs(p, "target_probs", atol)          # as_real_array made the copy: one per side
+    q = _checked_probs(q, "draft_probs", atol)
     if p.shape != q.shape:
         kind = "vocabulary mismatch" if p.shape[-1] != q.shape[-1] else "shape mismatch"
         raise ValueError(f"{kind}: target has shape {p.shape}, draft has shape {q.shape}")

@@ -37,7 +37,7 @@ _SECONDS_PER_REFERENCE_TOKEN = 2e-8       # plus this per vocabulary entry and l
 _PFR_BYTES_PER_TRIAL = 96                 # pfr_sample: seven [trials] arrays (float64/int64) + the index statistics
 _PFR_SECONDS_PER_TRIAL = 1e-6             # plus this per expected arrival: measured 5e-5 s/trial at
 _PFR_SECONDS_PER_ARRIVAL = 1.5e-7         # max p/q = 380 (V = 3), 2.9e-4 at 1,250 (V = 1,000)
-_RANK_LAW_SECONDS_PER_TOKEN = 1.5e-3     # guaranteed rank law at tol 1e-4 (measured: 5.9 s at V = 4,096, 24 s at 16,384)
+_RANK_LAW_SECONDS_PER_TOKEN = 1.3e-4     # guaranteed rank law at tol 1e-4, K = 64 (measured: 4 CPU-s at V = 49,152, 33 at 262,144)
 _RANK_LAW_DECADE_FACTOR = 2.0            # per decade of tol below 1e-4 (measured: x 4.2 from 1e-4 to 1e-6 at V = 4,096)
 _RANK_LAW_EXACT_VOCAB = 64               # at or below: the exact kernel, fast
 #: seconds of ``chansim figures`` at ``--scale 1`` on a 2-core laptop, per mode (coarse; most of it scales with trials)
@@ -200,19 +200,25 @@ def check_figure_scale(scale: float, mode: str = "quick", force: bool = False) -
                      f"of --scale {MAX_FIGURE_SCALE:g}; use a smaller --scale, or pass --force")
 
 
-def rank_law_seconds(vocab: int, tol: float) -> float:
+def rank_law_seconds(vocab: int, tol: float, ranks: int = 64) -> float:
     """Coarse seconds of one guaranteed rank law (:func:`chansim.theory.rankbound.bounded_rank_law`) at
-    vocabulary ``vocab`` and l1 tolerance ``tol``: linear in V, doubling per decade of ``tol`` below 1e-4.
+    vocabulary ``vocab``, l1 tolerance ``tol`` and ``ranks`` = K: linear in V, doubling per decade of
+    ``tol`` below 1e-4, and linear in K above 64 (the recursion's width; ``chansim bound`` starts at
+    K = 64 and widens only while the tail P(R > K) is above ``tol``, so this is the worst case).
 
     >>> round(rank_law_seconds(262_144, 1e-4))
-    393
+    34
+    >>> round(rank_law_seconds(49_152, 1e-4, ranks=1024) / rank_law_seconds(49_152, 1e-4))
+    16
     """
     if vocab <= _RANK_LAW_EXACT_VOCAB:
         return 0.0
-    return _RANK_LAW_SECONDS_PER_TOKEN * vocab * _RANK_LAW_DECADE_FACTOR ** math.log10(1e-4 / tol)
+    width = max(int(ranks), 64) / 64
+    return _RANK_LAW_SECONDS_PER_TOKEN * vocab * _RANK_LAW_DECADE_FACTOR ** math.log10(1e-4 / tol) * width
 
 
-def check_rank_law_budget(vocab: int, tol: float, positions: int = 1, jobs: int = 1, force: bool = False) -> float:
+def check_rank_law_budget(vocab: int, tol: float, positions: int = 1, jobs: int = 1, force: bool = False,
+                          ranks: int = 64) -> float:
     """Estimated seconds of the rank laws of ``chansim bound`` (one per position, ``jobs`` at a time).
 
     Raises ``ValueError`` with the estimate, and the flags that change it, above :data:`TIME_LIMIT_S`
@@ -220,7 +226,7 @@ def check_rank_law_budget(vocab: int, tol: float, positions: int = 1, jobs: int 
     """
     workers = (os.cpu_count() or 1) if jobs == -1 else max(int(jobs), 1)
     rounds = -(-max(int(positions), 1) // workers)
-    seconds = rounds * rank_law_seconds(vocab, tol)
+    seconds = rounds * rank_law_seconds(vocab, tol, ranks)
     if seconds > TIME_LIMIT_S and not force:
         raise ValueError(f"the guaranteed rank law at V = {vocab:,} with --rank-tol {tol:g} for {positions} "
                          f"position(s): estimated {_human_seconds(seconds)} of run time, above the limit of "

@@ -74,7 +74,7 @@ def _real_numpy(name, path, raw) -> LoadedArray:
         raise ValueError(f"{name}: {path} holds booleans (dtype bool), not numbers")
     if kind not in _REAL_KINDS:
         raise ValueError(f"{name}: {path} holds non-numeric data (dtype {arr.dtype})")
-    return LoadedArray(arr.astype(np.float64), str(arr.dtype))
+    return LoadedArray(arr.astype(np.float64, copy=False), str(arr.dtype))   # np.load's array is ours
 
 
 def _json_numbers(name, path, obj) -> np.ndarray:
@@ -265,8 +265,13 @@ def _check_side(arr, loaded_dtype, label, name, atol, logits):
             hint = f"; {label} has negative values -- if it holds logits, pass --logits (logits=True)"
         raise ValueError(f"{err}{hint}") from None
     # rows within the (rounding) tolerance are divided by their mass, as the log reader does: the
-    # stored values are a rounded probability vector, and every later check uses PROB_ATOL
-    return probs / probs.sum(axis=-1, keepdims=True)
+    # stored values are a rounded probability vector, and every later check uses PROB_ATOL; in place
+    # on check_probs' own copy (no third copy of a 400 MB file)
+    sums = probs.sum(axis=-1, keepdims=True)
+    if probs is arr:                                  # never: check_probs returns its own float64 copy
+        return probs / sums
+    probs /= sums
+    return probs
 
 
 def load_pair(p_path, q_path, logits: bool = False, temperature: float = 1.0,

@@ -339,21 +339,34 @@ def competitor_rates(target_probs, draft_probs, validate: bool = True) -> np.nda
     [1.0, 0.0]
     """
     p, q = as_pair(target_probs, draft_probs, validate)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        rho = np.where(p > 0, q / p, np.inf)                  # inf for p = 0 (always "above")
-    order = np.argsort(rho, axis=-1, kind="stable")
-    rho_s = np.take_along_axis(rho, order, -1)
-    p_s = np.take_along_axis(p, order, -1)
-    q_s = np.take_along_axis(q, order, -1)
-    end = _tie_block_end(rho_s)                               # ties of rho count as "below"
-    p_above = p_s.sum(-1, keepdims=True) - np.take_along_axis(np.cumsum(p_s, axis=-1), end, -1)
-    q_above = q_s.sum(-1, keepdims=True) - np.take_along_axis(np.cumsum(q_s, axis=-1), end, -1)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        rates_s = np.where(p_s > 0, np.maximum(np.where(q_above > 0, q_above / rho_s, 0.0) - p_above, 0.0), 0.0)
-        rates_s = np.where((p_s > 0) & (rho_s == 0), np.inf, rates_s)
+    order, p_s, rates_s = _sorted_rates(p, q)
     rates = np.empty_like(rates_s)
     np.put_along_axis(rates, order, rates_s, -1)
     return rates
+
+
+def _gather(a: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``a`` reordered along the last axis (plain indexing in 1-D: take_along_axis costs 3x there)."""
+    return a[order] if a.ndim == 1 else np.take_along_axis(a, order, -1)
+
+
+def _sorted_rates(p: np.ndarray, q: np.ndarray):
+    r"""``(order, p sorted, C sorted)``: :func:`competitor_rates` in the order of ascending :math:`\rho = q/p`.
+
+    Checked arrays of equal shape.  Ties of :math:`\rho` are one block (every member counts the
+    others as "below"), so any order within a tie gives the same rates: an unstable sort is exact.
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        rho = np.where(p > 0, q / p, np.inf)                  # inf for p = 0 (always "above")
+    order = np.argsort(rho, axis=-1)
+    rho_s, p_s, q_s = _gather(rho, order), _gather(p, order), _gather(q, order)
+    end = _tie_block_end(rho_s)                               # ties of rho count as "below"
+    p_above = p_s.sum(-1, keepdims=True) - _gather(np.cumsum(p_s, axis=-1), end)
+    q_above = q_s.sum(-1, keepdims=True) - _gather(np.cumsum(q_s, axis=-1), end)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        rates_s = np.where(p_s > 0, np.maximum(np.where(q_above > 0, q_above / rho_s, 0.0) - p_above, 0.0), 0.0)
+        rates_s = np.where((p_s > 0) & (rho_s == 0), np.inf, rates_s)
+    return order, p_s, rates_s
 
 
 def er_acceptance(target_probs, draft_probs, validate: bool = True) -> np.ndarray:
@@ -374,9 +387,9 @@ def er_acceptance(target_probs, draft_probs, validate: bool = True) -> np.ndarra
     True
     """
     p, q = as_pair(target_probs, draft_probs, validate)
-    rates = competitor_rates(p, q, validate=False)
+    _, p_s, rates_s = _sorted_rates(p, q)                   # the sum needs no unsorting
     with np.errstate(invalid="ignore"):
-        return np.where(p > 0, p / (1.0 + rates), 0.0).sum(-1)
+        return np.where(p_s > 0, p_s / (1.0 + rates_s), 0.0).sum(-1)
 
 
 def _tie_block_end(sorted_vals: np.ndarray) -> np.ndarray:

@@ -35,10 +35,12 @@ import numpy as np
 
 from .rank_light import light_state, row_error, second_order_error
 
-__all__ = ["HeavySets", "choose_heavy_sets", "run_recursion"]
+__all__ = ["HeavySets", "choose_heavy_sets", "row_means", "run_recursion"]
 
 #: most (row, competitor) rate entries held at once by the recursion (16 MiB of float64)
 _BLOCK = 1 << 21
+#: state entries per block of the recursion (512 KiB of float64: stays in a core's L2 cache)
+_STATE_BLOCK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -117,16 +119,19 @@ class HeavySets:
         return np.array([tops[g][i] for g, i in zip(self.group, self.local)]) if len(self.group) else np.zeros(0)
 
 
-def _absorb(state, pi_cols, k: int) -> None:
-    """Add independent Bernoulli(pi) counts to ``state`` (rows, k+1) in place; last state absorbs.
+def _absorb(state_t, pi_cols, k: int) -> None:
+    r"""Add independent Bernoulli(pi) counts to ``state_t`` in place; the last state absorbs.
 
-    ``pi_cols`` has shape (h, rows) (one contiguous row per competitor).
+    ``state_t`` has shape (k+1, rows) (counts by row: each count's column of rows is contiguous,
+    three passes per competitor over a block that stays in cache); ``pi_cols`` has shape
+    (h, rows): :math:`s_j \leftarrow (1 - \pi) s_j + \pi s_{j-1}` for j < k and
+    :math:`s_k \leftarrow s_k + \pi s_{k-1}`.
     """
-    moved = np.empty((state.shape[0], k))
+    moved = np.empty((k, state_t.shape[1]))
     for pi in pi_cols:
-        np.multiply(state[:, :k], pi[:, None], out=moved)                # [rows, k]
-        state[:, :k] -= moved
-        state[:, 1:] += moved
+        np.multiply(state_t[:k], pi[None, :], out=moved)                  # [k, rows]
+        state_t[:k] -= moved
+        state_t[1:] += moved
 
 
 def _absorb_torch(state, pi_cols, k: int) -> None:
@@ -135,13 +140,18 @@ def _absorb_torch(state, pi_cols, k: int) -> None:
 
     moved = state.new_empty((state.shape[0], k))
     for pi in pi_cols:
-        torch.mul(state[:, :k], pi[:, None], out=moved)                     # [rows, k]
+        torch.mul(state[:, :k], pi[:, None], out=moved)                     # [rows, k] (rows on the GPU: one block)
         state[:, :k] -= moved
         state[:, 1:] += moved
 
 
-def _row_blocks(win_rows, heavy: HeavySets):
-    """Blocks of rows sharing a heavy group: yields ``(idx, c_cols)``, ``c_cols`` of shape [h, rows]."""
+def _row_blocks(win_rows, heavy: HeavySets, k: int, in_cache: bool = True):
+    """Blocks of rows sharing a heavy group: yields ``(idx, c_cols)``, ``c_cols`` of shape [h, rows].
+
+    A block holds at most ``_BLOCK`` rates and about ``_STATE_BLOCK`` state entries ((k+1) x rows),
+    so the recursion's three passes per competitor run in cache (``in_cache=False``, for a GPU:
+    the rate limit only).
+    """
     g_rows = heavy.group[win_rows]
     for g, mat in enumerate(heavy.mats):
         h = mat.shape[1]
@@ -149,6 +159,8 @@ def _row_blocks(win_rows, heavy: HeavySets):
             continue
         sel = np.flatnonzero(g_rows == g) if len(heavy.mats) > 1 else np.arange(len(win_rows))
         block = max(1, _BLOCK // h)
+        if in_cache:
+            block = min(block, max(64, _STATE_BLOCK // (k + 1)))
         for s in range(0, len(sel), block):
             idx = sel[s:s + block]
             yield idx, mat[heavy.local[win_rows[idx]]].T
@@ -160,7 +172,7 @@ def _run_torch(state_np, t_rows, win_rows, heavy: HeavySets, k: int, device) -> 
 
     state = torch.as_tensor(state_np, dtype=torch.float64, device=device)
     t = torch.as_tensor(t_rows, dtype=torch.float64, device=device)
-    for idx, c_np in _row_blocks(win_rows, heavy):
+    for idx, c_np in _row_blocks(win_rows, heavy, k, in_cache=False):
         idx_t = torch.as_tensor(idx, device=device)
         c_cols = torch.as_tensor(c_np, dtype=torch.float64, device=device)           # [h, rows]
         pi_cols = -torch.expm1(-c_cols * t[idx_t][None, :])                          # [h, rows]
@@ -183,12 +195,22 @@ def run_recursion(t_rows, win_rows, heavy: HeavySets, k: int, device=None) -> np
     state = light_state(t_rows, heavy.light[win_rows], heavy.light_sq[win_rows], heavy.second[win_rows], k)
     if device is not None:
         return _run_torch(state, t_rows, win_rows, heavy, k, device)
-    for idx, c_cols in _row_blocks(win_rows, heavy):                        # c_cols: [h, rows]
+    for idx, c_cols in _row_blocks(win_rows, heavy, k):                     # c_cols: [h, rows]
         pi_cols = -np.expm1(-c_cols * t_rows[idx][None, :])               # [h, rows]
-        st = state[idx]
+        st = np.ascontiguousarray(state[idx].T)                            # [k+1, rows]
         _absorb(st, pi_cols[pi_cols.max(1) > 0], k)
-        state[idx] = st
+        state[idx] = st.T
     return state
+
+
+def row_means(t_rows, win_rows, heavy: HeavySets) -> np.ndarray:
+    r"""Mean of the approximated count per row: :math:`\sum_{heavy} (1 - e^{-t c_x}) + t C^L`, shape (rows,)."""
+    t_rows = np.asarray(t_rows, dtype=float)
+    win_rows = np.asarray(win_rows)
+    mean = t_rows * heavy.light[win_rows]
+    for idx, c_cols in _row_blocks(win_rows, heavy, 0, in_cache=False):
+        mean[idx] += -np.expm1(-c_cols * t_rows[idx][None, :]).sum(0)
+    return mean
 
 
 def _ladder(heavy: int, top: int) -> list:

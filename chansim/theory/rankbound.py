@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..sampling.races import competitor_rates
-from .rank_heavy import HeavySets, choose_heavy_sets, run_recursion
+from .rank_heavy import HeavySets, choose_heavy_sets, row_means, run_recursion
 from .rank_light import power_sums_above
 from .rank_quadrature import graded_panels
 
@@ -202,6 +202,12 @@ def _greedy_bins(by_rho, pw, m_up, m_lo, limit: float):
     return starts, errs, float(errs.sum())
 
 
+#: shares of ``tol`` given to each source of error (module docstring; they sum to < 1, the rest covers
+#: rounding).  Binning sets the number of (winner, t) rows, so it gets the most; quadrature and the
+#: t-tail cost only a logarithm of their share.
+BUDGET = {"winners": 0.10, "binning": 0.55, "light": 0.12, "quadrature": 0.03, "t_tail": 0.03, "narrow": 0.06}
+
+
 #: smallest winner ratio q_y/p_y used as such (rates c_x = q_x/rho_y - p_x stay <= 1e90, their cubes finite)
 RHO_FLOOR = 1e-90
 
@@ -243,43 +249,72 @@ def _run_dp(t_rows, win_rows, heavy: HeavySets, k: int, device=None) -> np.ndarr
     return run_recursion(t_rows, win_rows, heavy, k, device)
 
 
+def _width_ladder(narrow: int, k: int) -> list:
+    """Recursion widths tried in turn: narrow, 2 narrow, 4 narrow, ... below k, then k."""
+    widths = []
+    w = int(narrow)
+    while 0 < w < k:
+        widths.append(w)
+        w *= 2
+    return widths + [k]
+
+
+def _first_width(mean, widths, threshold: float) -> np.ndarray:
+    r"""Index into ``widths`` of the first width predicted to pass, per row (a guess, never a bound).
+
+    Chernoff: :math:`P(N \ge w) \le e^{-\mu}(e\mu/w)^w` for a sum of independent Bernoulli and
+    Poisson counts of mean :math:`\mu < w`; a row starts at the smallest width where that is
+    below ``10 * threshold``.  Rows that then fail the check move up one width.
+    """
+    mean = np.maximum(np.asarray(mean, dtype=float), 1e-300)
+    first = np.full(len(mean), len(widths) - 1)
+    for i in range(len(widths) - 2, -1, -1):
+        w = widths[i]
+        log_tail = np.where(mean < w, -mean + w * (1 + np.log(mean / w)), 0.0)
+        first[log_tail <= np.log(10 * threshold)] = i
+    return first
+
+
 def _accumulate_rows(head, t_rows, y_rows, weight, heavy: HeavySets, k: int, narrow: int, threshold: float,
                      device=None):
-    """Add the weighted truncated pmfs of all rows to ``head`` (shape (k+1,)); narrow pass first.
+    r"""Add the weighted truncated pmfs of all rows to ``head`` (shape (k+1,)); narrow passes first.
 
-    Returns ``(head, narrow_err, wide_rows)``; ``wide_rows`` = rows run at width k; ``narrow_err`` = 2 * sum of weight * P(N >= narrow) over
-    the rows kept from the narrow pass (module docstring, 6.).  ``weight >= 0``.
+    Each row is run at the first width of :func:`_width_ladder` predicted to suffice
+    (:func:`_first_width`); a row run at a width w < k whose absorbed mass
+    :math:`P(N \ge w)` is at most ``threshold`` keeps it (on "N >= K"), the others move up a width.
+    Returns ``(head, narrow_err, wide_rows)``; ``wide_rows`` = rows run at width k; ``narrow_err``
+    = 2 * sum of weight * P(N >= w) over the rows kept at a width w < k, plus the
+    second-order term (module docstring, 6.).  ``weight >= 0``.
     """
-    step = max(1, (1 << 15) // (k + 1))                               # blocks of ~256 KiB stay in cache
     narrow_err = 0.0
-    if not 0 < narrow < k:
-        for s in range(0, len(t_rows), step):
-            sl = slice(s, s + step)
-            head += weight[sl] @ _run_dp(t_rows[sl], y_rows[sl], heavy, k, device)
-        return head, narrow_err, len(t_rows)
-    wide = []
-    nstep = max(1, (1 << 15) // (narrow + 1))
-    for s in range(0, len(t_rows), nstep):
-        sl = slice(s, s + nstep)
-        st = _run_dp(t_rows[sl], y_rows[sl], heavy, narrow, device)   # [rows, narrow+1]
-        ok = st[:, narrow] <= threshold
-        w_ok = weight[sl][ok]
-        head[:narrow] += w_ok @ st[ok, :narrow]
-        moved = float(w_ok @ st[ok, narrow])
-        head[k] += moved
-        narrow_err += 2 * moved
-        # a signed (second-order) light part has negative mass N <= half its l1 error; the
-        # move then costs <= 2 moved + 4 N (docs/theory.md §5, narrow pass)
-        y_ok = y_rows[sl][ok]
-        sec = heavy.second[y_ok]
-        if sec.any():                                                  # 4 N <= 2 l1 error = 4 TV
-            narrow_err += 4 * float(w_ok[sec] @ heavy.row_tv(t_rows[sl][ok][sec], y_ok[sec]))
-        wide.append(np.flatnonzero(~ok) + s)
-    rerun = np.concatenate(wide) if wide else np.zeros(0, dtype=int)
-    for s in range(0, len(rerun), step):
-        idx = rerun[s:s + step]
-        head += weight[idx] @ _run_dp(t_rows[idx], y_rows[idx], heavy, k, device)
-    return head, narrow_err, len(rerun)
+    widths = _width_ladder(narrow, k)
+    level = _first_width(row_means(t_rows, y_rows, heavy), widths, threshold) if len(widths) > 1 else \
+        np.zeros(len(t_rows), dtype=int)
+    wide_rows = 0
+    for i, w in enumerate(widths):
+        todo = np.flatnonzero(level == i)
+        step = max(1, (1 << 15) // (w + 1))                           # blocks of ~256 KiB stay in cache
+        for s in range(0, len(todo), step):
+            idx = todo[s:s + step]
+            st = _run_dp(t_rows[idx], y_rows[idx], heavy, w, device)   # [rows, w+1]
+            if w == k:
+                head += weight[idx] @ st
+                wide_rows += len(idx)
+                continue
+            ok = st[:, w] <= threshold
+            w_ok = weight[idx][ok]
+            head[:w] += w_ok @ st[ok, :w]
+            moved = float(w_ok @ st[ok, w])
+            head[k] += moved
+            narrow_err += 2 * moved
+            # a signed (second-order) light part has negative mass N <= half its l1 error; the
+            # move then costs <= 2 moved + 4 N (docs/theory.md §5, narrow pass)
+            y_ok = y_rows[idx][ok]
+            sec = heavy.second[y_ok]
+            if sec.any():                                              # 4 N <= 2 l1 error = 4 TV
+                narrow_err += 4 * float(w_ok[sec] @ heavy.row_tv(t_rows[idx][ok][sec], y_ok[sec]))
+            level[idx[~ok]] = i + 1
+    return head, narrow_err, wide_rows
 
 
 def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float = 1e-7, heavy: int = 24,
@@ -346,7 +381,7 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
                               {"winners": 0.0, "rounding": 1e-13, "n_winners": 0, "rows": 0})
     order = cand[np.argsort(-p[cand], kind="stable")]
     rest = p[order].sum() - np.cumsum(p[order])                            # mass after each prefix
-    n_win = int(np.searchsorted(-rest, -tol / 6)) + 1 if len(order) else 0
+    n_win = int(np.searchsorted(-rest, -tol * BUDGET["winners"])) + 1 if len(order) else 0
     n_win = min(n_win, len(order), int(winners_max))
     winners = order[:n_win]
     dropped = float(max(p[order].sum() - p[winners].sum(), 0.0))
@@ -356,7 +391,7 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     outside = np.setdiff1d(np.arange(vocab), short)
     outside_qmax = float(q[outside].max()) if len(outside) else 0.0
     ps, qs = p[short], q[short]
-    share = tol / 6
+    share = {part: tol * frac for part, frac in BUDGET.items()}
     pw = p[winners]
     rho_w = q[winners] / pw
     clamped = rho_w < RHO_FLOOR                                            # E[R | y] unknown there: use V
@@ -388,10 +423,10 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     # bins of winners by ratio: R | y is stochastically decreasing in rho_y, so y may be
     # replaced by the bin's lowest-ratio winner at l1 cost 2 p_y (E[R | ref] - E[R | y]) (§5)
     by_rho = np.argsort(rho_w, kind="stable")
-    limit = share
+    limit = share["binning"]
     for _ in range(40):                                                    # widest bins whose total error fits
         starts, bin_err, total = _greedy_bins(by_rho, pw, m_up, m_lo, limit)
-        if total <= share:
+        if total <= share["binning"]:
             break
         limit /= 2
     ref_pos = by_rho[starts]                                               # [bins] positions in winners
@@ -403,9 +438,9 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     winners_all = winners_before
 
     # heavy sets per winner (rank_heavy): light-part l1 cost <= share where reachable
-    t_max = math.log(2 / share)                                            # largest T_y (probes below)
+    t_max = math.log(2 / share["t_tail"])                                            # largest T_y (probes below)
     heavy_sets = choose_heavy_sets(p, q, winners, pw, rho_w, (out_s1[ref_pos], out_s2[ref_pos]), short,
-                                   outside_qmax, share, heavy, heavy_max,
+                                   outside_qmax, share["light"], heavy, heavy_max,
                                    chunk, full_max, max(heavy_work * n_win, 1 << 20), t_max)
     # winners with C_y = 0 (largest ratio): N = 0 surely
     busy = c_tot > 0
@@ -426,7 +461,7 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
             mid = (lo_idx[act] + first[act]) // 2
             b = 1 - _run_dp(probe_t[mid], bw[act], heavy_sets, k, device)[:, k]
             tv = heavy_sets.row_tv(probe_t[mid], bw[act])
-            ok = 2 * np.exp(-probe_t[mid]) * np.clip(b + tv, 0, 1) + 1e-300 <= share
+            ok = 2 * np.exp(-probe_t[mid]) * np.clip(b + tv, 0, 1) + 1e-300 <= share["t_tail"]
             first[act[ok]], below[act[ok]] = mid[ok], b[ok]
             lo_idx[act[~ok]] = mid[~ok]
         t_end[bw] = probe_t[first]
@@ -443,7 +478,7 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     narrow_err, wide_rows = 0.0, 0
     quad_err = np.zeros(n_win)
     if len(bw):
-        (pan_y, pan_a, pan_h, pan_n), quad_err[bw], stop = graded_panels(heavy_sets, bw, t_end[bw], share, k)
+        (pan_y, pan_a, pan_h, pan_n), quad_err[bw], stop = graded_panels(heavy_sets, bw, t_end[bw], share["quadrature"], k)
         # panels that ran out of steps: the uncovered [stop, T_y] goes to "N >= K" (like the t-tail,
         # l1 cost <= twice its mass e^{-stop} - e^{-T_y}); never a crash (issue 20)
         gap = np.exp(-stop) - np.exp(-t_end[bw])
@@ -461,7 +496,7 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
         rows_total = len(t_rows)
         weight = pw[y_rows] * w_rows * np.exp(-t_rows)
         head, narrow_err, wide_rows = _accumulate_rows(head, t_rows, y_rows, weight, heavy_sets, k, narrow,
-                                                       share / (4 * max(float(weight.sum()), 1e-300)), device)
+                                                       share["narrow"] / (4 * max(float(weight.sum()), 1e-300)), device)
         head[k] += float((pw[bw] * np.exp(-t_end[bw])).sum())              # t > T_y: all mass to "N >= K"
     alpha = float(np.where(p > 0, p / (1.0 + np.where(np.isfinite(rates), rates, np.inf)), 0.0).sum())
     light_err = heavy_sets.mixed_tv(t_end)                                 # rows only reach T_y

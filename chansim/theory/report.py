@@ -118,10 +118,12 @@ class BoundReport:
             f"  KL(p||q) = {s['kl_nats']:.4f} nats = {s['kl_bits']:.4f} bits    TV = {s['tv']:.4f}",
             f"  alpha_SD = {s['alpha_sd']:.4f}    alpha_ER = {s['alpha_er']:.4f}",
             f"  H(R) = {_fmt_interval(s)} nats"
-            + f"    E[(ln a_R)^2] = {s['rank_second_moment']:.4f}",
+            + f"    E[(ln a_R)^2] = {s['rank_second_moment']:.4f}" if s.get("rank_entropy_nats") is not None else
+            f"  H(R) = - ({s.get('rank_law')})",
         ]
         if s.get("pfr_log2_index_bits") is not None:
-            lines.append(f"  PFR E[log2 K] = {s['pfr_log2_index_bits']:.4f} bits   H(R) = {s['rank_entropy_bits']:.4f} bits")
+            hr = "" if s.get("rank_entropy_bits") is None else f"   H(R) = {s['rank_entropy_bits']:.4f} bits"
+            lines.append(f"  PFR E[log2 K] = {s['pfr_log2_index_bits']:.4f} bits{hr}")
         names = list(self.methods)
         shown = [v for n in names for v in self.methods[n]["tokens_per_call"] if v is not None]
         shown += [v for v in list(self.asymptote["value"]) + list(self.ersd_bound["value"]) if v is not None]
@@ -139,7 +141,8 @@ class BoundReport:
                 flag = "" if marks[i] else "*"
                 row += f"{'-' if v is None else f'{v:.4f}{flag}':>{width}}"
             av = self.asymptote["value"][i]
-            row += f"{'-' if av is None else f'{av:.4f}':>{wa}}{self.ersd_bound['value'][i]:>{wb}.4f}"
+            bv = self.ersd_bound["value"][i]
+            row += f"{'-' if av is None else f'{av:.4f}':>{wa}}{'-' if bv is None else f'{bv:.4f}':>{wb}}"
             lines.append(row)
         if self.cost is not None:
             lines += ["", f"  wall-clock speed-up, cost model tokens / (1 + c*depth), c = {self.cost:g}",
@@ -350,24 +353,62 @@ FAMILIES = {"chain": _chain_family, "sibling-closed": _sibling_closed_family, "r
             "sequences": _sequences_family}
 
 
-def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps, confidence=0.95, rank_tol=1e-4):
-    """All per-position quantities (dict of scalars and per-method lists)."""
-    kmax = max(ks)
-    law = rank_law(p, q, trials=trials, seed=seed, exact_max_vocab=exact_max_vocab, eps=eps, confidence=confidence,
-                   max_rank=min(max(64, kmax), MAX_RANKS), tol=rank_tol)
-    beta = float(np.minimum(p, q).sum())
+#: per-position keys that come from the rank law (None when no printed column needs it)
+_LAW_KEYS = ("rank_entropy_nats", "rank_entropy_ci", "rank_entropy_exact", "rank_second_moment", "rank_truncation",
+             "rank_support", "rank_entropy_interval", "rank_law_error", "rank_probs", "rank_tail",
+             "rank_entropy_guaranteed", "ersd_bound", "ersd_bound_paper", "asymptote",
+             "asymptote_within_1pct_from_k", "asymptote_note")
+
+
+def needs_rank_law(methods) -> bool:
+    """True when one of ``methods`` is valued through the ERSD rank law (``Method.uses_race``)."""
+    return any(get_method(name).uses_race for name in methods)
+
+
+def _law_for(p, q, ks, trials, seed, exact_max_vocab, eps, confidence, rank_tol):
+    """The rank law for budgets ``ks``: K = 64 first, widened x4 while P(R > K) > rank_tol and k > K."""
+    vocab, kmax = p.shape[-1], max(ks)
+    k_ranks = min(64, vocab)
+    while True:
+        law = rank_law(p, q, trials=trials, seed=seed, exact_max_vocab=exact_max_vocab, eps=eps,
+                       confidence=confidence, max_rank=k_ranks, tol=rank_tol)
+        if law.exact or law.tail <= rank_tol or k_ranks >= min(kmax, MAX_RANKS, vocab):
+            return law
+        k_ranks = min(4 * k_ranks, kmax, MAX_RANKS, vocab)
+
+
+def _law_columns(law, ks, p, q) -> dict:
+    """The per-position rank-law quantities and the bound/asymptote columns (docs/theory.md §3-§5, §10)."""
     never_possible = bool(np.any((p > 0) & (q == 0)))
     support = law.support if law.exact else int(np.count_nonzero(q)) + int(never_possible)
-    alpha_er = float(races.er_acceptance(p, q, validate=False))
-    out = {"kl_nats": float(kl_divergence(p, q, validate=False)), "tv": float(total_variation(p, q, validate=False)),
-           "alpha_sd": beta, "alpha_er": alpha_er,
-           "rank_entropy_nats": law.entropy, "rank_entropy_ci": list(law.entropy_ci),
+    out = {"rank_entropy_nats": law.entropy, "rank_entropy_ci": list(law.entropy_ci),
            "rank_entropy_exact": law.exact, "rank_second_moment": law.second_moment,
            "rank_truncation": law.truncation, "rank_never": law.never, "rank_support": support,
            "rank_entropy_interval": list(law.entropy_ci), "rank_law_error": law.error,
            "rank_probs": [float(v) for v in law.probs[:64]], "rank_tail": law.tail,
-           "rank_entropy_guaranteed": law.guaranteed}
+           "rank_entropy_guaranteed": law.guaranteed, "rank_law_ranks": len(law.probs)}
     out.update(bound_columns(ks, law, support))
+    return out
+
+
+def _no_law_columns(ks, p, q) -> dict:
+    """The rank-law keys as None (no requested method or column needs the law), ``rank_never`` exact."""
+    out = dict.fromkeys(_LAW_KEYS)
+    out.update(ersd_bound=[None] * len(ks), ersd_bound_paper=[None] * len(ks), asymptote=[None] * len(ks),
+               rank_never=float(p[(p > 0) & (q == 0)].sum()), rank_law_ranks=0)
+    return out
+
+
+def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps, confidence=0.95, rank_tol=1e-4,
+              with_law=True):
+    """All per-position quantities (dict of scalars and per-method lists); ``with_law=False`` skips the rank law."""
+    law = _law_for(p, q, ks, trials, seed, exact_max_vocab, eps, confidence, rank_tol) if with_law else None
+    beta = float(np.minimum(p, q).sum())
+    alpha_er = float(races.er_acceptance(p, q, validate=False))
+    out = {"kl_nats": float(kl_divergence(p, q, validate=False)), "tv": float(total_variation(p, q, validate=False)),
+           "alpha_sd": beta, "alpha_er": alpha_er}
+    out.update(_law_columns(law, ks, p, q) if law is not None else _no_law_columns(ks, p, q))
+    support = out["rank_support"]
     ctx = {"law": law, "beta": beta, "seed": seed, "alpha_er": alpha_er, "ks": ks, "support": support}
     res = {}
     for name in methods:
@@ -394,6 +435,10 @@ def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps, confi
                      "ersd": bool(meth.uses_race and meth.tree_family in ("rank-set", "sibling-closed"))}
     # the ERSD bound holds for the true law; a value computed on a law with an error can sit above
     # it, and no printed ERSD value may exceed the printed bound: raise it there (still a bound)
+    if law is None:
+        out["ersd_bound_raised"] = False
+        out["methods"] = res
+        return out
     raised = out["ersd_bound"]
     for r in res.values():
         if r["ersd"]:
@@ -404,9 +449,10 @@ def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps, confi
     return out
 
 
-def _rows(p, q, offset, ks, methods, tree, trials, seed, exact_max_vocab, eps, confidence=0.95, rank_tol=1e-4):
+def _rows(p, q, offset, ks, methods, tree, trials, seed, exact_max_vocab, eps, confidence=0.95, rank_tol=1e-4,
+          with_law=True):
     return [_position(p[i], q[i], ks, methods, tree, trials, seed + offset + i, exact_max_vocab, eps, confidence,
-                      rank_tol)
+                      rank_tol, with_law)
             for i in range(len(p))]
 
 
@@ -414,11 +460,122 @@ def _default_methods(vocab: int, kmax: int) -> list:
     return list(default_methods("bound", vocab=vocab, kmax=kmax))
 
 
+#: what the report prints where no requested method needs the rank law (``rank_law=None``)
+NO_LAW_REASON = ("not computed: no requested method uses the ERSD rank law (add an ERSD method, or "
+                 "rank_law=True / --rank-law, to compute H(R), the ersd bound and the asymptote)")
+
+
+def _add_pfr(rows, p, q) -> None:
+    """E[log2 K] of the PFR per position (None where q misses part of p's support: K = inf)."""
+    from ..channel import expected_log2_index
+
+    for i, row in enumerate(rows):
+        covered = not np.any((p[i] > 0) & (q[i] == 0))
+        row["pfr_log2_index_bits"] = float(expected_log2_index(p[i], q[i], validate=False)) if covered else None
+
+
+def _column_mean(rows, key: str, n_k: int) -> list:
+    """Per-k mean over positions of a per-k column (None where any position has None)."""
+    cols = [[r[key][i] for r in rows] for i in range(n_k)]
+    return [None if any(v is None for v in c) else float(np.mean(c)) for c in cols]
+
+
+def _summary(rows, pfr: bool, with_law: bool) -> dict:
+    """Scalars averaged over positions (rank-law entries None without the law)."""
+    def mean(key):
+        return float(np.mean([r[key] for r in rows]))
+
+    summary = {key: mean(key) for key in ("kl_nats", "tv", "alpha_sd", "alpha_er")}
+    summary["kl_bits"] = summary["kl_nats"] / math.log(2)
+    summary["rank_law"] = "computed" if with_law else NO_LAW_REASON
+    pfr_ok = pfr and all(r["pfr_log2_index_bits"] is not None for r in rows)
+    summary["pfr_log2_index_bits"] = mean("pfr_log2_index_bits") if pfr_ok else None
+    if not with_law:
+        summary.update(dict.fromkeys(("rank_entropy_nats", "rank_second_moment", "rank_entropy_bits",
+                                      "rank_entropy_exact", "rank_entropy_ci", "rank_entropy_interval",
+                                      "rank_entropy_guaranteed", "rank_law_error", "asymptote_within_1pct_from_k",
+                                      "asymptote_note")))
+        return summary
+    summary.update(rank_entropy_nats=mean("rank_entropy_nats"), rank_second_moment=mean("rank_second_moment"))
+    summary["rank_entropy_bits"] = summary["rank_entropy_nats"] / math.log(2)
+    summary["rank_entropy_exact"] = all(r["rank_entropy_exact"] for r in rows)
+    summary["rank_entropy_ci"] = [float(np.mean([r["rank_entropy_ci"][j] for r in rows])) for j in (0, 1)]
+    summary["rank_entropy_interval"] = summary["rank_entropy_ci"]
+    summary["rank_entropy_guaranteed"] = all(r["rank_entropy_guaranteed"] for r in rows)
+    summary["rank_law_error"] = float(max(r["rank_law_error"] for r in rows))
+    summary["rank_law_ranks"] = int(max(r["rank_law_ranks"] for r in rows))
+    if len(rows) == 1:
+        summary["rank_probs"] = rows[0]["rank_probs"]
+        summary["rank_tail"] = rows[0]["rank_tail"]
+    akv = [r["asymptote_within_1pct_from_k"] for r in rows]
+    summary["asymptote_within_1pct_from_k"] = None if any(v is None for v in akv) else int(max(akv))
+    why = sorted({r["asymptote_note"] for r in rows if r.get("asymptote_note")})
+    summary["asymptote_note"] = "; ".join(why[:3]) if why else None
+    return summary
+
+
+def _method_entry(rows, name: str, ks, cost) -> dict:
+    """One method's per-k means over positions; the mean's interval is the mean of the ends."""
+    per = [r["methods"][name] for r in rows]
+    n_k = len(ks)
+    toks = _column_mean(per, "tokens_per_call", n_k)
+    deps = _column_mean(per, "depth", n_k)
+    ivs, marks = [], []
+    for i in range(n_k):
+        iv = [m["interval"][i] for m in per]
+        ivs.append(None if toks[i] is None or any(v is None for v in iv)
+                   else [float(np.mean([v[0] for v in iv])), float(np.mean([v[1] for v in iv]))])
+        marks.append(all(m["exact_k"][i] for m in per))
+    entry = {"k": ks, "tokens_per_call": toks, "interval": ivs,
+             "interval_guaranteed": all(m["interval_guaranteed"] for m in per),
+             "exact": all(marks), "exact_k": marks, "draft_depth": deps}
+    if cost is not None:
+        entry["speedup"] = [None if any(m["tokens_per_call"][i] is None for m in per)
+                            else float(np.mean([m["tokens_per_call"][i] / (1 + cost * m["depth"][i]) for m in per]))
+                            for i in range(n_k)]
+    return entry
+
+
+def _notes(rows, summary: dict, trials: int, eps: float) -> list:
+    """The report's notes: how the rank law was computed, raised bounds, values not computed."""
+    notes = []
+    if summary["rank_law_error"] is None:
+        notes.append(f"H(R), asymptote and ersd bound {NO_LAW_REASON}")
+    elif not summary["rank_entropy_exact"] and summary["rank_entropy_guaranteed"]:
+        notes.append(f"rank law with guaranteed l1 error <= {summary['rank_law_error']:.1e} "
+                     f"over K = {summary['rank_law_ranks']} ranks and the tail P(R > K) "
+                     "(docs/theory.md §5); bound column uses the lower end of the H(R) interval")
+    elif not summary["rank_entropy_exact"]:
+        notes.append(f"rank law by Monte Carlo ({trials} samples/position on the head of mass 1-{eps:g}); "
+                     f"max truncation bound P(R != R') <= {max(r['rank_truncation'] for r in rows):.2e}")
+    if any(r.get("ersd_bound_raised") for r in rows):
+        notes.append("the ersd bound was raised to an ERSD value computed on the law with its error "
+                     "(the interval of that value reaches below it)")
+    for msg in sorted({m for r in rows for m in r.get("method_notes", [])}):
+        notes.append(f"not computed, shown as '-': {msg}")
+    if summary["asymptote_note"]:
+        notes.append(f"auxiliary column not computed: {summary['asymptote_note']}")
+    if any(r["rank_never"] > 0 for r in rows):
+        notes.append("some target tokens have q = 0 (never draftable): tokens per call stays below 1/P(never)")
+    return notes
+
+
+def _per_position(r: dict, ks, methods, pfr: bool) -> dict:
+    """One position's values for ``per_position=True``."""
+    d = {key: r[key] for key in ("kl_nats", "tv", "alpha_sd", "alpha_er", "rank_entropy_nats", "rank_second_moment",
+                                 "ersd_bound", "asymptote", "rank_entropy_interval", "rank_law_error")}
+    d["kl_bits"] = d["kl_nats"] / math.log(2)
+    d["methods"] = {m: {"k": ks, "tokens_per_call": r["methods"][m]["tokens_per_call"]} for m in methods}
+    if pfr:
+        d["pfr_log2_index_bits"] = r["pfr_log2_index_bits"]
+    return d
+
+
 def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optimal", cost: float | None = None,
                    per_position: bool = False, logits: bool = False, temperature: float = 1.0,
                    trials: int = 1000, seed: int = 0, exact_max_vocab: int = 64, eps: float = 1e-4,
                    pfr: bool | None = None, n_jobs: int = 1, confidence: float = 0.95,
-                   rank_tol: float = 1e-4, max_k: int | None = MAX_K) -> BoundReport:
+                   rank_tol: float = 1e-4, max_k: int | None = MAX_K, rank_law: bool | None = None) -> BoundReport:
     r"""Theoretical tokens per call, large-k relation and all-k bound for given distributions.
 
     Parameters
@@ -437,8 +594,8 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
         Keep every position's values in ``per_position``.
     trials, seed, exact_max_vocab, eps, rank_tol
         Rank law: the full law with a proved l1 error ~3e-13 for V <= ``exact_max_vocab``, else a
-        truncated law (K = min(max(64, k), 1024)) with a guaranteed l1 error
-        aimed at ``rank_tol`` (:func:`chansim.theory.rank_law`, docs/theory.md §5;
+        truncated law (K = 64, widened x4 up to min(k, 1024) while P(R > K) > ``rank_tol``) with a
+        guaranteed l1 error aimed at ``rank_tol`` (:func:`chansim.theory.rank_law`, docs/theory.md §5;
         ``trials``/``eps`` only matter for ``method="mc"``).
     pfr : bool, optional
         Also compute E[log2 K] of the Poisson functional representation (default: when
@@ -450,6 +607,11 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
     max_k : int or None
         Budgets above ``max_k`` (default :data:`MAX_K` = 10^7) are refused before any work;
         ``None`` lifts the guard.
+    rank_law : bool, optional
+        Compute the ERSD rank law (H(R), the ersd bound, the asymptote).  ``None`` (default):
+        only when a requested method uses it (:func:`needs_rank_law`); otherwise those columns
+        are None and a note says why (:data:`NO_LAW_REASON`) — at V = 49,152 the law costs
+        seconds per position, the other columns milliseconds.
 
     Returns
     -------
@@ -475,8 +637,9 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
     for name in methods:
         if name not in known:
             raise ValueError(f"unknown method {name!r}; choose from {', '.join(known)}")
-    args = (ks, methods, tree, trials, seed, exact_max_vocab, eps, confidence, rank_tol)
-    if n_jobs == 1 or n < 16:
+    with_law = needs_rank_law(methods) if rank_law is None else bool(rank_law)
+    args = (ks, methods, tree, trials, seed, exact_max_vocab, eps, confidence, rank_tol, with_law)
+    if n_jobs == 1 or n < 16 or not with_law:          # without the law a position costs ~5 ms: no workers
         rows = _rows(p, q, 0, *args)
     else:
         from ..common.parallel import effective_jobs, parallel_map
@@ -488,87 +651,13 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
     if pfr is None:
         pfr = n * vocab <= 200_000
     if pfr:
-        from ..channel import expected_log2_index
-        for i, row in enumerate(rows):
-            # the PFR cannot simulate p from q when q misses part of p's support (K = inf)
-            covered = not np.any((p[i] > 0) & (q[i] == 0))
-            row["pfr_log2_index_bits"] = float(expected_log2_index(p[i], q[i], validate=False)) if covered else None
-
-    def mean(key):
-        return float(np.mean([r[key] for r in rows]))
-
-    summary = {key: mean(key) for key in ("kl_nats", "tv", "alpha_sd", "alpha_er", "rank_entropy_nats",
-                                          "rank_second_moment")}
-    summary["kl_bits"] = summary["kl_nats"] / math.log(2)
-    summary["rank_entropy_bits"] = summary["rank_entropy_nats"] / math.log(2)
-    summary["rank_entropy_exact"] = all(r["rank_entropy_exact"] for r in rows)
-    summary["rank_entropy_ci"] = [float(np.mean([r["rank_entropy_ci"][j] for r in rows])) for j in (0, 1)]
-    summary["rank_entropy_interval"] = summary["rank_entropy_ci"]
-    summary["rank_entropy_guaranteed"] = all(r["rank_entropy_guaranteed"] for r in rows)
-    summary["rank_law_error"] = float(max(r["rank_law_error"] for r in rows))
-    if n == 1:
-        summary["rank_probs"] = rows[0]["rank_probs"]
-        summary["rank_tail"] = rows[0]["rank_tail"]
-    akv = [r["asymptote_within_1pct_from_k"] for r in rows]
-    summary["asymptote_within_1pct_from_k"] = None if any(v is None for v in akv) else int(max(akv))
-    why = sorted({r["asymptote_note"] for r in rows if r.get("asymptote_note")})
-    summary["asymptote_note"] = "; ".join(why[:3]) if why else None
-    pfr_ok = pfr and all(r["pfr_log2_index_bits"] is not None for r in rows)
-    summary["pfr_log2_index_bits"] = mean("pfr_log2_index_bits") if pfr_ok else None
-    meths = {}
-    for name in methods:
-        toks, deps, ivs, marks = [], [], [], []
-        for i in range(len(ks)):
-            vals = [r["methods"][name]["tokens_per_call"][i] for r in rows]
-            toks.append(None if any(v is None for v in vals) else float(np.mean(vals)))
-            dv = [r["methods"][name]["depth"][i] for r in rows]
-            deps.append(None if any(v is None for v in dv) else float(np.mean(dv)))
-            iv = [r["methods"][name]["interval"][i] for r in rows]      # the mean's interval: mean of the ends
-            ivs.append(None if toks[-1] is None or any(v is None for v in iv)
-                       else [float(np.mean([v[0] for v in iv])), float(np.mean([v[1] for v in iv]))])
-            marks.append(all(r["methods"][name]["exact_k"][i] for r in rows))
-        entry = {"k": ks, "tokens_per_call": toks, "interval": ivs,
-                 "interval_guaranteed": all(r["methods"][name]["interval_guaranteed"] for r in rows),
-                 "exact": all(marks), "exact_k": marks, "draft_depth": deps}
-        if cost is not None:
-            sp_ = []
-            for i in range(len(ks)):
-                vals = [(r["methods"][name]["tokens_per_call"][i], r["methods"][name]["depth"][i]) for r in rows]
-                sp_.append(None if any(v is None for v, _ in vals)
-                           else float(np.mean([v / (1 + cost * d) for v, d in vals])))
-            entry["speedup"] = sp_
-        meths[name] = entry
-    bound = {"k": ks, "value": [float(np.mean([r["ersd_bound"][i] for r in rows])) for i in range(len(ks))],
-             "paper_form": [float(np.mean([r["ersd_bound_paper"][i] for r in rows])) for i in range(len(ks))],
+        _add_pfr(rows, p, q)
+    summary = _summary(rows, pfr, with_law)
+    meths = {name: _method_entry(rows, name, ks, cost) for name in methods}
+    bound = {"k": ks, "value": _column_mean(rows, "ersd_bound", len(ks)),
+             "paper_form": _column_mean(rows, "ersd_bound_paper", len(ks)),
              "bounds": "every ERSD tree of k drafted nodes (ersd, ersd-topm), not the other methods"}
-    asym_cols = [[r["asymptote"][i] for r in rows] for i in range(len(ks))]
-    asym = {"k": ks, "value": [None if any(v is None for v in c) else float(np.mean(c)) for c in asym_cols]}
-    notes = []
-    if not summary["rank_entropy_exact"] and summary["rank_entropy_guaranteed"]:
-        notes.append(f"rank law with guaranteed l1 error <= {summary['rank_law_error']:.1e} "
-                     "(docs/theory.md §5); bound column uses the lower end of the H(R) interval")
-    elif not summary["rank_entropy_exact"]:
-        notes.append(f"rank law by Monte Carlo ({trials} samples/position on the head of mass 1-{eps:g}); "
-                     f"max truncation bound P(R != R') <= {max(r['rank_truncation'] for r in rows):.2e}")
-    if any(r.get("ersd_bound_raised") for r in rows):
-        notes.append("the ersd bound was raised to an ERSD value computed on the law with its error "
-                     "(the interval of that value reaches below it)")
-    for msg in sorted({m for r in rows for m in r.get("method_notes", [])}):
-        notes.append(f"not computed, shown as '-': {msg}")
-    if summary["asymptote_note"]:
-        notes.append(f"auxiliary column not computed: {summary['asymptote_note']}")
-    if any(r["rank_never"] > 0 for r in rows):
-        notes.append("some target tokens have q = 0 (never draftable): tokens per call stays below 1/P(never)")
-    per = None
-    if per_position:
-        per = []
-        for r in rows:
-            d = {key: r[key] for key in ("kl_nats", "tv", "alpha_sd", "alpha_er", "rank_entropy_nats",
-                                         "rank_second_moment", "ersd_bound", "asymptote", "rank_entropy_interval",
-                                         "rank_law_error")}
-            d["kl_bits"] = d["kl_nats"] / math.log(2)
-            d["methods"] = {m: {"k": ks, "tokens_per_call": r["methods"][m]["tokens_per_call"]} for m in methods}
-            if pfr:
-                d["pfr_log2_index_bits"] = r["pfr_log2_index_bits"]
-            per.append(d)
+    asym = {"k": ks, "value": _column_mean(rows, "asymptote", len(ks))}
+    notes = _notes(rows, summary, trials, eps)
+    per = [_per_position(r, ks, methods, pfr) for r in rows] if per_position else None
     return BoundReport(ks, tree, n, vocab, summary, meths, bound, asym, cost, per, notes)
