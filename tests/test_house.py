@@ -20,14 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "chansim"
 MAX_FILES = 4
 
-#: files still being rewritten by other work of issue 19 (they name methods as strings today);
-#: drop an entry when its rewrite lands
-NOT_YET = frozenset({
-    "chansim/theory/report.py",
-    "chansim/theory/ranklaw.py",
-    "chansim/llm/lookup.py",
-    "chansim/drafts/decode.py",
-})
+#: files allowed to name methods as strings beyond the rule (none since issue 19 closed)
+NOT_YET = frozenset()
 
 
 def _files_naming(name: str) -> list[str]:

@@ -120,7 +120,8 @@ def deterministic_generate(method, draft, target_source, n_tokens: int, randomne
     >>> from chansim.sampling.sources import MarkovSource
     >>> from chansim.verify import GeneratorNoise
     >>> src = MarkovSource([[0.1, 0.9], [0.9, 0.1]])
-    >>> out = deterministic_generate("sd", "lookup:4", src, 12, GeneratorNoise(0), prefix=[0, 1, 0, 1])
+    >>> from chansim.verify.registry import role
+    >>> out = deterministic_generate(role("chain-reference"), "lookup:4", src, 12, GeneratorNoise(0), prefix=[0, 1, 0, 1])
     >>> out.tokens.shape, int(out.accepted.sum() + out.calls) >= 12
     ((12,), True)
     """

@@ -30,6 +30,7 @@ from ..drafts import deterministic_generate, parse_draft
 from ..logs.noise_keys import sequence_key, sequence_rng
 from ..common.stats import bootstrap_ratio_interval
 from ..verify import KeyedNoise
+from ..verify.registry import baseline
 from .generate import ModelSource, generate_real
 
 __all__ = ["lookup_generate", "greedy_log", "HFLookup", "measure_lookup_speedups", "format_speedups"]
@@ -101,7 +102,7 @@ def greedy_log(pair, prompts: Sequence[Sequence[int]], new_tokens: int, prompt_s
 
 def _autoregressive(pair, prompt, new_tokens, temperature, seed, index) -> dict:
     settings = _settings(temperature)
-    res = generate_real(pair, "autoregressive", "chain:0", list(prompt), int(new_tokens),
+    res = generate_real(pair, baseline(), "chain:0", list(prompt), int(new_tokens),
                         seed=sequence_key(seed, index),
                         target_settings=settings, draft_settings=settings, rng=sequence_rng(seed, index))
     return {"tokens": res.tokens.tolist(), "n_tokens": int(res.new_tokens), "calls": res.target_calls,
@@ -197,7 +198,7 @@ def measure_lookup_speedups(pair, prompts: Sequence[Sequence[int]], new_tokens: 
     new_tokens : int
         Tokens generated per prompt in every run.
     settings : sequence of (method, draft)
-        chansim settings, e.g. ``[("sd", "lookup:2"), ("ersd", "lookup:4")]``.
+        chansim settings (registered method name, draft name), e.g. a method with ``"lookup:2"``.
     hf_lookup : sequence of int
         transformers' ``prompt_lookup_num_tokens`` values (with ``max_matching_ngram_size=max_ngram``);
         empty: no transformers rows.
@@ -215,7 +216,7 @@ def measure_lookup_speedups(pair, prompts: Sequence[Sequence[int]], new_tokens: 
     if not prompts:
         raise ValueError("need at least one prompt")
     settings = [(str(m), parse_draft(d).name) for m, d in settings]
-    runs: dict = {("autoregressive", "-"): []}
+    runs: dict = {(baseline(), "-"): []}
     for s in settings:
         runs[s] = []
     if hf_lookup:
@@ -231,7 +232,7 @@ def measure_lookup_speedups(pair, prompts: Sequence[Sequence[int]], new_tokens: 
                 hf.run(prompts[0], 4, seed)
                 hf.run(prompts[0], 4, seed, int(hf_lookup[0]), max_ngram)
         for i, prompt in enumerate(prompts):
-            runs[("autoregressive", "-")].append(_autoregressive(pair, prompt, new_tokens, temperature, seed, i))
+            runs[(baseline(), "-")].append(_autoregressive(pair, prompt, new_tokens, temperature, seed, i))
             for m, d in settings:
                 runs[(m, d)].append(lookup_generate(pair, m, d, prompt, new_tokens, temperature, seed, i))
             if hf_lookup:
@@ -244,14 +245,14 @@ def measure_lookup_speedups(pair, prompts: Sequence[Sequence[int]], new_tokens: 
     rows = []
     for (method, draft), rs in runs.items():
         row = {"method": method, "draft": draft, **_summary(rs, confidence)}
-        base = "hf-generate" if method.startswith("hf-") else "autoregressive"
+        base = "hf-generate" if method.startswith("hf-") else baseline()
         row["baseline"] = base
-        if method not in ("autoregressive", "hf-generate"):
+        if method not in (baseline(), "hf-generate"):
             b = runs[(base, "-")]
             iv = bootstrap_ratio_interval([r["wall_seconds"] for r in b], row["sequence_wall_seconds"], confidence)
             row["wall_speedup"] = {k: float(iv[k]) for k in ("mean", "ci_low", "ci_high")}
         row["tokens_per_second"] = row["tokens"] / row["wall_seconds"]
-        if method not in ("autoregressive", "hf-generate", "hf-lookup"):
+        if method not in (baseline(), "hf-generate", "hf-lookup"):
             row["proposed"] = int(sum(sum(r["proposed"]) for r in rs))
             row["accepted"] = int(sum(sum(r["accepted"]) for r in rs))
         rows.append(row)
@@ -268,7 +269,7 @@ def format_speedups(result: dict, predictions: dict | None = None) -> str:
     lines = [f"{'method':<16}{'draft':<14}{'tokens/call [95% CI]':<26}{'tok/s':>7}  {'measured speed-up [95% CI]':<28}"
              f"{'predicted speed-up [95% CI]':<28}{'predicted tokens/call':<26}"]
     for r in result["rows"]:
-        pred = (predictions or {}).get(r["draft"]) if r["method"] not in ("autoregressive", "hf-generate") else None
+        pred = (predictions or {}).get(r["draft"]) if r["method"] not in (baseline(), "hf-generate") else None
         lines.append(f"{r['method']:<16}{r['draft']:<14}{iv(r['tokens_per_call']):<26}{r['tokens_per_second']:>7.2f}  "
                      f"{iv(r.get('wall_speedup')):<28}{iv(pred.get('wall_speedup') if pred else None):<28}"
                      f"{iv(pred['tokens_per_call'] if pred else None):<26}")

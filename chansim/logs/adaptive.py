@@ -95,7 +95,7 @@ def _cost(costs, n):
     return float(np.median(table[key]))
 
 
-def predict_confidence(log, thresholds: Sequence[float], k: int = 8, method: str = "sd", costs: dict | None = None,
+def predict_confidence(log, thresholds: Sequence[float], k: int = 8, method: str | None = None, costs: dict | None = None,
                        confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> list[dict]:
     """Predicted tokens per call, drafted tokens and wall-clock speed-up of chain:k with each stop threshold.
 
@@ -107,8 +107,9 @@ def predict_confidence(log, thresholds: Sequence[float], k: int = 8, method: str
         Confidence thresholds c (0: the fixed chain).
     k : int
         Maximum draft length.
-    method : str
-        A method with per-node path acceptance on chains (sd, specinfer, spectr, ersd, ...).
+    method : str, optional
+        A method with per-node path acceptance on chains (default: the chain reference,
+        ``registry.role("chain-reference")``).
     costs : dict, optional
         ``{"call": {n: [seconds, ...]}, "draft": [seconds per draft forward, ...]}`` (the
         ``draft`` key, or ``draft_ratio`` in units of c(1)); gives ``wall_speedup``.
@@ -128,6 +129,9 @@ def predict_confidence(log, thresholds: Sequence[float], k: int = 8, method: str
         raise ValueError(f"thresholds must be finite numbers >= 0, got {thresholds}")
     k = int(k)
     from ..verify import get_method
+    from ..verify.registry import role
+
+    method = role("chain-reference") if method is None else method
 
     if get_method(method).verifies_chain:
         raise ValueError(f"{method} verifies a chain jointly (no per-node acceptance); predict sd, specinfer, "

@@ -69,6 +69,7 @@ import numpy as np
 
 from ..drafts.proposers import call_lengths, parse_draft
 from ..common.stats import bootstrap_ratio_interval, bootstrap_ratios
+from ..verify.registry import baseline, role
 
 __all__ = ["lookup_log_calls", "lookup_metrics", "predict_lookup", "lookup_wall_speedup", "choose_draft",
            "calibrate_overheads", "format_lookup_rows"]
@@ -272,7 +273,7 @@ def _overheads(costs: dict) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def calibrate_overheads(costs: dict, measured: dict, methods: Sequence[str] = ("sd",)) -> dict:
+def calibrate_overheads(costs: dict, measured: dict, methods: Sequence[str] | None = None) -> dict:
     r"""Fit the per-call and per-proposed-token overheads of a real decoding loop (module docstring).
 
     Parameters
@@ -282,8 +283,8 @@ def calibrate_overheads(costs: dict, measured: dict, methods: Sequence[str] = ("
     measured : dict or sequence of dict
         Output(s) of :func:`chansim.llm.lookup.measure_lookup_speedups` (``runs`` with, per prompt,
         ``wall_seconds``, ``n_tokens``, ``proposed``; the ``autoregressive`` runs of the same prompts).
-    methods : sequence of str
-        Which speculative runs to fit (default sd).
+    methods : sequence of str, optional
+        Which speculative runs to fit (default: the chain reference, ``registry.role("chain-reference")``).
 
     Returns
     -------
@@ -293,19 +294,20 @@ def calibrate_overheads(costs: dict, measured: dict, methods: Sequence[str] = ("
         wall time before and after.
 
     For prompt i with autoregressive wall time :math:`A_i`, the load factor is
-    :math:`\lambda_i = A_i / (L_i c_{	ext{pre}} + T_i c(1))`; a speculative run of it with wall time
+    :math:`\lambda_i = A_i / (L_i c_{\text{pre}} + T_i c(1))`; a speculative run of it with wall time
     :math:`W_i` and calls of :math:`m_c` proposed tokens gives the residual
-    :math:`W_i / \lambda_i - L_i c_{	ext{pre}} - \sum_c (c(m_c + 1) + c_d) = c(1)\,(o\, C_i + v \sum_c m_c)`,
+    :math:`W_i / \lambda_i - L_i c_{\text{pre}} - \sum_c (c(m_c + 1) + c_d) = c(1)\,(o\, C_i + v \sum_c m_c)`,
     solved for (o, v) >= 0 by least squares over all runs.
     """
     measured = [measured] if isinstance(measured, dict) else list(measured)
+    methods = (role("chain-reference"),) if methods is None else tuple(methods)
     c1 = _call_cost(costs, 1, 1)
     pre = float(np.median(costs["prefill_per_token"])) if costs.get("prefill_per_token") else 0.0
     prop = float(costs.get("propose") or 0.0)
     X, y, base = [], [], []
     for res in measured:
         groups = {(g["method"], g["draft"]): g["runs"] for g in res["runs"]}
-        ar = groups.get(("autoregressive", "-"))
+        ar = groups.get((baseline(), "-"))
         if ar is None:
             raise ValueError("a measured run without its autoregressive baseline cannot calibrate the overheads")
         lengths = res.get("prompt_lengths") or [0] * len(ar)

@@ -1,7 +1,7 @@
 r"""The ERSD rank law :math:`a_r = P(R = r)` and the moments the theory needs.
 
 R is the rank, in the draft's exponential race, of the target's race winner
-(docs/algorithms.md, "ersd").  The large-k relation and the all-k bound depend on R only through
+(docs/algorithms.md, ERSD).  The large-k relation and the all-k bound depend on R only through
 
 .. math::
     \mu = H(R) = E[-\ln a_R] \;\text{(nats)}, \qquad \mu_2 = E[(\ln a_R)^2],

@@ -432,7 +432,7 @@ def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps, confi
         iv, marks, guaranteed = _intervals(meth, tok, exact, tree, ctx, out["ersd_bound"])
         res[name] = {"tokens_per_call": tok, "depth": depth, "exact": all(marks), "exact_k": marks,
                      "interval": iv, "interval_guaranteed": bool(guaranteed),
-                     "ersd": bool(meth.uses_race and meth.tree_family in ("rank-set", "sibling-closed"))}
+                     "race_tree": bool(meth.uses_race and meth.tree_family in ("rank-set", "sibling-closed"))}
     # the ERSD bound holds for the true law; a value computed on a law with an error can sit above
     # it, and no printed ERSD value may exceed the printed bound: raise it there (still a bound)
     if law is None:
@@ -441,7 +441,7 @@ def _position(p, q, ks, methods, tree, trials, seed, exact_max_vocab, eps, confi
         return out
     raised = out["ersd_bound"]
     for r in res.values():
-        if r["ersd"]:
+        if r["race_tree"]:
             raised = [b if v is None else max(b, v) for b, v in zip(raised, r["tokens_per_call"])]
     out["ersd_bound_raised"] = any(b2 > b1 for b1, b2 in zip(out["ersd_bound"], raised))
     out["ersd_bound"] = raised
@@ -619,8 +619,8 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
 
     Examples
     --------
-    >>> rep = speedup_report([0.5, 0.3, 0.2], [0.3, 0.3, 0.4], k=[1, 4], methods=["sd", "ersd"])
-    >>> round(rep.methods["sd"]["tokens_per_call"][0], 12)       # 1 + beta
+    >>> rep = speedup_report([0.5, 0.3, 0.2], [0.3, 0.3, 0.4], k=[1, 4], methods=["specinfer", "ersd-topm"])
+    >>> round(rep.methods["specinfer"]["tokens_per_call"][0], 12)       # 1 + beta
     1.8
     >>> sorted(rep.to_dict())[:5]
     ['alpha_er', 'alpha_sd', 'asymptote', 'asymptote_note', 'asymptote_within_1pct_from_k']
