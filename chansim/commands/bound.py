@@ -24,7 +24,8 @@ def _cost_arg(text: str):
 
 def register(subparsers) -> None:
     from ..verify.registry import method_names
-    from . import add_confidence
+    from . import (add_atol, add_backend, add_confidence, add_logits, add_pair_files, add_report_output, add_sampling_filters,
+                   add_seed)
     from .llm_lookup import add_choose_by
 
     parser = subparsers.add_parser(
@@ -34,8 +35,7 @@ def register(subparsers) -> None:
                     "ln k / H(R) + C and the all-k bound (ln(k+1) + ln V) / H(R) for a (p, q) pair or a batch "
                     "of positions (averaged; --per-position for each). Derivations: docs/theory.md. " + SHAPE_RULE,
     )
-    parser.add_argument("--p", default=None, help="target file (.npy/.npz/.csv/.json): shape (V,) or (positions, V)")
-    parser.add_argument("--q", default=None, help="draft file, same shape")
+    add_pair_files(parser, "target file (.npy/.npz/.csv/.json): shape (V,) or (positions, V)")
     parser.add_argument("--log", default=None, metavar="RUN.npz",
                         help="instead of --p/--q: a log from 'chansim llm log'; prints tokens per call predicted "
                              "exactly on the logged paths (per method, tree and k, with bootstrap intervals), "
@@ -50,15 +50,11 @@ def register(subparsers) -> None:
                              "i.i.d. model at each logged context; chansim/logs/temperature.py)")
     parser.add_argument("--draft-temperatures", default=None, metavar="T[,T...]",
                         help="with --temperatures: the draft's temperature for each (default: the same)")
-    parser.add_argument("--top-k", type=int, default=0, help="with --temperatures: target top-k (0 = off)")
-    parser.add_argument("--top-p", type=float, default=1.0, help="with --temperatures: target top-p (1 = off)")
-    parser.add_argument("--draft-top-k", type=int, default=0, help="with --temperatures: draft top-k (0 = off)")
-    parser.add_argument("--draft-top-p", type=float, default=1.0, help="with --temperatures: draft top-p (1 = off)")
+    add_sampling_filters(parser, "with --temperatures: ")
     parser.add_argument("--positions", type=int, default=None,
                         help="with --temperatures: use only the first N logged positions (speed)")
     parser.add_argument("--markov", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--logits", action="store_true", help="files hold logits (softmax at --temperature)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature for --logits")
+    add_logits(parser)
     parser.add_argument("--k", default="1,2,4,8,16,32,64", help="budgets of drafted tokens, comma-separated")
     parser.add_argument("--method", action="append", default=None,
                         help=f"method(s) to report (repeat or comma-separate): {', '.join(method_names(theory=True))}; "
@@ -83,9 +79,8 @@ def register(subparsers) -> None:
     add_choose_by(parser)
     parser.add_argument("--per-position", action="store_true", help="include every position's values (JSON)")
     parser.add_argument("--jobs", type=int, default=-1, help="parallel workers over positions and, with --log, over the path predictions (-1: all cores)")
-    parser.add_argument("--backend", default=None,
-                        help="--log: joblib backend for the per-position rank laws, e.g. 'dask' (as chansim figures)")
-    parser.add_argument("--scheduler", default=None, help="--log: dask.distributed scheduler address for --backend dask")
+    add_backend(parser, "--log: joblib backend for the per-position rank laws, e.g. 'dask' (as chansim figures)",
+                "--log: dask.distributed scheduler address for --backend dask")
     parser.add_argument("--trials", type=int, default=1000, help="Monte Carlo samples (rank law of --log predictions)")
     parser.add_argument("--rank-law", action="store_true",
                         help="compute the ERSD rank law (H(R), ersd bound, asymptote) even when no requested "
@@ -93,16 +88,14 @@ def register(subparsers) -> None:
                              "at V ~ 50k)")
     parser.add_argument("--rank-tol", type=float, default=1e-4,
                         help="guaranteed l1 error aimed at for the rank law when V > 64 (docs/theory.md §5)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_seed(parser)
     add_confidence(parser, "intervals (Monte Carlo H(R) for large V; bootstrap for --log)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--plot", default=None, metavar="OUT.png",
-                        help="plot tokens per call vs k with the bounds (.png, .pdf or .svg; never over an input)")
+    add_report_output(parser, "print one JSON object instead of a table",
+                      "plot tokens per call vs k with the bounds (.png, .pdf or .svg; never over an input)")
     parser.add_argument("--force", action="store_true",
                         help="overwrite an existing --plot file; allow k above 10^7 (the O(k) memory guard) and a "
                              "rank law estimated to run past the time limit")
-    parser.add_argument("--atol", type=float, default=None,
-                        help="tolerance on |sum(p) - 1| (default: follows the files' dtype, 1e-6 for float64)")
+    add_atol(parser)
     parser.set_defaults(func=run)
 
 
