@@ -367,11 +367,18 @@ def needs_rank_law(methods) -> bool:
 
 def _law_for(p, q, ks, trials, seed, exact_max_vocab, eps, confidence, rank_tol):
     """The rank law for budgets ``ks``: K = 64 first, widened x4 while P(R > K) > rank_tol and k > K."""
+    import time
+
+    from ..common.logconfig import get_logger
+
     vocab, kmax = p.shape[-1], max(ks)
     k_ranks = min(64, vocab)
     while True:
+        start = time.process_time()
         law = rank_law(p, q, trials=trials, seed=seed, exact_max_vocab=exact_max_vocab, eps=eps,
                        confidence=confidence, max_rank=k_ranks, tol=rank_tol)
+        get_logger("bound").debug("rank law K = %d, --rank-tol %g: l1 error %.2e, P(R > K) = %.2e, %.2f CPU-s",
+                                  len(law.probs), rank_tol, law.error, law.tail, time.process_time() - start)
         if law.exact or law.tail <= rank_tol or k_ranks >= min(kmax, MAX_RANKS, vocab):
             return law
         k_ranks = min(4 * k_ranks, kmax, MAX_RANKS, vocab)
