@@ -317,6 +317,129 @@ def _accumulate_rows(head, t_rows, y_rows, weight, heavy: HeavySets, k: int, nar
     return head, narrow_err, wide_rows
 
 
+def _largest_winners(p, cand, share: float, winners_max: int):
+    """Candidates by decreasing p until the rest has mass <= ``share`` (at most ``winners_max``); ``(winners, dropped mass)``."""
+    order = cand[np.argsort(-p[cand], kind="stable")]
+    rest = p[order].sum() - np.cumsum(p[order])                            # mass after each prefix
+    n_win = int(np.searchsorted(-rest, -share)) + 1 if len(order) else 0
+    winners = order[:min(n_win, len(order), int(winners_max))]
+    return winners, float(max(p[order].sum() - p[winners].sum(), 0.0))
+
+
+def _bin_winners(pw, rho_w, m_up, m_lo, share: float):
+    """Bins of winners by ratio whose total replacement error is <= ``share`` (module docstring, 2.).
+
+    Returns ``(ref_pos, bin_mass, error)``: each bin's reference winner (its lowest ratio, index into
+    the winners), its p-mass and the charged error.  The per-bin limit is halved until the total fits.
+    """
+    by_rho = np.argsort(rho_w, kind="stable")
+    limit = share
+    for _ in range(40):                                                    # widest bins whose total error fits
+        starts, _, total = _greedy_bins(by_rho, pw, m_up, m_lo, limit)
+        if total <= share:
+            break
+        limit /= 2
+    return by_rho[starts], np.add.reduceat(pw[by_rho], starts), total
+
+
+def _probe_t_end(heavy_sets, bw, n_win: int, t_max: float, k: int, share: float, device=None):
+    r"""Per winner the end :math:`T_y` of the t-integral and the l1 cost of cutting it there (module docstring, 5.).
+
+    :math:`2 e^{-T} P(N(T) < K)` decreases in T, so the first of the probes
+    :math:`T = t_{max} 2^{-9..0}` where it is at most ``share`` is found by bisection over the busy
+    winners ``bw`` (any probe is valid: the error charged is the one at the chosen T, plus the
+    light part's total variation there).  Returns ``(t_end, t_tail_err)``, shapes (n_win,).
+    """
+    probe_t = t_max * 2.0 ** -np.arange(10)[::-1]                          # [P] ascending
+    t_end = np.full(n_win, t_max)
+    t_tail_err = np.zeros(n_win)
+    if not len(bw):
+        return t_end, t_tail_err
+    first = np.full(len(bw), len(probe_t) - 1)                             # [busy] probe index
+    below = 1 - _run_dp(np.full(len(bw), probe_t[-1]), bw, heavy_sets, k, device)[:, k]   # P(N(T) < K)
+    lo_idx = np.full(len(bw), -1)
+    while True:
+        act = np.flatnonzero(first - lo_idx > 1)
+        if not len(act):
+            break
+        mid = (lo_idx[act] + first[act]) // 2
+        b = 1 - _run_dp(probe_t[mid], bw[act], heavy_sets, k, device)[:, k]
+        tv = heavy_sets.row_tv(probe_t[mid], bw[act])
+        ok = 2 * np.exp(-probe_t[mid]) * np.clip(b + tv, 0, 1) + 1e-300 <= share
+        first[act[ok]], below[act[ok]] = mid[ok], b[ok]
+        lo_idx[act[~ok]] = mid[~ok]
+    t_end[bw] = probe_t[first]
+    # below was computed with the light part approximated: add its TV at T (module docstring, 3.)
+    t_bw = t_end[bw]
+    t_tail_err[bw] = 2 * np.exp(-t_bw) * np.clip(below + heavy_sets.row_tv(t_bw, bw) + 1e-15, 0, 1)
+    return t_end, t_tail_err
+
+
+def _quadrature_rows(heavy_sets, bw, t_end_bw, share: float, k: int):
+    """Gauss–Legendre rows (t, weight, winner) of the graded panels of the busy winners ``bw``.
+
+    Returns ``(t_rows, w_rows, y_rows, quad_err, gap)``: ``quad_err`` the panels' guaranteed error per
+    busy winner and ``gap`` the mass :math:`e^{-stop} - e^{-T_y}` of any [stop, T_y] the panels did
+    not reach (the caller moves it to "N >= K" and charges it twice; never a crash, issue 20).
+    """
+    (pan_y, pan_a, pan_h, pan_n), quad_err, stop = graded_panels(heavy_sets, bw, t_end_bw, share, k)
+    gap = np.exp(-stop) - np.exp(-t_end_bw)
+    t_list, w_list, y_list = [], [], []
+    for n in np.unique(pan_n):
+        xg, wg = _gauss_legendre(n)
+        sel = np.flatnonzero(pan_n == n)
+        half = pan_h[sel] / 2                                              # [panels]
+        t_list.append((pan_a[sel, None] + half[:, None] * (1 + xg[None, :])).ravel())
+        w_list.append((half[:, None] * wg[None, :]).ravel())
+        y_list.append(np.repeat(pan_y[sel], n))
+    cat = (lambda v, dtype=float: np.concatenate(v) if v else np.zeros(0, dtype=dtype))
+    return cat(t_list), cat(w_list), cat(y_list, int), quad_err, gap
+
+
+def _mean_rank_brackets(ps, qs, pos_in_short, winners, rho_w, out_s1, out_s2, chunk: int):
+    r""":math:`E[R \mid y] = 1 + \sum_x c_x/(1 + c_x)` bracketed per winner, ``(m_up, m_lo)`` shapes (W,).
+
+    The shortlist's competitors (``ps``, ``qs``) enter exactly; outside it
+    :math:`c - c^2 \le c/(1+c) \le c` with the exact sums ``out_s1``, ``out_s2`` of c and c².
+    """
+    n_win = len(winners)
+    m_up, m_lo = np.empty(n_win), np.empty(n_win)
+    for s in range(0, n_win, chunk):
+        sl = slice(s, min(n_win, s + chunk))
+        c = np.maximum(qs[None, :] / rho_w[sl, None] - ps[None, :], 0.0)        # [chunk, S] c_x(y)
+        own = pos_in_short[winners[sl]]
+        has = own >= 0
+        c[np.flatnonzero(has), own[has]] = 0.0
+        ms = (c / (1 + c)).sum(1)
+        m_up[sl] = 1 + ms + out_s1[sl]
+        m_lo[sl] = 1 + ms + np.maximum(out_s1[sl] - out_s2[sl], 0.0)
+    return m_up, m_lo
+
+
+def _integrate(heavy_sets, pw, busy, t_end, k: int, narrow: int, share: dict, device=None):
+    r"""The mixture :math:`\sum_y p_y \int_0^{T_y} e^{-t} P(N(t) = \cdot)\,dt` truncated at K (module docstring, 4.-6.).
+
+    ``pw`` the bins' masses, ``busy`` the bins with :math:`C_y > 0` (the others have N = 0 surely),
+    ``t_end`` the :math:`T_y`.  The mass beyond :math:`T_y` and any part of [0, T_y] the panels did
+    not reach go to "N >= K".  Returns ``(head, quad_err, rows, narrow_err, wide_rows)``: ``head``
+    of shape (K+1,), ``quad_err`` per bin.
+    """
+    head = np.zeros(k + 1)
+    head[0] += float(pw[~busy].sum())
+    quad_err = np.zeros(len(pw))
+    bw = np.flatnonzero(busy)
+    if not len(bw):
+        return head, quad_err, 0, 0.0, 0
+    t_rows, w_rows, y_rows, quad_err[bw], gap = _quadrature_rows(heavy_sets, bw, t_end[bw], share["quadrature"], k)
+    quad_err[bw] += 2 * gap                                                # [stop, T_y] moved to "N >= K"
+    head[k] += float((pw[bw] * gap).sum())
+    weight = pw[y_rows] * w_rows * np.exp(-t_rows)
+    head, narrow_err, wide_rows = _accumulate_rows(head, t_rows, y_rows, weight, heavy_sets, k, narrow,
+                                                   share["narrow"] / (4 * max(float(weight.sum()), 1e-300)), device)
+    head[k] += float((pw[bw] * np.exp(-t_end[bw])).sum())                  # t > T_y: all mass to "N >= K"
+    return head, quad_err, len(t_rows), narrow_err, wide_rows
+
+
 def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float = 1e-7, heavy: int = 24,
                      heavy_max: int = 1 << 15, shortlist: int = 2048, winners_max: int = 1 << 20, chunk: int = 512,
                      narrow: int = 16, full_max: int = 64, heavy_work: int = 384,
@@ -379,12 +502,8 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     if not len(cand):                                                      # every winner is never drafted
         return BoundedRankLaw(np.zeros(k), 0.0, never, 1e-13, 0.0, vocab,
                               {"winners": 0.0, "rounding": 1e-13, "n_winners": 0, "rows": 0})
-    order = cand[np.argsort(-p[cand], kind="stable")]
-    rest = p[order].sum() - np.cumsum(p[order])                            # mass after each prefix
-    n_win = int(np.searchsorted(-rest, -tol * BUDGET["winners"])) + 1 if len(order) else 0
-    n_win = min(n_win, len(order), int(winners_max))
-    winners = order[:n_win]
-    dropped = float(max(p[order].sum() - p[winners].sum(), 0.0))
+    winners, dropped = _largest_winners(p, cand, tol * BUDGET["winners"], winners_max)
+    n_win = len(winners)
     # shortlist of competitors by q; the rest enter only through C_y and a square bound
     s_n = min(int(shortlist), vocab)
     short = np.argpartition(-q, s_n - 1)[:s_n] if s_n < vocab else np.arange(vocab)
@@ -404,34 +523,11 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     # C_y minus the shortlist's rates, which cancels when those are large)
     out_s1, out_s2 = power_sums_above(p, q, outside, rho_w)
 
-    def rate_block(sl):
-        c = np.maximum(qs[None, :] / rho_w[sl, None] - ps[None, :], 0.0)        # [chunk, S] c_x(y)
-        own = pos_in_short[winners[sl]]
-        has = own >= 0
-        c[np.flatnonzero(has), own[has]] = 0.0
-        return c
-
-    # E[R | y] = 1 + sum_x c_x/(1 + c_x), bracketed (outside the shortlist c - c^2 <= c/(1+c) <= c)
-    m_up, m_lo = np.empty(n_win), np.empty(n_win)
-    for s in range(0, n_win, chunk):
-        sl = slice(s, min(n_win, s + chunk))
-        c = rate_block(sl)
-        ms = (c / (1 + c)).sum(1)
-        m_up[sl] = 1 + ms + out_s1[sl]
-        m_lo[sl] = 1 + ms + np.maximum(out_s1[sl] - out_s2[sl], 0.0)
+    m_up, m_lo = _mean_rank_brackets(ps, qs, pos_in_short, winners, rho_w, out_s1, out_s2, chunk)
     mean_bound = float((pw * np.where(clamped, vocab, np.minimum(m_up, vocab))).sum() + dropped * vocab)
     # bins of winners by ratio: R | y is stochastically decreasing in rho_y, so y may be
     # replaced by the bin's lowest-ratio winner at l1 cost 2 p_y (E[R | ref] - E[R | y]) (§5)
-    by_rho = np.argsort(rho_w, kind="stable")
-    limit = share["binning"]
-    for _ in range(40):                                                    # widest bins whose total error fits
-        starts, bin_err, total = _greedy_bins(by_rho, pw, m_up, m_lo, limit)
-        if total <= share["binning"]:
-            break
-        limit /= 2
-    ref_pos = by_rho[starts]                                               # [bins] positions in winners
-    bin_mass = np.add.reduceat(pw[by_rho], starts)
-    binning_err = total
+    ref_pos, bin_mass, binning_err = _bin_winners(pw, rho_w, m_up, m_lo, share["binning"])
     winners_before = winners
     winners, pw, rho_w, c_tot = winners[ref_pos], bin_mass, rho_w[ref_pos], c_tot[ref_pos]
     n_all_winners, n_win = n_win, len(ref_pos)
@@ -445,59 +541,10 @@ def bounded_rank_law(target_probs, draft_probs, max_rank: int = 64, tol: float =
     # winners with C_y = 0 (largest ratio): N = 0 surely
     busy = c_tot > 0
     # --- probes: choose T_y with 2 e^{-T} P(N(T) < K) <= share
-    probe_t = t_max * 2.0 ** -np.arange(10)[::-1]                          # [P] ascending
-    bw = np.flatnonzero(busy)
-    t_end = np.full(n_win, t_max)
-    if len(bw):
-        # 2 e^{-T} P(N(T) < K) decreases in T, so the first probe that fits is found by
-        # bisection (any probe is valid: the error charged is the one at the chosen T)
-        first = np.full(len(bw), len(probe_t) - 1)                         # [busy] probe index
-        below = 1 - _run_dp(np.full(len(bw), probe_t[-1]), bw, heavy_sets, k, device)[:, k]   # P(N(T) < K)
-        lo_idx = np.full(len(bw), -1)
-        while True:
-            act = np.flatnonzero(first - lo_idx > 1)
-            if not len(act):
-                break
-            mid = (lo_idx[act] + first[act]) // 2
-            b = 1 - _run_dp(probe_t[mid], bw[act], heavy_sets, k, device)[:, k]
-            tv = heavy_sets.row_tv(probe_t[mid], bw[act])
-            ok = 2 * np.exp(-probe_t[mid]) * np.clip(b + tv, 0, 1) + 1e-300 <= share["t_tail"]
-            first[act[ok]], below[act[ok]] = mid[ok], b[ok]
-            lo_idx[act[~ok]] = mid[~ok]
-        t_end[bw] = probe_t[first]
-        t_tail_err = np.zeros(n_win)
-        # below was computed with the light part approximated: add its TV at T (module docstring, 3.)
-        t_bw = t_end[bw]
-        t_tail_err[bw] = 2 * np.exp(-t_bw) * np.clip(below + heavy_sets.row_tv(t_bw, bw) + 1e-15, 0, 1)
-    else:
-        t_tail_err = np.zeros(n_win)
-    # --- graded quadrature panels (rank_quadrature) and rows
-    head = np.zeros(k + 1)
-    head[0] += float(pw[~busy].sum())
-    rows_total = 0
-    narrow_err, wide_rows = 0.0, 0
-    quad_err = np.zeros(n_win)
-    if len(bw):
-        (pan_y, pan_a, pan_h, pan_n), quad_err[bw], stop = graded_panels(heavy_sets, bw, t_end[bw], share["quadrature"], k)
-        # panels that ran out of steps: the uncovered [stop, T_y] goes to "N >= K" (like the t-tail,
-        # l1 cost <= twice its mass e^{-stop} - e^{-T_y}); never a crash (issue 20)
-        gap = np.exp(-stop) - np.exp(-t_end[bw])
-        quad_err[bw] += 2 * gap
-        head[k] += float((pw[bw] * gap).sum())
-        t_list, w_list, y_list = [], [], []
-        for n in np.unique(pan_n):
-            xg, wg = _gauss_legendre(n)
-            sel = np.flatnonzero(pan_n == n)
-            half = pan_h[sel] / 2                                          # [panels]
-            t_list.append((pan_a[sel, None] + half[:, None] * (1 + xg[None, :])).ravel())
-            w_list.append((half[:, None] * wg[None, :]).ravel())
-            y_list.append(np.repeat(pan_y[sel], n))
-        t_rows, w_rows, y_rows = np.concatenate(t_list), np.concatenate(w_list), np.concatenate(y_list)
-        rows_total = len(t_rows)
-        weight = pw[y_rows] * w_rows * np.exp(-t_rows)
-        head, narrow_err, wide_rows = _accumulate_rows(head, t_rows, y_rows, weight, heavy_sets, k, narrow,
-                                                       share["narrow"] / (4 * max(float(weight.sum()), 1e-300)), device)
-        head[k] += float((pw[bw] * np.exp(-t_end[bw])).sum())              # t > T_y: all mass to "N >= K"
+    t_end, t_tail_err = _probe_t_end(heavy_sets, np.flatnonzero(busy), n_win, t_max, k, share["t_tail"], device)
+    # --- graded quadrature panels (rank_quadrature), their rows and the recursion
+    head, quad_err, rows_total, narrow_err, wide_rows = _integrate(heavy_sets, pw, busy, t_end, k, narrow, share,
+                                                                   device)
     alpha = float(np.where(p > 0, p / (1.0 + np.where(np.isfinite(rates), rates, np.inf)), 0.0).sum())
     light_err = heavy_sets.mixed_tv(t_end)                                 # rows only reach T_y
     parts = {"winners": dropped,
