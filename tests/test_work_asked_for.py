@@ -108,3 +108,40 @@ def test_unstable_sort_keeps_alpha_er_on_ties(seed):
     q = p * rng.choice([0.5, 1.0, 2.0], 40)                    # many tied ratios q/p
     p, q = p / p.sum(), q / q.sum()
     assert float(races.er_acceptance(p, q)) == pytest.approx(races.er_acceptance_quadratic(p, q), abs=1e-13)
+
+
+def _brackets(p, q, exact, stride):
+    from chansim.theory import rankbound as rb
+    from chansim.theory.rank_light import power_sums_above
+
+    winners = np.argsort(-p, kind="stable")
+    short = np.argsort(-q)[:256]
+    pos = np.full(len(p), -1)
+    pos[short] = np.arange(len(short))
+    outside = np.setdiff1d(np.arange(len(p)), short)
+    rho = q[winners] / p[winners]
+    s1, s2 = power_sums_above(p, q, outside, rho)
+    old = rb._BRACKET_EXACT, rb._BRACKET_STRIDE
+    rb._BRACKET_EXACT, rb._BRACKET_STRIDE = exact, stride
+    try:
+        return rb._mean_rank_brackets(p[short], q[short], pos, winners, rho, s1, s2, 512)
+    finally:
+        rb._BRACKET_EXACT, rb._BRACKET_STRIDE = old
+
+
+def test_grid_brackets_contain_each_winners_own_bracket(monkeypatch):
+    """Light winners bracketed from grid winners (S decreasing in rho) still bracket their own mean rank."""
+    p, q = _pair(3000, 5)
+    own_up, own_lo = _brackets(p, q, 10**9, 4)                 # every winner its own S(rho_y)
+    up, lo = _brackets(p, q, 100, 7)
+    assert np.all(up >= own_up - 1e-12) and np.all(lo <= own_lo + 1e-12) and np.all(lo <= up)
+    assert np.abs(up - own_up).max() > 0                     # the grid is really used
+    from chansim.theory import rankbound as rb
+    real_searchsorted = np.searchsorted                        # broken: each winner takes the wrong grid cell
+
+    def off_by_one(a, v, side="left", sorter=None):
+        return np.minimum(real_searchsorted(a, v, side=side) + 1, len(a))
+
+    monkeypatch.setattr(rb.np, "searchsorted", off_by_one)
+    bad_up, bad_lo = _brackets(p, q, 100, 7)
+    assert np.any(bad_up < own_up - 1e-9) or np.any(bad_lo > own_lo + 1e-9)
