@@ -98,12 +98,12 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         pair = noisy_target_pair(args.vocab, n=args.positions)
-        np.save(tmp / "p.npy", pair.target)
-        np.save(tmp / "q.npy", pair.draft)
-        np.save(tmp / "p8.npy", pair.target[:args.law_positions])
-        np.save(tmp / "q8.npy", pair.draft[:args.law_positions])
-        np.save(tmp / "p1.npy", pair.target[0])
-        np.save(tmp / "q1.npy", pair.draft[0])
+        np.save(tmp / "p.npy", pair.target_probs)
+        np.save(tmp / "q.npy", pair.draft_probs)
+        np.save(tmp / "p8.npy", pair.target_probs[:args.law_positions])
+        np.save(tmp / "q8.npy", pair.draft_probs[:args.law_positions])
+        np.save(tmp / "p1.npy", pair.target_probs[0])
+        np.save(tmp / "q1.npy", pair.draft_probs[0])
         files = ["--p", str(tmp / "p.npy"), "--q", str(tmp / "q.npy")]
         out["sd_only"] = _run(["bound", *files, "--method", "sd"])
         print(f"1. --method sd, {args.positions} x {args.vocab}: {out['sd_only']['wall_s']} s wall, "
@@ -120,10 +120,10 @@ def main(argv=None) -> int:
                      "--k", "1,1000,1000000"])
         out["optimal_tree_1e6"] = tree
         print(f"3. --tree optimal --k 1,1000,1000000: {tree['wall_s']} s wall, {tree['peak_mb']} MB")
-        out["rank_tol_sweep"] = _tolerance_sweep(pair.target[0], pair.draft[0])
+        out["rank_tol_sweep"] = _tolerance_sweep(pair.target_probs[0], pair.draft_probs[0])
         for row in out["rank_tol_sweep"]:
             print(f"4. --rank-tol {row['rank_tol']:g}: {row['cpu_s']} CPU-s, guaranteed l1 error {row['l1_error']:.2e}")
-        out["specinfer_jump"] = _specinfer_jump_ratio(pair.target[0], pair.draft[0])
+        out["specinfer_jump"] = _specinfer_jump_ratio(pair.target_probs[0], pair.draft_probs[0])
         sj = out["specinfer_jump"]
         print(f"5. specinfer {sj['slots']} slots: phase jumps {sj['jump_s']:.3f} s vs loop {sj['loop_s']:.3f} s "
               f"= {sj['ratio']:.0f}x, max |diff| {sj['max_abs_diff']:.1e}")
