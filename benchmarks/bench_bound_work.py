@@ -11,7 +11,7 @@ the child) and peak memory:
 3. ``--tree optimal --k 1,1000,1000000`` on one position (K follows the tail P(R > K), not k;
    SpecInfer's residual rounds jump over stable phases);
 4. the rank law's time and guaranteed error per ``--rank-tol`` (1e-2, 1e-3, 1e-4) on one position;
-5. SpecInfer's slot weights for 3,000 slots at V = ``--vocab``: phase jumps vs the round-by-round
+5. SpecInfer's slot weights for 20,000 slots at V = ``--vocab``: phase jumps vs the round-by-round
    loop (ratio in one run, same numbers to 1e-12);
 6. with ``--log RUN.npz``: ``bound --log`` with k = 1, 4, 16, 64 and ``--jobs 2``.
 
@@ -36,17 +36,23 @@ def _run(argv: list[str]) -> dict:
     """Run ``python -m chansim argv`` and return wall/CPU seconds, peak RSS (MB) and the stdout tail."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "chansim", *argv], capture_output=True, text=True)
+    # the child reports its own peak RSS (RUSAGE_CHILDREN keeps the largest child of the whole run)
+    code = ("import resource, runpy, sys; sys.argv = ['chansim'] + sys.argv[1:]\n"
+            "try:\n    runpy.run_module('chansim', run_name='__main__')\n"
+            "finally:\n    print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"chansim {' '.join(argv)} failed:\n{proc.stderr[-2000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"argv": argv, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_mb": round(after.ru_maxrss / 1024),
+    peak = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("PEAK_KB")]
+    return {"argv": argv, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "peak_mb": round(peak[-1] / 1024) if peak else None,
             "stdout_tail": proc.stdout.strip().splitlines()[-12:]}
 
 
-def _specinfer_jump_ratio(p, q, slots: int = 3000, reps: int = 3) -> dict:
+def _specinfer_jump_ratio(p, q, slots: int = 20_000, reps: int = 2) -> dict:
     from chansim.verify import specinfer
 
     def loop():

@@ -17,8 +17,17 @@ import math
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["normal_quantile", "student_quantile", "ratio_standard_error", "no_spread_fraction",
+__all__ = ["format_interval", "normal_quantile", "student_quantile", "ratio_standard_error", "no_spread_fraction",
            "wilson_interval", "ratio_interval", "bootstrap_ratios", "bootstrap_ratio_interval"]
+
+
+def format_interval(x: dict | None, empty: str = "-") -> str:
+    """``"mean [ci_low, ci_high]"`` to 3 decimals for an interval dict (``empty`` for None or ``{}``).
+
+    >>> format_interval({"mean": 1.5, "ci_low": 1.25, "ci_high": 1.75})
+    '1.500 [1.250, 1.750]'
+    """
+    return f"{x['mean']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}]" if x else empty
 
 
 def _check_confidence(confidence) -> float:

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..drafts import deterministic_generate, parse_draft
 from ..logs.noise_keys import sequence_key, sequence_rng
-from ..common.stats import bootstrap_ratio_interval
+from ..common.stats import format_interval, bootstrap_ratio_interval
 from ..verify import KeyedNoise
 from ..verify.registry import baseline
 from .generate import ModelSource, generate_real
@@ -263,9 +263,7 @@ def measure_lookup_speedups(pair, prompts: Sequence[Sequence[int]], new_tokens: 
 
 def format_speedups(result: dict, predictions: dict | None = None) -> str:
     """Table of :func:`measure_lookup_speedups` rows; ``predictions`` maps a draft name to its predicted row."""
-    def iv(x):
-        return f"{x['mean']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}]" if x else "-"
-
+    iv = format_interval
     lines = [f"{'method':<16}{'draft':<14}{'tokens/call [95% CI]':<26}{'tok/s':>7}  {'measured speed-up [95% CI]':<28}"
              f"{'predicted speed-up [95% CI]':<28}{'predicted tokens/call':<26}"]
     for r in result["rows"]:

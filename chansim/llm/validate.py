@@ -30,7 +30,7 @@ import numpy as np
 from ..inputs.numbers import whole_number
 from ..common.logconfig import get_logger, progress_bar
 from ..logs.temperature import SamplingSettings
-from ..common.stats import bootstrap_ratio_interval, ratio_interval
+from ..common.stats import format_interval, bootstrap_ratio_interval, ratio_interval
 from ..verify.registry import baseline, is_baseline, method_names, role
 from .hf_assisted import format_hf_speedups, hf_assisted_generate, hf_draft_model, hf_side_by_side
 
@@ -478,9 +478,7 @@ def format_table(result: dict) -> str:
             f"{'measured [' + str(conf) + '% CI]':<26}{'ratio':>7}{'calls':>7}{'t fwd':>7}{'d fwd':>7}{'wall s':>8}")
     lines = [head, "-" * len(head)]
 
-    def iv(x):
-        return f"{x['mean']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}]" if x else "-"
-
+    iv = format_interval
     for r in result["rows"]:
         ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else "-"
         lines.append(f"{r['method']:<12}{r['tree']:<11}{r['k']:>3}  {iv(r['predicted']):<26}{iv(r['measured']):<26}"

@@ -27,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..common.stats import format_interval
 from ..verify.registry import is_baseline, role
 
 __all__ = ["level_sizes", "measure_costs", "measure_call_costs", "predict_wall_speedup", "wallclock_rows",
@@ -195,9 +196,7 @@ def format_wallclock(rows: list[dict], costs: dict) -> str:
              f"{'method':<12}{'tree':<10}{'k':>3}  {'tokens/call':>11}  {'predicted wall speed-up':<26}"
              f"{'measured wall speed-up':<26}"]
 
-    def iv(x):
-        return f"{x['mean']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}]" if x else "-"
-
+    iv = format_interval
     for r in rows:
         lines.append(f"{r['method']:<12}{r['tree']:<10}{r['k']:>3}  {r['tokens_per_call']:>11.3f}  "
                      f"{iv(r['predicted']):<26}{iv(r['measured']):<26}")

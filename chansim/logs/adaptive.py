@@ -34,7 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..common.stats import bootstrap_ratio_interval
+from ..common.stats import format_interval, bootstrap_ratio_interval
 from ..predict import path_acceptance
 from .format import LogRun, read_log
 
@@ -185,9 +185,7 @@ def choose_threshold(rows: Sequence[dict]) -> dict:
 
 def format_confidence_rows(rows: Sequence[dict]) -> str:
     """Plain-text table of :func:`predict_confidence` rows."""
-    def iv(x):
-        return f"{x['mean']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}]" if x else "-"
-
+    iv = format_interval
     lines = [f"{'threshold':>10}  {'tokens/call [95% CI]':<28}{'drafted/call':>13}{'draft fwd/call':>15}"
              f"{'accepted/drafted':>17}  wall speed-up [95% CI]"]
     for r in rows:

@@ -68,7 +68,7 @@ from typing import Sequence
 import numpy as np
 
 from ..drafts.proposers import call_lengths, parse_draft
-from ..common.stats import bootstrap_ratio_interval, bootstrap_ratios
+from ..common.stats import format_interval, bootstrap_ratio_interval, bootstrap_ratios
 from ..verify.registry import baseline, role
 
 __all__ = ["lookup_log_calls", "lookup_metrics", "predict_lookup", "lookup_wall_speedup", "choose_draft",
@@ -344,9 +344,7 @@ def calibrate_overheads(costs: dict, measured: dict, methods: Sequence[str] | No
 
 def format_lookup_rows(rows: Sequence[dict]) -> str:
     """Plain-text table of :func:`predict_lookup` rows."""
-    def iv(x):
-        return f"{x['mean']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}]" if x else "-"
-
+    iv = format_interval
     lines = [f"{'draft':<16}{'tokens/call [95% CI]':<28}{'wall speed-up [95% CI]':<28}{'prop.':>6}{'MAL':>7}"
              f"{'eff.':>7}{'E[acc]/acc':>14}{'z':>7}  per-position acceptance"]
     for r in rows:

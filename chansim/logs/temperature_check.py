@@ -31,6 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..common.stats import format_interval
+
 __all__ = ["rescale_settings", "iid_prediction", "compare_with_validation", "format_comparison"]
 
 
@@ -188,7 +190,7 @@ def compare_with_validation(result: dict, predictions: dict[str, list[dict]]) ->
 def format_comparison(rows: list[dict], labels: Sequence[str]) -> str:
     """Plain-text table of :func:`compare_with_validation` (value [interval])."""
     def iv(x):
-        return "—" if x is None else f"{x['mean']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}]"
+        return format_interval(x, "—") if x is not None else "—"
 
     head = f"{'method':<8}{'tree':<9}{'measured':<26}{'exact path (this log)':<26}"
     for lab in labels:

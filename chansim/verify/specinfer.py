@@ -75,33 +75,24 @@ def _rounds_1d(p, q, m: int):
     r = p.copy()
     alive = 1.0
     out = np.zeros(m)
-    j = 0
+    j, next_try, backoff = 0, 0, 1
     while j < m and alive > 1e-16:
-        on = r > 0
-        beta = float(np.minimum(r, q).sum())
-        q_s = float(q[on].sum())
-        if beta <= 0.0:                                     # q misses S: no later round accepts
-            break
-        if np.all(r[on] > q[on]) and q_s < 1.0:             # a stable phase: beta = q(S) throughout
-            c = q[on] / q_s
-            down = r[on] < c
-            with np.errstate(divide="ignore", invalid="ignore"):
-                n_x = np.log((c[down] - q[on][down]) / (c[down] - r[on][down])) / -np.log1p(-q_s)
-            length = int(min(np.ceil(n_x).min(), m - j)) if down.any() else m - j
-            if length >= _JUMP_MIN:
-                span = np.arange(length)
-                out[j:j + length] = alive * beta * (1.0 - beta) ** span
+        if j >= next_try:                                   # look for a stable phase (O(V), so not every round)
+            jumped = _jump(r, q, m - j)
+            if jumped is None:
+                next_try, backoff = j + backoff, min(2 * backoff, _JUMP_BACKOFF)
+            else:
+                length, beta, r_after = jumped
+                out[j:j + length] = alive * beta * (1.0 - beta) ** np.arange(length)
                 alive *= (1.0 - beta) ** length
                 j += length
-                if not down.any():                          # r = c on S: a fixed point, every later round alike
+                if r_after is None:                         # r = c on S: a fixed point, every later round alike
                     break
-                with np.errstate(over="ignore"):
-                    growth = np.exp(-length * np.log1p(-q_s))       # g^L, finite: r stays in [0, 1] until L
-                rs = c + (r[on] - c) * growth                       # r after the phase (r > 0 on S)
-                r = np.zeros_like(r)
-                r[on] = np.maximum(rs, 0.0)
-                r /= r.sum()
+                r, next_try, backoff = r_after, j, 1
                 continue
+        beta = float(np.minimum(r, q).sum())
+        if beta <= 0.0:                                     # q misses S: no later round accepts
+            break
         out[j] = alive * beta
         alive *= max(1.0 - beta, 0.0)
         j += 1
@@ -109,6 +100,38 @@ def _rounds_1d(p, q, m: int):
             break
         r = residual(r, q)
     return out, alive * r
+
+
+#: most rounds between two looks for a stable phase after failed looks (doubling from 1)
+_JUMP_BACKOFF = 32
+
+
+def _jump(r, q, left: int):
+    r"""The stable phase that starts at residual ``r``, if it lasts at least ``_JUMP_MIN`` rounds.
+
+    Returns None, or ``(length, beta, r_after)``: its length L (at most ``left``), its constant
+    acceptance :math:`\beta = q(S)` and the residual after it (None at a fixed point, where
+    every later round is the same); :func:`_rounds_1d` has the derivation.
+    """
+    on = r > 0
+    r_s, q_on = r[on], q[on]
+    q_s = float(q_on.sum())
+    if not (0.0 < q_s < 1.0) or not np.all(r_s > q_on):
+        return None
+    c = q_on / q_s
+    down = r_s < c
+    if not down.any():
+        return left, q_s, None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_x = np.log((c[down] - q_on[down]) / (c[down] - r_s[down])) / -np.log1p(-q_s)
+    length = int(min(np.ceil(n_x).min(), left))
+    if length < _JUMP_MIN:
+        return None
+    with np.errstate(over="ignore"):
+        growth = np.exp(-length * np.log1p(-q_s))           # g^L, finite: r stays in [0, 1] until L
+    r_after = np.zeros_like(r)
+    r_after[on] = np.maximum(c + (r_s - c) * growth, 0.0)   # r > 0 on S after the phase
+    return length, q_s, r_after / r_after.sum()
 
 
 class SpecInfer(IIDDrafting, Method):
