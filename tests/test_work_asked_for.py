@@ -38,6 +38,10 @@ def test_sd_alone_computes_no_rank_law(tmp_path, monkeypatch, capsys):
                  "--k", "1,4", "--jobs", "1"]) == 0
     out = capsys.readouterr().out
     assert "H(R) = - (not computed" in out and "ersd bound" in out
+    plot = tmp_path / "sd.png"                                   # no law: the plot leaves the ERSD lines out
+    assert main(["bound", "--p", str(tmp_path / "p.npy"), "--q", str(tmp_path / "q.npy"), "--method", "sd",
+                 "--k", "1,4", "--jobs", "1", "--plot", str(plot)]) == 0
+    assert plot.stat().st_size > 0
     rep = report.speedup_report(np.array(p), np.array(q), k=[1, 4], methods=["sd"])
     assert rep.ersd_bound["value"] == [None, None] and rep.summary["rank_entropy_nats"] is None
     assert rep.methods["sd"]["tokens_per_call"][0] == pytest.approx(1 + np.minimum(p, q).sum(1).mean(), abs=1e-12)

@@ -356,9 +356,11 @@ def _plot(report, path: str) -> None:
         if pts:
             ax.plot(*zip(*pts), marker="o", label=name + ("" if entry["exact"] else " (* interval in --json)"))
     asym = [float("nan") if v is None else v for v in report.asymptote["value"]]     # None: outside [1, k+1]
-    ax.plot(report.asymptote["k"], asym, "k--", label="ERSD large-k relation ln k / H(R) + C (not a bound)")
-    ax.plot(report.ersd_bound["k"], report.ersd_bound["value"], "k:",
-            label="ERSD all-k bound (guaranteed for ersd, ersd-topm)")
+    bound = [float("nan") if v is None else v for v in report.ersd_bound["value"]]   # None: no rank law asked for
+    if not all(v != v for v in asym):
+        ax.plot(report.asymptote["k"], asym, "k--", label="ERSD large-k relation ln k / H(R) + C (not a bound)")
+    if not all(v != v for v in bound):
+        ax.plot(report.ersd_bound["k"], bound, "k:", label="ERSD all-k bound (guaranteed for ersd, ersd-topm)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("drafted tokens k")
     ax.set_ylabel("tokens per target call")
