@@ -47,6 +47,8 @@ def test_sd_alone_computes_no_rank_law(tmp_path, monkeypatch, capsys):
     assert rep.methods["sd"]["tokens_per_call"][0] == pytest.approx(1 + np.minimum(p, q).sum(1).mean(), abs=1e-12)
     with pytest.raises(AssertionError, match="rank law was computed"):         # asked for: computed
         report.speedup_report(np.array(p), np.array(q), k=[1], methods=["sd"], rank_law=True)
+    with pytest.raises(ValueError, match="valued through the rank law"):      # refused, not a crash later
+        report.speedup_report(np.array(p), np.array(q), k=[1], methods=["ersd"], rank_law=False)
 
 
 def test_law_ranks_follow_the_tail_not_k():

@@ -645,6 +645,9 @@ def speedup_report(target, draft, k=DEFAULT_K, methods=None, tree: str = "optima
         if name not in known:
             raise ValueError(f"unknown method {name!r}; choose from {', '.join(known)}")
     with_law = needs_rank_law(methods) if rank_law is None else bool(rank_law)
+    if not with_law and needs_rank_law(methods):
+        raise ValueError(f"rank_law=False, but {', '.join(m for m in methods if get_method(m).uses_race)} "
+                         "are valued through the rank law; drop them or leave rank_law unset")
     args = (ks, methods, tree, trials, seed, exact_max_vocab, eps, confidence, rank_tol, with_law)
     if n_jobs == 1 or n < 16 or not with_law:          # without the law a position costs ~5 ms: no workers
         rows = _rows(p, q, 0, *args)
