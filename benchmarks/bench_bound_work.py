@@ -56,12 +56,7 @@ def _specinfer_jump_ratio(p, q, slots: int = 20_000, reps: int = 2) -> dict:
     from chansim.verify import specinfer
 
     def loop():
-        old = specinfer._JUMP_FROM
-        specinfer._JUMP_FROM = 10**12
-        try:
-            return specinfer.residual_rounds(p, q, slots)
-        finally:
-            specinfer._JUMP_FROM = old
+        return specinfer._rounds_loop(p, q, slots)
 
     t_jump, t_loop = [], []
     for _ in range(reps):                                 # interleaved: load hits both alike

@@ -61,12 +61,7 @@ def test_law_ranks_follow_the_tail_not_k():
 
 
 def _loop(p, q, m):
-    old = specinfer._JUMP_FROM
-    specinfer._JUMP_FROM = 10**12
-    try:
-        return specinfer.residual_rounds(p, q, m)
-    finally:
-        specinfer._JUMP_FROM = old
+    return specinfer._rounds_loop(p, q, m)
 
 
 def _random_pairs(n, seed):

@@ -35,7 +35,7 @@ import numpy as np
 
 from .rank_light import light_state, row_error, second_order_error
 
-__all__ = ["HeavySets", "choose_heavy_sets", "row_means", "run_recursion"]
+__all__ = ["HeavySets", "choose_heavy_sets", "row_means", "run_recursion", "shortlist_rates"]
 
 #: most (row, competitor) rate entries held at once by the recursion (16 MiB of float64)
 _BLOCK = 1 << 21
@@ -201,6 +201,19 @@ def run_recursion(t_rows, win_rows, heavy: HeavySets, k: int, device=None) -> np
         _absorb(st, pi_cols[pi_cols.max(1) > 0], k)
         state[idx] = st.T
     return state
+
+
+def shortlist_rates(ps, qs, pos_in_short, winners, rho_w) -> np.ndarray:
+    r"""Rates :math:`c_x = (q_x/\rho_y - p_x)_+` of the shortlist's tokens x for each winner y, shape (W, S).
+
+    ``ps``, ``qs`` the shortlist's p and q, ``pos_in_short`` each token's column (-1 outside); a
+    winner's own column is set to 0 (its rate is 0 exactly; rounding could leave 1e-17).
+    """
+    c = np.maximum(qs[None, :] / rho_w[:, None] - ps[None, :], 0.0)         # [W, S]
+    own = pos_in_short[winners]
+    has = own >= 0
+    c[np.flatnonzero(has), own[has]] = 0.0
+    return c
 
 
 def row_means(t_rows, win_rows, heavy: HeavySets) -> np.ndarray:
@@ -376,10 +389,7 @@ def choose_heavy_sets(p, q, winners, mass, rho_w, out_sums, short, outside_qmax:
         """Shortlist rates of winners ``sl``: the ``top`` largest sorted decreasingly (all if None),
         and the rest's (other shortlist rates and the outside) sum, sum of squares, bound on the
         sum of cubes and on the largest rate, each added up from the rest itself."""
-        c = np.maximum(qs[None, :] / rho_w[sl, None] - ps[None, :], 0.0)    # [chunk, S]
-        own = pos_in_short[winners[sl]]
-        has = own >= 0
-        c[np.flatnonzero(has), own[has]] = 0.0
+        c = shortlist_rates(ps, qs, pos_in_short, winners[sl], rho_w[sl])       # [chunk, S]
         out_max = np.minimum(outside_qmax / rho_w[sl], np.sqrt(out_sq[sl]))   # c_x <= q_x / rho_y, c_x^2 <= S_2
         outside = (out_s1[sl], out_sq[sl], out_max * out_sq[sl], out_max)
         if top is not None and top < s_n:

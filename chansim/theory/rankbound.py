@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..sampling.races import competitor_rates
-from .rank_heavy import HeavySets, choose_heavy_sets, row_means, run_recursion
+from .rank_heavy import HeavySets, choose_heavy_sets, row_means, run_recursion, shortlist_rates
 from .rank_light import power_sums_above
 from .rank_quadrature import graded_panels
 
@@ -408,10 +408,7 @@ def _shortlist_sums(ps, qs, pos_in_short, winners, rho_w, chunk: int) -> np.ndar
     out = np.empty(n)
     for s in range(0, n, chunk):
         sl = slice(s, min(n, s + chunk))
-        c = np.maximum(qs[None, :] / rho_w[sl, None] - ps[None, :], 0.0)        # [chunk, S] c_x(y)
-        own = pos_in_short[winners[sl]]
-        has = own >= 0
-        c[np.flatnonzero(has), own[has]] = 0.0
+        c = shortlist_rates(ps, qs, pos_in_short, winners[sl], rho_w[sl])       # [chunk, S] c_x(y)
         out[sl] = (c / (1 + c)).sum(1)
     return out
 

@@ -27,10 +27,12 @@ verification cost with the tree width.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..common.logconfig import get_logger
 from ..sampling import races
 from ..inputs.distributions import check_pair, kl_divergence, softmax, total_variation
 from ..verify.registry import default_methods, get_method, method_names
@@ -367,10 +369,6 @@ def needs_rank_law(methods) -> bool:
 
 def _law_for(p, q, ks, trials, seed, exact_max_vocab, eps, confidence, rank_tol):
     """The rank law for budgets ``ks``: K = 64 first, widened x4 while P(R > K) > rank_tol and k > K."""
-    import time
-
-    from ..common.logconfig import get_logger
-
     vocab, kmax = p.shape[-1], max(ks)
     k_ranks = min(64, vocab)
     while True:

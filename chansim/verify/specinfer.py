@@ -41,6 +41,11 @@ def residual_rounds(p, q, m: int):
     """
     if p.ndim == 1 and m > _JUMP_FROM:
         return _rounds_1d(p, q, m)
+    return _rounds_loop(p, q, m)
+
+
+def _rounds_loop(p, q, m: int):
+    """:func:`residual_rounds` round by round (batched; the reference for :func:`_rounds_1d`)."""
     r = p.copy()
     alive = np.ones(p.shape[:-1])
     out = np.zeros(p.shape[:-1] + (m,))
