@@ -176,7 +176,7 @@ def run(args) -> int:
         raise ValueError("bound reads 2-D --p/--q as positions (one distribution per row); Markov transition "
                          "matrices (--markov) are for 'chansim simulate'")
     from ..inputs.io import load_pair
-    from ..theory.report import MAX_K, speedup_report
+    from ..theory.report import MAX_K, MAX_RANKS, speedup_report
 
     if args.plot:
         args.plot = _plot_output(args, [args.p, args.q])
@@ -200,7 +200,7 @@ def run(args) -> int:
     methods = _methods(args.method) or list(default_methods("bound", vocab=p.shape[-1], kmax=max(ks)))
     with_law = args.rank_law or needs_rank_law(methods)
     seconds = check_rank_law_budget(p.shape[-1], args.rank_tol, positions=p.shape[0] if p.ndim == 2 else 1,
-                                    jobs=args.jobs, force=args.force, ranks=min(max(ks), 1024)) if with_law else 0.0
+                                    jobs=args.jobs, force=args.force, ranks=min(max(ks), MAX_RANKS)) if with_law else 0.0
     if seconds > 10:
         from ..common.logconfig import get_logger
 

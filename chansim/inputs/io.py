@@ -267,10 +267,7 @@ def _check_side(arr, loaded_dtype, label, name, atol, logits):
     # rows within the (rounding) tolerance are divided by their mass, as the log reader does: the
     # stored values are a rounded probability vector, and every later check uses PROB_ATOL; in place
     # on check_probs' own copy (no third copy of a 400 MB file)
-    sums = probs.sum(axis=-1, keepdims=True)
-    if probs is arr:                                  # never: check_probs returns its own float64 copy
-        return probs / sums
-    probs /= sums
+    probs /= probs.sum(axis=-1, keepdims=True)       # check_probs returned its own float64 copy
     return probs
 
 
