@@ -146,3 +146,15 @@ def test_grid_brackets_contain_each_winners_own_bracket(monkeypatch):
     monkeypatch.setattr(rb.np, "searchsorted", off_by_one)
     bad_up, bad_lo = _brackets(p, q, 100, 7)
     assert np.any(bad_up < own_up - 1e-9) or np.any(bad_lo > own_lo + 1e-9)
+
+
+def test_specinfer_jumps_against_exact_rationals():
+    """p = (1/2, 1/2), q = (9/10, 1/10): r_2 = (0, 1), then every round accepts with 1/10, so
+    w_1 = 3/5 and w_j = (2/5)(1/10)(9/10)^(j-2) for j >= 2 (by hand, not by chansim)."""
+    from fractions import Fraction
+
+    m = 1000                                                   # > _JUMP_FROM: the phase-jump path
+    w, rest = specinfer.residual_rounds(np.array([0.5, 0.5]), np.array([0.9, 0.1]), m)
+    exact = [Fraction(3, 5)] + [Fraction(2, 5) * Fraction(1, 10) * Fraction(9, 10) ** (j - 2) for j in range(2, m + 1)]
+    assert np.abs(w - np.array([float(x) for x in exact])).max() <= 1e-15
+    assert rest[0] == 0.0 and abs(rest[1] - float(Fraction(2, 5) * Fraction(9, 10) ** (m - 1))) <= 1e-15
